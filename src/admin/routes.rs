@@ -1,0 +1,547 @@
+//! `/routes`: how clients reach a service, in Kong's ai-proxy vocabulary (spec §3.3).
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::admin::auth::{Principal, Role};
+use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::services::to_json;
+use crate::admin::validate::{self, Problems};
+use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use crate::store::{Lookup, Page, RouteRecord, new_id, now};
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get_one)
+        .service(update)
+        .service(upsert)
+        .service(remove);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum RouteType {
+    #[serde(rename = "llm/v1/chat")]
+    Chat,
+    #[serde(rename = "llm/v1/completions")]
+    Completions,
+    #[serde(rename = "preserve")]
+    Preserve,
+}
+
+impl RouteType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteType::Chat => "llm/v1/chat",
+            RouteType::Completions => "llm/v1/completions",
+            RouteType::Preserve => "preserve",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseStreaming {
+    /// Streams when the client sends `stream: true`.
+    #[default]
+    Allow,
+    /// `stream: true` → 400.
+    Deny,
+    /// Always streams.
+    Always,
+}
+
+impl ResponseStreaming {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResponseStreaming::Allow => "allow",
+            ResponseStreaming::Deny => "deny",
+            ResponseStreaming::Always => "always",
+        }
+    }
+}
+
+/// Tuning options override the client's values (Kong ≥ 3.8); costs are per 1M tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOptions {
+    pub max_tokens: Option<u32>,
+    /// 0.0 ..= 5.0
+    pub temperature: Option<f64>,
+    /// 0.0 ..= 1.0
+    pub top_p: Option<f64>,
+    /// 0 ..= 500
+    pub top_k: Option<u32>,
+    /// USD per 1M prompt tokens (> 0).
+    pub input_cost: Option<f64>,
+    /// USD per 1M completion tokens (> 0).
+    pub output_cost: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Upstream model; null ⇒ the client's `model` is used.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub options: ModelOptions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Write the analytics log line (usage records are kept regardless). Default true.
+    #[serde(default = "yes")]
+    pub log_statistics: bool,
+    /// Include request and response bodies in the analytics line. Default false.
+    #[serde(default)]
+    pub log_payloads: bool,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            log_statistics: true,
+            log_payloads: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_body_size() -> u64 {
+    1024 * 1024
+}
+
+/// Largest accepted `max_request_body_size`.
+const MAX_BODY_SIZE_LIMIT: u64 = 128 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyType {
+    PromptTemplate,
+    PromptDecorator,
+    PromptGuard,
+    RequestTransformer,
+    ResponseTransformer,
+}
+
+/// One request/response policy (spec §7); its `config` is validated in full when policies
+/// are enforced.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(rename = "type")]
+    pub kind: PolicyType,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub config: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteInput {
+    pub name: String,
+    /// Path prefixes (matched at segment boundaries, longest first).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Makes the route reachable as `model` on `/v1/chat/completions` and `/v1/completions`.
+    pub model_alias: Option<String>,
+    /// Service id or name.
+    pub service: String,
+    pub route_type: RouteType,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default)]
+    pub response_streaming: ResponseStreaming,
+    /// Adds `x-tollgate-llm-model: <provider>/<model>`. Default true.
+    #[serde(default = "yes")]
+    pub model_name_header: bool,
+    /// Bytes; default 1 MiB.
+    #[serde(default = "default_body_size")]
+    pub max_request_body_size: u64,
+    /// Tenant names (or ids) that may call it; null = every tenant.
+    pub tenants: Option<Vec<String>>,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteView {
+    pub id: Uuid,
+    pub name: String,
+    pub paths: Vec<String>,
+    pub model_alias: Option<String>,
+    /// Service name.
+    pub service: String,
+    pub route_type: String,
+    #[schema(value_type = ModelConfig)]
+    pub model: Value,
+    #[schema(value_type = Logging)]
+    pub logging: Value,
+    pub response_streaming: String,
+    pub model_name_header: bool,
+    pub max_request_body_size: i64,
+    /// Tenant names; null = every tenant.
+    pub tenants: Option<Vec<String>>,
+    #[schema(value_type = Vec<Policy>)]
+    pub policies: Value,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RouteView {
+    fn new(r: &RouteRecord, snap: &Snapshot) -> Self {
+        RouteView {
+            id: r.id,
+            name: r.name.clone(),
+            paths: r.paths.0.clone(),
+            model_alias: r.model_alias.clone(),
+            service: snap
+                .service_name(r.service_id)
+                .map_or_else(|| r.service_id.to_string(), str::to_string),
+            route_type: r.route_type.clone(),
+            model: r.model.0.clone(),
+            logging: r.logging.0.clone(),
+            response_streaming: r.response_streaming.clone(),
+            model_name_header: r.model_name_header,
+            max_request_body_size: r.max_request_body_size,
+            tenants: r.tenants.as_ref().map(|ids| {
+                ids.0
+                    .iter()
+                    .map(|id| {
+                        snap.tenant_name(*id)
+                            .map_or_else(|| id.to_string(), str::to_string)
+                    })
+                    .collect()
+            }),
+            policies: r.policies.0.clone(),
+            tags: r.tags.0.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+fn as_input(r: &RouteRecord, snap: &Snapshot) -> Value {
+    let v = RouteView::new(r, snap);
+    json!({
+        "name": v.name, "paths": v.paths, "model_alias": v.model_alias, "service": v.service,
+        "route_type": v.route_type, "model": v.model, "logging": v.logging,
+        "response_streaming": v.response_streaming, "model_name_header": v.model_name_header,
+        "max_request_body_size": v.max_request_body_size, "tenants": v.tenants,
+        "policies": v.policies, "tags": v.tags,
+    })
+}
+
+fn check_model(problems: &mut Problems, model: &ModelConfig) {
+    if let Some(name) = &model.name
+        && (name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control))
+    {
+        problems.add(
+            "model.name",
+            "must be 1 to 256 characters without control characters",
+        );
+    }
+    let o = &model.options;
+    let mut range = |field: &str, value: Option<f64>, lo: f64, hi: f64| {
+        if value.is_some_and(|v| !(lo..=hi).contains(&v)) {
+            problems.add(
+                format!("model.options.{field}"),
+                format!("must be between {lo} and {hi}"),
+            );
+        }
+    };
+    range("temperature", o.temperature, 0.0, 5.0);
+    range("top_p", o.top_p, 0.0, 1.0);
+    range("top_k", o.top_k.map(f64::from), 0.0, 500.0);
+    if o.max_tokens == Some(0) {
+        problems.add("model.options.max_tokens", "must be greater than 0");
+    }
+    for (field, value) in [("input_cost", o.input_cost), ("output_cost", o.output_cost)] {
+        if value.is_some_and(|v| v <= 0.0 || v > 1_000_000.0) {
+            problems.add(
+                format!("model.options.{field}"),
+                "must be greater than 0 (USD per 1M tokens)",
+            );
+        }
+    }
+}
+
+async fn to_record(
+    state: &AppState,
+    input: RouteInput,
+    existing: Option<&RouteRecord>,
+) -> Result<RouteRecord> {
+    let mut problems = Problems::default();
+    problems.check("name", validate::object_name(&input.name));
+    validate::tags(&mut problems, &input.tags);
+    for (i, p) in input.paths.iter().enumerate() {
+        problems.check(&format!("paths[{i}]"), validate::route_path(p));
+        if input.paths[..i].contains(p) {
+            problems.add(format!("paths[{i}]"), "is listed twice");
+        }
+    }
+    if input.paths.len() > 32 {
+        problems.add("paths", "at most 32 paths");
+    }
+    if let Some(alias) = &input.model_alias {
+        problems.check("model_alias", validate::model_alias(alias));
+    }
+    if input.paths.is_empty() && input.model_alias.is_none() {
+        problems.add(
+            "paths",
+            "a route needs at least one path or a model_alias, or nothing can reach it",
+        );
+    }
+    check_model(&mut problems, &input.model);
+    if !(1..=MAX_BODY_SIZE_LIMIT).contains(&input.max_request_body_size) {
+        problems.add(
+            "max_request_body_size",
+            format!("must be between 1 and {MAX_BODY_SIZE_LIMIT}"),
+        );
+    }
+    let service = state
+        .store
+        .get_service(&Lookup::parse(&input.service))
+        .await?;
+    if service.is_none() {
+        problems.add(
+            "service",
+            format!("service '{}' does not exist", input.service),
+        );
+    }
+    let mut tenant_ids = Vec::new();
+    if let Some(tenants) = &input.tenants {
+        for (i, t) in tenants.iter().enumerate() {
+            match state.store.get_tenant(&Lookup::parse(t)).await? {
+                Some(found) if tenant_ids.contains(&found.id) => {
+                    problems.add(format!("tenants[{i}]"), "is listed twice");
+                }
+                Some(found) => tenant_ids.push(found.id),
+                None => problems.add(
+                    format!("tenants[{i}]"),
+                    format!("tenant '{t}' does not exist"),
+                ),
+            }
+        }
+    }
+    // A private service serves only its tenant; a route must not widen that.
+    if let Some(owner) = service.as_ref().and_then(|s| s.tenant_id)
+        && input.tenants.is_some()
+        && tenant_ids.iter().any(|id| *id != owner)
+    {
+        problems.add(
+            "tenants",
+            "the service is private to one tenant; only that tenant may be listed",
+        );
+    }
+    problems.finish()?;
+    let Some(service) = service else {
+        return Err(Error::invalid_field("service", "does not exist"));
+    };
+    let now = now();
+    Ok(RouteRecord {
+        id: existing.map_or_else(new_id, |e| e.id),
+        name: input.name,
+        paths: Json(input.paths),
+        model_alias: input.model_alias,
+        service_id: service.id,
+        route_type: input.route_type.as_str().to_string(),
+        model: Json(to_json(&input.model)),
+        logging: Json(to_json(&input.logging)),
+        response_streaming: input.response_streaming.as_str().to_string(),
+        model_name_header: input.model_name_header,
+        max_request_body_size: i64::try_from(input.max_request_body_size).unwrap_or(i64::MAX),
+        tenants: input.tenants.map(|_| Json(tenant_ids)),
+        policies: Json(to_json(&input.policies)),
+        tags: Json(input.tags),
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    })
+}
+
+/// Whether a tenant may use a route: listed (or the list is null) and the service is not
+/// private to someone else.
+pub fn tenant_may_use(route: &RouteRecord, service_tenant: Option<Uuid>, tenant: Uuid) -> bool {
+    let listed = route
+        .tenants
+        .as_ref()
+        .is_none_or(|ids| ids.0.contains(&tenant));
+    let service_ok = service_tenant.is_none_or(|owner| owner == tenant);
+    listed && service_ok
+}
+
+/// For a tenant_admin: its tenant id, from the snapshot.
+fn own_tenant(state: &AppState, who: &Principal) -> Option<Uuid> {
+    let name = who.tenant.as_deref()?;
+    state.snapshot.load().tenants_by_name.get(name).copied()
+}
+
+fn visible_to(state: &AppState, who: &Principal, route: &RouteRecord) -> bool {
+    if who.role != Role::TenantAdmin {
+        return true;
+    }
+    let snap = state.snapshot.load();
+    let service_tenant = snap
+        .services
+        .get(&route.service_id)
+        .and_then(|s| s.record.tenant_id);
+    own_tenant(state, who).is_some_and(|t| tenant_may_use(route, service_tenant, t))
+}
+
+async fn find(state: &AppState, who: &Principal, key: &str) -> Result<RouteRecord> {
+    match state.store.get_route(&Lookup::parse(key)).await? {
+        Some(r) if visible_to(state, who, &r) => Ok(r),
+        _ => Err(Error::not_found(format!("route '{key}'"))),
+    }
+}
+
+/// List routes (a tenant_admin sees the routes its tenant may use).
+#[utoipa::path(tag = "routes", params(PageQuery),
+    responses((status = 200, body = Paged<RouteView>), (status = 401, body = ErrorBody)))]
+#[get("/routes")]
+async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let page = q.page()?;
+    let records = if who.role == Role::TenantAdmin {
+        // Filtered views cannot page in SQL; the route count is configuration-sized.
+        let all = state
+            .store
+            .list_routes(Page {
+                limit: i64::MAX,
+                offset: 0,
+            })
+            .await?;
+        all.into_iter()
+            .filter(|r| visible_to(&state, &who, r))
+            .skip(page.offset as usize)
+            .take(page.limit as usize + 1)
+            .collect()
+    } else {
+        state.store.list_routes(fetch_page(page)).await?
+    };
+    let snap = state.snapshot.load();
+    let views = records.iter().map(|r| RouteView::new(r, &snap)).collect();
+    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/routes")))
+}
+
+/// Create a route.
+#[utoipa::path(tag = "routes", request_body = RouteInput,
+    responses((status = 201, body = RouteView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/routes")]
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let record = to_record(&state, parse_typed(Value::Object(body.0))?, None).await?;
+    state.store.insert_route(&record).await?;
+    state.config_changed().await;
+    let view = RouteView::new(&record, &state.snapshot.load());
+    Ok(created(format!("/routes/{}", record.id), &view))
+}
+
+/// Get a route by id or name.
+#[utoipa::path(tag = "routes", params(("route" = String, Path, description = "id or name")),
+    responses((status = 200, body = RouteView), (status = 404, body = ErrorBody)))]
+#[get("/routes/{route}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let record = find(&state, &who, &path).await?;
+    Ok(HttpResponse::Ok().json(RouteView::new(&record, &state.snapshot.load())))
+}
+
+/// Partially update a route (JSON merge patch).
+#[utoipa::path(tag = "routes", params(("route" = String, Path, description = "id or name")),
+    request_body = Object,
+    responses((status = 200, body = RouteView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[patch("/routes/{route}")]
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = find(&state, &who, &path).await?;
+    let mut merged = as_input(&existing, &state.snapshot.load());
+    merge_patch(&mut merged, &Value::Object(body.0));
+    let record = to_record(&state, parse_typed(merged)?, Some(&existing)).await?;
+    state.store.update_route(&record).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::Ok().json(RouteView::new(&record, &state.snapshot.load())))
+}
+
+/// Create or replace a route by name.
+#[utoipa::path(tag = "routes", params(("route" = String, Path, description = "name")),
+    request_body = RouteInput,
+    responses((status = 200, body = RouteView), (status = 201, body = RouteView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[put("/routes/{route}")]
+async fn upsert(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    put_target_name(&path)?;
+    let mut body = body.0;
+    put_name(&mut body, "name", &path)?;
+    let existing = state
+        .store
+        .get_route(&Lookup::Name(path.to_string()))
+        .await?;
+    let record = to_record(&state, parse_typed(Value::Object(body))?, existing.as_ref()).await?;
+    if existing.is_some() {
+        state.store.update_route(&record).await?;
+    } else {
+        state.store.insert_route(&record).await?;
+    }
+    state.config_changed().await;
+    let view = RouteView::new(&record, &state.snapshot.load());
+    Ok(if existing.is_some() {
+        HttpResponse::Ok().json(view)
+    } else {
+        created(format!("/routes/{}", record.id), &view)
+    })
+}
+
+/// Delete a route (409 naming API keys restricted to it).
+#[utoipa::path(tag = "routes", params(("route" = String, Path, description = "id or name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[delete("/routes/{route}")]
+async fn remove(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = find(&state, &who, &path).await?;
+    state.store.delete_route(existing.id).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::NoContent().finish())
+}

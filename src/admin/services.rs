@@ -1,0 +1,504 @@
+//! `/services`: an LLM provider endpoint — where to call and with which credential.
+//! Provider options and their required-ness follow Kong's `model.options` (issue 2).
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::types::Json;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::admin::auth::Principal;
+use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::validate::{self, Problems};
+use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::error::{Error, Result};
+use crate::snapshot::Snapshot;
+use crate::state::AppState;
+use crate::store::{Lookup, ServiceRecord, new_id, now};
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get_one)
+        .service(update)
+        .service(upsert)
+        .service(remove);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Openai,
+    Azure,
+    Anthropic,
+    Cohere,
+    Mistral,
+    Llama2,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Azure => "azure",
+            Provider::Anthropic => "anthropic",
+            Provider::Cohere => "cohere",
+            Provider::Mistral => "mistral",
+            Provider::Llama2 => "llama2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MistralFormat {
+    Openai,
+    Ollama,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Llama2Format {
+    Raw,
+    Openai,
+    Ollama,
+}
+
+/// Provider options (Kong's `model.options`, provider part).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOptions {
+    /// Required for anthropic; sent as `anthropic-version`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<String>,
+    /// Required for azure: `https://<instance>.openai.azure.com`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure_instance: Option<String>,
+    /// Required for azure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure_deployment_id: Option<String>,
+    /// azure only; default `2023-05-15` (Kong's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure_api_version: Option<String>,
+    /// Required for mistral: `openai` or `ollama`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mistral_format: Option<MistralFormat>,
+    /// Required for llama2: `raw`, `openai` or `ollama`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llama2_format: Option<Llama2Format>,
+}
+
+/// Kong's default Azure API version.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2023-05-15";
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Connect timeout in milliseconds (1..=300000, default 5000).
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    /// Read timeout in milliseconds (1..=3600000, default 60000).
+    #[serde(default = "default_read_ms")]
+    pub read_ms: u64,
+}
+
+fn default_connect_ms() -> u64 {
+    5_000
+}
+
+fn default_read_ms() -> u64 {
+    60_000
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: default_connect_ms(),
+            read_ms: default_read_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceInput {
+    pub name: String,
+    pub provider: Provider,
+    /// Full upstream URL (Kong semantics); required for llama2.
+    pub upstream_url: Option<String>,
+    /// Credential id or name.
+    pub credential: Option<String>,
+    #[serde(default)]
+    pub options: ServiceOptions,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Tenant id or name: makes the service private to that tenant.
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceView {
+    pub id: Uuid,
+    pub name: String,
+    pub provider: String,
+    pub upstream_url: Option<String>,
+    /// Credential name.
+    pub credential: Option<String>,
+    #[schema(value_type = ServiceOptions)]
+    pub options: Value,
+    #[schema(value_type = Timeouts)]
+    pub timeouts: Value,
+    /// Tenant name, when private.
+    pub tenant: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn name_or_id(name: Option<&str>, id: Uuid) -> String {
+    name.map_or_else(|| id.to_string(), str::to_string)
+}
+
+impl ServiceView {
+    fn new(r: &ServiceRecord, snap: &Snapshot) -> Self {
+        ServiceView {
+            id: r.id,
+            name: r.name.clone(),
+            provider: r.provider.clone(),
+            upstream_url: r.upstream_url.clone(),
+            credential: r
+                .credential_id
+                .map(|id| name_or_id(snap.credential_name(id), id)),
+            options: r.options.0.clone(),
+            timeouts: r.timeouts.0.clone(),
+            tenant: r.tenant_id.map(|id| name_or_id(snap.tenant_name(id), id)),
+            tags: r.tags.0.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+fn as_input(r: &ServiceRecord, snap: &Snapshot) -> Value {
+    let view = ServiceView::new(r, snap);
+    json!({
+        "name": view.name, "provider": view.provider, "upstream_url": view.upstream_url,
+        "credential": view.credential, "options": view.options, "timeouts": view.timeouts,
+        "tenant": view.tenant, "tags": view.tags,
+    })
+}
+
+/// Kong's provider-conditional checks (`must set 'options.X' for P provider`), and options
+/// that do not belong to the provider.
+fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
+    let o = &input.options;
+    let p = input.provider;
+    let required = |problems: &mut Problems, present: bool, field: &str| {
+        if !present {
+            problems.add(
+                format!("options.{field}"),
+                format!("must set 'options.{field}' for {} provider", p.as_str()),
+            );
+        }
+    };
+    let foreign = |problems: &mut Problems, present: bool, field: &str, owner: &str| {
+        if present && p.as_str() != owner {
+            problems.add(
+                format!("options.{field}"),
+                format!("only applies to the {owner} provider"),
+            );
+        }
+    };
+    foreign(
+        problems,
+        o.anthropic_version.is_some(),
+        "anthropic_version",
+        "anthropic",
+    );
+    foreign(
+        problems,
+        o.azure_instance.is_some(),
+        "azure_instance",
+        "azure",
+    );
+    foreign(
+        problems,
+        o.azure_deployment_id.is_some(),
+        "azure_deployment_id",
+        "azure",
+    );
+    foreign(
+        problems,
+        o.azure_api_version.is_some(),
+        "azure_api_version",
+        "azure",
+    );
+    foreign(
+        problems,
+        o.mistral_format.is_some(),
+        "mistral_format",
+        "mistral",
+    );
+    foreign(
+        problems,
+        o.llama2_format.is_some(),
+        "llama2_format",
+        "llama2",
+    );
+    match p {
+        Provider::Anthropic => {
+            required(problems, o.anthropic_version.is_some(), "anthropic_version")
+        }
+        Provider::Azure => {
+            required(problems, o.azure_instance.is_some(), "azure_instance");
+            required(
+                problems,
+                o.azure_deployment_id.is_some(),
+                "azure_deployment_id",
+            );
+        }
+        Provider::Mistral => required(problems, o.mistral_format.is_some(), "mistral_format"),
+        Provider::Llama2 => required(problems, o.llama2_format.is_some(), "llama2_format"),
+        Provider::Openai | Provider::Cohere => {}
+    }
+    let self_hosted = p == Provider::Llama2 || o.mistral_format == Some(MistralFormat::Ollama);
+    if self_hosted && input.upstream_url.is_none() {
+        problems.add(
+            "upstream_url",
+            "must set 'upstream_url' for self-hosted providers/models",
+        );
+    }
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if let Some(v) = &o.azure_instance
+        && !dns_label(v)
+    {
+        problems.add(
+            "options.azure_instance",
+            "must be a DNS label (letters, digits, '-')",
+        );
+    }
+    let url_segment = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    for (field, value) in [
+        ("azure_deployment_id", &o.azure_deployment_id),
+        ("azure_api_version", &o.azure_api_version),
+        ("anthropic_version", &o.anthropic_version),
+    ] {
+        if let Some(v) = value
+            && !url_segment(v)
+        {
+            problems.add(
+                format!("options.{field}"),
+                "must be 1 to 128 letters, digits, '-', '_' or '.'",
+            );
+        }
+    }
+}
+
+async fn to_record(
+    state: &AppState,
+    mut input: ServiceInput,
+    existing: Option<&ServiceRecord>,
+) -> Result<ServiceRecord> {
+    let mut problems = Problems::default();
+    problems.check("name", validate::object_name(&input.name));
+    validate::tags(&mut problems, &input.tags);
+    check_provider_options(&mut problems, &input);
+    if let Some(url) = &input.upstream_url {
+        problems.check(
+            "upstream_url",
+            validate::upstream_url(url, state.settings.allow_private_upstreams),
+        );
+    }
+    if !(1..=300_000).contains(&input.timeouts.connect_ms) {
+        problems.add("timeouts.connect_ms", "must be between 1 and 300000");
+    }
+    if !(1..=3_600_000).contains(&input.timeouts.read_ms) {
+        problems.add("timeouts.read_ms", "must be between 1 and 3600000");
+    }
+    let credential_id = match &input.credential {
+        Some(c) => match state.store.get_credential(&Lookup::parse(c)).await? {
+            Some(found) => Some(found.id),
+            None => {
+                problems.add("credential", format!("credential '{c}' does not exist"));
+                None
+            }
+        },
+        None => None,
+    };
+    let tenant_id = match &input.tenant {
+        Some(t) => match state.store.get_tenant(&Lookup::parse(t)).await? {
+            Some(found) => Some(found.id),
+            None => {
+                problems.add("tenant", format!("tenant '{t}' does not exist"));
+                None
+            }
+        },
+        None => None,
+    };
+    problems.finish()?;
+    if input.provider == Provider::Azure && input.options.azure_api_version.is_none() {
+        input.options.azure_api_version = Some(DEFAULT_AZURE_API_VERSION.into());
+    }
+    let now = now();
+    Ok(ServiceRecord {
+        id: existing.map_or_else(new_id, |e| e.id),
+        name: input.name,
+        provider: input.provider.as_str().to_string(),
+        upstream_url: input.upstream_url,
+        credential_id,
+        options: Json(to_json(&input.options)),
+        timeouts: Json(to_json(&input.timeouts)),
+        tenant_id,
+        tags: Json(input.tags),
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    })
+}
+
+/// Serialises one of our own plain structs; cannot fail for them.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+async fn find(state: &AppState, key: &str) -> Result<ServiceRecord> {
+    state
+        .store
+        .get_service(&Lookup::parse(key))
+        .await?
+        .ok_or_else(|| Error::not_found(format!("service '{key}'")))
+}
+
+/// List services.
+#[utoipa::path(tag = "services", params(PageQuery),
+    responses((status = 200, body = Paged<ServiceView>), (status = 403, body = ErrorBody)))]
+#[get("/services")]
+async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    who.require_global_read()?;
+    let page = q.page()?;
+    let records = state.store.list_services(fetch_page(page)).await?;
+    let snap = state.snapshot.load();
+    let views = records.iter().map(|r| ServiceView::new(r, &snap)).collect();
+    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/services")))
+}
+
+/// Create a service.
+#[utoipa::path(tag = "services", request_body = ServiceInput,
+    responses((status = 201, body = ServiceView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[post("/services")]
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let record = to_record(&state, parse_typed(Value::Object(body.0))?, None).await?;
+    state.store.insert_service(&record).await?;
+    state.config_changed().await;
+    let view = ServiceView::new(&record, &state.snapshot.load());
+    Ok(created(format!("/services/{}", record.id), &view))
+}
+
+/// Get a service by id or name.
+#[utoipa::path(tag = "services", params(("service" = String, Path, description = "id or name")),
+    responses((status = 200, body = ServiceView), (status = 404, body = ErrorBody)))]
+#[get("/services/{service}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    who.require_global_read()?;
+    let record = find(&state, &path).await?;
+    Ok(HttpResponse::Ok().json(ServiceView::new(&record, &state.snapshot.load())))
+}
+
+/// Partially update a service (JSON merge patch).
+#[utoipa::path(tag = "services", params(("service" = String, Path, description = "id or name")),
+    request_body = Object,
+    responses((status = 200, body = ServiceView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[patch("/services/{service}")]
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = find(&state, &path).await?;
+    let mut merged = as_input(&existing, &state.snapshot.load());
+    merge_patch(&mut merged, &Value::Object(body.0));
+    let record = to_record(&state, parse_typed(merged)?, Some(&existing)).await?;
+    state.store.update_service(&record).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::Ok().json(ServiceView::new(&record, &state.snapshot.load())))
+}
+
+/// Create or replace a service by name.
+#[utoipa::path(tag = "services", params(("service" = String, Path, description = "name")),
+    request_body = ServiceInput,
+    responses((status = 200, body = ServiceView), (status = 201, body = ServiceView), (status = 400, body = ErrorBody)))]
+#[put("/services/{service}")]
+async fn upsert(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    put_target_name(&path)?;
+    let mut body = body.0;
+    put_name(&mut body, "name", &path)?;
+    let existing = state
+        .store
+        .get_service(&Lookup::Name(path.to_string()))
+        .await?;
+    let record = to_record(&state, parse_typed(Value::Object(body))?, existing.as_ref()).await?;
+    if existing.is_some() {
+        state.store.update_service(&record).await?;
+    } else {
+        state.store.insert_service(&record).await?;
+    }
+    state.config_changed().await;
+    let view = ServiceView::new(&record, &state.snapshot.load());
+    Ok(if existing.is_some() {
+        HttpResponse::Ok().json(view)
+    } else {
+        created(format!("/services/{}", record.id), &view)
+    })
+}
+
+/// Delete a service (409 naming the routes that still use it).
+#[utoipa::path(tag = "services", params(("service" = String, Path, description = "id or name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[delete("/services/{service}")]
+async fn remove(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = find(&state, &path).await?;
+    state.store.delete_service(existing.id).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::NoContent().finish())
+}

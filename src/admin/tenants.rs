@@ -1,0 +1,248 @@
+//! `/tenants`: customers or teams that call the proxy.
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
+use uuid::Uuid;
+
+use crate::admin::auth::Principal;
+use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::validate::{self, Problems};
+use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::error::{Error, Result};
+use crate::state::AppState;
+use crate::store::{Lookup, TenantRecord, new_id, now};
+use sqlx::types::Json;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list)
+        .service(create)
+        .service(get_one)
+        .service(update)
+        .service(upsert)
+        .service(remove);
+}
+
+/// What a client submits (POST, PUT, and PATCH after merging).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantInput {
+    /// Unique name: `[a-z0-9][a-z0-9-_.]{0,62}`.
+    pub name: String,
+    pub display_name: Option<String>,
+    /// Limits and budgets (spec §7); an object.
+    #[schema(value_type = Object)]
+    pub limits: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: Option<String>,
+    #[schema(value_type = Object)]
+    pub limits: Value,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&TenantRecord> for TenantView {
+    fn from(r: &TenantRecord) -> Self {
+        TenantView {
+            id: r.id,
+            name: r.name.clone(),
+            display_name: r.display_name.clone(),
+            limits: r.limits.0.clone(),
+            tags: r.tags.0.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The submitted shape of a stored tenant: the base a PATCH is merged into.
+fn as_input(r: &TenantRecord) -> Value {
+    json!({ "name": r.name, "display_name": r.display_name, "limits": r.limits.0, "tags": r.tags.0 })
+}
+
+fn to_record(input: TenantInput, existing: Option<&TenantRecord>) -> Result<TenantRecord> {
+    let mut problems = Problems::default();
+    problems.check("name", validate::object_name(&input.name));
+    if let Some(d) = &input.display_name {
+        problems.check("display_name", validate::display_text(d, 200));
+    }
+    validate::tags(&mut problems, &input.tags);
+    problems.finish()?;
+    let now = now();
+    Ok(TenantRecord {
+        id: existing.map_or_else(new_id, |e| e.id),
+        name: input.name,
+        display_name: input.display_name,
+        limits: Json(Value::Object(input.limits.unwrap_or_default())),
+        tags: Json(input.tags),
+        created_at: existing.map_or(now, |e| e.created_at),
+        updated_at: now,
+    })
+}
+
+/// Finds a tenant the principal may see; 404 otherwise (also for a tenant_admin reaching
+/// for another tenant).
+pub async fn visible_tenant(state: &AppState, who: &Principal, key: &str) -> Result<TenantRecord> {
+    let tenant = state.store.get_tenant(&Lookup::parse(key)).await?;
+    match tenant {
+        Some(t) if who.can_see_tenant(&t.name) => Ok(t),
+        _ => Err(Error::not_found(format!("tenant '{key}'"))),
+    }
+}
+
+/// List tenants (a tenant_admin sees only its own).
+#[utoipa::path(
+    tag = "tenants",
+    params(PageQuery),
+    responses((status = 200, body = Paged<TenantView>), (status = 401, body = ErrorBody))
+)]
+#[get("/tenants")]
+async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let page = q.page()?;
+    let records = if let Some(own) = who
+        .tenant
+        .as_deref()
+        .filter(|_| who.role == crate::admin::auth::Role::TenantAdmin)
+    {
+        let own = state
+            .store
+            .get_tenant(&Lookup::Name(own.to_string()))
+            .await?;
+        own.into_iter().skip(page.offset as usize).collect()
+    } else {
+        state.store.list_tenants(fetch_page(page)).await?
+    };
+    let views = records.iter().map(TenantView::from).collect();
+    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/tenants")))
+}
+
+/// Create a tenant.
+#[utoipa::path(
+    tag = "tenants",
+    request_body = TenantInput,
+    responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+#[post("/tenants")]
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let record = to_record(parse_typed(Value::Object(body.0))?, None)?;
+    state.store.insert_tenant(&record).await?;
+    state.config_changed().await;
+    Ok(created(
+        format!("/tenants/{}", record.id),
+        &TenantView::from(&record),
+    ))
+}
+
+/// Get a tenant by id or name.
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "id or name")),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorBody))
+)]
+#[get("/tenants/{tenant}")]
+async fn get_one(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let tenant = visible_tenant(&state, &who, &path).await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(&tenant)))
+}
+
+/// Partially update a tenant (JSON merge patch).
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "id or name")),
+    request_body = Object,
+    responses((status = 200, body = TenantView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+#[patch("/tenants/{tenant}")]
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = visible_tenant(&state, &who, &path).await?;
+    let mut merged = as_input(&existing);
+    merge_patch(&mut merged, &Value::Object(body.0));
+    let record = to_record(parse_typed(merged)?, Some(&existing))?;
+    state.store.update_tenant(&record).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::Ok().json(TenantView::from(&record)))
+}
+
+/// Create or replace a tenant by name (201 created, 200 replaced).
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "name")),
+    request_body = TenantInput,
+    responses((status = 200, body = TenantView), (status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+#[put("/tenants/{tenant}")]
+async fn upsert(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    put_target_name(&path)?;
+    let mut body = body.0;
+    put_name(&mut body, "name", &path)?;
+    let existing = state
+        .store
+        .get_tenant(&Lookup::Name(path.to_string()))
+        .await?;
+    let record = to_record(parse_typed(Value::Object(body))?, existing.as_ref())?;
+    let view = TenantView::from(&record);
+    let response = if existing.is_some() {
+        state.store.update_tenant(&record).await?;
+        HttpResponse::Ok().json(view)
+    } else {
+        state.store.insert_tenant(&record).await?;
+        created(format!("/tenants/{}", record.id), &view)
+    };
+    state.config_changed().await;
+    Ok(response)
+}
+
+/// Delete a tenant and its API keys (409 while services, routes or admins refer to it).
+#[utoipa::path(
+    tag = "tenants",
+    params(("tenant" = String, Path, description = "id or name")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+#[delete("/tenants/{tenant}")]
+async fn remove(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    who.require_admin()?;
+    let existing = visible_tenant(&state, &who, &path).await?;
+    state.store.delete_tenant(existing.id).await?;
+    state.config_changed().await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,153 @@
+//! The `tollgate` command line (spec §1).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::admin::auth::Role;
+use crate::app::{Application, jwt_keys, open_store};
+use crate::bootstrap;
+use crate::config::{Settings, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about = "A multi-tenant AI gateway")]
+pub struct Cli {
+    /// Configuration file (default: $TOLLGATE_CONFIG, else ./tollgate.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run migrations (unless disabled) and serve the proxy and admin listeners (default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Admin helpers.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Master-key helpers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print an admin JWT signed with the configured secret (stdout: the token only).
+    Token {
+        /// admin, tenant_admin or viewer.
+        #[arg(long)]
+        role: String,
+        /// Tenant name (required for tenant_admin).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// The token's subject.
+        #[arg(long, default_value = "cli")]
+        sub: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective values, secrets masked.
+    Check {
+        /// Configuration file to check (overrides --config).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored secret under the newest master key (online).
+    RotateMaster,
+}
+
+/// Runs the parsed command. `serve` blocks until shutdown.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Config {
+        command: ConfigCommand::Check { file },
+    } = &command
+    {
+        let path = file.as_ref().or(cli.config.as_ref());
+        let settings = Settings::load(path.map(PathBuf::as_path))?;
+        println!("# effective Tollgate configuration (secrets masked)");
+        print!("{}", settings.masked_toml());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    match command {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let store = open_store(&settings, true).await?;
+            store.close().await;
+            eprintln!("migrations applied ({})", store.backend().as_str());
+            Ok(())
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Token {
+                    role,
+                    tenant,
+                    ttl,
+                    sub,
+                },
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!("--role must be admin, tenant_admin or viewer");
+            };
+            match (role, &tenant) {
+                (Role::TenantAdmin, None) => bail!("--tenant is required for --role tenant_admin"),
+                (Role::Admin | Role::Viewer, Some(_)) => {
+                    bail!("--tenant only applies to --role tenant_admin")
+                }
+                _ => {}
+            }
+            let ttl = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
+            let ttl = chrono::Duration::from_std(ttl).context("--ttl is too long")?;
+            let keys = jwt_keys(&settings)?;
+            let (token, _) = keys
+                .issue(&sub, role.as_str(), tenant.as_deref(), ttl)
+                .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::RotateMaster,
+        } => {
+            let keyring = bootstrap::load_keyring(&settings)?;
+            let store = open_store(&settings, false).await?;
+            let newest = keyring.newest_key_id().to_string();
+            let rewrite = |aad: &[u8], ct: &[u8]| -> Result<Vec<u8>, String> {
+                let plain = keyring.decrypt(aad, ct).map_err(|e| e.to_string())?;
+                Ok(keyring.encrypt(aad, &plain))
+            };
+            let count = store
+                .reencrypt_all(&rewrite)
+                .await
+                .context("rotation failed; nothing was changed")?;
+            store.close().await;
+            eprintln!("re-encrypted {count} stored secrets under master key '{newest}'");
+            Ok(())
+        }
+        Command::Config { .. } => Ok(()),
+    }
+}

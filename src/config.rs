@@ -1,0 +1,458 @@
+//! Layered configuration: built-in defaults < `tollgate.toml` (or `--config`/`TOLLGATE_CONFIG`)
+//! < environment (`TOLLGATE_*` and the standard `OTEL_*`). Unknown file keys are errors that
+//! name the key. Secrets are held in `Secret` so printing the configuration masks them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::Secret;
+
+/// The effective configuration. Field names are the file keys; each environment variable is
+/// `TOLLGATE_` + the upper-cased key (see `ENV_KEYS`), except the `otel_*` keys, which come
+/// from the standard `OTEL_*` variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Embedded database, generated keys and spool files.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default `sqlite://<data_dir>/tollgate.db`.
+    pub database_url: Option<Secret<String>>,
+    pub proxy_listen: String,
+    pub admin_listen: String,
+    /// Worker threads per listener (0 = one per core).
+    pub proxy_workers: usize,
+    pub admin_workers: usize,
+    /// `base64` of 32 bytes, or `kid:base64,kid:base64` (the first encrypts).
+    pub master_key: Option<Secret<String>>,
+    /// HS256 secret for admin JWTs (raw UTF-8 bytes).
+    pub admin_jwt_secret: Option<Secret<String>>,
+    /// PEM of an RS256/ES256 public key (or a path to one) for externally issued admin JWTs.
+    pub admin_jwt_public_key: Option<String>,
+    pub admin_jwt_issuer: Option<String>,
+    pub admin_jwt_audience: Option<String>,
+    /// Lifetime of tokens from `/auth/login`, e.g. `1h`, `30m`.
+    pub admin_token_ttl: String,
+    /// Password of the bootstrap admin `admin`, used only when no admin exists.
+    pub admin_password: Option<Secret<String>>,
+    /// Admin request body limit in bytes (413 beyond).
+    pub admin_max_body_size: usize,
+    pub allow_private_upstreams: bool,
+    /// `stdout`, `off`, or a file path.
+    pub analytics_log: String,
+    /// Run migrations on `serve`.
+    pub migrate_on_start: bool,
+    /// Grace period for in-flight requests on SIGTERM, e.g. `15s`.
+    pub drain_timeout: String,
+    /// `text` or `json` for the process log.
+    pub log_format: String,
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    pub otel_exporter_otlp_protocol: Option<String>,
+    pub otel_service_name: Option<String>,
+    pub otel_resource_attributes: Option<String>,
+    pub otel_metric_export_interval: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            proxy_listen: "0.0.0.0:8080".into(),
+            admin_listen: "127.0.0.1:8081".into(),
+            proxy_workers: 0,
+            admin_workers: 1,
+            master_key: None,
+            admin_jwt_secret: None,
+            admin_jwt_public_key: None,
+            admin_jwt_issuer: None,
+            admin_jwt_audience: None,
+            admin_token_ttl: "1h".into(),
+            admin_password: None,
+            admin_max_body_size: 1024 * 1024,
+            allow_private_upstreams: false,
+            analytics_log: "stdout".into(),
+            migrate_on_start: true,
+            drain_timeout: "15s".into(),
+            log_format: "text".into(),
+            otel_exporter_otlp_endpoint: None,
+            otel_exporter_otlp_protocol: None,
+            otel_service_name: None,
+            otel_resource_attributes: None,
+            otel_metric_export_interval: None,
+        }
+    }
+}
+
+/// Every environment variable the configuration reads, with its file key.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("TOLLGATE_DATA_DIR", "data_dir"),
+    ("TOLLGATE_DATABASE_URL", "database_url"),
+    ("TOLLGATE_PROXY_LISTEN", "proxy_listen"),
+    ("TOLLGATE_ADMIN_LISTEN", "admin_listen"),
+    ("TOLLGATE_PROXY_WORKERS", "proxy_workers"),
+    ("TOLLGATE_ADMIN_WORKERS", "admin_workers"),
+    ("TOLLGATE_MASTER_KEY", "master_key"),
+    ("TOLLGATE_ADMIN_JWT_SECRET", "admin_jwt_secret"),
+    ("TOLLGATE_ADMIN_JWT_PUBLIC_KEY", "admin_jwt_public_key"),
+    ("TOLLGATE_ADMIN_JWT_ISSUER", "admin_jwt_issuer"),
+    ("TOLLGATE_ADMIN_JWT_AUDIENCE", "admin_jwt_audience"),
+    ("TOLLGATE_ADMIN_TOKEN_TTL", "admin_token_ttl"),
+    ("TOLLGATE_ADMIN_PASSWORD", "admin_password"),
+    ("TOLLGATE_ADMIN_MAX_BODY_SIZE", "admin_max_body_size"),
+    (
+        "TOLLGATE_ALLOW_PRIVATE_UPSTREAMS",
+        "allow_private_upstreams",
+    ),
+    ("TOLLGATE_ANALYTICS_LOG", "analytics_log"),
+    ("TOLLGATE_MIGRATE_ON_START", "migrate_on_start"),
+    ("TOLLGATE_DRAIN_TIMEOUT", "drain_timeout"),
+    ("TOLLGATE_LOG_FORMAT", "log_format"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),
+    ("OTEL_SERVICE_NAME", "otel_service_name"),
+    ("OTEL_RESOURCE_ATTRIBUTES", "otel_resource_attributes"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "otel_metric_export_interval"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid configuration file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("invalid value in {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl Settings {
+    /// Loads defaults < file < environment. `explicit_file` comes from `--config`; otherwise
+    /// `TOLLGATE_CONFIG`, otherwise `./tollgate.toml` when it exists.
+    pub fn load(explicit_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(explicit_file, &env)
+    }
+
+    /// As `load`, with the environment passed in (tests must not mutate the process env).
+    pub fn load_from(
+        explicit_file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let file = match (explicit_file, lookup("TOLLGATE_CONFIG")) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) if !p.is_empty() => Some(PathBuf::from(p)),
+            _ => Some(PathBuf::from("tollgate.toml")).filter(|p| p.exists()),
+        };
+        // Start from the defaults as a TOML table so file and env layers merge key by key.
+        let mut table =
+            toml::Table::try_from(Settings::default()).map_err(|e| ConfigError::Invalid {
+                key: "(defaults)".into(),
+                reason: e.to_string(),
+            })?;
+        if let Some(path) = &file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let file_table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            // Validate the file alone so an unknown key is reported against the file.
+            let _: Settings = toml::Value::Table(file_table.clone()).try_into().map_err(
+                |e: toml::de::Error| ConfigError::File {
+                    path: shown.clone(),
+                    reason: e.to_string(),
+                },
+            )?;
+            table.extend(file_table);
+        }
+        for (var, key) in ENV_KEYS {
+            // An empty variable counts as unset (compose files pass `VAR: ${VAR:-}`).
+            let Some(raw) = lookup(var).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let value = env_value(key, &raw).map_err(|reason| ConfigError::Env {
+                var: (*var).to_string(),
+                reason,
+            })?;
+            table.insert((*key).to_string(), value);
+        }
+        let settings: Settings =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    key: "(merged)".into(),
+                    reason: e.to_string(),
+                })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.into(),
+            reason,
+        };
+        for (key, addr) in [
+            ("proxy_listen", &self.proxy_listen),
+            ("admin_listen", &self.admin_listen),
+        ] {
+            addr.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("'{addr}' is not host:port ({e})")))?;
+        }
+        parse_duration(&self.admin_token_ttl).map_err(|e| invalid("admin_token_ttl", e))?;
+        parse_duration(&self.drain_timeout).map_err(|e| invalid("drain_timeout", e))?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid("log_format", "must be 'text' or 'json'".into()));
+        }
+        if self.admin_max_body_size == 0 {
+            return Err(invalid(
+                "admin_max_body_size",
+                "must be greater than 0".into(),
+            ));
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:// or postgres://".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().clone(),
+            None => format!("sqlite://{}", self.data_dir.join("tollgate.db").display()),
+        }
+    }
+
+    pub fn admin_token_ttl(&self) -> Duration {
+        parse_duration(&self.admin_token_ttl).unwrap_or(Duration::from_secs(3600))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        parse_duration(&self.drain_timeout).unwrap_or(Duration::from_secs(15))
+    }
+
+    /// The effective configuration as TOML with every secret masked (also the password
+    /// inside a database URL).
+    pub fn masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = Some(Secret::new(mask_url_password(&self.database_url())));
+        // `Secret` serialises as a mask, so the remaining secrets need no special care.
+        let mut out = toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        if let Some(url) = &shown.database_url {
+            out = out.replace(
+                "database_url = \"********\"",
+                &format!("database_url = {:?}", url.expose()),
+            );
+        }
+        out
+    }
+}
+
+/// Converts an environment string into the TOML value the key expects.
+fn env_value(key: &str, raw: &str) -> Result<toml::Value, String> {
+    let default = toml::Table::try_from(Settings::default()).map_err(|e| e.to_string())?;
+    Ok(match default.get(key) {
+        Some(toml::Value::Boolean(_)) => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => toml::Value::Boolean(true),
+            "false" | "0" | "no" | "off" => toml::Value::Boolean(false),
+            _ => return Err(format!("expected true or false, got '{raw}'")),
+        },
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("expected an integer, got '{raw}'"))?,
+        ),
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+/// `15s`, `500ms`, `30m`, `1h`, `2d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 15s, 30m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86400),
+        _ => return Err(format!("'{s}' has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:********@host/db`.
+pub fn mask_url_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("********"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.proxy_listen, "0.0.0.0:8080");
+        assert_eq!(s.admin_listen, "127.0.0.1:8081");
+        assert_eq!(s.database_url(), "sqlite://./data/tollgate.db");
+        assert_eq!(s.analytics_log, "stdout");
+        assert!(!s.allow_private_upstreams);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "admin_listen = \"127.0.0.1:9000\"\nanalytics_log = \"off\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[
+                ("TOLLGATE_ANALYTICS_LOG", "/tmp/a.log"),
+                ("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.admin_listen, "127.0.0.1:9000");
+        assert_eq!(s.analytics_log, "/tmp/a.log");
+        assert!(s.allow_private_upstreams);
+    }
+
+    #[test]
+    fn config_env_var_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "proxy_listen = \"127.0.0.1:0\"\n").unwrap();
+        let s = Settings::load_from(None, &env(&[("TOLLGATE_CONFIG", path.to_str().unwrap())]))
+            .unwrap();
+        assert_eq!(s.proxy_listen, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "admin_listen = \"127.0.0.1:9000\"\nadmin_lisen = \"x\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_from(Some(&path), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin_lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_env_values_name_the_variable() {
+        let err = Settings::load_from(None, &env(&[("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "maybe")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS"), "{err}");
+        let err = Settings::load_from(None, &env(&[("TOLLGATE_ADMIN_LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin_listen"), "{err}");
+    }
+
+    #[test]
+    fn every_spec_variable_is_read() {
+        for var in [
+            "TOLLGATE_DATA_DIR",
+            "TOLLGATE_DATABASE_URL",
+            "TOLLGATE_PROXY_LISTEN",
+            "TOLLGATE_ADMIN_LISTEN",
+            "TOLLGATE_MASTER_KEY",
+            "TOLLGATE_ADMIN_JWT_SECRET",
+            "TOLLGATE_ADMIN_PASSWORD",
+            "TOLLGATE_ALLOW_PRIVATE_UPSTREAMS",
+            "TOLLGATE_ANALYTICS_LOG",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_SERVICE_NAME",
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "OTEL_METRIC_EXPORT_INTERVAL",
+        ] {
+            assert!(ENV_KEYS.iter().any(|(v, _)| *v == var), "{var} is not read");
+        }
+    }
+
+    #[test]
+    fn masked_output_hides_secrets() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                (
+                    "TOLLGATE_MASTER_KEY",
+                    "k1:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=",
+                ),
+                ("TOLLGATE_ADMIN_JWT_SECRET", "jwt-secret-value"),
+                ("TOLLGATE_ADMIN_PASSWORD", "hunter2-password"),
+                (
+                    "TOLLGATE_DATABASE_URL",
+                    "postgres://app:dbpass123@db:5432/tollgate",
+                ),
+            ]),
+        )
+        .unwrap();
+        let out = s.masked_toml();
+        for secret in [
+            "c2VjcmV0",
+            "jwt-secret-value",
+            "hunter2-password",
+            "dbpass123",
+        ] {
+            assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
+        }
+        assert!(
+            out.contains("postgres://app:********@db:5432/tollgate"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

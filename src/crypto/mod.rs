@@ -1,0 +1,18 @@
+//! Secrets: the master keyring (AES-256-GCM), the `Secret` wrapper, tenant API keys,
+//! admin passwords and admin JWTs.
+
+pub mod api_key;
+pub mod jwt;
+pub mod keyring;
+pub mod password;
+pub mod secret;
+
+pub use api_key::{
+    ApiKeyHasher, generate_api_key, generate_pepper, is_well_formed_api_key, key_prefix,
+};
+pub use jwt::{Claims, JwtError, JwtKeys, JwtSettings};
+pub use keyring::{DecryptError, Keyring, KeyringError, envelope_key_id};
+pub use password::{
+    generate_password, hash_password, init_dummy_hash, verify_against_dummy, verify_password,
+};
+pub use secret::{MASK, Secret, mask_hint, masked};

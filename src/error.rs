@@ -1,0 +1,241 @@
+//! The one error type of the gateway. It knows its HTTP status, where it came from
+//! (client, gateway, upstream) and whether a retry may help, and renders itself as JSON.
+//!
+//! The admin API renders `{"error":{"code","message","fields"}}` (spec §3.2); the proxy will
+//! render the OpenAI shape `{"error":{"message","type","param","code"}}` (spec §4.3).
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use serde::Serialize;
+
+/// Who caused an error: decides logging level and, later, whether a fallback may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSource {
+    Client,
+    Gateway,
+    Upstream,
+}
+
+/// The machine-readable error codes of the admin API (spec §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    ValidationFailed,
+    NotFound,
+    Conflict,
+    Unauthorized,
+    Forbidden,
+    Unavailable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Internal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub source: ErrorSource,
+    pub retryable: bool,
+    pub message: String,
+    /// Offending fields by dotted path (validation errors).
+    pub fields: BTreeMap<String, String>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn new(
+        status: StatusCode,
+        code: ErrorCode,
+        source: ErrorSource,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            source,
+            retryable: false,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// 400 with one offending field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            ErrorSource::Client,
+            format!("{field}: {message}"),
+        );
+        e.fields.insert(field, message);
+        e
+    }
+
+    /// 400 naming every offending field.
+    pub fn invalid_fields(fields: BTreeMap<String, String>) -> Self {
+        let message = fields
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            ErrorSource::Client,
+            message,
+        );
+        e.fields = fields;
+        e
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            ErrorSource::Client,
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            ErrorSource::Client,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::UnsupportedMediaType,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
+    /// The database is unreachable: the client may retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            ErrorSource::Gateway,
+            message,
+        );
+        e.retryable = true;
+        e
+    }
+
+    /// A fault of the gateway itself. The message is shown to the client, so it must not
+    /// carry secrets; details belong in the log.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            ErrorSource::Gateway,
+            message,
+        )
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status.as_u16())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Serialize)]
+struct AdminErrorBody<'a> {
+    error: AdminErrorInner<'a>,
+}
+
+#[derive(Serialize)]
+struct AdminErrorInner<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    fields: &'a BTreeMap<String, String>,
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.source == ErrorSource::Gateway {
+            tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
+        }
+        HttpResponse::build(self.status).json(AdminErrorBody {
+            error: AdminErrorInner {
+                code: self.code,
+                message: &self.message,
+                fields: &self.fields,
+            },
+        })
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict(msg) => Error::conflict(msg),
+            StoreError::NotFound(what) => Error::not_found(what),
+            StoreError::InvalidReference { field, message } => Error::invalid_field(field, message),
+            StoreError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "database unavailable");
+                Error::unavailable("the database is unreachable; try again later")
+            }
+            StoreError::Other(msg) => {
+                tracing::error!(error = %msg, "database error");
+                Error::internal("internal storage error")
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Tollgate: a multi-tenant AI gateway. See `docs/architecture.md` for the map.
+
+pub mod admin;
+pub mod app;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,271 @@
+//! The in-memory configuration snapshot (spec §2): routes, services, decrypted credentials,
+//! tenants and API-key hashes compiled from the store into one immutable value.
+//!
+//! Readers (the proxy, on every request) call [`SnapshotHandle::load`]: one atomic
+//! pointer load through `arc-swap`, no lock, no database, no clone of configuration.
+//! Writers (the admin API after each write, the change poller) rebuild a complete new
+//! snapshot from the store and swap it in; a rebuild that fails keeps the last good one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::crypto::{ApiKeyHasher, Keyring, Secret};
+use crate::store::{
+    ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
+};
+
+/// Name of the system secret holding the API-key pepper.
+pub const API_KEY_PEPPER: &str = "api_key_pepper";
+
+#[derive(Debug)]
+pub struct CredentialEntry {
+    pub id: Uuid,
+    pub name: String,
+    pub header_name: Option<String>,
+    pub header_value: Option<Secret<String>>,
+    pub param_name: Option<String>,
+    pub param_value: Option<Secret<String>>,
+    pub param_location: Option<String>,
+    pub allow_override: bool,
+}
+
+#[derive(Debug)]
+pub struct ServiceEntry {
+    pub record: ServiceRecord,
+    pub credential: Option<Arc<CredentialEntry>>,
+}
+
+#[derive(Debug)]
+pub struct RouteEntry {
+    pub record: RouteRecord,
+    pub service: Arc<ServiceEntry>,
+}
+
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub record: ApiKeyRecord,
+}
+
+/// One immutable, consistent view of the configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// `config_state.version` of the data it was compiled from.
+    pub version: i64,
+    pub built_at: DateTime<Utc>,
+    pub built_instant: Instant,
+    pub tenants: HashMap<Uuid, TenantRecord>,
+    pub tenants_by_name: HashMap<String, Uuid>,
+    /// Keyed by HMAC-SHA256(pepper, key): O(1) authentication.
+    pub keys_by_hash: HashMap<Vec<u8>, KeyEntry>,
+    pub credentials: HashMap<Uuid, Arc<CredentialEntry>>,
+    pub services: HashMap<Uuid, Arc<ServiceEntry>>,
+    pub routes: HashMap<Uuid, Arc<RouteEntry>>,
+    /// Route path prefixes, longest first.
+    pub paths: Vec<(String, Arc<RouteEntry>)>,
+    pub aliases: HashMap<String, Arc<RouteEntry>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Stored secrets that no configured master key can decrypt: a hard start-up error.
+    #[error(
+        "stored secret {what} cannot be decrypted: {reason}. Configure the master key it was encrypted with (TOLLGATE_MASTER_KEY accepts several, 'new:…,old:…')"
+    )]
+    Decrypt { what: String, reason: String },
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            version: -1,
+            built_at: Utc::now(),
+            built_instant: Instant::now(),
+            tenants: HashMap::new(),
+            tenants_by_name: HashMap::new(),
+            keys_by_hash: HashMap::new(),
+            credentials: HashMap::new(),
+            services: HashMap::new(),
+            routes: HashMap::new(),
+            paths: Vec::new(),
+            aliases: HashMap::new(),
+        }
+    }
+
+    /// Compiles stored configuration, decrypting every credential.
+    pub fn compile(data: ConfigData, keyring: &Keyring) -> Result<Snapshot, SnapshotError> {
+        let decrypt = |id: Uuid, name: &str, field: &str, ct: &Option<Vec<u8>>| {
+            ct.as_ref()
+                .map(|ct| {
+                    let plain = keyring
+                        .decrypt(&credential_aad(id, field), ct)
+                        .map_err(|e| SnapshotError::Decrypt {
+                            what: format!("credentials/{name}.{field}"),
+                            reason: e.to_string(),
+                        })?;
+                    String::from_utf8(plain)
+                        .map(Secret::new)
+                        .map_err(|_| SnapshotError::Decrypt {
+                            what: format!("credentials/{name}.{field}"),
+                            reason: "plaintext is not UTF-8".into(),
+                        })
+                })
+                .transpose()
+        };
+        let mut credentials = HashMap::new();
+        for c in &data.credentials {
+            let entry = CredentialEntry {
+                id: c.id,
+                name: c.name.clone(),
+                header_name: c.header_name.clone(),
+                header_value: decrypt(c.id, &c.name, "header_value", &c.header_value)?,
+                param_name: c.param_name.clone(),
+                param_value: decrypt(c.id, &c.name, "param_value", &c.param_value)?,
+                param_location: c.param_location.clone(),
+                allow_override: c.allow_override,
+            };
+            credentials.insert(c.id, Arc::new(entry));
+        }
+        let services: HashMap<Uuid, Arc<ServiceEntry>> = data
+            .services
+            .into_iter()
+            .map(|s| {
+                let credential = s.credential_id.and_then(|id| credentials.get(&id).cloned());
+                (
+                    s.id,
+                    Arc::new(ServiceEntry {
+                        record: s,
+                        credential,
+                    }),
+                )
+            })
+            .collect();
+        let mut routes = HashMap::new();
+        let mut paths = Vec::new();
+        let mut aliases = HashMap::new();
+        for r in data.routes {
+            // The store's foreign key guarantees the service exists; skip defensively.
+            let Some(service) = services.get(&r.service_id).cloned() else {
+                continue;
+            };
+            let entry = Arc::new(RouteEntry { record: r, service });
+            for p in entry.record.paths.iter() {
+                paths.push((p.clone(), entry.clone()));
+            }
+            if let Some(alias) = &entry.record.model_alias {
+                aliases.insert(alias.clone(), entry.clone());
+            }
+            routes.insert(entry.record.id, entry);
+        }
+        paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let keys_by_hash = data
+            .api_keys
+            .into_iter()
+            .map(|k| (k.key_hash.clone(), KeyEntry { record: k }))
+            .collect();
+        let tenants_by_name = data
+            .tenants
+            .iter()
+            .map(|t| (t.name.clone(), t.id))
+            .collect();
+        let tenants = data.tenants.into_iter().map(|t| (t.id, t)).collect();
+        Ok(Snapshot {
+            version: data.version,
+            built_at: Utc::now(),
+            built_instant: Instant::now(),
+            tenants,
+            tenants_by_name,
+            keys_by_hash,
+            credentials,
+            services,
+            routes,
+            paths,
+            aliases,
+        })
+    }
+
+    pub fn tenant_name(&self, id: Uuid) -> Option<&str> {
+        self.tenants.get(&id).map(|t| t.name.as_str())
+    }
+
+    pub fn credential_name(&self, id: Uuid) -> Option<&str> {
+        self.credentials.get(&id).map(|c| c.name.as_str())
+    }
+
+    pub fn service_name(&self, id: Uuid) -> Option<&str> {
+        self.services.get(&id).map(|s| s.record.name.as_str())
+    }
+
+    pub fn route_name(&self, id: Uuid) -> Option<&str> {
+        self.routes.get(&id).map(|r| r.record.name.as_str())
+    }
+
+    /// Authenticates a presented tenant key: O(1) lookup by its keyed hash, then a
+    /// constant-time comparison of the digests.
+    pub fn find_key(&self, hasher: &ApiKeyHasher, presented: &str) -> Option<&KeyEntry> {
+        let digest = hasher.hash(presented);
+        let entry = self.keys_by_hash.get(digest.as_slice())?;
+        hasher
+            .verify(presented, &entry.record.key_hash)
+            .then_some(entry)
+    }
+}
+
+/// Shared handle to the current snapshot.
+#[derive(Clone)]
+pub struct SnapshotHandle {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// Serialises rebuilds so an older read never replaces a newer snapshot.
+    rebuild: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SnapshotHandle {
+    pub fn new(initial: Snapshot) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(initial)),
+            rebuild: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// The current snapshot: lock-free.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Rebuilds from the store and swaps the result in; returns the version now served.
+    pub async fn refresh(
+        &self,
+        store: &SharedStore,
+        keyring: &Keyring,
+    ) -> Result<i64, SnapshotError> {
+        let _serialised = self.rebuild.lock().await;
+        let data = store.load_config().await?;
+        if data.version == self.current.load().version {
+            return Ok(data.version);
+        }
+        let snapshot = Snapshot::compile(data, keyring)?;
+        let version = snapshot.version;
+        self.current.store(Arc::new(snapshot));
+        tracing::debug!(version, "configuration snapshot swapped");
+        Ok(version)
+    }
+
+    /// Rebuilds only when the stored version differs from the served one (the poller).
+    pub async fn refresh_if_changed(
+        &self,
+        store: &SharedStore,
+        keyring: &Keyring,
+    ) -> Result<bool, SnapshotError> {
+        let stored = store.config_version().await?;
+        if stored == self.current.load().version {
+            return Ok(false);
+        }
+        self.refresh(store, keyring).await.map(|_| true)
+    }
+}

@@ -1,0 +1,34 @@
+//! What every admin handler shares. Built once by `app::Application::build`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Settings;
+use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
+use crate::snapshot::SnapshotHandle;
+use crate::store::SharedStore;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: SharedStore,
+    pub keyring: Arc<Keyring>,
+    pub jwt: Arc<JwtKeys>,
+    pub api_keys: Arc<ApiKeyHasher>,
+    pub snapshot: SnapshotHandle,
+    /// Identifies this gateway process in `/status` (several nodes may share a database).
+    pub node_id: String,
+    pub started_at: DateTime<Utc>,
+}
+
+impl AppState {
+    /// Called after every successful configuration write: the snapshot is rebuilt before
+    /// the admin API answers, so the proxy of this node serves the change immediately.
+    /// The write is already durable, so a failed rebuild is logged (the poller retries)
+    /// rather than reported as a failed write.
+    pub async fn config_changed(&self) {
+        if let Err(e) = self.snapshot.refresh(&self.store, &self.keyring).await {
+            tracing::error!(error = %e, "configuration snapshot rebuild failed; serving the previous one");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Persistence. One abstraction (`Store`) with two typed implementations: `SqliteStore`
+//! over a `SqlitePool` (the embedded default) and `PgStore` over a `PgPool` (production),
+//! chosen by the URL scheme. Not `sqlx::Any`: each backend keeps its native types
+//! (UUID/TIMESTAMPTZ/JSONB on PostgreSQL, BLOB/TEXT on SQLite).
+//!
+//! Every method that writes several rows does so in one transaction, and every write to
+//! configuration the proxy uses bumps `config_state.version` in that same transaction, so
+//! a snapshot compiled from `load_config` is consistent with its version.
+
+pub mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Duplicate name/alias/path, or delete of something still referenced (names the referrers).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A reference (service → credential, …) to an object that does not exist.
+    #[error("{field}: {message}")]
+    InvalidReference { field: String, message: String },
+    /// The database cannot be reached (connection refused, pool timed out, closed).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Re-encrypts one stored secret: `(associated_data, ciphertext) -> new ciphertext`.
+pub type Reencrypt<'a> = &'a (dyn Fn(&[u8], &[u8]) -> Result<Vec<u8>, String> + Send + Sync);
+
+/// Associated data binding a credential's secret field to its row.
+pub fn credential_aad(id: Uuid, field: &str) -> Vec<u8> {
+    format!("credential:{id}:{field}").into_bytes()
+}
+
+/// Associated data binding a system secret to its row.
+pub fn system_secret_aad(name: &str) -> Vec<u8> {
+    format!("system_secret:{name}").into_bytes()
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations of this backend's tree.
+    async fn migrate(&self) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+
+    /// Version of the configuration: bumped by every configuration write.
+    async fn config_version(&self) -> StoreResult<i64>;
+    /// Everything the snapshot needs, read in one transaction.
+    async fn load_config(&self) -> StoreResult<ConfigData>;
+
+    // --- admins (not part of the proxy's configuration: no version bump) ---
+    async fn count_admins(&self) -> StoreResult<i64>;
+    async fn list_admins(&self, page: Page) -> StoreResult<Vec<AdminRecord>>;
+    async fn get_admin(&self, key: &Lookup) -> StoreResult<Option<AdminRecord>>;
+    /// `Conflict` on a duplicate name; `InvalidReference{field:"tenant"}` on a missing tenant.
+    async fn insert_admin(&self, r: &AdminRecord) -> StoreResult<()>;
+    /// Replaces the row with `r.id`; `NotFound` if it is gone.
+    async fn update_admin(&self, r: &AdminRecord) -> StoreResult<()>;
+    async fn delete_admin(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- tenants ---
+    async fn list_tenants(&self, page: Page) -> StoreResult<Vec<TenantRecord>>;
+    async fn get_tenant(&self, key: &Lookup) -> StoreResult<Option<TenantRecord>>;
+    async fn insert_tenant(&self, r: &TenantRecord) -> StoreResult<()>;
+    async fn update_tenant(&self, r: &TenantRecord) -> StoreResult<()>;
+    /// Deletes the tenant and its API keys in one transaction. `Conflict` naming the
+    /// referrers when services, routes (`tenants` list) or admin users still refer to it.
+    async fn delete_tenant(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- API keys (always scoped by tenant) ---
+    async fn list_api_keys(&self, tenant_id: Uuid, page: Page) -> StoreResult<Vec<ApiKeyRecord>>;
+    async fn get_api_key(&self, tenant_id: Uuid, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
+    /// `Conflict` on a duplicate name within the tenant; `InvalidReference{field:"routes"}`
+    /// when a listed route id does not exist.
+    async fn insert_api_key(&self, r: &ApiKeyRecord) -> StoreResult<()>;
+    /// Sets `revoked_at` (idempotent: keeps the first revocation time). `NotFound` if absent.
+    async fn revoke_api_key(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<ApiKeyRecord>;
+
+    // --- credentials ---
+    async fn list_credentials(&self, page: Page) -> StoreResult<Vec<CredentialRecord>>;
+    async fn get_credential(&self, key: &Lookup) -> StoreResult<Option<CredentialRecord>>;
+    async fn insert_credential(&self, r: &CredentialRecord) -> StoreResult<()>;
+    async fn update_credential(&self, r: &CredentialRecord) -> StoreResult<()>;
+    /// `Conflict` naming the services that use it.
+    async fn delete_credential(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- services ---
+    async fn list_services(&self, page: Page) -> StoreResult<Vec<ServiceRecord>>;
+    async fn get_service(&self, key: &Lookup) -> StoreResult<Option<ServiceRecord>>;
+    /// `InvalidReference{field:"credential"|"tenant"}` on a missing reference.
+    async fn insert_service(&self, r: &ServiceRecord) -> StoreResult<()>;
+    async fn update_service(&self, r: &ServiceRecord) -> StoreResult<()>;
+    /// `Conflict` naming the routes that use it.
+    async fn delete_service(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- routes ---
+    async fn list_routes(&self, page: Page) -> StoreResult<Vec<RouteRecord>>;
+    async fn get_route(&self, key: &Lookup) -> StoreResult<Option<RouteRecord>>;
+    /// Maintains the `route_paths` index in the same transaction. `Conflict` on a duplicate
+    /// name, `model_alias` or path (naming the route that owns it);
+    /// `InvalidReference{field:"service"|"tenants"}` on a missing reference.
+    async fn insert_route(&self, r: &RouteRecord) -> StoreResult<()>;
+    async fn update_route(&self, r: &RouteRecord) -> StoreResult<()>;
+    /// `Conflict` naming the API keys (`tenant/key`) restricted to this route.
+    async fn delete_route(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- gateway secrets and key rotation ---
+    async fn get_system_secret(&self, name: &str) -> StoreResult<Option<SystemSecretRecord>>;
+    /// Inserts unless a secret of that name exists (another node may have won the race);
+    /// returns the stored record either way.
+    async fn insert_system_secret(&self, r: &SystemSecretRecord)
+    -> StoreResult<SystemSecretRecord>;
+    /// Re-encrypts every stored secret (credential values and system secrets) in one
+    /// transaction; returns how many values were rewritten.
+    async fn reencrypt_all(&self, f: Reencrypt<'_>) -> StoreResult<usize>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Connects to the database named by `url`: `sqlite://…` or `postgres://…`/`postgresql://…`.
+pub async fn connect(url: &str) -> StoreResult<SharedStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else {
+        Err(StoreError::Other(
+            "unsupported database URL scheme: expected sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+/// Classifies an sqlx error: connection-level failures are `Unavailable` (→ 503).
+pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(format!("duplicate value: {}", db.message()))
+        }
+        // Only reachable when a concurrent write slipped past the in-transaction checks.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Conflict(format!("reference violation: {}", db.message()))
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both trees must list the same migrations so a schema change lands on both backends.
+    #[test]
+    fn migrators_are_in_lockstep() {
+        let pairs = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|m| (m.version, m.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let sqlite = pairs(super::sqlite::migrator());
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, pairs(super::postgres::migrator()));
+    }
+}

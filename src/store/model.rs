@@ -1,0 +1,173 @@
+//! Stored records: exactly what the database holds, typed the same for both backends.
+//! References are ids; the admin API renders them as names. Secrets are ciphertext here
+//! (see `crypto::keyring`); nothing in this file is ever plaintext secret material.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// Now, truncated to microseconds so both backends round-trip the same value
+/// (PostgreSQL keeps microseconds; SQLite keeps what it is given).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Time-ordered ids: creation order is id order, which makes pagination stable.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AdminRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub password_hash: String,
+    pub role: String,
+    pub tenant_id: Option<Uuid>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TenantRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub display_name: Option<String>,
+    /// Limits of spec §7; validated as an object, enforced by a later issue.
+    pub limits: Json<serde_json::Value>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// First characters of the key, for recognition.
+    pub prefix: String,
+    /// HMAC-SHA256(pepper, key): 32 bytes.
+    pub key_hash: Vec<u8>,
+    /// Route ids this key may call; `None` = every route the tenant may use.
+    pub routes: Option<Json<Vec<Uuid>>>,
+    pub tags: Json<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CredentialRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub header_name: Option<String>,
+    /// Ciphertext of the header value (keyring envelope), AAD bound to this row.
+    pub header_value: Option<Vec<u8>>,
+    pub param_name: Option<String>,
+    pub param_value: Option<Vec<u8>>,
+    /// `query` or `body`.
+    pub param_location: Option<String>,
+    pub allow_override: bool,
+    /// Last characters of each secret for the masked read view (at most 4).
+    pub header_value_hint: Option<String>,
+    pub param_value_hint: Option<String>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ServiceRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub provider: String,
+    pub upstream_url: Option<String>,
+    pub credential_id: Option<Uuid>,
+    pub options: Json<serde_json::Value>,
+    pub timeouts: Json<serde_json::Value>,
+    /// Non-null makes the service private to this tenant.
+    pub tenant_id: Option<Uuid>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RouteRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Path prefixes; each is unique across routes (table `route_paths`).
+    pub paths: Json<Vec<String>>,
+    pub model_alias: Option<String>,
+    pub service_id: Uuid,
+    pub route_type: String,
+    pub model: Json<serde_json::Value>,
+    pub logging: Json<serde_json::Value>,
+    pub response_streaming: String,
+    pub model_name_header: bool,
+    pub max_request_body_size: i64,
+    /// Tenant ids that may call the route; `None` = every tenant.
+    pub tenants: Option<Json<Vec<Uuid>>>,
+    pub policies: Json<serde_json::Value>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A named secret of the gateway itself (e.g. the API-key pepper), encrypted like
+/// credentials so every node shares it and `keys rotate-master` re-encrypts it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SystemSecretRecord {
+    pub name: String,
+    pub value: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything the in-memory snapshot is compiled from, read in one transaction so it is
+/// consistent with `version`.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigData {
+    pub version: i64,
+    pub tenants: Vec<TenantRecord>,
+    pub api_keys: Vec<ApiKeyRecord>,
+    pub credentials: Vec<CredentialRecord>,
+    pub services: Vec<ServiceRecord>,
+    pub routes: Vec<RouteRecord>,
+    pub system_secrets: Vec<SystemSecretRecord>,
+}
+
+/// How an admin URL names an object: by UUID or by unique name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Id(Uuid),
+    Name(String),
+}
+
+impl Lookup {
+    pub fn parse(s: &str) -> Self {
+        match Uuid::parse_str(s) {
+            Ok(id) => Lookup::Id(id),
+            Err(_) => Lookup::Name(s.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lookup::Id(id) => write!(f, "{id}"),
+            Lookup::Name(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// One page of a collection, in creation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}

@@ -1,0 +1,9 @@
+//! The crate's one integration-test binary (one link of the whole crate instead of one per
+//! file). Add further test modules here.
+
+// clippy's `allow-unwrap-in-tests` only covers `#[test]` fns, not the helpers they share.
+#![allow(clippy::unwrap_used)]
+
+mod store;
+#[allow(dead_code)]
+mod support;

@@ -12,7 +12,9 @@ use crate::crypto::{
     ApiKeyHasher, Keyring, Secret, generate_password, generate_pepper, hash_password,
 };
 use crate::snapshot::API_KEY_PEPPER;
-use crate::store::{AdminRecord, SharedStore, SystemSecretRecord, new_id, now, system_secret_aad};
+use crate::store::{
+    AdminRecord, SharedStore, StoreError, SystemSecretRecord, new_id, now, system_secret_aad,
+};
 
 pub const MASTER_KEY_FILE: &str = "master.key";
 pub const JWT_SECRET_FILE: &str = "jwt.secret";
@@ -185,7 +187,7 @@ pub async fn ensure_bootstrap_admin(
             .map_err(|e| anyhow::anyhow!("cannot hash the bootstrap password: {e}"))?
     };
     let now = now();
-    store
+    let inserted = store
         .insert_admin(&AdminRecord {
             id: new_id(),
             name: "admin".into(),
@@ -196,7 +198,12 @@ pub async fn ensure_bootstrap_admin(
             created_at: now,
             updated_at: now,
         })
-        .await?;
+        .await;
+    match inserted {
+        // Another node sharing the database created it first.
+        Err(StoreError::Conflict(_)) => return Ok(()),
+        other => other?,
+    }
     if generated {
         eprintln!(
             "\n==== Tollgate bootstrap admin ====\n  username: admin\n  password: {}\nThis password is shown once. Set TOLLGATE_ADMIN_PASSWORD to choose it.\n=================================\n",

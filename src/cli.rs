@@ -91,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init_logging(&settings.log_format);
     match command {
         Command::Serve => {
             let app = Application::build(settings).await?;

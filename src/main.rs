@@ -6,8 +6,6 @@ fn main() -> std::process::ExitCode {
     // Only `ring` is in the dependency graph; install it before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = tollgate::cli::Cli::parse();
-    let log_format = std::env::var("TOLLGATE_LOG_FORMAT").unwrap_or_else(|_| "text".into());
-    tollgate::telemetry::init_logging(&log_format);
     let result = actix_web::rt::System::new().block_on(tollgate::cli::run(cli));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

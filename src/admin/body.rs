@@ -152,7 +152,11 @@ pub fn parse_typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, E
         // serde_path_to_error already ends the path with an unknown field's name; a missing
         // field is reported at its parent.
         let (field, message) = if let Some(name) = backquoted(&inner, "unknown field `") {
-            let field = if path.ends_with(name.as_str()) { path.clone() } else { child(&name) };
+            let field = if path.ends_with(name.as_str()) {
+                path.clone()
+            } else {
+                child(&name)
+            };
             (field, format!("unknown field '{name}'"))
         } else if let Some(name) = backquoted(&inner, "missing field `") {
             (child(&name), "is required".to_string())

@@ -28,7 +28,9 @@ pub struct TestApp {
 /// Which database the app under test uses.
 pub fn postgres_url() -> Option<String> {
     let wanted = std::env::var("TOLLGATE_TEST_BACKEND").is_ok_and(|b| b == "postgres");
-    let url = std::env::var("TOLLGATE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    let url = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
     match (wanted, url) {
         (true, Some(url)) => Some(url),
         (true, None) => panic!("TOLLGATE_TEST_BACKEND=postgres needs TOLLGATE_TEST_POSTGRES_URL"),
@@ -89,13 +91,25 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 /// Starts an app on existing settings and directory (restart tests).
 pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let app = Application::build(settings.clone()).await.expect("build app");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
     let admin = format!("http://{}", app.admin_addr());
     let proxy = format!("http://{}", app.proxy_addr());
     let stop = app.stop_handle();
     actix_web::rt::spawn(app.run_until_stopped());
-    let client = awc::Client::builder().timeout(std::time::Duration::from_secs(30)).finish();
-    let mut test_app = TestApp { admin, proxy, token: String::new(), settings, stop, dir, client };
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .finish();
+    let mut test_app = TestApp {
+        admin,
+        proxy,
+        token: String::new(),
+        settings,
+        stop,
+        dir,
+        client,
+    };
     test_app.token = test_app.login("admin", ADMIN_PASSWORD).await;
     test_app
 }
@@ -110,16 +124,28 @@ pub struct Reply {
 impl TestApp {
     pub async fn login(&self, username: &str, password: &str) -> String {
         let r = self
-            .send("POST", "/auth/login", None, Some(serde_json::json!({"username": username, "password": password})))
+            .send(
+                "POST",
+                "/auth/login",
+                None,
+                Some(serde_json::json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(r.status, 200, "login failed: {}", r.text);
         r.body["token"].as_str().expect("token").to_string()
     }
 
     /// Sends a request to the admin API with `token` (None = no Authorization header).
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let raw = body.map(|b| serde_json::to_vec(&b).expect("json"));
-        self.send_raw(method, path, token, raw, Some("application/json")).await
+        self.send_raw(method, path, token, raw, Some("application/json"))
+            .await
     }
 
     pub async fn send_raw(
@@ -131,7 +157,9 @@ impl TestApp {
         content_type: Option<&str>,
     ) -> Reply {
         let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self.client.request(method, format!("{}{}", self.admin, path));
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.admin, path));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", format!("Bearer {t}")));
         }
@@ -155,35 +183,46 @@ impl TestApp {
 
     /// As admin.
     pub async fn get(&self, path: &str) -> Reply {
-        self.send("GET", path, Some(&self.token.clone()), None).await
+        self.send("GET", path, Some(&self.token.clone()), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send("POST", path, Some(&self.token.clone()), Some(body)).await
+        self.send("POST", path, Some(&self.token.clone()), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send("PUT", path, Some(&self.token.clone()), Some(body)).await
+        self.send("PUT", path, Some(&self.token.clone()), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send("PATCH", path, Some(&self.token.clone()), Some(body)).await
+        self.send("PATCH", path, Some(&self.token.clone()), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send("DELETE", path, Some(&self.token.clone()), None).await
+        self.send("DELETE", path, Some(&self.token.clone()), None)
+            .await
     }
 
     /// Creates the usual objects: tenant `acme`, credential `openai-key`, service
     /// `openai`, route `chat` (alias `gpt-4o`).
     pub async fn seed(&self) {
         for (path, body) in [
-            ("/tenants", serde_json::json!({"name": "acme", "display_name": "ACME Corp"})),
+            (
+                "/tenants",
+                serde_json::json!({"name": "acme", "display_name": "ACME Corp"}),
+            ),
             (
                 "/credentials",
                 serde_json::json!({"name": "openai-key", "header_name": "Authorization", "header_value": "Bearer sk-test-openai-0001"}),
             ),
-            ("/services", serde_json::json!({"name": "openai", "provider": "openai", "credential": "openai-key"})),
+            (
+                "/services",
+                serde_json::json!({"name": "openai", "provider": "openai", "credential": "openai-key"}),
+            ),
             (
                 "/routes",
                 serde_json::json!({"name": "chat", "paths": ["/openai/chat"], "model_alias": "gpt-4o",
@@ -198,6 +237,8 @@ impl TestApp {
     /// Mints a token the way `tollgate admin token` does.
     pub fn token_for(&self, role: &str, tenant: Option<&str>) -> String {
         let keys = tollgate::app::jwt_keys(&self.settings).expect("jwt keys");
-        keys.issue("test", role, tenant, chrono::Duration::minutes(10)).expect("issue").0
+        keys.issue("test", role, tenant, chrono::Duration::minutes(10))
+            .expect("issue")
+            .0
     }
 }

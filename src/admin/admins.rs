@@ -128,6 +128,12 @@ async fn to_record(
     })
 }
 
+/// Serialises the admin-user writes that can remove an admin role (PATCH, PUT, DELETE) on
+/// this node, so that `keep_one_admin`'s check and the write that follows cannot interleave
+/// with another request's: two concurrent DELETEs of the last two admins would otherwise both
+/// pass the check and leave none.
+static ADMIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Refuses a change that would leave no user with the admin role.
 async fn keep_one_admin(
     state: &AppState,
@@ -223,6 +229,7 @@ async fn update(
     body: JsonObject,
 ) -> Result<HttpResponse> {
     who.require_admin()?;
+    let _serialised = ADMIN_WRITES.lock().await;
     let existing = find(&state, &path).await?;
     let snap = state.snapshot.load();
     let tenant = existing
@@ -250,6 +257,7 @@ async fn upsert(
     body: JsonObject,
 ) -> Result<HttpResponse> {
     who.require_admin()?;
+    let _serialised = ADMIN_WRITES.lock().await;
     put_target_name(&path)?;
     let mut body = body.0;
     put_name(&mut body, "username", &path)?;
@@ -281,6 +289,7 @@ async fn remove(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     who.require_admin()?;
+    let _serialised = ADMIN_WRITES.lock().await;
     let existing = find(&state, &path).await?;
     keep_one_admin(&state, &existing, None).await?;
     state.store.delete_admin(existing.id).await?;

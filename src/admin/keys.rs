@@ -3,7 +3,7 @@
 //! stays listed with `revoked_at` set.
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -177,7 +177,9 @@ async fn create(
         key_hash: state.api_keys.hash(key.expose()).to_vec(),
         routes: input.routes.map(|_| Json(route_ids)),
         tags: Json(input.tags),
-        expires_at: input.expires_at,
+        // The stored precision (microseconds, as PostgreSQL keeps), so the response is what a
+        // later GET returns on every backend.
+        expires_at: input.expires_at.map(|at| at.trunc_subsecs(6)),
         last_used_at: None,
         revoked_at: None,
         created_at: now,

@@ -4,6 +4,7 @@
 // clippy's `allow-unwrap-in-tests` only covers `#[test]` fns, not the helpers they share.
 #![allow(clippy::unwrap_used)]
 
+mod admin_api;
 mod deploy;
 mod store;
 #[allow(dead_code)]

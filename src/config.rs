@@ -301,15 +301,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// `postgres://user:pw@host/db` → `postgres://user:********@host/db`.
+/// `postgres://user:pw@host/db` → `postgres://user:********@host/db`; a libpq-style
+/// `?password=pw` query parameter (which sqlx honours too) is masked the same way.
 pub fn mask_url_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("********"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let in_query = u.query_pairs().any(|(k, _)| k == "password");
+    if u.password().is_none() && !in_query {
+        return url.to_string();
     }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("********"));
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" {
+                    "********".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ use uuid::Uuid;
 
 use crate::admin::auth::{Principal, Role};
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::crud::{self, EVERYTHING, Resource};
 use crate::admin::validate::{self, Problems};
-use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::admin::{ErrorBody, Paged};
 use crate::crypto::hash_password;
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{AdminRecord, Lookup, Page, new_id, now};
+use crate::store::{AdminRecord, Lookup, Page, StoreResult, new_id, now};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -128,46 +129,90 @@ async fn to_record(
     })
 }
 
-/// Serialises the admin-user writes that can remove an admin role (PATCH, PUT, DELETE) on
-/// this node, so that `keep_one_admin`'s check and the write that follows cannot interleave
-/// with another request's: two concurrent DELETEs of the last two admins would otherwise both
-/// pass the check and leave none.
+/// Serialises the admin-user writes that can remove an admin role on this node, so the
+/// last-admin check and the write that follows cannot interleave with another request's:
+/// two concurrent DELETEs of the last two admins would otherwise both pass the check.
 static ADMIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Refuses a change that would leave no user with the admin role.
-async fn keep_one_admin(
-    state: &AppState,
-    changing: &AdminRecord,
-    after: Option<&AdminRecord>,
-) -> Result<()> {
-    if changing.role != Role::Admin.as_str()
-        || after.is_some_and(|a| a.role == Role::Admin.as_str())
-    {
-        return Ok(());
-    }
-    let all = state
-        .store
-        .list_admins(Page {
-            limit: i64::MAX,
-            offset: 0,
-        })
-        .await?;
-    let others = all
-        .iter()
-        .filter(|a| a.id != changing.id && a.role == Role::Admin.as_str())
-        .count();
-    if others == 0 {
-        return Err(Error::conflict("this is the last user with the admin role"));
-    }
-    Ok(())
-}
+pub struct Admins;
 
-async fn find(state: &AppState, key: &str) -> Result<AdminRecord> {
-    state
-        .store
-        .get_admin(&Lookup::parse(key))
-        .await?
-        .ok_or_else(|| Error::not_found(format!("admin '{key}'")))
+impl Resource for Admins {
+    type Record = AdminRecord;
+    type View = AdminView;
+    const KIND: &'static str = "admin";
+    const PATH: &'static str = "/admins";
+    const NAME_FIELD: &'static str = "username";
+    const CONFIG: bool = false;
+
+    fn id(record: &AdminRecord) -> Uuid {
+        record.id
+    }
+
+    fn view(state: &AppState, record: &AdminRecord) -> AdminView {
+        AdminView::new(record, state)
+    }
+
+    fn as_input(state: &AppState, record: &AdminRecord) -> Value {
+        let snap = state.snapshot.load();
+        let tenant = record
+            .tenant_id
+            .and_then(|id| snap.tenant_name(id).map(str::to_string));
+        json!({ "username": record.name, "role": record.role, "tenant": tenant, "tags": record.tags.0 })
+    }
+
+    async fn to_record(
+        state: &AppState,
+        submitted: Value,
+        existing: Option<&AdminRecord>,
+        _: Option<&Value>,
+    ) -> Result<AdminRecord> {
+        to_record(state, parse_typed(submitted)?, existing).await
+    }
+
+    async fn fetch(state: &AppState, key: &Lookup) -> StoreResult<Option<AdminRecord>> {
+        state.store.get_admin(key).await
+    }
+
+    async fn fetch_page(state: &AppState, page: Page) -> StoreResult<Vec<AdminRecord>> {
+        state.store.list_admins(page).await
+    }
+
+    async fn insert(state: &AppState, record: &AdminRecord) -> StoreResult<()> {
+        state.store.insert_admin(record).await
+    }
+
+    async fn update(state: &AppState, record: &AdminRecord) -> StoreResult<()> {
+        state.store.update_admin(record).await
+    }
+
+    async fn delete(state: &AppState, record: &AdminRecord) -> StoreResult<()> {
+        state.store.delete_admin(record.id).await
+    }
+
+    fn can_read(who: &Principal) -> Result<()> {
+        who.require_admin()
+    }
+
+    /// Refuses a change that would leave no user with the admin role.
+    async fn guard_write(
+        state: &AppState,
+        before: Option<&AdminRecord>,
+        after: Option<&AdminRecord>,
+    ) -> Result<Option<tokio::sync::MutexGuard<'static, ()>>> {
+        let is_admin = |r: &AdminRecord| r.role == Role::Admin.as_str();
+        let Some(before) = before.filter(|b| is_admin(b)) else {
+            return Ok(None);
+        };
+        let guard = ADMIN_WRITES.lock().await;
+        if after.is_some_and(is_admin) {
+            return Ok(Some(guard));
+        }
+        let all = state.store.list_admins(EVERYTHING).await?;
+        if !all.iter().any(|a| a.id != before.id && is_admin(a)) {
+            return Err(Error::conflict("this is the last user with the admin role"));
+        }
+        Ok(Some(guard))
+    }
 }
 
 /// List admin users.
@@ -179,11 +224,7 @@ async fn list(
     who: Principal,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let page = q.page()?;
-    let records = state.store.list_admins(fetch_page(page)).await?;
-    let views = records.iter().map(|r| AdminView::new(r, &state)).collect();
-    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/admins")))
+    crud::list::<Admins>(state, who, q).await
 }
 
 /// Create an admin user.
@@ -195,13 +236,7 @@ async fn create(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let record = to_record(&state, parse_typed(Value::Object(body.0))?, None).await?;
-    state.store.insert_admin(&record).await?;
-    Ok(created(
-        format!("/admins/{}", record.id),
-        &AdminView::new(&record, &state),
-    ))
+    crud::create::<Admins>(state, who, body).await
 }
 
 /// Get an admin user.
@@ -213,8 +248,7 @@ async fn get_one(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    Ok(HttpResponse::Ok().json(AdminView::new(&find(&state, &path).await?, &state)))
+    crud::get_one::<Admins>(state, who, path).await
 }
 
 /// Partially update an admin user (omit `password` to keep it).
@@ -228,21 +262,7 @@ async fn update(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let _serialised = ADMIN_WRITES.lock().await;
-    let existing = find(&state, &path).await?;
-    let snap = state.snapshot.load();
-    let tenant = existing
-        .tenant_id
-        .and_then(|id| snap.tenant_name(id).map(str::to_string));
-    let mut merged = json!({
-        "username": existing.name, "role": existing.role, "tenant": tenant, "tags": existing.tags.0,
-    });
-    merge_patch(&mut merged, &Value::Object(body.0));
-    let record = to_record(&state, parse_typed(merged)?, Some(&existing)).await?;
-    keep_one_admin(&state, &existing, Some(&record)).await?;
-    state.store.update_admin(&record).await?;
-    Ok(HttpResponse::Ok().json(AdminView::new(&record, &state)))
+    crud::update::<Admins>(state, who, path, body).await
 }
 
 /// Create or replace an admin user by username.
@@ -256,27 +276,7 @@ async fn upsert(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let _serialised = ADMIN_WRITES.lock().await;
-    put_target_name(&path)?;
-    let mut body = body.0;
-    put_name(&mut body, "username", &path)?;
-    let existing = state
-        .store
-        .get_admin(&Lookup::Name(path.to_string()))
-        .await?;
-    let record = to_record(&state, parse_typed(Value::Object(body))?, existing.as_ref()).await?;
-    if let Some(existing) = &existing {
-        keep_one_admin(&state, existing, Some(&record)).await?;
-        state.store.update_admin(&record).await?;
-        Ok(HttpResponse::Ok().json(AdminView::new(&record, &state)))
-    } else {
-        state.store.insert_admin(&record).await?;
-        Ok(created(
-            format!("/admins/{}", record.id),
-            &AdminView::new(&record, &state),
-        ))
-    }
+    crud::upsert::<Admins>(state, who, path, body).await
 }
 
 /// Delete an admin user (409 for the last admin).
@@ -288,10 +288,5 @@ async fn remove(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let _serialised = ADMIN_WRITES.lock().await;
-    let existing = find(&state, &path).await?;
-    keep_one_admin(&state, &existing, None).await?;
-    state.store.delete_admin(existing.id).await?;
-    Ok(HttpResponse::NoContent().finish())
+    crud::remove::<Admins>(state, who, path).await
 }

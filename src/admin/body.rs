@@ -135,6 +135,9 @@ fn display_path(path: &str) -> String {
     }
 }
 
+/// Write-only secret fields: an error about one never quotes the submitted value.
+const WRITE_ONLY_FIELDS: &[&str] = &["password", "header_value", "param_value"];
+
 /// Types a JSON value, turning serde's error into a 400 naming the offending field by its
 /// dotted path (`options.azure_instance`, `tags[2]`), unknown fields included.
 pub fn parse_typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
@@ -162,6 +165,9 @@ pub fn parse_typed<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, E
             (child(&name), "is required".to_string())
         } else if at_root {
             ("(body)".to_string(), inner)
+        } else if WRITE_ONLY_FIELDS.contains(&path.rsplit('.').next().unwrap_or_default()) {
+            // serde quotes the offending value ("invalid type: integer `123…`"): not for secrets.
+            (path, "must be a string".to_string())
         } else {
             (path, inner)
         };

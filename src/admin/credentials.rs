@@ -13,12 +13,13 @@ use uuid::Uuid;
 
 use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::crud::{self, Resource};
 use crate::admin::validate::{self, Problems};
-use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
-use crate::crypto::{Keyring, mask_hint, masked};
-use crate::error::{Error, Result};
+use crate::admin::{ErrorBody, Paged};
+use crate::crypto::{Keyring, envelope_key_id, mask_hint, masked};
+use crate::error::Result;
 use crate::state::AppState;
-use crate::store::{CredentialRecord, Lookup, credential_aad, new_id, now};
+use crate::store::{CredentialRecord, Lookup, Page, StoreResult, credential_aad, new_id, now};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -152,13 +153,27 @@ fn seal(
     field: &str,
     value: SecretField,
 ) -> (Option<Vec<u8>>, Option<String>) {
+    let aad = credential_aad(id, field);
     match value {
         SecretField::New(plain) => (
-            Some(keyring.encrypt(&credential_aad(id, field), plain.as_bytes())),
+            Some(keyring.encrypt(&aad, plain.as_bytes())),
             Some(mask_hint(&plain)),
         ),
-        SecretField::Keep(ct, hint) => (Some(ct), hint),
+        SecretField::Keep(ct, hint) => (Some(reseal(keyring, &aad, ct)), hint),
         SecretField::Absent => (None, None),
+    }
+}
+
+/// A kept value goes back under the newest key: a write that overlaps `keys rotate-master`
+/// (read before, written after the rotation) must not store a ciphertext under the key
+/// being retired again. A value this node cannot decrypt is kept as it is.
+fn reseal(keyring: &Keyring, aad: &[u8], ct: Vec<u8>) -> Vec<u8> {
+    if envelope_key_id(&ct) == Some(keyring.newest_key_id()) {
+        return ct;
+    }
+    match keyring.decrypt(aad, &ct) {
+        Ok(plain) => keyring.encrypt(aad, &plain),
+        Err(_) => ct,
     }
 }
 
@@ -248,24 +263,81 @@ fn to_record(
     })
 }
 
-/// A full submission (POST/PUT): both secrets come only from the body.
-fn from_full_body(
-    state: &AppState,
-    body: Value,
-    existing: Option<&CredentialRecord>,
-) -> Result<CredentialRecord> {
-    let mut input: CredentialInput = parse_typed(body)?;
-    let header = secret_field(input.header_value.take(), true, None);
-    let param = secret_field(input.param_value.take(), true, None);
-    to_record(&state.keyring, input, header, param, existing)
-}
+pub struct Credentials;
 
-async fn find(state: &AppState, key: &str) -> Result<CredentialRecord> {
-    state
-        .store
-        .get_credential(&Lookup::parse(key))
-        .await?
-        .ok_or_else(|| Error::not_found(format!("credential '{key}'")))
+impl Resource for Credentials {
+    type Record = CredentialRecord;
+    type View = CredentialView;
+    const KIND: &'static str = "credential";
+    const PATH: &'static str = "/credentials";
+
+    fn id(record: &CredentialRecord) -> Uuid {
+        record.id
+    }
+
+    fn view(_: &AppState, record: &CredentialRecord) -> CredentialView {
+        CredentialView::from(record)
+    }
+
+    fn as_input(_: &AppState, record: &CredentialRecord) -> Value {
+        as_input(record)
+    }
+
+    /// Write-only values come from the body; on PATCH an omitted one is kept and an
+    /// explicit `null` removes it.
+    async fn to_record(
+        state: &AppState,
+        submitted: Value,
+        existing: Option<&CredentialRecord>,
+        patch: Option<&Value>,
+    ) -> Result<CredentialRecord> {
+        let mut input: CredentialInput = parse_typed(submitted)?;
+        let stored = |field: &str| {
+            let record = existing.filter(|_| patch.is_some())?;
+            match field {
+                "header_value" => record
+                    .header_value
+                    .as_ref()
+                    .map(|ct| (ct, &record.header_value_hint)),
+                _ => record
+                    .param_value
+                    .as_ref()
+                    .map(|ct| (ct, &record.param_value_hint)),
+            }
+        };
+        let removed = |field: &str| patch.is_some_and(|p| p.get(field).is_some_and(Value::is_null));
+        let header = secret_field(
+            input.header_value.take(),
+            removed("header_value"),
+            stored("header_value"),
+        );
+        let param = secret_field(
+            input.param_value.take(),
+            removed("param_value"),
+            stored("param_value"),
+        );
+        to_record(&state.keyring, input, header, param, existing)
+    }
+
+    async fn fetch(state: &AppState, key: &Lookup) -> StoreResult<Option<CredentialRecord>> {
+        state.store.get_credential(key).await
+    }
+
+    async fn fetch_page(state: &AppState, page: Page) -> StoreResult<Vec<CredentialRecord>> {
+        state.store.list_credentials(page).await
+    }
+
+    async fn insert(state: &AppState, record: &CredentialRecord) -> StoreResult<()> {
+        state.store.insert_credential(record).await
+    }
+
+    async fn update(state: &AppState, record: &CredentialRecord) -> StoreResult<()> {
+        state.store.update_credential(record).await
+    }
+
+    async fn delete(state: &AppState, record: &CredentialRecord) -> StoreResult<()> {
+        state.store.delete_credential(record.id).await
+    }
 }
 
 /// List credentials (secrets masked).
@@ -277,11 +349,7 @@ async fn list(
     who: Principal,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    who.require_global_read()?;
-    let page = q.page()?;
-    let records = state.store.list_credentials(fetch_page(page)).await?;
-    let views = records.iter().map(CredentialView::from).collect();
-    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/credentials")))
+    crud::list::<Credentials>(state, who, q).await
 }
 
 /// Create a credential; its secret values are encrypted and never shown again.
@@ -293,14 +361,7 @@ async fn create(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let record = from_full_body(&state, Value::Object(body.0), None)?;
-    state.store.insert_credential(&record).await?;
-    state.config_changed().await;
-    Ok(created(
-        format!("/credentials/{}", record.id),
-        &CredentialView::from(&record),
-    ))
+    crud::create::<Credentials>(state, who, body).await
 }
 
 /// Get a credential (secrets masked).
@@ -312,8 +373,7 @@ async fn get_one(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_global_read()?;
-    Ok(HttpResponse::Ok().json(CredentialView::from(&find(&state, &path).await?)))
+    crud::get_one::<Credentials>(state, who, path).await
 }
 
 /// Partially update a credential; omitted secret values are kept, `null` removes one.
@@ -327,34 +387,7 @@ async fn update(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &path).await?;
-    let patch = Value::Object(body.0);
-    let removed = |field: &str| patch.get(field).is_some_and(Value::is_null);
-    let (header_removed, param_removed) = (removed("header_value"), removed("param_value"));
-    let mut merged = as_input(&existing);
-    merge_patch(&mut merged, &patch);
-    let mut input: CredentialInput = parse_typed(merged)?;
-    let header = secret_field(
-        input.header_value.take(),
-        header_removed,
-        existing
-            .header_value
-            .as_ref()
-            .map(|ct| (ct, &existing.header_value_hint)),
-    );
-    let param = secret_field(
-        input.param_value.take(),
-        param_removed,
-        existing
-            .param_value
-            .as_ref()
-            .map(|ct| (ct, &existing.param_value_hint)),
-    );
-    let record = to_record(&state.keyring, input, header, param, Some(&existing))?;
-    state.store.update_credential(&record).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::Ok().json(CredentialView::from(&record)))
+    crud::update::<Credentials>(state, who, path, body).await
 }
 
 /// Create or replace a credential by name.
@@ -368,25 +401,7 @@ async fn upsert(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    put_target_name(&path)?;
-    let mut body = body.0;
-    put_name(&mut body, "name", &path)?;
-    let existing = state
-        .store
-        .get_credential(&Lookup::Name(path.to_string()))
-        .await?;
-    let record = from_full_body(&state, Value::Object(body), existing.as_ref())?;
-    let view = CredentialView::from(&record);
-    let response = if existing.is_some() {
-        state.store.update_credential(&record).await?;
-        HttpResponse::Ok().json(view)
-    } else {
-        state.store.insert_credential(&record).await?;
-        created(format!("/credentials/{}", record.id), &view)
-    };
-    state.config_changed().await;
-    Ok(response)
+    crud::upsert::<Credentials>(state, who, path, body).await
 }
 
 /// Delete a credential (409 naming the services that still use it).
@@ -398,9 +413,5 @@ async fn remove(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &path).await?;
-    state.store.delete_credential(existing.id).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::NoContent().finish())
+    crud::remove::<Credentials>(state, who, path).await
 }

@@ -6,6 +6,7 @@ pub mod admins;
 pub mod auth;
 pub mod body;
 pub mod credentials;
+pub mod crud;
 pub mod keys;
 pub mod routes;
 pub mod services;

@@ -11,13 +11,14 @@ use uuid::Uuid;
 
 use crate::admin::auth::{Principal, Role};
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::crud::{self, EVERYTHING, Resource, page_in_memory};
 use crate::admin::services::to_json;
 use crate::admin::validate::{self, Problems};
-use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::admin::{ErrorBody, Paged, fetch_page};
 use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use crate::store::{Lookup, Page, RouteRecord, new_id, now};
+use crate::store::{Lookup, Page, RouteRecord, StoreResult, new_id, now};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -406,10 +407,74 @@ fn visible_to(state: &AppState, who: &Principal, route: &RouteRecord) -> bool {
     own_tenant(state, who).is_some_and(|t| tenant_may_use(route, service_tenant, t))
 }
 
-async fn find(state: &AppState, who: &Principal, key: &str) -> Result<RouteRecord> {
-    match state.store.get_route(&Lookup::parse(key)).await? {
-        Some(r) if visible_to(state, who, &r) => Ok(r),
-        _ => Err(Error::not_found(format!("route '{key}'"))),
+pub struct Routes;
+
+impl Resource for Routes {
+    type Record = RouteRecord;
+    type View = RouteView;
+    const KIND: &'static str = "route";
+    const PATH: &'static str = "/routes";
+
+    fn id(record: &RouteRecord) -> Uuid {
+        record.id
+    }
+
+    fn view(state: &AppState, record: &RouteRecord) -> RouteView {
+        RouteView::new(record, &state.snapshot.load())
+    }
+
+    fn as_input(state: &AppState, record: &RouteRecord) -> Value {
+        as_input(record, &state.snapshot.load())
+    }
+
+    async fn to_record(
+        state: &AppState,
+        submitted: Value,
+        existing: Option<&RouteRecord>,
+        _: Option<&Value>,
+    ) -> Result<RouteRecord> {
+        to_record(state, parse_typed(submitted)?, existing).await
+    }
+
+    async fn fetch(state: &AppState, key: &Lookup) -> StoreResult<Option<RouteRecord>> {
+        state.store.get_route(key).await
+    }
+
+    async fn fetch_page(state: &AppState, page: Page) -> StoreResult<Vec<RouteRecord>> {
+        state.store.list_routes(page).await
+    }
+
+    async fn insert(state: &AppState, record: &RouteRecord) -> StoreResult<()> {
+        state.store.insert_route(record).await
+    }
+
+    async fn update(state: &AppState, record: &RouteRecord) -> StoreResult<()> {
+        state.store.update_route(record).await
+    }
+
+    async fn delete(state: &AppState, record: &RouteRecord) -> StoreResult<()> {
+        state.store.delete_route(record.id).await
+    }
+
+    /// Every role reads routes; a tenant_admin only those its tenant may use.
+    fn can_read(_: &Principal) -> Result<()> {
+        Ok(())
+    }
+
+    fn visible(state: &AppState, who: &Principal, record: &RouteRecord) -> bool {
+        visible_to(state, who, record)
+    }
+
+    async fn list_for(state: &AppState, who: &Principal, page: Page) -> Result<Vec<RouteRecord>> {
+        if who.role != Role::TenantAdmin {
+            return Ok(state.store.list_routes(fetch_page(page)).await?);
+        }
+        // Filtered views cannot page in SQL; the route count is configuration-sized.
+        let all = state.store.list_routes(EVERYTHING).await?;
+        Ok(page_in_memory(
+            all.into_iter().filter(|r| visible_to(state, who, r)),
+            page,
+        ))
     }
 }
 
@@ -422,27 +487,7 @@ async fn list(
     who: Principal,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    let page = q.page()?;
-    let records = if who.role == Role::TenantAdmin {
-        // Filtered views cannot page in SQL; the route count is configuration-sized.
-        let all = state
-            .store
-            .list_routes(Page {
-                limit: i64::MAX,
-                offset: 0,
-            })
-            .await?;
-        all.into_iter()
-            .filter(|r| visible_to(&state, &who, r))
-            .skip(page.offset as usize)
-            .take(page.limit as usize + 1)
-            .collect()
-    } else {
-        state.store.list_routes(fetch_page(page)).await?
-    };
-    let snap = state.snapshot.load();
-    let views = records.iter().map(|r| RouteView::new(r, &snap)).collect();
-    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/routes")))
+    crud::list::<Routes>(state, who, q).await
 }
 
 /// Create a route.
@@ -454,12 +499,7 @@ async fn create(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let record = to_record(&state, parse_typed(Value::Object(body.0))?, None).await?;
-    state.store.insert_route(&record).await?;
-    state.config_changed().await;
-    let view = RouteView::new(&record, &state.snapshot.load());
-    Ok(created(format!("/routes/{}", record.id), &view))
+    crud::create::<Routes>(state, who, body).await
 }
 
 /// Get a route by id or name.
@@ -471,8 +511,7 @@ async fn get_one(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let record = find(&state, &who, &path).await?;
-    Ok(HttpResponse::Ok().json(RouteView::new(&record, &state.snapshot.load())))
+    crud::get_one::<Routes>(state, who, path).await
 }
 
 /// Partially update a route (JSON merge patch).
@@ -486,14 +525,7 @@ async fn update(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &who, &path).await?;
-    let mut merged = as_input(&existing, &state.snapshot.load());
-    merge_patch(&mut merged, &Value::Object(body.0));
-    let record = to_record(&state, parse_typed(merged)?, Some(&existing)).await?;
-    state.store.update_route(&record).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::Ok().json(RouteView::new(&record, &state.snapshot.load())))
+    crud::update::<Routes>(state, who, path, body).await
 }
 
 /// Create or replace a route by name.
@@ -507,27 +539,7 @@ async fn upsert(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    put_target_name(&path)?;
-    let mut body = body.0;
-    put_name(&mut body, "name", &path)?;
-    let existing = state
-        .store
-        .get_route(&Lookup::Name(path.to_string()))
-        .await?;
-    let record = to_record(&state, parse_typed(Value::Object(body))?, existing.as_ref()).await?;
-    if existing.is_some() {
-        state.store.update_route(&record).await?;
-    } else {
-        state.store.insert_route(&record).await?;
-    }
-    state.config_changed().await;
-    let view = RouteView::new(&record, &state.snapshot.load());
-    Ok(if existing.is_some() {
-        HttpResponse::Ok().json(view)
-    } else {
-        created(format!("/routes/{}", record.id), &view)
-    })
+    crud::upsert::<Routes>(state, who, path, body).await
 }
 
 /// Delete a route (409 naming API keys restricted to it).
@@ -539,9 +551,5 @@ async fn remove(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &who, &path).await?;
-    state.store.delete_route(existing.id).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::NoContent().finish())
+    crud::remove::<Routes>(state, who, path).await
 }

@@ -12,12 +12,13 @@ use uuid::Uuid;
 
 use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::crud::{self, Resource};
 use crate::admin::validate::{self, Problems};
-use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
-use crate::error::{Error, Result};
+use crate::admin::{ErrorBody, Paged};
+use crate::error::Result;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use crate::store::{Lookup, ServiceRecord, new_id, now};
+use crate::store::{Lookup, Page, ServiceRecord, StoreResult, new_id, now};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -376,12 +377,54 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-async fn find(state: &AppState, key: &str) -> Result<ServiceRecord> {
-    state
-        .store
-        .get_service(&Lookup::parse(key))
-        .await?
-        .ok_or_else(|| Error::not_found(format!("service '{key}'")))
+pub struct Services;
+
+impl Resource for Services {
+    type Record = ServiceRecord;
+    type View = ServiceView;
+    const KIND: &'static str = "service";
+    const PATH: &'static str = "/services";
+
+    fn id(record: &ServiceRecord) -> Uuid {
+        record.id
+    }
+
+    fn view(state: &AppState, record: &ServiceRecord) -> ServiceView {
+        ServiceView::new(record, &state.snapshot.load())
+    }
+
+    fn as_input(state: &AppState, record: &ServiceRecord) -> Value {
+        as_input(record, &state.snapshot.load())
+    }
+
+    async fn to_record(
+        state: &AppState,
+        submitted: Value,
+        existing: Option<&ServiceRecord>,
+        _: Option<&Value>,
+    ) -> Result<ServiceRecord> {
+        to_record(state, parse_typed(submitted)?, existing).await
+    }
+
+    async fn fetch(state: &AppState, key: &Lookup) -> StoreResult<Option<ServiceRecord>> {
+        state.store.get_service(key).await
+    }
+
+    async fn fetch_page(state: &AppState, page: Page) -> StoreResult<Vec<ServiceRecord>> {
+        state.store.list_services(page).await
+    }
+
+    async fn insert(state: &AppState, record: &ServiceRecord) -> StoreResult<()> {
+        state.store.insert_service(record).await
+    }
+
+    async fn update(state: &AppState, record: &ServiceRecord) -> StoreResult<()> {
+        state.store.update_service(record).await
+    }
+
+    async fn delete(state: &AppState, record: &ServiceRecord) -> StoreResult<()> {
+        state.store.delete_service(record.id).await
+    }
 }
 
 /// List services.
@@ -393,12 +436,7 @@ async fn list(
     who: Principal,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    who.require_global_read()?;
-    let page = q.page()?;
-    let records = state.store.list_services(fetch_page(page)).await?;
-    let snap = state.snapshot.load();
-    let views = records.iter().map(|r| ServiceView::new(r, &snap)).collect();
-    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/services")))
+    crud::list::<Services>(state, who, q).await
 }
 
 /// Create a service.
@@ -410,12 +448,7 @@ async fn create(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let record = to_record(&state, parse_typed(Value::Object(body.0))?, None).await?;
-    state.store.insert_service(&record).await?;
-    state.config_changed().await;
-    let view = ServiceView::new(&record, &state.snapshot.load());
-    Ok(created(format!("/services/{}", record.id), &view))
+    crud::create::<Services>(state, who, body).await
 }
 
 /// Get a service by id or name.
@@ -427,9 +460,7 @@ async fn get_one(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_global_read()?;
-    let record = find(&state, &path).await?;
-    Ok(HttpResponse::Ok().json(ServiceView::new(&record, &state.snapshot.load())))
+    crud::get_one::<Services>(state, who, path).await
 }
 
 /// Partially update a service (JSON merge patch).
@@ -443,14 +474,7 @@ async fn update(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &path).await?;
-    let mut merged = as_input(&existing, &state.snapshot.load());
-    merge_patch(&mut merged, &Value::Object(body.0));
-    let record = to_record(&state, parse_typed(merged)?, Some(&existing)).await?;
-    state.store.update_service(&record).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::Ok().json(ServiceView::new(&record, &state.snapshot.load())))
+    crud::update::<Services>(state, who, path, body).await
 }
 
 /// Create or replace a service by name.
@@ -464,27 +488,7 @@ async fn upsert(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    put_target_name(&path)?;
-    let mut body = body.0;
-    put_name(&mut body, "name", &path)?;
-    let existing = state
-        .store
-        .get_service(&Lookup::Name(path.to_string()))
-        .await?;
-    let record = to_record(&state, parse_typed(Value::Object(body))?, existing.as_ref()).await?;
-    if existing.is_some() {
-        state.store.update_service(&record).await?;
-    } else {
-        state.store.insert_service(&record).await?;
-    }
-    state.config_changed().await;
-    let view = ServiceView::new(&record, &state.snapshot.load());
-    Ok(if existing.is_some() {
-        HttpResponse::Ok().json(view)
-    } else {
-        created(format!("/services/{}", record.id), &view)
-    })
+    crud::upsert::<Services>(state, who, path, body).await
 }
 
 /// Delete a service (409 naming the routes that still use it).
@@ -496,9 +500,5 @@ async fn remove(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = find(&state, &path).await?;
-    state.store.delete_service(existing.id).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::NoContent().finish())
+    crud::remove::<Services>(state, who, path).await
 }

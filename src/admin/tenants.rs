@@ -8,13 +8,14 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::admin::auth::Principal;
+use crate::admin::auth::{Principal, Role};
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
+use crate::admin::crud::{self, Resource, page_in_memory};
 use crate::admin::validate::{self, Problems};
-use crate::admin::{ErrorBody, Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::admin::{ErrorBody, Paged, fetch_page};
 use crate::error::{Error, Result};
 use crate::state::AppState;
-use crate::store::{Lookup, TenantRecord, new_id, now};
+use crate::store::{Lookup, Page, StoreResult, TenantRecord, new_id, now};
 use sqlx::types::Json;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -66,11 +67,6 @@ impl From<&TenantRecord> for TenantView {
     }
 }
 
-/// The submitted shape of a stored tenant: the base a PATCH is merged into.
-fn as_input(r: &TenantRecord) -> Value {
-    json!({ "name": r.name, "display_name": r.display_name, "limits": r.limits.0, "tags": r.tags.0 })
-}
-
 fn to_record(input: TenantInput, existing: Option<&TenantRecord>) -> Result<TenantRecord> {
     let mut problems = Problems::default();
     problems.check("name", validate::object_name(&input.name));
@@ -92,12 +88,87 @@ fn to_record(input: TenantInput, existing: Option<&TenantRecord>) -> Result<Tena
 }
 
 /// Finds a tenant the principal may see; 404 otherwise (also for a tenant_admin reaching
-/// for another tenant).
+/// for another tenant). Used by the tenant-scoped key endpoints.
 pub async fn visible_tenant(state: &AppState, who: &Principal, key: &str) -> Result<TenantRecord> {
     let tenant = state.store.get_tenant(&Lookup::parse(key)).await?;
     match tenant {
         Some(t) if who.can_see_tenant(&t.name) => Ok(t),
         _ => Err(Error::not_found(format!("tenant '{key}'"))),
+    }
+}
+
+pub struct Tenants;
+
+impl Resource for Tenants {
+    type Record = TenantRecord;
+    type View = TenantView;
+    const KIND: &'static str = "tenant";
+    const PATH: &'static str = "/tenants";
+
+    fn id(record: &TenantRecord) -> Uuid {
+        record.id
+    }
+
+    fn view(_: &AppState, record: &TenantRecord) -> TenantView {
+        TenantView::from(record)
+    }
+
+    fn as_input(_: &AppState, r: &TenantRecord) -> Value {
+        json!({ "name": r.name, "display_name": r.display_name, "limits": r.limits.0, "tags": r.tags.0 })
+    }
+
+    async fn to_record(
+        _: &AppState,
+        submitted: Value,
+        existing: Option<&TenantRecord>,
+        _: Option<&Value>,
+    ) -> Result<TenantRecord> {
+        to_record(parse_typed(submitted)?, existing)
+    }
+
+    async fn fetch(state: &AppState, key: &Lookup) -> StoreResult<Option<TenantRecord>> {
+        state.store.get_tenant(key).await
+    }
+
+    async fn fetch_page(state: &AppState, page: Page) -> StoreResult<Vec<TenantRecord>> {
+        state.store.list_tenants(page).await
+    }
+
+    async fn insert(state: &AppState, record: &TenantRecord) -> StoreResult<()> {
+        state.store.insert_tenant(record).await
+    }
+
+    async fn update(state: &AppState, record: &TenantRecord) -> StoreResult<()> {
+        state.store.update_tenant(record).await
+    }
+
+    async fn delete(state: &AppState, record: &TenantRecord) -> StoreResult<()> {
+        state.store.delete_tenant(record.id).await
+    }
+
+    /// Every role reads tenants; a tenant_admin only its own (`visible`, `list_for`).
+    fn can_read(_: &Principal) -> Result<()> {
+        Ok(())
+    }
+
+    fn visible(_: &AppState, who: &Principal, record: &TenantRecord) -> bool {
+        who.can_see_tenant(&record.name)
+    }
+
+    async fn list_for(state: &AppState, who: &Principal, page: Page) -> Result<Vec<TenantRecord>> {
+        if who.role != Role::TenantAdmin {
+            return Ok(state.store.list_tenants(fetch_page(page)).await?);
+        }
+        let own = match who.tenant.as_deref() {
+            Some(name) => {
+                state
+                    .store
+                    .get_tenant(&Lookup::Name(name.to_string()))
+                    .await?
+            }
+            None => None,
+        };
+        Ok(page_in_memory(own, page))
     }
 }
 
@@ -113,22 +184,7 @@ async fn list(
     who: Principal,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
-    let page = q.page()?;
-    let records = if let Some(own) = who
-        .tenant
-        .as_deref()
-        .filter(|_| who.role == crate::admin::auth::Role::TenantAdmin)
-    {
-        let own = state
-            .store
-            .get_tenant(&Lookup::Name(own.to_string()))
-            .await?;
-        own.into_iter().skip(page.offset as usize).collect()
-    } else {
-        state.store.list_tenants(fetch_page(page)).await?
-    };
-    let views = records.iter().map(TenantView::from).collect();
-    Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, "/tenants")))
+    crud::list::<Tenants>(state, who, q).await
 }
 
 /// Create a tenant.
@@ -143,14 +199,7 @@ async fn create(
     who: Principal,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let record = to_record(parse_typed(Value::Object(body.0))?, None)?;
-    state.store.insert_tenant(&record).await?;
-    state.config_changed().await;
-    Ok(created(
-        format!("/tenants/{}", record.id),
-        &TenantView::from(&record),
-    ))
+    crud::create::<Tenants>(state, who, body).await
 }
 
 /// Get a tenant by id or name.
@@ -165,8 +214,7 @@ async fn get_one(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let tenant = visible_tenant(&state, &who, &path).await?;
-    Ok(HttpResponse::Ok().json(TenantView::from(&tenant)))
+    crud::get_one::<Tenants>(state, who, path).await
 }
 
 /// Partially update a tenant (JSON merge patch).
@@ -183,14 +231,7 @@ async fn update(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = visible_tenant(&state, &who, &path).await?;
-    let mut merged = as_input(&existing);
-    merge_patch(&mut merged, &Value::Object(body.0));
-    let record = to_record(parse_typed(merged)?, Some(&existing))?;
-    state.store.update_tenant(&record).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::Ok().json(TenantView::from(&record)))
+    crud::update::<Tenants>(state, who, path, body).await
 }
 
 /// Create or replace a tenant by name (201 created, 200 replaced).
@@ -207,25 +248,7 @@ async fn upsert(
     path: web::Path<String>,
     body: JsonObject,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    put_target_name(&path)?;
-    let mut body = body.0;
-    put_name(&mut body, "name", &path)?;
-    let existing = state
-        .store
-        .get_tenant(&Lookup::Name(path.to_string()))
-        .await?;
-    let record = to_record(parse_typed(Value::Object(body))?, existing.as_ref())?;
-    let view = TenantView::from(&record);
-    let response = if existing.is_some() {
-        state.store.update_tenant(&record).await?;
-        HttpResponse::Ok().json(view)
-    } else {
-        state.store.insert_tenant(&record).await?;
-        created(format!("/tenants/{}", record.id), &view)
-    };
-    state.config_changed().await;
-    Ok(response)
+    crud::upsert::<Tenants>(state, who, path, body).await
 }
 
 /// Delete a tenant and its API keys (409 while services, routes or admins refer to it).
@@ -240,9 +263,5 @@ async fn remove(
     who: Principal,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
-    who.require_admin()?;
-    let existing = visible_tenant(&state, &who, &path).await?;
-    state.store.delete_tenant(existing.id).await?;
-    state.config_changed().await;
-    Ok(HttpResponse::NoContent().finish())
+    crud::remove::<Tenants>(state, who, path).await
 }

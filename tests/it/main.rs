@@ -5,7 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod auth;
+mod cli;
 mod deploy;
+#[allow(dead_code)]
+mod process;
+mod secrets;
 mod store;
 #[allow(dead_code)]
 mod support;

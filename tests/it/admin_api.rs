@@ -1725,3 +1725,27 @@ async fn health_is_public_and_status_needs_a_token() {
         expect_status(&app.send("GET", "/status", Some(&token), None).await, 200);
     }
 }
+
+/// While the database is unreachable, writes answer 503 `unavailable` (retryable), nothing
+/// is acknowledged, and the node stays ready on its last snapshot (spec §2, §3.2).
+#[actix_web::test]
+async fn database_down_means_503_for_writes_and_ready_on_the_snapshot() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let before = app.get("/status").await.body["snapshot"].clone();
+    app.state.store.close().await;
+
+    let write = app.post("/tenants", json!({"name": "late"})).await;
+    assert_eq!(write.status, 503, "{}", write.text);
+    assert_eq!(write.body["error"]["code"], "unavailable");
+    let read = app.get("/tenants").await;
+    assert_eq!(read.status, 503, "{}", read.text);
+
+    let ready = app.send("GET", "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let status = app.get("/status").await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    assert_eq!(status.body["database"]["reachable"], false);
+    assert_eq!(status.body["snapshot"]["version"], before["version"]);
+    assert_eq!(status.body["snapshot"]["routes"], 1);
+}

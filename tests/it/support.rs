@@ -23,6 +23,8 @@ pub struct TestApp {
     pub stop: StopHandle,
     pub dir: TempDir,
     pub client: awc::Client,
+    /// The running app's shared state (its store, snapshot, …).
+    pub state: actix_web::web::Data<tollgate::state::AppState>,
 }
 
 /// Which database the app under test uses.
@@ -97,6 +99,7 @@ pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
     let admin = format!("http://{}", app.admin_addr());
     let proxy = format!("http://{}", app.proxy_addr());
     let stop = app.stop_handle();
+    let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
@@ -109,6 +112,7 @@ pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
         stop,
         dir,
         client,
+        state,
     };
     test_app.token = test_app.login("admin", ADMIN_PASSWORD).await;
     test_app

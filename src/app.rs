@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::state::AppState;
 use crate::store::{self, SharedStore};
+use crate::telemetry::analytics::AnalyticsLog;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); spec §2 asks for changes to reach every node within a second.
@@ -147,15 +148,14 @@ impl Application {
         }
         let admin_server = admin_server.run();
 
-        // The data plane arrives with the proxy issue; until then the listener answers every
-        // request with a JSON 404 in the OpenAI error shape.
-        let mut proxy_server = HttpServer::new(|| {
-            App::new().default_service(web::to(|| async {
-                HttpResponse::NotFound().json(serde_json::json!({
-                    "error": {"message": "no route matched", "type": "invalid_request_error",
-                              "param": null, "code": "route_not_found"}
-                }))
-            }))
+        let analytics = AnalyticsLog::open(&settings.analytics_log)
+            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
+        let proxy_state = state.clone();
+        let mut proxy_server = HttpServer::new(move || {
+            let analytics = analytics.clone();
+            App::new()
+                .app_data(proxy_state.clone())
+                .configure(|cfg| crate::proxy::configure(cfg, analytics))
         })
         .listen(proxy_listener)?
         .shutdown_timeout(drain.as_secs());

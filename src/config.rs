@@ -46,6 +46,9 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Grace period for in-flight requests on SIGTERM, e.g. `15s`.
     pub drain_timeout: String,
+    /// `max_tokens` sent to providers that require it (Anthropic) when neither the route
+    /// nor the client sets one (spec §9.5).
+    pub default_max_tokens: u32,
     /// `text` or `json` for the process log.
     pub log_format: String,
     pub otel_exporter_otlp_endpoint: Option<String>,
@@ -76,6 +79,7 @@ impl Default for Settings {
             analytics_log: "stdout".into(),
             migrate_on_start: true,
             drain_timeout: "15s".into(),
+            default_max_tokens: 4096,
             log_format: "text".into(),
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
@@ -109,6 +113,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_ANALYTICS_LOG", "analytics_log"),
     ("TOLLGATE_MIGRATE_ON_START", "migrate_on_start"),
     ("TOLLGATE_DRAIN_TIMEOUT", "drain_timeout"),
+    ("TOLLGATE_DEFAULT_MAX_TOKENS", "default_max_tokens"),
     ("TOLLGATE_LOG_FORMAT", "log_format"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),
@@ -211,6 +216,12 @@ impl Settings {
         parse_duration(&self.drain_timeout).map_err(|e| invalid("drain_timeout", e))?;
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(invalid("log_format", "must be 'text' or 'json'".into()));
+        }
+        if self.default_max_tokens == 0 {
+            return Err(invalid(
+                "default_max_tokens",
+                "must be greater than 0".into(),
+            ));
         }
         if self.admin_max_body_size == 0 {
             return Err(invalid(

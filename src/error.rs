@@ -1,8 +1,9 @@
 //! The one error type of the gateway. It knows its HTTP status, where it came from
 //! (client, gateway, upstream) and whether a retry may help, and renders itself as JSON.
 //!
-//! The admin API renders `{"error":{"code","message","fields"}}` (spec §3.2); the proxy will
-//! render the OpenAI shape `{"error":{"message","type","param","code"}}` (spec §4.3).
+//! The admin API renders `{"error":{"code","message","fields"}}` (spec §3.2, via
+//! `ResponseError`); the proxy renders the OpenAI shape
+//! `{"error":{"message","type","param","code"}}` (spec §4.3, `openai_response`).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,17 @@ pub struct Error {
     pub message: String,
     /// Offending fields by dotted path (validation errors).
     pub fields: BTreeMap<String, String>,
+    /// OpenAI shape only (boxed: rare, and it keeps `Result<_, Error>` small).
+    pub openai: Option<Box<OpenAiDetail>>,
+}
+
+/// What the OpenAI error shape adds: the offending parameter, and `type`/`code` when the
+/// defaults derived from the status do not fit (an upstream's own type, `model_not_found`).
+#[derive(Debug, Clone, Default)]
+pub struct OpenAiDetail {
+    pub param: Option<String>,
+    pub kind: Option<String>,
+    pub code: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -60,7 +72,77 @@ impl Error {
             retryable: false,
             message: message.into(),
             fields: BTreeMap::new(),
+            openai: None,
         }
+    }
+
+    fn openai_detail(&mut self) -> &mut OpenAiDetail {
+        self.openai.get_or_insert_with(Default::default)
+    }
+
+    /// Names the offending request parameter (OpenAI shape).
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.openai_detail().param = Some(param.into());
+        self
+    }
+
+    /// Sets the OpenAI `code` (e.g. `model_not_found`).
+    pub fn with_openai_code(mut self, code: impl Into<String>) -> Self {
+        self.openai_detail().code = Some(code.into());
+        self
+    }
+
+    /// Sets the OpenAI `type` (e.g. an upstream provider's own error type).
+    pub fn with_openai_type(mut self, kind: impl Into<String>) -> Self {
+        self.openai_detail().kind = Some(kind.into());
+        self
+    }
+
+    /// An upstream failure as the gateway saw it: unreachable (502) or timed out (504).
+    pub fn upstream(status: StatusCode, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            status,
+            ErrorCode::Unavailable,
+            ErrorSource::Upstream,
+            message,
+        );
+        e.retryable = true;
+        e
+    }
+
+    /// The proxy's rendering: OpenAI's `{"error":{"message","type","param","code"}}`, a
+    /// superset of Kong's `{"error":{"message"}}` (spec §4.3).
+    pub fn openai_response(&self) -> HttpResponse {
+        if self.source == ErrorSource::Gateway {
+            tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
+        }
+        let default_type = match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_denied",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ if self.source == ErrorSource::Upstream => "upstream_error",
+            _ => "api_error",
+        };
+        let default_code = match self.status.as_u16() {
+            401 => Some("invalid_api_key"),
+            403 => Some("permission_denied"),
+            413 => Some("request_too_large"),
+            415 => Some("unsupported_media_type"),
+            502 => Some("bad_gateway"),
+            504 => Some("upstream_timeout"),
+            _ => None,
+        };
+        let detail = self.openai.as_deref();
+        let body = serde_json::json!({"error": {
+            "message": self.message,
+            "type": detail.and_then(|d| d.kind.as_deref()).unwrap_or(default_type),
+            "param": detail.and_then(|d| d.param.as_deref()),
+            "code": detail.and_then(|d| d.code.as_deref()).or(default_code),
+        }});
+        HttpResponse::build(self.status).json(body)
     }
 
     /// 400 with one offending field.

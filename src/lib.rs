@@ -1,5 +1,6 @@
 //! Tollgate: a multi-tenant AI gateway. See `docs/architecture.md` for the map.
 
+pub mod actors;
 pub mod admin;
 pub mod app;
 pub mod bootstrap;
@@ -7,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod providers;
+pub mod proxy;
 pub mod snapshot;
 pub mod state;
 pub mod store;

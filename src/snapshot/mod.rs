@@ -14,7 +14,10 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::admin::routes::{Logging, ModelConfig, ResponseStreaming, RouteType};
+use crate::admin::services::{ServiceOptions, Timeouts};
 use crate::crypto::{ApiKeyHasher, Keyring, Secret};
+use crate::providers::ProviderKind;
 use crate::store::{
     ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
 };
@@ -34,16 +37,102 @@ pub struct CredentialEntry {
     pub allow_override: bool,
 }
 
+/// A service with its JSON columns parsed once, at compile time, not per request.
 #[derive(Debug)]
 pub struct ServiceEntry {
     pub record: ServiceRecord,
     pub credential: Option<Arc<CredentialEntry>>,
+    pub provider: ProviderKind,
+    pub options: ServiceOptions,
+    pub timeouts: Timeouts,
 }
 
+/// A route with its JSON columns parsed once.
 #[derive(Debug)]
 pub struct RouteEntry {
     pub record: RouteRecord,
     pub service: Arc<ServiceEntry>,
+    pub route_type: RouteType,
+    pub model: ModelConfig,
+    pub logging: Logging,
+    pub streaming: ResponseStreaming,
+}
+
+impl RouteEntry {
+    /// May this tenant call the route (listed, and the service not private to another)?
+    pub fn allows_tenant(&self, tenant: Uuid) -> bool {
+        crate::admin::routes::tenant_may_use(&self.record, self.service.record.tenant_id, tenant)
+    }
+}
+
+/// Parses a stored JSON column into its typed form; stored data was validated on write,
+/// so a failure means a hand-edited database: the object is skipped and logged.
+fn parse_column<T: serde::de::DeserializeOwned>(
+    what: &str,
+    name: &str,
+    value: &serde_json::Value,
+) -> Option<T> {
+    match serde_json::from_value(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(object = %format!("{what}/{name}"), error = %e, "stored configuration does not parse; skipping it");
+            None
+        }
+    }
+}
+
+fn provider_kind(provider: &str, options: &ServiceOptions) -> Option<ProviderKind> {
+    Some(match provider {
+        "openai" => ProviderKind::Openai,
+        "azure" => ProviderKind::Azure,
+        "anthropic" => ProviderKind::Anthropic,
+        "cohere" => ProviderKind::Cohere,
+        "mistral" => ProviderKind::Mistral(options.mistral_format?),
+        "llama2" => ProviderKind::Llama2(options.llama2_format?),
+        _ => return None,
+    })
+}
+
+fn compile_service(
+    s: ServiceRecord,
+    credential: Option<Arc<CredentialEntry>>,
+) -> Option<ServiceEntry> {
+    let options: ServiceOptions = parse_column("services", &s.name, &s.options.0)?;
+    let timeouts: Timeouts = parse_column("services", &s.name, &s.timeouts.0)?;
+    let Some(provider) = provider_kind(&s.provider, &options) else {
+        tracing::error!(service = %s.name, provider = %s.provider, "unknown provider or missing format; skipping the service");
+        return None;
+    };
+    Some(ServiceEntry {
+        record: s,
+        credential,
+        provider,
+        options,
+        timeouts,
+    })
+}
+
+fn compile_route(r: RouteRecord, service: Arc<ServiceEntry>) -> Option<RouteEntry> {
+    let route_type = parse_column(
+        "routes",
+        &r.name,
+        &serde_json::Value::String(r.route_type.clone()),
+    )?;
+    let model = parse_column("routes", &r.name, &r.model.0)?;
+    let logging = parse_column("routes", &r.name, &r.logging.0)?;
+    let streaming = parse_column(
+        "routes",
+        &r.name,
+        &serde_json::Value::String(r.response_streaming.clone()),
+    )?;
+    Some(RouteEntry {
+        record: r,
+        service,
+        route_type,
+        model,
+        logging,
+        streaming,
+    })
 }
 
 #[derive(Debug)]
@@ -135,15 +224,10 @@ impl Snapshot {
         let services: HashMap<Uuid, Arc<ServiceEntry>> = data
             .services
             .into_iter()
-            .map(|s| {
+            .filter_map(|s| {
                 let credential = s.credential_id.and_then(|id| credentials.get(&id).cloned());
-                (
-                    s.id,
-                    Arc::new(ServiceEntry {
-                        record: s,
-                        credential,
-                    }),
-                )
+                let id = s.id;
+                compile_service(s, credential).map(|entry| (id, Arc::new(entry)))
             })
             .collect();
         let mut routes = HashMap::new();
@@ -154,7 +238,10 @@ impl Snapshot {
             let Some(service) = services.get(&r.service_id).cloned() else {
                 continue;
             };
-            let entry = Arc::new(RouteEntry { record: r, service });
+            let Some(entry) = compile_route(r, service) else {
+                continue;
+            };
+            let entry = Arc::new(entry);
             for p in entry.record.paths.iter() {
                 paths.push((p.clone(), entry.clone()));
             }

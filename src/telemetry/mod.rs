@@ -21,3 +21,5 @@ pub fn init_logging(format: &str) {
         eprintln!("logging already initialised: {e}");
     }
 }
+
+pub mod analytics;

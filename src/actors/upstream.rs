@@ -1,0 +1,134 @@
+//! The upstream pool actor. `awc::Client` is `!Send` (an `Rc`-based pool), so each proxy
+//! worker starts its own actors in its app factory: the upstream call stays on the thread
+//! that accepted the request — no cross-thread hop, no channel per response.
+//!
+//! One `UpstreamPool` per provider per worker holds that provider's clients, one per
+//! connect timeout (awc sets the connect timeout on the connector), each bounded to
+//! `MAX_CONNECTIONS_PER_CLIENT` concurrent connections. The read timeout is per request.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use awc::error::{PayloadError, SendRequestError};
+use bytes::Bytes;
+
+/// Concurrent upstream connections per worker, provider and connect timeout.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+
+/// One upstream call, fully described (the translator built URL, headers and body).
+pub struct Forward {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Larger upstream bodies are an error, never buffered.
+    pub max_response_bytes: usize,
+}
+
+/// The upstream's answer, read in full (non-streaming).
+#[derive(Debug)]
+pub struct UpstreamReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// From sending the request to the last body byte.
+    pub latency: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamFailure {
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+    #[error("upstream did not answer within {0} ms")]
+    Timeout(u128),
+    #[error("upstream connection failed mid-response: {0}")]
+    Broken(String),
+    #[error("upstream response is larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl Message for Forward {
+    type Result = Result<UpstreamReply, UpstreamFailure>;
+}
+
+pub struct UpstreamPool {
+    provider: &'static str,
+    clients: HashMap<Duration, awc::Client>,
+}
+
+impl UpstreamPool {
+    pub fn new(provider: &'static str) -> Self {
+        UpstreamPool {
+            provider,
+            clients: HashMap::new(),
+        }
+    }
+
+    fn client(&mut self, connect_timeout: Duration) -> awc::Client {
+        self.clients
+            .entry(connect_timeout)
+            .or_insert_with(|| {
+                let connector = awc::Connector::new()
+                    .timeout(connect_timeout)
+                    .limit(MAX_CONNECTIONS_PER_CLIENT);
+                awc::Client::builder()
+                    .connector(connector)
+                    // Per-request read timeouts replace the client-wide default.
+                    .disable_timeout()
+                    .finish()
+            })
+            .clone()
+    }
+}
+
+impl Actor for UpstreamPool {
+    type Context = Context<Self>;
+}
+
+impl Handler<Forward> for UpstreamPool {
+    type Result = ResponseFuture<Result<UpstreamReply, UpstreamFailure>>;
+
+    fn handle(&mut self, msg: Forward, _: &mut Context<Self>) -> Self::Result {
+        let client = self.client(msg.connect_timeout);
+        let provider = self.provider;
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut request = client.post(&msg.url).timeout(msg.read_timeout);
+            for (name, value) in &msg.headers {
+                request = request.insert_header((name.as_str(), value.as_str()));
+            }
+            let timeout_ms = msg.read_timeout.as_millis();
+            let mut response = request.send_body(msg.body).await.map_err(|e| match e {
+                SendRequestError::Timeout => UpstreamFailure::Timeout(timeout_ms),
+                SendRequestError::Connect(e) => UpstreamFailure::Unreachable(e.to_string()),
+                other => UpstreamFailure::Broken(other.to_string()),
+            })?;
+            let status = response.status().as_u16();
+            let headers = response
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            let body = response
+                .body()
+                .limit(msg.max_response_bytes)
+                .await
+                .map_err(|e| match e {
+                    PayloadError::Overflow => UpstreamFailure::TooLarge(msg.max_response_bytes),
+                    PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                        UpstreamFailure::Timeout(timeout_ms)
+                    }
+                    other => UpstreamFailure::Broken(other.to_string()),
+                })?;
+            tracing::debug!(provider, status, bytes = body.len(), "upstream answered");
+            Ok(UpstreamReply {
+                status,
+                headers,
+                body,
+                latency: started.elapsed(),
+            })
+        })
+    }
+}

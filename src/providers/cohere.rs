@@ -1,0 +1,1543 @@
+//! Cohere wire format: the v1 API, as Kong targets it (`POST /v1/chat` for chat,
+//! `POST /v1/generate` for completions).
+//!
+//! v1 chat is "one new message + history": system messages go to `preamble`, earlier
+//! user/assistant turns to `chat_history` (`USER`/`CHATBOT`), the last user turn to
+//! `message` (spec §9.6, deliberately unlike Kong, which sends system messages as `USER`
+//! history). Tool calling is not translated yet (a later issue): `tools`, a forcing
+//! `tool_choice`, assistant `tool_calls` and `tool` messages are refused with a 400
+//! rather than sent in a shape v1 would reject or misread.
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    RequestError, ResponseError, RouteKind, TranslateContext, Translator, UpstreamError,
+    UpstreamRequest, apply_tuning, generic_error,
+};
+
+const DEFAULT_CHAT_URL: &str = "https://api.cohere.com/v1/chat";
+const DEFAULT_GENERATE_URL: &str = "https://api.cohere.com/v1/generate";
+
+/// Kong's reason for a 200 that is neither a chat nor a generate answer.
+const MISSING_ANSWER: &str = "'text' or 'generations' missing from cohere response body";
+
+/// OpenAI-only fields that do not change the answer and that v1 does not know: dropped.
+const DROPPED: &[&str] = &[
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "store",
+    "metadata",
+    "service_tier",
+    "stream_options",
+    "parallel_tool_calls",
+    "prediction",
+    "reasoning_effort",
+    "verbosity",
+];
+
+pub struct Cohere;
+
+impl Translator for Cohere {
+    fn request(
+        &self,
+        ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+        mut body: Map<String, Value>,
+    ) -> Result<UpstreamRequest, RequestError> {
+        // A null means "unset" in OpenAI clients; never forward one (providers.md §12.21).
+        body.retain(|_, v| !v.is_null());
+        apply_tuning(&mut body, ctx.tuning);
+        body.insert("model".into(), Value::from(ctx.model));
+        common_fields(&mut body, ctx)?;
+        let default_url = match kind {
+            RouteKind::Chat => {
+                chat_fields(&mut body)?;
+                DEFAULT_CHAT_URL
+            }
+            RouteKind::Completions => {
+                generate_fields(&mut body)?;
+                DEFAULT_GENERATE_URL
+            }
+        };
+        // Kong semantics: `upstream_url` is the full URL (its query is kept, spec §9.8).
+        let url = ctx.upstream_url.unwrap_or(default_url).to_string();
+        let body = serde_json::to_vec(&Value::Object(body)).map_err(|e| RequestError {
+            param: None,
+            message: e.to_string(),
+        })?;
+        Ok(UpstreamRequest {
+            url,
+            headers: Vec::new(),
+            body,
+        })
+    }
+
+    fn response(
+        &self,
+        ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+        body: &[u8],
+    ) -> Result<Value, ResponseError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ResponseError("empty response body from cohere".into()));
+        }
+        let parsed: Value = serde_json::from_slice(body)
+            .map_err(|_| ResponseError("failed to decode cohere response".into()))?;
+        let Value::Object(obj) = parsed else {
+            return Err(ResponseError(MISSING_ANSWER.into()));
+        };
+        // v1 echoes no model; take one if a compatible server sends it.
+        let model = obj
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(ctx.model);
+        let created = chrono::Utc::now().timestamp();
+        match kind {
+            RouteKind::Chat => {
+                let text = match obj.get("text") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(_) => {
+                        return Err(ResponseError(
+                            "'text' in cohere response is not a string".into(),
+                        ));
+                    }
+                    None => return Err(ResponseError(MISSING_ANSWER.into())),
+                };
+                let finish_reason = finish_reason(obj.get("finish_reason"))?;
+                let provider_id = obj.get("generation_id").or_else(|| obj.get("response_id"));
+                Ok(json!({
+                    "id": openai_id("chatcmpl-", provider_id),
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish_reason,
+                    }],
+                    "usage": usage(&obj),
+                }))
+            }
+            RouteKind::Completions => {
+                let generations = match obj.get("generations") {
+                    Some(Value::Array(g)) if !g.is_empty() => g,
+                    Some(Value::Array(_)) => {
+                        return Err(ResponseError("no generations in cohere response".into()));
+                    }
+                    Some(_) => {
+                        return Err(ResponseError(
+                            "'generations' in cohere response is not an array".into(),
+                        ));
+                    }
+                    None => return Err(ResponseError(MISSING_ANSWER.into())),
+                };
+                let mut choices = Vec::with_capacity(generations.len());
+                for (index, generation) in generations.iter().enumerate() {
+                    let Some(text) = generation.get("text").and_then(Value::as_str) else {
+                        return Err(ResponseError(format!("generation {index} has no 'text'")));
+                    };
+                    choices.push(json!({
+                        "index": index,
+                        "text": text,
+                        "finish_reason": finish_reason(generation.get("finish_reason"))?,
+                    }));
+                }
+                Ok(json!({
+                    "id": openai_id("cmpl-", obj.get("id")),
+                    "object": "text_completion",
+                    "created": created,
+                    "model": model,
+                    "choices": choices,
+                    "usage": usage(&obj),
+                }))
+            }
+        }
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
+        // Cohere errors are `{"message": "…"}` (sometimes with an `id`) and carry no type,
+        // which the generic reader already handles (`upstream_error`); an empty message
+        // says nothing, so the status stands in for it.
+        let mut error = generic_error(status, body);
+        if error.message.trim().is_empty() {
+            error.message = format!("upstream answered HTTP {status}");
+        }
+        error
+    }
+}
+
+fn bad(param: &str, message: impl Into<String>) -> RequestError {
+    RequestError::param(param, message)
+}
+
+/// Mappings shared by `/v1/chat` and `/v1/generate`.
+fn common_fields(
+    body: &mut Map<String, Value>,
+    ctx: &TranslateContext<'_>,
+) -> Result<(), RequestError> {
+    for key in DROPPED {
+        body.remove(*key);
+    }
+    // Cohere's names for nucleus/top-k sampling.
+    if let Some(v) = body.remove("top_p") {
+        body.insert("p".into(), v);
+    }
+    if let Some(v) = body.remove("top_k") {
+        body.insert("k".into(), v);
+    }
+    // OpenAI's newer name for the output cap; route tuning (already in `max_tokens`) wins.
+    if let Some(v) = body.remove("max_completion_tokens")
+        && ctx.tuning.max_tokens.is_none()
+    {
+        body.insert("max_tokens".into(), v);
+    }
+    // Kong sends `stream` explicitly; Cohere's v1 streaming (NDJSON) is keyed on it too.
+    match body.get("stream") {
+        None => {
+            body.insert("stream".into(), Value::Bool(false));
+        }
+        Some(Value::Bool(_)) => {}
+        Some(_) => return Err(bad("stream", "stream must be a boolean")),
+    }
+    // Asked-for extras Cohere cannot produce in OpenAI's shape: refuse rather than drop.
+    match body.remove("logprobs") {
+        None | Some(Value::Bool(false)) => {}
+        Some(v) if v.as_f64() == Some(0.0) => {}
+        Some(_) => return Err(bad("logprobs", "logprobs are not supported by Cohere")),
+    }
+    match body.remove("top_logprobs") {
+        None => {}
+        Some(v) if v.as_f64() == Some(0.0) => {}
+        Some(_) => return Err(bad("top_logprobs", "logprobs are not supported by Cohere")),
+    }
+    match body.remove("logit_bias") {
+        None => {}
+        Some(Value::Object(m)) if m.is_empty() => {}
+        Some(_) => {
+            return Err(bad(
+                "logit_bias",
+                "logit_bias is not supported by Cohere (different token ids)",
+            ));
+        }
+    }
+    for key in ["audio", "web_search_options"] {
+        if body.remove(key).is_some() {
+            return Err(bad(key, format!("{key} is not supported by Cohere")));
+        }
+    }
+    match body.remove("modalities") {
+        None => {}
+        Some(Value::Array(m)) if m.iter().all(|x| x.as_str() == Some("text")) => {}
+        Some(_) => return Err(bad("modalities", "Cohere answers with text only")),
+    }
+    // Tool calling is a later issue: refuse what would need translating.
+    match body.remove("tools") {
+        None => {}
+        Some(Value::Array(t)) if t.is_empty() => {}
+        Some(_) => return Err(bad("tools", "tool calling is not supported for cohere yet")),
+    }
+    match body.remove("functions") {
+        None => {}
+        Some(Value::Array(t)) if t.is_empty() => {}
+        Some(_) => {
+            return Err(bad(
+                "functions",
+                "function calling is not supported for cohere yet",
+            ));
+        }
+    }
+    for key in ["tool_choice", "function_call"] {
+        match body.remove(key) {
+            None => {}
+            Some(Value::String(s)) if s == "none" || s == "auto" => {}
+            Some(_) => {
+                return Err(bad(
+                    key,
+                    "forcing a tool call is not supported for cohere yet",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `stop` (string or array of strings) as a list; `None` when empty.
+fn stop_list(v: Value) -> Result<Option<Value>, RequestError> {
+    match v {
+        Value::String(s) => Ok(Some(Value::Array(vec![Value::String(s)]))),
+        Value::Array(a) if a.iter().all(Value::is_string) => {
+            Ok((!a.is_empty()).then_some(Value::Array(a)))
+        }
+        _ => Err(bad("stop", "stop must be a string or an array of strings")),
+    }
+}
+
+/// `n` as a positive integer (integral floats accepted).
+fn choice_count(v: &Value) -> Result<u64, RequestError> {
+    let n = v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
+            .map(|f| f as u64)
+    });
+    match n {
+        Some(n) if n >= 1 => Ok(n),
+        _ => Err(bad("n", "n must be a positive integer")),
+    }
+}
+
+/// OpenAI chat fields → `/v1/chat` (`preamble`, `chat_history`, `message`).
+fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+    if let Some(n) = body.remove("n")
+        && choice_count(&n)? > 1
+    {
+        return Err(bad("n", "Cohere chat returns a single choice: n must be 1"));
+    }
+    if let Some(stop) = body.remove("stop")
+        && let Some(list) = stop_list(stop)?
+    {
+        body.insert("stop_sequences".into(), list);
+    }
+    if let Some(format) = body.remove("response_format")
+        && let Some(format) = response_format(&format)?
+    {
+        body.insert("response_format".into(), format);
+    }
+
+    let messages = match body.remove("messages") {
+        Some(Value::Array(m)) => m,
+        Some(_) => return Err(bad("messages", "messages must be an array")),
+        None => return Err(bad("messages", "messages is required")),
+    };
+    // The conversation comes from `messages` only; never mix in native history fields.
+    body.remove("chat_history");
+    body.remove("message");
+
+    let mut preamble = Vec::new();
+    match body.remove("preamble") {
+        Some(Value::String(s)) if !s.trim().is_empty() => preamble.push(s),
+        None | Some(Value::String(_)) => {}
+        Some(_) => return Err(bad("preamble", "preamble must be a string")),
+    }
+    let mut turns: Vec<(&'static str, String)> = Vec::with_capacity(messages.len());
+    for (i, message) in messages.into_iter().enumerate() {
+        let Value::Object(mut message) = message else {
+            return Err(bad("messages", format!("messages[{i}] must be an object")));
+        };
+        let role = match message.get("role") {
+            Some(Value::String(r)) => r.clone(),
+            _ => {
+                return Err(bad(
+                    "messages",
+                    format!("messages[{i}].role must be a string"),
+                ));
+            }
+        };
+        match role.as_str() {
+            // Spec §9.6: every system/developer message, wherever it stands, joins `preamble`.
+            "system" | "developer" => {
+                let text = flatten(i, message.remove("content"))?;
+                if !text.trim().is_empty() {
+                    preamble.push(text);
+                }
+            }
+            "user" => turns.push(("USER", flatten(i, message.remove("content"))?)),
+            "assistant" => {
+                let has_calls = match message.get("tool_calls") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Array(c)) => !c.is_empty(),
+                    Some(_) => true,
+                };
+                if has_calls || message.get("function_call").is_some_and(|f| !f.is_null()) {
+                    return Err(bad(
+                        "messages",
+                        format!(
+                            "messages[{i}]: assistant tool calls are not supported for cohere yet"
+                        ),
+                    ));
+                }
+                turns.push(("CHATBOT", flatten(i, message.remove("content"))?));
+            }
+            "tool" | "function" => {
+                return Err(bad(
+                    "messages",
+                    format!("messages[{i}]: {role} messages are not supported for cohere yet"),
+                ));
+            }
+            other => {
+                return Err(bad(
+                    "messages",
+                    format!("messages[{i}]: unknown role '{other}'"),
+                ));
+            }
+        }
+    }
+
+    // v1 answers one new user message; a trailing assistant turn (prefill) has no place.
+    let Some((role, message)) = turns.pop() else {
+        return Err(bad("messages", "messages must contain a user message"));
+    };
+    if role != "USER" {
+        return Err(bad(
+            "messages",
+            "the last non-system message must be a user message for cohere",
+        ));
+    }
+    if message.trim().is_empty() {
+        return Err(bad("messages", "the last user message is empty"));
+    }
+    // Cohere rejects history entries without a message; empty turns carry nothing.
+    let history: Vec<Value> = turns
+        .into_iter()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(role, text)| json!({"role": role, "message": text}))
+        .collect();
+    if !history.is_empty() {
+        body.insert("chat_history".into(), Value::Array(history));
+    }
+    body.insert("message".into(), Value::String(message));
+    if !preamble.is_empty() {
+        body.insert("preamble".into(), Value::String(preamble.join("\n\n")));
+    }
+    Ok(())
+}
+
+/// Message content as one string: text parts joined by newlines (Cohere v1 is text-only).
+fn flatten(i: usize, content: Option<Value>) -> Result<String, RequestError> {
+    match content {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Array(parts)) => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for part in parts {
+                let kind = part.get("type").and_then(Value::as_str);
+                // An assistant refusal part is text the model said.
+                let field = match kind {
+                    Some("text") => "text",
+                    Some("refusal") => "refusal",
+                    Some(other) => {
+                        return Err(bad(
+                            "messages",
+                            format!(
+                                "messages[{i}]: content part type '{other}' is not supported by cohere (text only)"
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err(bad(
+                            "messages",
+                            format!("messages[{i}]: content part without a type"),
+                        ));
+                    }
+                };
+                match part.get(field) {
+                    Some(Value::String(s)) => texts.push(s.clone()),
+                    _ => {
+                        return Err(bad(
+                            "messages",
+                            format!("messages[{i}]: {field} part without a string '{field}'"),
+                        ));
+                    }
+                }
+            }
+            Ok(texts.join("\n"))
+        }
+        Some(_) => Err(bad(
+            "messages",
+            format!("messages[{i}].content must be a string or an array of text parts"),
+        )),
+    }
+}
+
+/// OpenAI `response_format` → v1 chat's (`json_object` with an optional `schema`).
+fn response_format(format: &Value) -> Result<Option<Value>, RequestError> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
+        Some("json_schema") => match format.pointer("/json_schema/schema") {
+            Some(schema @ Value::Object(_)) => {
+                Ok(Some(json!({"type": "json_object", "schema": schema})))
+            }
+            _ => Err(bad(
+                "response_format",
+                "json_schema needs a json_schema.schema object",
+            )),
+        },
+        _ => Err(bad(
+            "response_format",
+            "unsupported response_format type for cohere",
+        )),
+    }
+}
+
+/// OpenAI completion fields → `/v1/generate`.
+fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+    if !body.get("prompt").is_some_and(Value::is_string) {
+        return Err(bad("prompt", "prompt must be a string"));
+    }
+    if let Some(n) = body.remove("n") {
+        let n = choice_count(&n)?;
+        if n > 1 {
+            body.insert("num_generations".into(), Value::from(n));
+        }
+    }
+    // OpenAI excludes the stop text from the answer: generate's `end_sequences` does too
+    // (its `stop_sequences` would include it).
+    if let Some(stop) = body.remove("stop")
+        && let Some(list) = stop_list(stop)?
+    {
+        body.insert("end_sequences".into(), list);
+    }
+    match body.remove("echo") {
+        None | Some(Value::Bool(false)) => {}
+        Some(_) => return Err(bad("echo", "echo is not supported by cohere")),
+    }
+    match body.remove("suffix") {
+        None => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(_) => return Err(bad("suffix", "suffix is not supported by cohere")),
+    }
+    match body.remove("best_of") {
+        None => {}
+        Some(v) if v.as_f64() == Some(1.0) => {}
+        Some(_) => return Err(bad("best_of", "best_of is not supported by cohere")),
+    }
+    match body.remove("response_format") {
+        None => {}
+        Some(f) if f.get("type").and_then(Value::as_str) == Some("text") => {}
+        Some(_) => {
+            return Err(bad(
+                "response_format",
+                "cohere's generate endpoint has no response_format",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Cohere finish reasons → OpenAI's (providers.md §9.1); an absent reason is a finished
+/// answer (Kong's fixtures omit it). Failures are an upstream failure, not an answer.
+fn finish_reason(v: Option<&Value>) -> Result<&'static str, ResponseError> {
+    match v.and_then(Value::as_str) {
+        Some("MAX_TOKENS" | "ERROR_LIMIT") => Ok("length"),
+        Some("ERROR_TOXIC") => Ok("content_filter"),
+        Some("TOOL_CALL") => Ok("tool_calls"),
+        Some(reason @ ("ERROR" | "TIMEOUT" | "USER_CANCEL")) => Err(ResponseError(format!(
+            "cohere ended the generation with {reason}"
+        ))),
+        // COMPLETE, STOP_SEQUENCE, absent, or a value newer than this table.
+        _ => Ok("stop"),
+    }
+}
+
+/// `chatcmpl-…` / `cmpl-…` from the provider's id, else a random one.
+fn openai_id(prefix: &str, provider_id: Option<&Value>) -> String {
+    match provider_id
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+    {
+        Some(id) if id.starts_with(prefix) => id.to_string(),
+        Some(id) => format!("{prefix}{id}"),
+        None => format!("{prefix}{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+/// A token count; negative or non-numeric counts are 0, huge ones saturate.
+fn count(v: Option<&Value>) -> Option<u64> {
+    let v = v?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| f.max(0.0) as u64)
+    })
+}
+
+/// Usage per spec §9.6: `meta.tokens`, else `token_count`, else `meta.billed_units`
+/// (the first that reports any count); zeros when Cohere reports none.
+fn usage(obj: &Map<String, Value>) -> Value {
+    let sources = [
+        (
+            obj.get("meta").and_then(|m| m.get("tokens")),
+            "input_tokens",
+            "output_tokens",
+        ),
+        (obj.get("token_count"), "prompt_tokens", "response_tokens"),
+        (
+            obj.get("meta").and_then(|m| m.get("billed_units")),
+            "input_tokens",
+            "output_tokens",
+        ),
+    ];
+    let (prompt, completion) = sources
+        .iter()
+        .find_map(|(source, input, output)| {
+            let source = (*source)?;
+            let (p, c) = (count(source.get(*input)), count(source.get(*output)));
+            (p.is_some() || c.is_some()).then(|| (p.unwrap_or(0), c.unwrap_or(0)))
+        })
+        .unwrap_or((0, 0));
+    let mut usage = json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt.saturating_add(completion),
+    });
+    if let Some(cached) = count(obj.get("meta").and_then(|m| m.get("cached_tokens")))
+        && let Value::Object(u) = &mut usage
+    {
+        u.insert(
+            "prompt_tokens_details".into(),
+            json!({"cached_tokens": cached}),
+        );
+    }
+    usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::routes::ModelOptions;
+    use crate::admin::services::ServiceOptions;
+    use crate::providers::ProviderKind;
+
+    const CHAT_REQUEST: &str =
+        include_str!("../../tests/fixtures/providers/cohere/chat-request.json");
+    const CHAT_RESPONSE: &str =
+        include_str!("../../tests/fixtures/providers/cohere/chat-response.json");
+    const GENERATE_RESPONSE: &str =
+        include_str!("../../tests/fixtures/providers/cohere/generate-response.json");
+    const ERROR_400: &str = include_str!("../../tests/fixtures/providers/cohere/error-400.json");
+    const ERROR_HTML: &str = include_str!("../../tests/fixtures/providers/cohere/error-502.html");
+
+    const MODEL: &str = "command-r";
+
+    fn translate(
+        kind: RouteKind,
+        model: &str,
+        tuning: &ModelOptions,
+        url: Option<&str>,
+        body: Value,
+    ) -> Result<(UpstreamRequest, Value), RequestError> {
+        let options = ServiceOptions::default();
+        let ctx = TranslateContext {
+            provider: ProviderKind::Cohere,
+            upstream_url: url,
+            options: &options,
+            model,
+            tuning,
+            default_max_tokens: 1024,
+        };
+        let Value::Object(map) = body else {
+            panic!("test body must be an object")
+        };
+        let upstream = Cohere.request(&ctx, kind, map)?;
+        let sent: Value = serde_json::from_slice(&upstream.body).expect("upstream body is JSON");
+        Ok((upstream, sent))
+    }
+
+    fn chat(body: Value) -> Result<Value, RequestError> {
+        translate(RouteKind::Chat, MODEL, &ModelOptions::default(), None, body).map(|(_, v)| v)
+    }
+
+    fn completions(body: Value) -> Result<Value, RequestError> {
+        translate(
+            RouteKind::Completions,
+            MODEL,
+            &ModelOptions::default(),
+            None,
+            body,
+        )
+        .map(|(_, v)| v)
+    }
+
+    fn respond(kind: RouteKind, body: &[u8]) -> Result<Value, ResponseError> {
+        let options = ServiceOptions::default();
+        let tuning = ModelOptions::default();
+        let ctx = TranslateContext {
+            provider: ProviderKind::Cohere,
+            upstream_url: None,
+            options: &options,
+            model: MODEL,
+            tuning: &tuning,
+            default_max_tokens: 1024,
+        };
+        Cohere.response(&ctx, kind, body)
+    }
+
+    fn respond_json(kind: RouteKind, body: Value) -> Result<Value, ResponseError> {
+        respond(kind, body.to_string().as_bytes())
+    }
+
+    fn err_param(e: &RequestError) -> &str {
+        e.param.as_deref().unwrap_or("")
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"messages": [{"role": "user", "content": text}]})
+    }
+
+    // ---- requests -------------------------------------------------------------------
+
+    #[test]
+    fn chat_request_url_headers_and_body() {
+        let body: Value = serde_json::from_str(CHAT_REQUEST).unwrap();
+        let (up, sent) =
+            translate(RouteKind::Chat, MODEL, &ModelOptions::default(), None, body).unwrap();
+        assert_eq!(up.url, "https://api.cohere.com/v1/chat");
+        assert!(up.headers.is_empty());
+        assert_eq!(
+            sent,
+            json!({
+                "model": "command-r",
+                "preamble": "You are a terse assistant.\n\nAnswer in French.",
+                "chat_history": [
+                    {"role": "USER", "message": "What is 1 + 1?"},
+                    {"role": "CHATBOT", "message": "2."}
+                ],
+                "message": "And 2 + 2?\nExplain briefly.",
+                "temperature": 0.2,
+                "p": 0.9,
+                "k": 40,
+                "stop_sequences": ["\n\n"],
+                "seed": 7,
+                "frequency_penalty": 0.1,
+                "presence_penalty": 0.2,
+                "max_tokens": 300,
+                "stream": false
+            })
+        );
+    }
+
+    #[test]
+    fn completions_request_goes_to_generate() {
+        let (up, sent) = translate(
+            RouteKind::Completions,
+            MODEL,
+            &ModelOptions::default(),
+            None,
+            json!({"prompt": "Write a haiku", "n": 2, "stop": ["\n"], "top_p": 0.5,
+                   "top_k": 3, "max_tokens": 40, "echo": false, "best_of": 1, "user": "u"}),
+        )
+        .unwrap();
+        assert_eq!(up.url, "https://api.cohere.com/v1/generate");
+        assert!(up.headers.is_empty());
+        assert_eq!(
+            sent,
+            json!({"prompt": "Write a haiku", "model": "command-r", "num_generations": 2,
+                   "end_sequences": ["\n"], "p": 0.5, "k": 3, "max_tokens": 40,
+                   "stream": false})
+        );
+    }
+
+    #[test]
+    fn upstream_url_is_used_whole_with_its_query() {
+        let url = "https://cohere.internal:8443/v1/chat?tenant=a&x=1";
+        let (up, _) = translate(
+            RouteKind::Chat,
+            MODEL,
+            &ModelOptions::default(),
+            Some(url),
+            user("hi"),
+        )
+        .unwrap();
+        assert_eq!(up.url, url);
+        let url = "http://localhost:9000/gen?k=v";
+        let (up, _) = translate(
+            RouteKind::Completions,
+            MODEL,
+            &ModelOptions::default(),
+            Some(url),
+            json!({"prompt": "x"}),
+        )
+        .unwrap();
+        assert_eq!(up.url, url);
+    }
+
+    #[test]
+    fn route_tuning_overrides_client_values() {
+        let tuning = ModelOptions {
+            max_tokens: Some(64),
+            temperature: Some(0.9),
+            top_p: Some(0.3),
+            top_k: Some(7),
+            ..ModelOptions::default()
+        };
+        let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 999,
+                          "max_completion_tokens": 888, "temperature": 0.1, "top_p": 0.8,
+                          "top_k": 2});
+        let (_, sent) = translate(RouteKind::Chat, MODEL, &tuning, None, body).unwrap();
+        assert_eq!(sent["max_tokens"], json!(64));
+        assert_eq!(sent["temperature"], json!(0.9));
+        assert_eq!(sent["p"], json!(0.3));
+        assert_eq!(sent["k"], json!(7));
+        assert!(sent.get("top_p").is_none() && sent.get("top_k").is_none());
+        assert!(sent.get("max_completion_tokens").is_none());
+        // Without tuning, max_completion_tokens (OpenAI's current name) is the cap.
+        let sent = chat(json!({"messages": [{"role": "user", "content": "hi"}],
+                               "max_tokens": 999, "max_completion_tokens": 888}))
+        .unwrap();
+        assert_eq!(sent["max_tokens"], json!(888));
+    }
+
+    #[test]
+    fn model_is_the_context_model() {
+        let body =
+            json!({"model": "client-alias", "messages": [{"role": "user", "content": "hi"}]});
+        let (_, sent) = translate(
+            RouteKind::Chat,
+            "command-r-plus",
+            &ModelOptions::default(),
+            None,
+            body,
+        )
+        .unwrap();
+        assert_eq!(sent["model"], json!("command-r-plus"));
+    }
+
+    #[test]
+    fn system_messages_anywhere_go_to_preamble_in_order() {
+        let sent = chat(json!({"preamble": "Native.", "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "system", "content": "First."},
+            {"role": "assistant", "content": "b"},
+            {"role": "developer", "content": "Second."},
+            {"role": "system", "content": "   "},
+            {"role": "user", "content": "c"},
+            {"role": "system", "content": "Third."}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            sent["preamble"],
+            json!("Native.\n\nFirst.\n\nSecond.\n\nThird.")
+        );
+        assert_eq!(
+            sent["chat_history"],
+            json!([{"role": "USER", "message": "a"}, {"role": "CHATBOT", "message": "b"}])
+        );
+        assert_eq!(sent["message"], json!("c"));
+        // A single user message: no history, no preamble.
+        let sent = chat(user("only")).unwrap();
+        assert!(sent.get("chat_history").is_none() && sent.get("preamble").is_none());
+        assert_eq!(sent["message"], json!("only"));
+    }
+
+    #[test]
+    fn native_history_fields_never_mix_with_messages() {
+        let sent = chat(json!({"chat_history": [{"role": "USER", "message": "injected"}],
+                               "message": "injected", "messages": [{"role": "user", "content": "real"}]}))
+        .unwrap();
+        assert!(sent.get("chat_history").is_none());
+        assert_eq!(sent["message"], json!("real"));
+    }
+
+    #[test]
+    fn empty_history_turns_are_dropped() {
+        let sent = chat(json!({"messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": null},
+            {"role": "assistant", "content": ""},
+            {"role": "user", "content": []},
+            {"role": "user", "content": "b"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            sent["chat_history"],
+            json!([{"role": "USER", "message": "a"}])
+        );
+        assert_eq!(sent["message"], json!("b"));
+    }
+
+    #[test]
+    fn stop_becomes_stop_sequences_for_chat() {
+        let mut body = user("hi");
+        body["stop"] = json!(["END", "###"]);
+        assert_eq!(chat(body).unwrap()["stop_sequences"], json!(["END", "###"]));
+        let mut body = user("hi");
+        body["stop"] = json!([]);
+        assert!(chat(body).unwrap().get("stop_sequences").is_none());
+        for bad_stop in [json!(3), json!(["a", 1]), json!({"a": 1})] {
+            let mut body = user("hi");
+            body["stop"] = bad_stop;
+            assert_eq!(err_param(&chat(body).unwrap_err()), "stop");
+        }
+    }
+
+    #[test]
+    fn n_above_one_is_refused_for_chat() {
+        let mut body = user("hi");
+        body["n"] = json!(2);
+        let e = chat(body).unwrap_err();
+        assert_eq!(err_param(&e), "n");
+        assert!(e.message.contains("n must be 1"), "{}", e.message);
+        for ok in [json!(1), json!(1.0), Value::Null] {
+            let mut body = user("hi");
+            body["n"] = ok;
+            assert!(chat(body).unwrap().get("n").is_none());
+        }
+        for bad_n in [json!(0), json!(-1), json!(2.5), json!("2"), json!(1e20)] {
+            let mut body = user("hi");
+            body["n"] = bad_n;
+            assert_eq!(err_param(&chat(body).unwrap_err()), "n");
+        }
+    }
+
+    #[test]
+    fn text_parts_are_flattened_and_other_parts_refused() {
+        let sent = chat(json!({"messages": [
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "No."}]},
+            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+        ]}))
+        .unwrap();
+        assert_eq!(sent["message"], json!("one\ntwo"));
+        assert_eq!(
+            sent["chat_history"],
+            json!([{"role": "CHATBOT", "message": "No."}])
+        );
+        let e = chat(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+        ]}]}))
+        .unwrap_err();
+        assert_eq!(err_param(&e), "messages");
+        assert!(e.message.contains("image_url"), "{}", e.message);
+        for part in [
+            json!("bare string"),
+            json!({"text": "no type"}),
+            json!({"type": "text"}),
+            json!({"type": "text", "text": 5}),
+        ] {
+            let e = chat(json!({"messages": [{"role": "user", "content": [part]}]})).unwrap_err();
+            assert_eq!(err_param(&e), "messages");
+        }
+    }
+
+    #[test]
+    fn hostile_messages_give_specific_errors() {
+        let cases = [
+            json!({"messages": "hello"}),
+            json!({"messages": {"role": "user"}}),
+            json!({}),
+            json!({"messages": []}),
+            json!({"messages": [42]}),
+            json!({"messages": [{"content": "no role"}]}),
+            json!({"messages": [{"role": 5, "content": "x"}]}),
+            json!({"messages": [{"role": "wizard", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": 42}]}),
+            json!({"messages": [{"role": "user", "content": {"text": "x"}}]}),
+            json!({"messages": [{"role": "user", "content": true}]}),
+            json!({"messages": [{"role": "user", "content": null}]}),
+            json!({"messages": [{"role": "user", "content": "   "}]}),
+            json!({"messages": [{"role": "system", "content": "only system"}]}),
+            json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "prefill"}]}),
+            json!({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": "c", "content": "r"}]}),
+            json!({"messages": [{"role": "assistant", "content": null,
+                   "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                  {"role": "user", "content": "q"}]}),
+        ];
+        for body in cases {
+            let e = chat(body.clone()).unwrap_err();
+            assert_eq!(err_param(&e), "messages", "{body}: {}", e.message);
+        }
+        let e = chat(json!({"preamble": 3, "messages": [{"role": "user", "content": "x"}]}))
+            .unwrap_err();
+        assert_eq!(err_param(&e), "preamble");
+    }
+
+    #[test]
+    fn stream_is_kept_in_cohere_form() {
+        let mut body = user("hi");
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let sent = chat(body).unwrap();
+        assert_eq!(sent["stream"], json!(true));
+        assert!(sent.get("stream_options").is_none());
+        assert_eq!(chat(user("hi")).unwrap()["stream"], json!(false));
+        let mut body = user("hi");
+        body["stream"] = Value::Null;
+        assert_eq!(chat(body).unwrap()["stream"], json!(false));
+        let mut body = user("hi");
+        body["stream"] = json!("yes");
+        assert_eq!(err_param(&chat(body).unwrap_err()), "stream");
+    }
+
+    #[test]
+    fn tools_are_refused_until_the_tools_issue() {
+        let mut body = user("hi");
+        body["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
+        assert_eq!(err_param(&chat(body).unwrap_err()), "tools");
+        let mut body = user("hi");
+        body["tool_choice"] = json!("required");
+        assert_eq!(err_param(&chat(body).unwrap_err()), "tool_choice");
+        let mut body = user("hi");
+        body["tools"] = json!([]);
+        body["tool_choice"] = json!("none");
+        body["parallel_tool_calls"] = json!(true);
+        let sent = chat(body).unwrap();
+        for key in ["tools", "tool_choice", "parallel_tool_calls"] {
+            assert!(sent.get(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn unhonourable_parameters_are_refused_not_dropped() {
+        let cases = [
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(3)),
+            ("logit_bias", json!({"50256": -100})),
+            ("audio", json!({"voice": "alloy", "format": "wav"})),
+            ("modalities", json!(["text", "audio"])),
+            ("web_search_options", json!({})),
+            ("response_format", json!({"type": "yaml"})),
+            (
+                "response_format",
+                json!({"type": "json_schema", "json_schema": {"name": "x"}}),
+            ),
+        ];
+        for (key, value) in cases {
+            let mut body = user("hi");
+            body[key] = value;
+            assert_eq!(err_param(&chat(body).unwrap_err()), key);
+        }
+        let mut body = user("hi");
+        body["logprobs"] = json!(false);
+        body["top_logprobs"] = json!(0);
+        body["logit_bias"] = json!({});
+        body["modalities"] = json!(["text"]);
+        let sent = chat(body).unwrap();
+        for key in ["logprobs", "top_logprobs", "logit_bias", "modalities"] {
+            assert!(sent.get(key).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn response_format_maps_to_cohere_json_mode() {
+        let mut body = user("hi");
+        body["response_format"] = json!({"type": "json_object"});
+        assert_eq!(
+            chat(body).unwrap()["response_format"],
+            json!({"type": "json_object"})
+        );
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let mut body = user("hi");
+        body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": true}});
+        assert_eq!(
+            chat(body).unwrap()["response_format"],
+            json!({"type": "json_object", "schema": schema})
+        );
+        let mut body = user("hi");
+        body["response_format"] = json!({"type": "text"});
+        assert!(chat(body).unwrap().get("response_format").is_none());
+    }
+
+    #[test]
+    fn cohere_native_and_unknown_fields_pass_through() {
+        let mut body = user("hi");
+        body["documents"] = json!([{"title": "t", "snippet": "s"}]);
+        body["prompt_truncation"] = json!("AUTO");
+        body["some_extra_param"] = json!("kept");
+        body["temperature"] = Value::Null;
+        let sent = chat(body).unwrap();
+        assert_eq!(sent["documents"], json!([{"title": "t", "snippet": "s"}]));
+        assert_eq!(sent["prompt_truncation"], json!("AUTO"));
+        assert_eq!(sent["some_extra_param"], json!("kept"));
+        assert!(sent.get("temperature").is_none(), "nulls are not forwarded");
+    }
+
+    #[test]
+    fn completions_refuse_what_generate_cannot_do() {
+        let cases = [
+            ("prompt", json!({"prompt": ["a", "b"]})),
+            ("prompt", json!({"prompt": 12})),
+            ("prompt", json!({})),
+            ("n", json!({"prompt": "x", "n": 0})),
+            ("echo", json!({"prompt": "x", "echo": true})),
+            ("suffix", json!({"prompt": "x", "suffix": "end"})),
+            ("best_of", json!({"prompt": "x", "best_of": 3})),
+            ("logprobs", json!({"prompt": "x", "logprobs": 5})),
+            (
+                "response_format",
+                json!({"prompt": "x", "response_format": {"type": "json_object"}}),
+            ),
+            ("stop", json!({"prompt": "x", "stop": 1})),
+        ];
+        for (param, body) in cases {
+            let e = completions(body.clone()).unwrap_err();
+            assert_eq!(err_param(&e), param, "{body}: {}", e.message);
+        }
+        let sent = completions(json!({"prompt": "x", "n": 1, "logprobs": 0, "suffix": "",
+                                      "stop": "END"}))
+        .unwrap();
+        assert!(sent.get("num_generations").is_none());
+        assert_eq!(sent["end_sequences"], json!(["END"]));
+        assert!(sent.get("stop_sequences").is_none());
+    }
+
+    #[test]
+    fn unicode_and_huge_numbers_survive_requests() {
+        let text = "Ünïcödé — 日本語 🚀 \u{0000} \"quoted\"";
+        let mut body = json!({"messages": [
+            {"role": "system", "content": "Réponds en 中文"},
+            {"role": "user", "content": text}
+        ]});
+        body["max_tokens"] = json!(u64::MAX);
+        body["temperature"] = json!(1e300);
+        body["seed"] = json!(-9_223_372_036_854_775_808_i64);
+        let sent = chat(body).unwrap();
+        assert_eq!(sent["message"], json!(text));
+        assert_eq!(sent["preamble"], json!("Réponds en 中文"));
+        // Out-of-range values are Cohere's to judge: forwarded untouched, never a panic.
+        assert_eq!(sent["max_tokens"], json!(u64::MAX));
+        assert_eq!(sent["temperature"], json!(1e300));
+        assert_eq!(sent["seed"], json!(-9_223_372_036_854_775_808_i64));
+        let sent = completions(json!({"prompt": text, "n": u64::MAX})).unwrap();
+        assert_eq!(sent["prompt"], json!(text));
+        assert_eq!(sent["num_generations"], json!(u64::MAX));
+    }
+
+    // ---- responses ------------------------------------------------------------------
+
+    #[test]
+    fn chat_response_is_translated() {
+        let out = respond(RouteKind::Chat, CHAT_RESPONSE.as_bytes()).unwrap();
+        assert!(out["created"].as_i64().unwrap() > 1_700_000_000);
+        let mut out = out;
+        out.as_object_mut().unwrap().remove("created");
+        assert_eq!(
+            out,
+            json!({
+                "id": "chatcmpl-5b4c1f2e-8d0e-4f27-a3e1-1d2c3b4a5f60",
+                "object": "chat.completion",
+                "model": "command-r",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Quatre. 2 + 2 = 4."},
+                    "finish_reason": "stop"
+                }],
+                // spec §9.6: meta.tokens first; meta.cached_tokens as details.
+                "usage": {"prompt_tokens": 70, "completion_tokens": 20, "total_tokens": 90,
+                          "prompt_tokens_details": {"cached_tokens": 32}}
+            })
+        );
+    }
+
+    #[test]
+    fn finish_reasons_are_mapped() {
+        let cases = [
+            (json!("COMPLETE"), "stop"),
+            (json!("STOP_SEQUENCE"), "stop"),
+            (json!("MAX_TOKENS"), "length"),
+            (json!("ERROR_LIMIT"), "length"),
+            (json!("ERROR_TOXIC"), "content_filter"),
+            (json!("TOOL_CALL"), "tool_calls"),
+            (json!("SOMETHING_NEW"), "stop"),
+            (Value::Null, "stop"),
+            (json!(7), "stop"),
+        ];
+        for (reason, expected) in cases {
+            let out = respond_json(
+                RouteKind::Chat,
+                json!({"text": "t", "finish_reason": reason}),
+            )
+            .unwrap();
+            assert_eq!(
+                out["choices"][0]["finish_reason"],
+                json!(expected),
+                "{reason}"
+            );
+        }
+        for reason in ["ERROR", "TIMEOUT", "USER_CANCEL"] {
+            let e = respond_json(
+                RouteKind::Chat,
+                json!({"text": "t", "finish_reason": reason}),
+            )
+            .unwrap_err();
+            assert!(e.0.contains(reason), "{}", e.0);
+            let e = respond_json(
+                RouteKind::Completions,
+                json!({"generations": [{"text": "t", "finish_reason": reason}]}),
+            )
+            .unwrap_err();
+            assert!(e.0.contains(reason), "{}", e.0);
+        }
+    }
+
+    #[test]
+    fn usage_prefers_tokens_then_token_count_then_billed_units() {
+        let tokens = json!({"input_tokens": 70, "output_tokens": 20});
+        let token_count =
+            json!({"prompt_tokens": 102, "response_tokens": 258, "total_tokens": 360});
+        let billed = json!({"input_tokens": 10, "output_tokens": 5});
+        let usage = |body: Value| respond_json(RouteKind::Chat, body).unwrap()["usage"].clone();
+        assert_eq!(
+            usage(json!({"text": "t", "token_count": token_count,
+                         "meta": {"tokens": tokens, "billed_units": billed}})),
+            json!({"prompt_tokens": 70, "completion_tokens": 20, "total_tokens": 90})
+        );
+        assert_eq!(
+            usage(
+                json!({"text": "t", "token_count": token_count, "meta": {"billed_units": billed}})
+            ),
+            json!({"prompt_tokens": 102, "completion_tokens": 258, "total_tokens": 360})
+        );
+        assert_eq!(
+            usage(json!({"text": "t", "meta": {"billed_units": billed, "tokens": {}}})),
+            json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15})
+        );
+        assert_eq!(
+            usage(json!({"text": "t"})),
+            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        );
+        assert_eq!(
+            usage(json!({"text": "t", "meta": "weird", "token_count": [1, 2]})),
+            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn hostile_usage_numbers_never_panic() {
+        let out = respond(
+            RouteKind::Chat,
+            br#"{"text":"t","meta":{"tokens":{"input_tokens":1e300,"output_tokens":18446744073709551615},"cached_tokens":-4}}"#,
+        )
+        .unwrap();
+        assert_eq!(out["usage"]["prompt_tokens"], json!(u64::MAX));
+        assert_eq!(out["usage"]["completion_tokens"], json!(u64::MAX));
+        assert_eq!(out["usage"]["total_tokens"], json!(u64::MAX));
+        assert_eq!(
+            out["usage"]["prompt_tokens_details"]["cached_tokens"],
+            json!(0)
+        );
+        let out = respond_json(
+            RouteKind::Chat,
+            json!({"text": "t", "meta": {"billed_units": {"input_tokens": -3, "output_tokens": "9"}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
+        );
+    }
+
+    #[test]
+    fn ids_and_model_fallbacks() {
+        let out =
+            respond_json(RouteKind::Chat, json!({"text": "t", "response_id": "r-1"})).unwrap();
+        assert_eq!(out["id"], json!("chatcmpl-r-1"));
+        let out = respond_json(
+            RouteKind::Chat,
+            json!({"text": "t", "generation_id": "chatcmpl-x"}),
+        )
+        .unwrap();
+        assert_eq!(out["id"], json!("chatcmpl-x"));
+        let a = respond_json(RouteKind::Chat, json!({"text": "t"})).unwrap();
+        let b = respond_json(RouteKind::Chat, json!({"text": "t", "generation_id": 5})).unwrap();
+        let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+        assert!(a.starts_with("chatcmpl-") && a.len() > 20 && a != b);
+        let out = respond_json(
+            RouteKind::Completions,
+            json!({"generations": [{"text": "t"}]}),
+        )
+        .unwrap();
+        assert!(out["id"].as_str().unwrap().starts_with("cmpl-"));
+        assert_eq!(out["model"], json!(MODEL));
+        let out = respond_json(
+            RouteKind::Chat,
+            json!({"text": "t", "model": "command-r-08-2024"}),
+        )
+        .unwrap();
+        assert_eq!(out["model"], json!("command-r-08-2024"));
+    }
+
+    #[test]
+    fn generate_response_is_translated() {
+        let out = respond(RouteKind::Completions, GENERATE_RESPONSE.as_bytes()).unwrap();
+        assert!(out["created"].is_i64());
+        let mut out = out;
+        out.as_object_mut().unwrap().remove("created");
+        assert_eq!(
+            out,
+            json!({
+                "id": "cmpl-b6c3f1a2-1111-4a4a-9b9b-0123456789ab",
+                "object": "text_completion",
+                "model": "command-r",
+                "choices": [
+                    {"index": 0, "text": " Waves fold into foam", "finish_reason": "stop"},
+                    {"index": 1, "text": " Salt wind, the tide keeps", "finish_reason": "length"}
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19}
+            })
+        );
+    }
+
+    #[test]
+    fn untranslatable_responses_are_response_errors() {
+        let chat_cases: [&[u8]; 9] = [
+            b"",
+            b"  \n ",
+            b"<html>oops</html>",
+            b"{\"text\": ",
+            b"[1,2,3]",
+            b"\"text\"",
+            b"{\"nothing_object\": {}}",
+            b"{\"text\": 42}",
+            b"{\"text\": null}",
+        ];
+        for body in chat_cases {
+            let e = respond(RouteKind::Chat, body).unwrap_err();
+            assert!(!e.0.is_empty(), "{:?}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            respond(RouteKind::Chat, b"").unwrap_err().0,
+            "empty response body from cohere"
+        );
+        assert_eq!(
+            respond(RouteKind::Chat, b"not json").unwrap_err().0,
+            "failed to decode cohere response"
+        );
+        assert_eq!(
+            respond(RouteKind::Chat, b"{}").unwrap_err().0,
+            MISSING_ANSWER
+        );
+        let completions_cases = [
+            json!({}),
+            json!({"text": "a chat answer on a completions route"}),
+            json!({"generations": []}),
+            json!({"generations": {"text": "x"}}),
+            json!({"generations": [{"id": "no text"}]}),
+            json!({"generations": [{"text": ["x"]}]}),
+            json!({"generations": [7]}),
+        ];
+        for body in completions_cases {
+            assert!(
+                respond_json(RouteKind::Completions, body.clone()).is_err(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn unicode_survives_responses() {
+        let text = "Ünïcödé — 日本語 🚀 \"quoted\"\n";
+        let out = respond_json(RouteKind::Chat, json!({"text": text})).unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], json!(text));
+        let out = respond_json(
+            RouteKind::Completions,
+            json!({"generations": [{"text": text}]}),
+        )
+        .unwrap();
+        assert_eq!(out["choices"][0]["text"], json!(text));
+    }
+
+    // ---- errors ---------------------------------------------------------------------
+
+    #[test]
+    fn errors_are_normalised() {
+        let e = Cohere.error(400, ERROR_400.as_bytes());
+        assert_eq!(
+            e.message,
+            "invalid request: message must be at least 1 token long or tool results must be specified."
+        );
+        assert_eq!(e.kind, "upstream_error");
+        assert_eq!(
+            e.to_openai(),
+            json!({"error": {"message": e.message, "type": "upstream_error", "param": null, "code": null}})
+        );
+        let e = Cohere.error(502, ERROR_HTML.as_bytes());
+        assert_eq!(
+            (e.message.as_str(), e.kind.as_str()),
+            ("upstream answered HTTP 502", "upstream_error")
+        );
+        let e = Cohere.error(500, b"");
+        assert_eq!(
+            (e.message.as_str(), e.kind.as_str()),
+            ("upstream answered HTTP 500", "upstream_error")
+        );
+        let e = Cohere.error(429, br#"{"message": ""}"#);
+        assert_eq!(e.message, "upstream answered HTTP 429");
+        let e = Cohere.error(401, br#"{"message": 12}"#);
+        assert_eq!(e.message, "upstream answered HTTP 401");
+        // An OpenAI-shaped error (a compatible proxy in front of Cohere) keeps its type.
+        let e = Cohere.error(
+            400,
+            br#"{"error": {"type": "invalid_request_error", "message": "Invalid request"}}"#,
+        );
+        assert_eq!(
+            (e.message.as_str(), e.kind.as_str()),
+            ("Invalid request", "invalid_request_error")
+        );
+    }
+
+    // ---- Kong conformance -----------------------------------------------------------
+
+    fn kong_json(dir: &std::path::Path, rel: &str) -> Value {
+        let path = dir.join(rel);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+    }
+
+    #[test]
+    fn kong_unit_fixtures_cohere() {
+        let Ok(root) = std::env::var("TOLLGATE_KONG_FIXTURES") else {
+            println!("skipped: TOLLGATE_KONG_FIXTURES is unset");
+            return;
+        };
+        let root = std::path::PathBuf::from(root);
+        // Kong's 01-unit_spec.lua config for cohere: model "command".
+        let chat_tuning = ModelOptions {
+            max_tokens: Some(512),
+            temperature: Some(0.5),
+            top_p: Some(1.0),
+            ..ModelOptions::default()
+        };
+        let completions_tuning = ModelOptions {
+            max_tokens: Some(512),
+            temperature: Some(0.5),
+            top_p: Some(0.75),
+            top_k: Some(5),
+            ..ModelOptions::default()
+        };
+
+        // chat request
+        let request = kong_json(&root, "unit/requests/llm-v1-chat.json");
+        let mut expected = kong_json(&root, "unit/expected-requests/cohere/llm-v1-chat.json");
+        let (up, mut ours) =
+            translate(RouteKind::Chat, "command", &chat_tuning, None, request).unwrap();
+        assert_eq!(up.url, "https://api.cohere.com/v1/chat");
+        // spec §9.6: the system message goes to `preamble`, where Kong sends it as the
+        // first `USER` history entry.
+        let preamble = ours.as_object_mut().unwrap().remove("preamble").unwrap();
+        let first = expected["chat_history"].as_array_mut().unwrap().remove(0);
+        assert_eq!(first, json!({"role": "USER", "message": preamble}));
+        assert_eq!(ours, expected);
+
+        // completions request
+        let request = kong_json(&root, "unit/requests/llm-v1-completions.json");
+        let expected = kong_json(
+            &root,
+            "unit/expected-requests/cohere/llm-v1-completions.json",
+        );
+        let (up, ours) = translate(
+            RouteKind::Completions,
+            "command",
+            &completions_tuning,
+            None,
+            request,
+        )
+        .unwrap();
+        assert_eq!(up.url, "https://api.cohere.com/v1/generate");
+        assert_eq!(ours, expected);
+
+        // responses
+        let options = ServiceOptions::default();
+        for (kind, name, prefix) in [
+            (RouteKind::Chat, "llm-v1-chat", "chatcmpl-"),
+            (RouteKind::Completions, "llm-v1-completions", "cmpl-"),
+        ] {
+            let tuning = if kind == RouteKind::Chat {
+                &chat_tuning
+            } else {
+                &completions_tuning
+            };
+            let ctx = TranslateContext {
+                provider: ProviderKind::Cohere,
+                upstream_url: None,
+                options: &options,
+                model: "command",
+                tuning,
+                default_max_tokens: 1024,
+            };
+            let real = std::fs::read(root.join(format!("unit/real-responses/cohere/{name}.json")))
+                .unwrap();
+            let mut expected = kong_json(
+                &root,
+                &format!("unit/expected-responses/cohere/{name}.json"),
+            );
+            let mut ours = Cohere.response(&ctx, kind, &real).unwrap();
+            let ours_obj = ours.as_object_mut().unwrap();
+            // Brief: `created` is always present (Kong's fixtures have none).
+            assert!(ours_obj.remove("created").unwrap().is_i64());
+            // Brief: ids are OpenAI-style, `chatcmpl-`/`cmpl-` + Cohere's id (Kong: bare id).
+            let kong_id = expected.as_object_mut().unwrap().remove("id").unwrap();
+            let our_id = ours_obj.remove("id").unwrap();
+            assert_eq!(
+                our_id,
+                json!(format!("{prefix}{}", kong_id.as_str().unwrap()))
+            );
+            if kind == RouteKind::Completions {
+                // spec §9.6: finish_reason mapped (MAX_TOKENS → length); Kong hard-codes "stop".
+                assert_eq!(ours["choices"][0]["finish_reason"], json!("length"));
+                assert_eq!(expected["choices"][0]["finish_reason"], json!("stop"));
+                ours["choices"][0]["finish_reason"] = json!("stop");
+            }
+            assert_eq!(ours, expected, "{name}");
+        }
+
+        // Kong's integration-test payloads: errors and the untranslatable 200.
+        let ctx_tuning = ModelOptions::default();
+        let ctx = TranslateContext {
+            provider: ProviderKind::Cohere,
+            upstream_url: None,
+            options: &options,
+            model: "command",
+            tuning: &ctx_tuning,
+            default_max_tokens: 1024,
+        };
+        let bad =
+            std::fs::read(root.join("cohere/llm-v1-chat/responses/bad_upstream_response.json"))
+                .unwrap();
+        assert_eq!(
+            Cohere.response(&ctx, RouteKind::Chat, &bad).unwrap_err().0,
+            MISSING_ANSWER
+        );
+        let good = std::fs::read(root.join("cohere/llm-v1-chat/responses/good.json")).unwrap();
+        let out = Cohere.response(&ctx, RouteKind::Chat, &good).unwrap();
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            json!("The sum of 1 + 1 is 2.")
+        );
+        assert_eq!(
+            (out["model"].clone(), out["object"].clone()),
+            (json!("command"), json!("chat.completion"))
+        );
+        let good =
+            std::fs::read(root.join("cohere/llm-v1-completions/responses/good.json")).unwrap();
+        let out = Cohere
+            .response(&ctx, RouteKind::Completions, &good)
+            .unwrap();
+        assert_eq!(out["choices"][0]["text"], json!("1 + 1 is 2."));
+        assert_eq!(out["object"], json!("text_completion"));
+        let unauthorized =
+            std::fs::read(root.join("cohere/llm-v1-chat/responses/unauthorized.json")).unwrap();
+        assert_eq!(
+            Cohere.error(401, &unauthorized).message,
+            "invalid api token"
+        );
+        let html =
+            std::fs::read(root.join("cohere/llm-v1-chat/responses/internal_server_error.html"))
+                .unwrap();
+        assert_eq!(Cohere.error(500, &html).kind, "upstream_error");
+        for (rel, kind) in [
+            ("cohere/llm-v1-chat/requests/good.json", RouteKind::Chat),
+            (
+                "cohere/llm-v1-chat/requests/good-stream.json",
+                RouteKind::Chat,
+            ),
+            (
+                "cohere/llm-v1-completions/requests/good.json",
+                RouteKind::Completions,
+            ),
+        ] {
+            let (_, sent) = translate(
+                kind,
+                "command",
+                &ModelOptions::default(),
+                None,
+                kong_json(&root, rel),
+            )
+            .unwrap();
+            assert_eq!(sent["model"], json!("command"), "{rel}");
+        }
+    }
+}

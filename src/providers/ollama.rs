@@ -1,0 +1,764 @@
+//! Ollama's native API (`/api/chat`, `/api/generate`; providers.md §6.2), shared by
+//! `llama2_format: ollama` and `mistral_format: ollama` — the one place this mapping lives.
+//!
+//! Request (Kong's `to_ollama`, extended): `{model, messages | prompt, stream, options:
+//! {num_predict, temperature, top_p, top_k, seed, stop, penalties}, format, tools}`, always
+//! sent to the service's `upstream_url`. Response: `message` / `response`, usage from
+//! `prompt_eval_count` / `eval_count`, `done_reason` mapped to OpenAI finish reasons.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::openai::{
+    check_prompt_shape, content_parts, effective_max_tokens, new_id, now_secs, object_name,
+    parse_body, reject_openai_only, reject_unless, required_upstream_url, stop_list, stream_flag,
+    to_body, token_count, usage,
+};
+use super::{
+    RequestError, ResponseError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning,
+};
+
+const PROVIDER: &str = "ollama";
+
+/// OpenAI-format request → Ollama `/api/chat` (chat) or `/api/generate` (completions).
+pub(super) fn request(
+    ctx: &TranslateContext<'_>,
+    kind: RouteKind,
+    mut body: Map<String, Value>,
+) -> Result<UpstreamRequest, RequestError> {
+    let url = required_upstream_url(ctx, "ollama-format services")?;
+    check_prompt_shape(kind, &body)?;
+    let max_tokens = effective_max_tokens(ctx, &body)?;
+    apply_tuning(&mut body, ctx.tuning);
+    reject_openai_only(&body, PROVIDER)?;
+    // Ollama has no tool_choice: only the choices it behaves as are accepted.
+    reject_unless(
+        &body,
+        "tool_choice",
+        |v| v.is_null() || v == "auto" || v == "none",
+        "ollama only supports 'auto' and 'none'",
+    )?;
+
+    let mut out = Map::new();
+    out.insert("model".into(), Value::from(ctx.model));
+    match kind {
+        RouteKind::Chat => {
+            out.insert("messages".into(), messages(&body)?);
+        }
+        RouteKind::Completions => {
+            out.insert("prompt".into(), Value::from(single_prompt(&body)?));
+            match body.get("suffix") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => {
+                    out.insert("suffix".into(), Value::from(s.as_str()));
+                }
+                Some(_) => return Err(RequestError::param("suffix", "must be a string")),
+            }
+        }
+    }
+    // Ollama streams unless told otherwise (providers.md §12.27).
+    out.insert("stream".into(), Value::Bool(stream_flag(&body)?));
+
+    let mut options = Map::new();
+    if let Some(max) = max_tokens {
+        options.insert("num_predict".into(), max);
+    }
+    for key in [
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+    ] {
+        match body.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::Number(_)) => {
+                options.insert(key.into(), v.clone());
+            }
+            Some(_) => return Err(RequestError::param(key, "must be a number")),
+        }
+    }
+    if let Some(stop) = stop_list(&body)? {
+        options.insert("stop".into(), stop);
+    }
+    if !options.is_empty() {
+        out.insert("options".into(), Value::Object(options));
+    }
+
+    if let Some(format) = response_format(&body)? {
+        out.insert("format".into(), format);
+    }
+    // Ollama takes OpenAI's function-tool shape as is; `tool_choice: none` = no tools.
+    let no_tools = body.get("tool_choice").and_then(Value::as_str) == Some("none");
+    match body.get("tools") {
+        Some(Value::Array(tools)) if !tools.is_empty() && !no_tools => {
+            out.insert("tools".into(), Value::Array(tools.clone()));
+        }
+        None | Some(Value::Null | Value::Array(_)) => {}
+        Some(_) => return Err(RequestError::param("tools", "must be an array")),
+    }
+    Ok(UpstreamRequest {
+        url,
+        headers: Vec::new(),
+        body: to_body(&out)?,
+    })
+}
+
+/// A completions `prompt`: a string, or an array holding exactly one string.
+pub(super) fn single_prompt(body: &Map<String, Value>) -> Result<String, RequestError> {
+    match body.get("prompt") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [Value::String(s)] => Ok(s.clone()),
+            [_, _, ..] => Err(RequestError::param(
+                "prompt",
+                "only one prompt per request is supported by this provider",
+            )),
+            _ => Err(RequestError::param("prompt", "must be a string")),
+        },
+        _ => Err(RequestError::param("prompt", "must be a string")),
+    }
+}
+
+/// `response_format` → Ollama's `format` (`"json"` or a JSON Schema).
+fn response_format(body: &Map<String, Value>) -> Result<Option<Value>, RequestError> {
+    let Some(rf) = body.get("response_format").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(Value::from("json"))),
+        Some("json_schema") => rf
+            .pointer("/json_schema/schema")
+            .filter(|s| s.is_object())
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                RequestError::param(
+                    "response_format",
+                    "json_schema needs a 'json_schema.schema' object",
+                )
+            }),
+        _ => Err(RequestError::param(
+            "response_format",
+            "type must be 'text', 'json_object' or 'json_schema'",
+        )),
+    }
+}
+
+/// OpenAI messages → Ollama messages: string content, base64 `images`, tool calls with
+/// object arguments and no ids, tool results named by `tool_name`.
+fn messages(body: &Map<String, Value>) -> Result<Value, RequestError> {
+    let list = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RequestError::param("messages", "must be a non-empty array of messages"))?;
+    // Tool results carry only the call id; Ollama wants the function name.
+    let mut call_names: HashMap<&str, &str> = HashMap::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let m = m
+            .as_object()
+            .ok_or_else(|| RequestError::param(&format!("messages[{i}]"), "must be an object"))?;
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("system" | "developer") => "system",
+            Some(r @ ("user" | "assistant" | "tool")) => r,
+            Some(other) => {
+                return Err(RequestError::param(
+                    &format!("messages[{i}].role"),
+                    format!("role '{other}' is not supported by ollama"),
+                ));
+            }
+            None => {
+                return Err(RequestError::param(
+                    &format!("messages[{i}].role"),
+                    "must be a string",
+                ));
+            }
+        };
+        let (text, images) = content_parts(m.get("content"), i, PROVIDER, true)?;
+        let mut msg = Map::new();
+        msg.insert("role".into(), Value::from(role));
+        msg.insert("content".into(), Value::from(text));
+        if !images.is_empty() {
+            msg.insert("images".into(), json!(images));
+        }
+        if role == "assistant"
+            && let Some(calls) = m.get("tool_calls").filter(|c| !c.is_null())
+        {
+            let calls = calls.as_array().ok_or_else(|| {
+                RequestError::param(&format!("messages[{i}].tool_calls"), "must be an array")
+            })?;
+            let mut mapped = Vec::with_capacity(calls.len());
+            for call in calls {
+                let (name, arguments) = tool_call(call, i)?;
+                if let Some(id) = call.get("id").and_then(Value::as_str) {
+                    call_names.insert(id, name);
+                }
+                mapped.push(json!({"function": {"name": name, "arguments": arguments}}));
+            }
+            if !mapped.is_empty() {
+                msg.insert("tool_calls".into(), Value::Array(mapped));
+            }
+        }
+        if role == "tool"
+            && let Some(name) = m
+                .get("tool_call_id")
+                .and_then(Value::as_str)
+                .and_then(|id| call_names.get(id))
+        {
+            msg.insert("tool_name".into(), Value::from(*name));
+        }
+        out.push(Value::Object(msg));
+    }
+    Ok(Value::Array(out))
+}
+
+/// One OpenAI tool call → its name and its arguments as an object (Ollama rejects the
+/// JSON-encoded string OpenAI uses).
+fn tool_call(call: &Value, i: usize) -> Result<(&str, Value), RequestError> {
+    let param = format!("messages[{i}].tool_calls");
+    let function = call
+        .get("function")
+        .ok_or_else(|| RequestError::param(&param, "a tool call needs a 'function'"))?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RequestError::param(&param, "a tool call needs a function name"))?;
+    let arguments = match function.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| {
+                RequestError::param(&param, "tool call arguments must be a JSON object")
+            })?,
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => {
+            return Err(RequestError::param(
+                &param,
+                "tool call arguments must be a JSON object",
+            ));
+        }
+    };
+    Ok((name, arguments))
+}
+
+/// Ollama's final (non-streamed) object → OpenAI chat completion / text completion.
+pub(super) fn response(
+    ctx: &TranslateContext<'_>,
+    kind: RouteKind,
+    body: &[u8],
+) -> Result<Value, ResponseError> {
+    let value = parse_body(kind, body)?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| ResponseError("ollama response is not a JSON object".into()))?;
+    if let Some(err) = obj.get("error") {
+        let text = err.as_str().map_or_else(|| err.to_string(), str::to_string);
+        return Err(ResponseError(format!("ollama reported an error: {text}")));
+    }
+    let done_reason = obj.get("done_reason").and_then(Value::as_str);
+    if matches!(done_reason, Some("load" | "unload")) {
+        return Err(ResponseError(
+            "ollama answered a model load, not a generation".into(),
+        ));
+    }
+
+    let (choice, has_tool_calls) = match kind {
+        RouteKind::Chat => {
+            let msg = obj
+                .get("message")
+                .and_then(Value::as_object)
+                .ok_or_else(|| ResponseError("'message' not in ollama chat response".into()))?;
+            let calls = response_tool_calls(msg.get("tool_calls"))?;
+            // OpenAI gives `content: null` beside tool calls.
+            let content = match (msg.get("content"), calls.is_empty()) {
+                (Some(Value::String(s)), true) => Value::from(s.as_str()),
+                (Some(Value::String(s)), false) if !s.is_empty() => Value::from(s.as_str()),
+                (Some(Value::String(_) | Value::Null) | None, false) => Value::Null,
+                _ => {
+                    return Err(ResponseError(
+                        "'message.content' not in ollama chat response".into(),
+                    ));
+                }
+            };
+            let mut message = Map::new();
+            message.insert("role".into(), Value::from("assistant"));
+            message.insert("content".into(), content);
+            let has_calls = !calls.is_empty();
+            if has_calls {
+                message.insert("tool_calls".into(), Value::Array(calls));
+            }
+            (json!({"index": 0, "message": message}), has_calls)
+        }
+        RouteKind::Completions => {
+            let text = obj.get("response").and_then(Value::as_str).ok_or_else(|| {
+                ResponseError("'response' not in ollama generate response".into())
+            })?;
+            (json!({"index": 0, "text": text, "logprobs": null}), false)
+        }
+    };
+
+    let completion = token_count(obj.get("eval_count"));
+    let finish_reason = match done_reason {
+        _ if has_tool_calls => "tool_calls",
+        Some("length") => "length",
+        Some(_) => "stop",
+        // Older Ollama gives no reason: Kong infers `length` when the limit was reached.
+        None if ctx
+            .tuning
+            .max_tokens
+            .is_some_and(|m| u64::from(m) == completion) =>
+        {
+            "length"
+        }
+        None => "stop",
+    };
+    let mut choice = choice;
+    if let Some(c) = choice.as_object_mut() {
+        c.insert("finish_reason".into(), Value::from(finish_reason));
+    }
+
+    let created = obj
+        .get("created_at")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map_or_else(now_secs, |t| t.timestamp());
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .filter(|m| !m.is_empty())
+        .unwrap_or(ctx.model);
+    Ok(json!({
+        "id": new_id(kind),
+        "object": object_name(kind),
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        // `prompt_eval_count` is absent when the prompt came from Ollama's cache: 0.
+        "usage": usage(token_count(obj.get("prompt_eval_count")), completion),
+    }))
+}
+
+/// Ollama tool calls (no ids, object arguments) → OpenAI's (synthesised `call_…` ids,
+/// JSON-encoded arguments).
+fn response_tool_calls(raw: Option<&Value>) -> Result<Vec<Value>, ResponseError> {
+    let Some(calls) = raw.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let calls = calls
+        .as_array()
+        .ok_or_else(|| ResponseError("ollama 'tool_calls' is not an array".into()))?;
+    calls
+        .iter()
+        .map(|call| {
+            let function = call.get("function");
+            let name = function
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| ResponseError("ollama tool call without a function name".into()))?;
+            let arguments = match function.and_then(|f| f.get("arguments")) {
+                Some(Value::String(s)) => s.clone(),
+                None | Some(Value::Null) => "{}".to_string(),
+                Some(v) => v.to_string(),
+            };
+            let id = call
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("call_{}", uuid::Uuid::new_v4().simple()), str::to_string);
+            Ok(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::openai::test_support::*;
+    use crate::admin::services::Llama2Format;
+    use crate::providers::{ProviderKind, RequestError, ResponseError, RouteKind, translator};
+
+    const CHAT: RouteKind = RouteKind::Chat;
+    const COMPLETIONS: RouteKind = RouteKind::Completions;
+    const URL: &str = "http://ollama.example.com:11434/api/chat?keep=1";
+
+    fn setup() -> Setup {
+        Setup::new(ProviderKind::Llama2(Llama2Format::Ollama), "llama3.2").url(URL)
+    }
+
+    fn req(s: &Setup, kind: RouteKind, body: Value) -> Result<(String, Value), RequestError> {
+        let r = translator(s.provider).request(&s.ctx(), kind, object(body))?;
+        assert!(r.headers.is_empty());
+        Ok((r.url, body_json(&r.body)))
+    }
+
+    fn param(s: &Setup, kind: RouteKind, body: Value) -> Option<String> {
+        req(s, kind, body).expect_err("refused").param
+    }
+
+    fn resp(s: &Setup, kind: RouteKind, body: &[u8]) -> Result<Value, ResponseError> {
+        translator(s.provider).response(&s.ctx(), kind, body)
+    }
+
+    #[test]
+    fn chat_request_maps_to_api_chat() {
+        let s = setup();
+        let client = json!({
+            "model": "whatever",
+            "messages": [
+                {"role": "developer", "content": "Be kind."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Décris l'image"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "text", "text": "briefly"}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Tokyo\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "now", "arguments": ""}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "unknown", "content": "?"}
+            ],
+            "max_completion_tokens": 50, "max_tokens": 70, "temperature": 0.3, "top_p": 0.9, "top_k": 40,
+            "seed": 11, "stop": "END", "presence_penalty": 0.5, "frequency_penalty": 0.1,
+            "response_format": {"type": "json_object"}, "user": "u", "n": 1, "logprobs": false,
+            "stream_options": {"include_usage": true}, "parallel_tool_calls": true,
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+            "tool_choice": "auto"
+        });
+        let (url, body) = req(&s, CHAT, client).expect("ok");
+        assert_eq!(url, URL, "the full upstream_url, query kept");
+        assert_eq!(
+            body,
+            json!({
+                "model": "llama3.2",
+                "messages": [
+                    {"role": "system", "content": "Be kind."},
+                    {"role": "user", "content": "Décris l'image\nbriefly", "images": ["iVBORw0KGgo="]},
+                    {"role": "assistant", "content": "", "tool_calls": [
+                        {"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}},
+                        {"function": {"name": "now", "arguments": {}}}
+                    ]},
+                    {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+                    {"role": "tool", "content": "?"}
+                ],
+                "stream": false,
+                "options": {"num_predict": 50, "temperature": 0.3, "top_p": 0.9, "top_k": 40, "seed": 11,
+                            "stop": ["END"], "presence_penalty": 0.5, "frequency_penalty": 0.1},
+                "format": "json",
+                "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+            })
+        );
+    }
+
+    #[test]
+    fn completions_request_maps_to_api_generate() {
+        let s = setup();
+        let (_, body) = req(
+            &s,
+            COMPLETIONS,
+            json!({"prompt": "Why is the sky blue?", "suffix": " Done.", "stream": true}),
+        )
+        .expect("ok");
+        assert_eq!(
+            body,
+            json!({"model": "llama3.2", "prompt": "Why is the sky blue?", "suffix": " Done.", "stream": true})
+        );
+        let (_, body) = req(&s, COMPLETIONS, json!({"prompt": ["only one"]})).expect("ok");
+        assert_eq!(body["prompt"], json!("only one"));
+    }
+
+    #[test]
+    fn tuning_wins_and_formats_map() {
+        let mut s = setup();
+        s.tuning.max_tokens = Some(8);
+        s.tuning.temperature = Some(0.0);
+        s.tuning.top_k = Some(3);
+        let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        let (_, body) = req(&s, CHAT, json!({
+            "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100, "temperature": 1.0,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+            "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "none"
+        })).expect("ok");
+        assert_eq!(
+            body["options"],
+            json!({"num_predict": 8, "temperature": 0.0, "top_k": 3})
+        );
+        assert_eq!(body["format"], schema);
+        assert!(
+            body.get("tools").is_none(),
+            "tool_choice none sends no tools"
+        );
+        let (_, body) = req(
+            &s,
+            CHAT,
+            json!({"messages": [{"role": "user", "content": "x"}],
+                                             "response_format": {"type": "text"}}),
+        )
+        .expect("ok");
+        assert!(body.get("format").is_none());
+    }
+
+    #[test]
+    fn unsupported_or_malformed_requests_are_refused() {
+        let s = setup();
+        let chat = |extra: Value| {
+            let mut b = json!({"messages": [{"role": "user", "content": "x"}]});
+            if let (Some(o), Value::Object(e)) = (b.as_object_mut(), extra) {
+                o.extend(e);
+            }
+            b
+        };
+        let cases = [
+            (chat(json!({"n": 3})), "n"),
+            (chat(json!({"logit_bias": {"1": 2}})), "logit_bias"),
+            (chat(json!({"logprobs": true})), "logprobs"),
+            (chat(json!({"tool_choice": "required"})), "tool_choice"),
+            (
+                chat(json!({"tool_choice": {"type": "function", "function": {"name": "f"}}})),
+                "tool_choice",
+            ),
+            (
+                chat(json!({"response_format": {"type": "xml"}})),
+                "response_format",
+            ),
+            (
+                chat(json!({"response_format": {"type": "json_schema"}})),
+                "response_format",
+            ),
+            (chat(json!({"stop": 5})), "stop"),
+            (chat(json!({"temperature": "hot"})), "temperature"),
+            (chat(json!({"tools": "all"})), "tools"),
+            (json!({"messages": "hi"}), "messages"),
+            (json!({"messages": [1]}), "messages[0]"),
+            (json!({"messages": [{"content": "x"}]}), "messages[0].role"),
+            (
+                json!({"messages": [{"role": "function", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": 3}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": {"text": "x"}}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": [{"type": "text"}]}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]}),
+                "messages[0].tool_calls",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}]}),
+                "messages[0].tool_calls",
+            ),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                param(&s, CHAT, body.clone()).as_deref(),
+                Some(want),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            param(&s, COMPLETIONS, json!({"prompt": ["a", "b"]})).as_deref(),
+            Some("prompt")
+        );
+        assert_eq!(
+            param(&s, COMPLETIONS, json!({"prompt": {"x": 1}})).as_deref(),
+            Some("prompt")
+        );
+        assert_eq!(
+            param(&s, COMPLETIONS, json!({"prompt": "p", "echo": true})).as_deref(),
+            Some("echo")
+        );
+        assert_eq!(
+            param(&s, COMPLETIONS, json!({"prompt": "p", "best_of": 2})).as_deref(),
+            Some("best_of")
+        );
+        assert_eq!(
+            param(&s, COMPLETIONS, json!({"prompt": "p", "suffix": 1})).as_deref(),
+            Some("suffix")
+        );
+
+        let mut s = setup();
+        s.upstream_url = None;
+        let e = req(
+            &s,
+            CHAT,
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+        )
+        .expect_err("no url");
+        assert!(e.message.contains("upstream_url"));
+    }
+
+    #[test]
+    fn chat_response_maps_to_chat_completion() {
+        let s = setup();
+        let out = resp(
+            &s,
+            CHAT,
+            fixture("llama2", "ollama-chat-response.json").as_bytes(),
+        )
+        .expect("ok");
+        assert!(
+            out["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("chatcmpl-"))
+        );
+        assert_eq!(out["object"], json!("chat.completion"));
+        assert_eq!(out["created"], json!(1_751_919_739));
+        assert_eq!(out["model"], json!("llama3.2"));
+        assert_eq!(
+            out["choices"],
+            json!([{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Il fait beau à Tōkyō ☀️"}}])
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 169, "completion_tokens": 15, "total_tokens": 184})
+        );
+    }
+
+    #[test]
+    fn tool_calls_get_ids_and_string_arguments() {
+        let s = setup();
+        let out = resp(
+            &s,
+            CHAT,
+            fixture("llama2", "ollama-chat-response-tools.json").as_bytes(),
+        )
+        .expect("ok");
+        let choice = &out["choices"][0];
+        assert_eq!(choice["finish_reason"], json!("tool_calls"));
+        assert_eq!(choice["message"]["content"], Value::Null);
+        let call = &choice["message"]["tool_calls"][0];
+        assert!(
+            call["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("call_"))
+        );
+        assert_eq!(call["type"], json!("function"));
+        assert_eq!(
+            call["function"],
+            json!({"name": "get_weather", "arguments": "{\"city\":\"Tokyo\"}"})
+        );
+    }
+
+    #[test]
+    fn generate_response_maps_to_text_completion() {
+        let s = setup();
+        let out = resp(
+            &s,
+            COMPLETIONS,
+            fixture("llama2", "ollama-generate-response.json").as_bytes(),
+        )
+        .expect("ok");
+        assert!(out["id"].as_str().is_some_and(|id| id.starts_with("cmpl-")));
+        assert_eq!(out["object"], json!("text_completion"));
+        assert_eq!(out["created"], json!(1_691_176_965));
+        assert_eq!(
+            out["choices"],
+            json!([{"index": 0, "text": "The sky is blue because of Rayleigh scattering.",
+                                           "logprobs": null, "finish_reason": "length"}])
+        );
+        // No prompt_eval_count (prompt cached): 0, not an error.
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 10, "total_tokens": 10})
+        );
+    }
+
+    #[test]
+    fn finish_reason_without_done_reason() {
+        let mut s = setup();
+        s.tuning.max_tokens = Some(12);
+        let body = |n: u64| {
+            json!({"model": "m", "response": "x", "done": true, "eval_count": n}).to_string()
+        };
+        assert_eq!(
+            resp(&s, COMPLETIONS, body(12).as_bytes()).expect("ok")["choices"][0]["finish_reason"],
+            json!("length")
+        );
+        assert_eq!(
+            resp(&s, COMPLETIONS, body(11).as_bytes()).expect("ok")["choices"][0]["finish_reason"],
+            json!("stop")
+        );
+        let odd = json!({"response": "x", "done_reason": "weird", "created_at": "yesterday", "eval_count": -4, "prompt_eval_count": 1e40});
+        let out = resp(&s, COMPLETIONS, odd.to_string().as_bytes()).expect("ok");
+        assert_eq!(out["choices"][0]["finish_reason"], json!("stop"));
+        assert_eq!(
+            out["model"],
+            json!("llama3.2"),
+            "ctx model when the response has none"
+        );
+        assert!(out["created"].as_i64().is_some_and(|c| c > 1_700_000_000));
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": u64::MAX, "completion_tokens": 0, "total_tokens": u64::MAX})
+        );
+    }
+
+    #[test]
+    fn untranslatable_ollama_answers() {
+        let s = setup();
+        let ndjson = b"{\"message\":{\"content\":\"a\"},\"done\":false}\n{\"message\":{\"content\":\"b\"},\"done\":true}\n";
+        let cases: [(&[u8], RouteKind, &str); 9] = [
+            (b"", CHAT, "empty response body"),
+            (b"not json", CHAT, "failed to decode llm/v1/chat response"),
+            (ndjson, CHAT, "failed to decode llm/v1/chat response"),
+            (b"[]", CHAT, "ollama response is not a JSON object"),
+            (
+                br#"{"model":"m","done":true}"#,
+                CHAT,
+                "'message' not in ollama chat response",
+            ),
+            (
+                br#"{"message":{"role":"assistant","content":7}}"#,
+                CHAT,
+                "'message.content' not in ollama chat response",
+            ),
+            (
+                br#"{"model":"m","done":true}"#,
+                COMPLETIONS,
+                "'response' not in ollama generate response",
+            ),
+            (
+                br#"{"model":"m","done":true,"done_reason":"load","response":""}"#,
+                COMPLETIONS,
+                "ollama answered a model load, not a generation",
+            ),
+            (
+                br#"{"error":"boom"}"#,
+                CHAT,
+                "ollama reported an error: boom",
+            ),
+        ];
+        for (body, kind, reason) in cases {
+            assert_eq!(
+                resp(&s, kind, body),
+                Err(ResponseError(reason.into())),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

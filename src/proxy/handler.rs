@@ -1,0 +1,674 @@
+//! The proxy request, in the order of spec §4.3.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+
+use crate::actors::upstream::{Forward, UpstreamFailure, UpstreamReply};
+use crate::admin::routes::{ResponseStreaming, RouteType};
+use crate::error::Error;
+use crate::providers::{ProviderKind, RouteKind, TranslateContext, UpstreamRequest, translator};
+use crate::snapshot::{RouteEntry, Snapshot};
+use crate::state::AppState;
+use crate::telemetry::analytics::AnalyticsLog;
+
+use super::Pools;
+use super::auth::{Caller, authenticate, authorize};
+use super::inject::inject;
+
+/// Upstream bodies larger than this are refused (never buffered).
+const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
+
+/// Which surface the request came in on: the OpenAI-compatible one addresses the route by
+/// `model` (the alias), so it is exempt from "cannot use own model".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    RoutePath,
+    OpenAi(RouteKind),
+}
+
+/// Everything the request carries from step to step.
+struct Flight {
+    started: Instant,
+    request_id: String,
+}
+
+impl Flight {
+    fn new(req: &HttpRequest) -> Flight {
+        // A client's own request id is kept when it is sane (no injection into logs/headers).
+        let request_id = req
+            .headers()
+            .get("x-tollgate-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 128
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            })
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
+        Flight {
+            started: Instant::now(),
+            request_id,
+        }
+    }
+
+    fn finish(&self, mut response: HttpResponse) -> HttpResponse {
+        if let Ok(v) = self.request_id.parse() {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-tollgate-request-id"),
+                v,
+            );
+        }
+        response
+    }
+
+    fn fail(&self, error: Error) -> HttpResponse {
+        self.finish(error.openai_response())
+    }
+}
+
+/// Longest matching path prefix, at a segment boundary.
+fn resolve_path<'s>(snapshot: &'s Snapshot, path: &str) -> Option<&'s Arc<RouteEntry>> {
+    snapshot
+        .paths
+        .iter()
+        .find(|(prefix, _)| {
+            let prefix = prefix.trim_end_matches('/');
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+                || prefix.is_empty()
+        })
+        .map(|(_, route)| route)
+}
+
+/// Reads the body: 413 past `limit` (declared length first, then while reading, so a
+/// chunked body cannot get around it), 415 for a non-JSON content type.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, Error> {
+    let too_large = || Error::payload_too_large(limit).with_openai_code("request_too_large");
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    if let Some(ct) = req.headers().get("content-type") {
+        let mime = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" {
+            return Err(Error::unsupported_media_type(format!(
+                "Content-Type must be application/json, got '{mime}'"
+            )));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| Error::bad_request(format!("cannot read request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::bad_request("request body must be a JSON object")),
+        Err(_) => Err(Error::bad_request("request body is not valid JSON")),
+    }
+}
+
+/// Kong's prompt checks (spec §4.3 step 5).
+fn check_prompt(body: &Map<String, Value>, kind: RouteKind) -> Result<(), Error> {
+    let chat = body
+        .get("messages")
+        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
+    let completion = body.get("prompt").is_some_and(Value::is_string);
+    match (chat, completion, kind) {
+        (true, true, _) => Err(Error::bad_request(
+            "request matches multiple LLM request formats",
+        )),
+        (true, false, RouteKind::Chat) | (false, true, RouteKind::Completions) => Ok(()),
+        (true, false, RouteKind::Completions) => Err(Error::bad_request(
+            "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type",
+        )),
+        (false, true, RouteKind::Chat) => Err(Error::bad_request(
+            "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type",
+        )),
+        (false, false, _) => Err(Error::bad_request(
+            "request body doesn't contain valid prompts",
+        )),
+    }
+}
+
+/// The model to call (spec §4.3 step 6, Kong ≥ 3.7): the route's, else the client's.
+fn resolve_model(
+    body: &Map<String, Value>,
+    route: &RouteEntry,
+    surface: Surface,
+) -> Result<String, Error> {
+    let requested = match body.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(Error::bad_request("'model' must be a string").with_param("model")),
+    };
+    match (&route.model.name, requested) {
+        (Some(configured), Some(requested))
+            if surface == Surface::RoutePath && requested != configured =>
+        {
+            Err(
+                Error::bad_request(format!("cannot use own model - must be: {configured}"))
+                    .with_param("model"),
+            )
+        }
+        (Some(configured), _) => Ok(configured.clone()),
+        (None, Some(requested)) => Ok(requested.to_string()),
+        (None, None) => Err(Error::bad_request(
+            "no model: the route configures none and the request names none",
+        )
+        .with_param("model")),
+    }
+}
+
+/// The usage numbers of a translated response.
+fn usage_of(response: &Value) -> (u64, u64) {
+    let get = |k: &str| {
+        response
+            .pointer(&format!("/usage/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    (get("prompt_tokens"), get("completion_tokens"))
+}
+
+struct Outcome {
+    response: HttpResponse,
+    status: u16,
+    request_model: String,
+    response_model: Option<String>,
+    usage: (u64, u64),
+    upstream_latency: Option<Duration>,
+    upstream_body: Option<Vec<u8>>,
+    client_body: Option<Value>,
+}
+
+fn map_failure(failure: UpstreamFailure) -> Error {
+    let status = match failure {
+        UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    Error::upstream(status, failure.to_string())
+}
+
+/// Steps 4–8 and the response, once the route and the caller are known.
+async fn dispatch(
+    req: &HttpRequest,
+    state: &AppState,
+    pools: &Pools,
+    route: &RouteEntry,
+    caller: &Caller<'_>,
+    raw: Bytes,
+    surface: Surface,
+) -> Result<Outcome, Error> {
+    let service = &route.service;
+    let provider = service.provider;
+    let kind = match route.route_type {
+        RouteType::Chat => Some(RouteKind::Chat),
+        RouteType::Completions => Some(RouteKind::Completions),
+        RouteType::Preserve => None,
+    };
+    let (upstream, request_model, client_body) = match kind {
+        None => {
+            // `preserve`: the body goes through untouched (spec §4.3).
+            let url = service.record.upstream_url.clone().ok_or_else(|| {
+                Error::internal("a preserve route needs a service with upstream_url")
+            })?;
+            let model = route
+                .model
+                .name
+                .clone()
+                .unwrap_or_else(|| "UNSPECIFIED".into());
+            (
+                UpstreamRequest {
+                    url,
+                    headers: Vec::new(),
+                    body: raw.to_vec(),
+                },
+                model,
+                None,
+            )
+        }
+        Some(kind) => {
+            let mut body = parse_object(&raw)?;
+            if let Surface::OpenAi(endpoint) = surface
+                && endpoint != kind
+            {
+                return Err(Error::bad_request(format!(
+                    "model '{}' is served on the {} route type",
+                    body.get("model")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    kind.as_str()
+                ))
+                .with_param("model"));
+            }
+            check_prompt(&body, kind)?;
+            let model = resolve_model(&body, route, surface)?;
+            let wants_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+            match route.streaming {
+                ResponseStreaming::Deny if wants_stream => {
+                    return Err(Error::bad_request("streaming is not allowed on this route")
+                        .with_param("stream"));
+                }
+                ResponseStreaming::Always => {
+                    body.insert("stream".into(), Value::Bool(true));
+                }
+                _ => {}
+            }
+            if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+                // Streaming arrives with the streaming issue; refuse rather than buffer.
+                return Err(
+                    Error::bad_request("streaming responses are not supported yet")
+                        .with_param("stream"),
+                );
+            }
+            let client_body = route
+                .logging
+                .log_payloads
+                .then(|| Value::Object(body.clone()));
+            let ctx = TranslateContext {
+                provider,
+                upstream_url: service.record.upstream_url.as_deref(),
+                options: &service.options,
+                model: &model,
+                tuning: &route.model.options,
+                default_max_tokens: state.settings.default_max_tokens,
+            };
+            let upstream = translator(provider)
+                .request(&ctx, kind, body)
+                .map_err(|e| {
+                    let err = Error::bad_request(e.message);
+                    match e.param {
+                        Some(p) => err.with_param(p),
+                        None => err,
+                    }
+                })?;
+            (upstream, model, client_body)
+        }
+    };
+    let mut upstream = upstream;
+    if let Some(credential) = &service.credential {
+        inject(credential, req, caller.header, &mut upstream)?;
+    }
+    upstream
+        .headers
+        .push(("content-type".into(), "application/json".into()));
+    let pool = pools
+        .get(provider.name())
+        .ok_or_else(|| Error::internal("no upstream pool for this provider"))?;
+    let logged_request = route.logging.log_payloads.then(|| upstream.body.clone());
+    let reply: UpstreamReply = pool
+        .send(Forward {
+            url: upstream.url,
+            headers: upstream.headers,
+            body: Bytes::from(upstream.body),
+            connect_timeout: Duration::from_millis(service.timeouts.connect_ms),
+            read_timeout: Duration::from_millis(service.timeouts.read_ms),
+            max_response_bytes: MAX_UPSTREAM_BODY,
+        })
+        .await
+        .map_err(|_| Error::internal("upstream pool unavailable"))?
+        .map_err(map_failure)?;
+
+    let mut builder =
+        HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    for (name, value) in &reply.headers {
+        // Rate-limit hints are useful to clients; cookies and framing headers are not ours.
+        if name.starts_with("x-ratelimit-") || name == "retry-after" {
+            builder.insert_header((name.as_str(), value.as_str()));
+        }
+    }
+    let (response, response_model, usage) = match kind {
+        None => {
+            let ct = reply
+                .headers
+                .iter()
+                .find(|(n, _)| n == "content-type")
+                .map(|(_, v)| v.clone());
+            if let Some(ct) = ct {
+                builder.insert_header(("content-type", ct));
+            }
+            (builder.body(reply.body.clone()), None, (0, 0))
+        }
+        Some(kind) if (200..300).contains(&reply.status) => {
+            let ctx = TranslateContext {
+                provider,
+                upstream_url: service.record.upstream_url.as_deref(),
+                options: &service.options,
+                model: &request_model,
+                tuning: &route.model.options,
+                default_max_tokens: state.settings.default_max_tokens,
+            };
+            let translated = translator(provider)
+                .response(&ctx, kind, &reply.body)
+                .map_err(|e| {
+                    Error::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "transformation failed from type {}://{}: {}",
+                            provider.name(),
+                            kind.as_str(),
+                            e.0
+                        ),
+                    )
+                })?;
+            let usage = usage_of(&translated);
+            let model = translated
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (builder.json(&translated), model, usage)
+        }
+        Some(_) => {
+            let error = translator(provider).error(reply.status, &reply.body);
+            (builder.json(error.to_openai()), None, (0, 0))
+        }
+    };
+    Ok(Outcome {
+        response,
+        status: reply.status,
+        request_model,
+        response_model,
+        usage,
+        upstream_latency: Some(reply.latency),
+        upstream_body: logged_request,
+        client_body,
+    })
+}
+
+/// Adds the response headers of spec §4.4 and writes the analytics line.
+#[allow(clippy::too_many_arguments)]
+fn complete(
+    flight: &Flight,
+    analytics: &AnalyticsLog,
+    route: &RouteEntry,
+    caller: &Caller<'_>,
+    snapshot: &Snapshot,
+    mut outcome: Outcome,
+    provider: ProviderKind,
+) -> HttpResponse {
+    let total = flight.started.elapsed();
+    let upstream_ms = outcome.upstream_latency.map_or(0, |d| d.as_millis());
+    let overhead_ms = total
+        .saturating_sub(outcome.upstream_latency.unwrap_or_default())
+        .as_secs_f64()
+        * 1000.0;
+    let headers = outcome.response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = value.parse() {
+            headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
+        }
+    };
+    if route.record.model_name_header {
+        set(
+            "x-tollgate-llm-model",
+            format!("{}/{}", provider.name(), outcome.request_model),
+        );
+    }
+    set("x-tollgate-upstream-latency-ms", upstream_ms.to_string());
+    set("x-tollgate-overhead-ms", format!("{overhead_ms:.3}"));
+    if route.logging.log_statistics {
+        let (prompt, completion) = outcome.usage;
+        let costs = &route.model.options;
+        let cost = match (costs.input_cost, costs.output_cost) {
+            (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
+            _ => 0.0,
+        };
+        let time_per_token = if completion > 0 {
+            upstream_ms as f64 / completion as f64
+        } else {
+            0.0
+        };
+        let mut proxy = json!({
+            "meta": {
+                "plugin_id": route.record.id,
+                "provider_name": provider.name(),
+                "request_model": outcome.request_model,
+                "response_model": outcome.response_model.as_deref().unwrap_or(&outcome.request_model),
+                "llm_latency": upstream_ms,
+            },
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "time_per_token": time_per_token,
+                "cost": cost,
+            },
+        });
+        if route.logging.log_payloads {
+            proxy["payload"] = json!({
+                "request": outcome.upstream_body.as_deref().map(String::from_utf8_lossy),
+                "response": outcome.client_body.take(),
+            });
+        }
+        let line = json!({
+            "ai": {"proxy": proxy},
+            "tollgate": {
+                "request_id": flight.request_id,
+                "tenant": snapshot.tenant_name(caller.tenant),
+                "key_id": caller.key.record.id,
+                "route": route.record.name,
+                "service": route.service.record.name,
+                "status": outcome.status,
+                "overhead_ms": overhead_ms,
+                "stream": false,
+            }
+        });
+        analytics.write(line.to_string());
+    }
+    flight.finish(outcome.response)
+}
+
+/// `POST <route path>`: Kong-style surface.
+pub async fn route_path(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    analytics: web::Data<AnalyticsLog>,
+) -> HttpResponse {
+    let flight = Flight::new(&req);
+    let snapshot = state.snapshot.load();
+    let Some(route) = resolve_path(&snapshot, req.path()) else {
+        return flight
+            .fail(Error::not_found("no route matched").with_openai_code("route_not_found"));
+    };
+    if req.method() != actix_web::http::Method::POST {
+        return flight.fail(
+            Error::bad_request("only POST is supported on LLM routes")
+                .with_openai_code("method_not_allowed"),
+        );
+    }
+    let caller = match authenticate(&req, &snapshot, &state.api_keys)
+        .and_then(|c| authorize(&c, route).map(|_| c))
+    {
+        Ok(c) => c,
+        Err(e) => return flight.fail(e),
+    };
+    let limit = usize::try_from(route.record.max_request_body_size).unwrap_or(usize::MAX);
+    let raw = match read_body(&req, payload, limit).await {
+        Ok(b) => b,
+        Err(e) => return flight.fail(e),
+    };
+    match dispatch(
+        &req,
+        &state,
+        &pools,
+        route,
+        &caller,
+        raw,
+        Surface::RoutePath,
+    )
+    .await
+    {
+        Ok(outcome) => complete(
+            &flight,
+            &analytics,
+            route,
+            &caller,
+            &snapshot,
+            outcome,
+            route.service.provider,
+        ),
+        Err(e) => flight.fail(e),
+    }
+}
+
+/// The OpenAI-compatible surface: the key first (401), then the body, then the alias
+/// (404 `model_not_found`), so an unauthenticated caller learns nothing about aliases.
+async fn openai(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    analytics: web::Data<AnalyticsLog>,
+    endpoint: RouteKind,
+) -> HttpResponse {
+    let flight = Flight::new(&req);
+    let snapshot = state.snapshot.load();
+    let caller = match authenticate(&req, &snapshot, &state.api_keys) {
+        Ok(c) => c,
+        Err(e) => return flight.fail(e),
+    };
+    // Before the route is known the body limit is the largest any route allows.
+    let limit = snapshot
+        .aliases
+        .values()
+        .map(|r| usize::try_from(r.record.max_request_body_size).unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(1024 * 1024);
+    let raw = match read_body(&req, payload, limit).await {
+        Ok(b) => b,
+        Err(e) => return flight.fail(e),
+    };
+    let alias = match parse_object(&raw) {
+        Ok(body) => match body.get("model") {
+            Some(Value::String(m)) => m.clone(),
+            _ => return flight.fail(Error::bad_request("'model' is required").with_param("model")),
+        },
+        Err(e) => return flight.fail(e),
+    };
+    let route = match snapshot.aliases.get(&alias) {
+        Some(r) if authorize(&caller, r).is_ok() => r,
+        // A route the key may not use is reported like an unknown one (no alias leak).
+        _ => {
+            return flight.fail(
+                Error::not_found(format!(
+                    "The model '{alias}' does not exist or you do not have access to it"
+                ))
+                .with_param("model")
+                .with_openai_code("model_not_found"),
+            );
+        }
+    };
+    if raw.len() as i64 > route.record.max_request_body_size {
+        let limit = usize::try_from(route.record.max_request_body_size).unwrap_or(usize::MAX);
+        return flight.fail(Error::payload_too_large(limit).with_openai_code("request_too_large"));
+    }
+    match dispatch(
+        &req,
+        &state,
+        &pools,
+        route,
+        &caller,
+        raw,
+        Surface::OpenAi(endpoint),
+    )
+    .await
+    {
+        Ok(outcome) => complete(
+            &flight,
+            &analytics,
+            route,
+            &caller,
+            &snapshot,
+            outcome,
+            route.service.provider,
+        ),
+        Err(e) => flight.fail(e),
+    }
+}
+
+pub async fn openai_chat(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    analytics: web::Data<AnalyticsLog>,
+) -> HttpResponse {
+    openai(req, payload, state, pools, analytics, RouteKind::Chat).await
+}
+
+pub async fn openai_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    analytics: web::Data<AnalyticsLog>,
+) -> HttpResponse {
+    openai(
+        req,
+        payload,
+        state,
+        pools,
+        analytics,
+        RouteKind::Completions,
+    )
+    .await
+}
+
+/// `GET /v1/models`: the aliases this key may use.
+pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let flight = Flight::new(&req);
+    let snapshot = state.snapshot.load();
+    let caller = match authenticate(&req, &snapshot, &state.api_keys) {
+        Ok(c) => c,
+        Err(e) => return flight.fail(e),
+    };
+    let mut data: Vec<Value> = snapshot
+        .aliases
+        .iter()
+        .filter(|(_, route)| authorize(&caller, route).is_ok())
+        .map(|(alias, route)| {
+            json!({
+                "id": alias,
+                "object": "model",
+                "created": route.record.created_at.timestamp(),
+                "owned_by": route.service.provider.name(),
+            })
+        })
+        .collect();
+    data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    flight.finish(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+}

@@ -1,0 +1,76 @@
+//! Credential injection with Kong's `allow_override` (spec §4.3 step 8): the service's
+//! credential is set as a header, query parameter or body field; with `allow_override` a
+//! value the client sent itself is kept instead. The gateway key is never forwarded.
+
+use actix_web::HttpRequest;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::providers::UpstreamRequest;
+use crate::snapshot::CredentialEntry;
+
+use super::auth::KeyHeader;
+
+pub fn inject(
+    credential: &CredentialEntry,
+    client: &HttpRequest,
+    key_header: KeyHeader,
+    upstream: &mut UpstreamRequest,
+) -> Result<(), Error> {
+    if let (Some(name), Some(value)) = (&credential.header_name, &credential.header_value) {
+        let client_value = client
+            .headers()
+            .get(name.as_str())
+            .filter(|_| credential.allow_override && !name.eq_ignore_ascii_case(key_header.name()))
+            .and_then(|v| v.to_str().ok());
+        let value = client_value.unwrap_or(value.expose()).to_string();
+        upstream
+            .headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        upstream.headers.push((name.clone(), value));
+    }
+    let (Some(name), Some(value), Some(location)) = (
+        &credential.param_name,
+        &credential.param_value,
+        &credential.param_location,
+    ) else {
+        return Ok(());
+    };
+    match location.as_str() {
+        "query" => {
+            let client_value = credential
+                .allow_override
+                .then(|| {
+                    url::form_urlencoded::parse(client.query_string().as_bytes())
+                        .find(|(k, _)| k == name.as_str())
+                        .map(|(_, v)| v.into_owned())
+                })
+                .flatten();
+            let mut url = url::Url::parse(&upstream.url)
+                .map_err(|e| Error::internal(format!("invalid upstream URL: {e}")))?;
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != name.as_str())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(kept)
+                .append_pair(name, client_value.as_deref().unwrap_or(value.expose()));
+            upstream.url = url.to_string();
+        }
+        "body" => {
+            let mut body: serde_json::Map<String, Value> = serde_json::from_slice(&upstream.body)
+                .map_err(|_| {
+                Error::bad_request("a body credential needs a JSON object body")
+            })?;
+            if !(credential.allow_override && body.contains_key(name.as_str())) {
+                body.insert(name.clone(), Value::String(value.expose().clone()));
+            }
+            upstream.body = serde_json::to_vec(&body)
+                .map_err(|e| Error::internal(format!("cannot serialise the upstream body: {e}")))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

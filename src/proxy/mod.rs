@@ -1,0 +1,56 @@
+//! The data plane (spec §4): both surfaces — Kong-style route paths and the
+//! OpenAI-compatible `/v1/…` — resolved from the in-memory snapshot only. The request path
+//! never touches the database: it reads one `Arc<Snapshot>`, authenticates the key against
+//! the snapshot's hash map, validates in the order of §4.3, translates with the provider's
+//! pure translator, and hands the upstream call to this worker's pool actor.
+
+mod auth;
+mod handler;
+mod inject;
+
+use std::collections::HashMap;
+
+use actix::{Actor, Addr};
+use actix_web::web;
+
+use crate::actors::upstream::UpstreamPool;
+use crate::telemetry::analytics::AnalyticsLog;
+
+pub use handler::{models, openai_chat, openai_completions, route_path};
+
+/// This worker's upstream pool actors, one per provider (started in the app factory, so
+/// they live on the worker's thread).
+pub struct Pools {
+    by_provider: HashMap<&'static str, Addr<UpstreamPool>>,
+}
+
+impl Pools {
+    pub fn start() -> Pools {
+        let by_provider = [
+            "openai",
+            "azure",
+            "anthropic",
+            "cohere",
+            "mistral",
+            "llama2",
+        ]
+        .into_iter()
+        .map(|p| (p, UpstreamPool::new(p).start()))
+        .collect();
+        Pools { by_provider }
+    }
+
+    pub fn get(&self, provider: &str) -> Option<&Addr<UpstreamPool>> {
+        self.by_provider.get(provider)
+    }
+}
+
+/// Registers the proxy surfaces on one worker's app.
+pub fn configure(cfg: &mut web::ServiceConfig, analytics: AnalyticsLog) {
+    cfg.app_data(web::Data::new(Pools::start()))
+        .app_data(web::Data::new(analytics))
+        .route("/v1/chat/completions", web::post().to(openai_chat))
+        .route("/v1/completions", web::post().to(openai_completions))
+        .route("/v1/models", web::get().to(models))
+        .default_service(web::to(route_path));
+}

@@ -1,0 +1,628 @@
+//! The data plane through its real HTTP listener against a mock upstream: authentication,
+//! the request checks of spec §4.3 in order, credential injection, response headers, the
+//! analytics line, upstream failures, and serving with the database gone.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::{TestApp, spawn_app, spawn_app_with};
+
+pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-0042";
+
+/// An OpenAI chat completion as OpenAI sends it.
+pub fn openai_completion() -> Value {
+    json!({
+        "id": "chatcmpl-123", "object": "chat.completion", "created": 1_700_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"},
+                     "logprobs": null, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    })
+}
+
+/// A raw HTTP reply from the proxy listener.
+pub struct ProxyReply {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+pub async fn call(
+    app: &TestApp,
+    path: &str,
+    key: Option<&str>,
+    body: &[u8],
+    content_type: Option<&str>,
+) -> ProxyReply {
+    let mut req = app.client.post(format!("{}{}", app.proxy, path));
+    if let Some(k) = key {
+        req = req.insert_header(("Authorization", format!("Bearer {k}")));
+    }
+    if let Some(ct) = content_type {
+        req = req.insert_header(("Content-Type", ct));
+    }
+    let mut resp = req.send_body(body.to_vec()).await.expect("proxy request");
+    let bytes = resp.body().limit(64 * 1024 * 1024).await.expect("body");
+    ProxyReply {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        text: String::from_utf8_lossy(&bytes).to_string(),
+    }
+}
+
+pub async fn chat(app: &TestApp, path: &str, key: &str, body: Value) -> ProxyReply {
+    call(
+        app,
+        path,
+        Some(key),
+        &serde_json::to_vec(&body).unwrap(),
+        Some("application/json"),
+    )
+    .await
+}
+
+/// Tenant `acme` with a key, a credential, an OpenAI service at the mock and route `chat`
+/// (`/openai/chat`, alias `gpt-4o`). Returns the tenant key.
+pub async fn configure_openai(app: &TestApp, mock: &MockUpstream, route_extra: Value) -> String {
+    assert_eq!(
+        app.post("/tenants", json!({"name": "acme"})).await.status,
+        201
+    );
+    let r = app
+        .post(
+            "/credentials",
+            json!({"name": "openai-key", "header_name": "Authorization",
+                                     "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/services",
+            json!({"name": "openai", "provider": "openai", "credential": "openai-key",
+                                  "upstream_url": format!("{}/v1/chat/completions", mock.base),
+                                  "timeouts": {"connect_ms": 1000, "read_ms": 2000}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let mut route = json!({"name": "chat", "paths": ["/openai/chat"], "model_alias": "gpt-4o",
+                           "service": "openai", "route_type": "llm/v1/chat",
+                           "model": {"name": "gpt-4o", "options": {"input_cost": 2.5, "output_cost": 10.0}}});
+    tollgate::admin::merge_patch(&mut route, &route_extra);
+    let r = app.post("/routes", route).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    new_key(app, "acme", json!({"name": "app"})).await
+}
+
+pub async fn new_key(app: &TestApp, tenant: &str, body: Value) -> String {
+    let r = app.post(&format!("/tenants/{tenant}/keys"), body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["key"].as_str().unwrap().to_string()
+}
+
+fn hello() -> Value {
+    json!({"messages": [{"role": "user", "content": "Say hello"}]})
+}
+
+fn header<'a>(reply: &'a ProxyReply, name: &str) -> Option<&'a str> {
+    reply.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[actix_web::test]
+async fn openai_chat_through_a_route_path_and_through_the_alias() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+
+    let r = chat(&app, "/openai/chat", &key, hello()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["choices"][0]["message"]["content"], "Hello there");
+    assert_eq!(r.body["usage"]["total_tokens"], 15);
+    let sent = mock.last();
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {UPSTREAM_SECRET}").as_str())
+    );
+    assert!(
+        !String::from_utf8_lossy(&sent.body).contains(&key),
+        "the gateway key must not go upstream"
+    );
+    assert!(
+        sent.headers.iter().all(|(_, v)| !v.contains(&key)),
+        "the gateway key must not go upstream"
+    );
+    assert_eq!(sent.json()["model"], "gpt-4o");
+    assert_eq!(sent.json()["messages"][0]["content"], "Say hello");
+
+    assert_eq!(header(&r, "x-tollgate-llm-model"), Some("openai/gpt-4o"));
+    assert!(header(&r, "x-tollgate-request-id").is_some_and(|v| !v.is_empty()));
+    assert!(header(&r, "x-tollgate-upstream-latency-ms").is_some_and(|v| v.parse::<u64>().is_ok()));
+    assert!(header(&r, "x-tollgate-overhead-ms").is_some_and(|v| v.parse::<f64>().is_ok()));
+    assert!(
+        header(&r, "set-cookie").is_none(),
+        "provider cookies are dropped"
+    );
+    assert_eq!(header(&r, "x-ratelimit-remaining-requests"), Some("99"));
+
+    // The OpenAI-compatible surface: `model` is the alias.
+    let r = chat(
+        &app,
+        "/v1/chat/completions",
+        &key,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(mock.last().json()["model"], "gpt-4o");
+
+    // A sane client request id is kept.
+    let mut req = app.client.post(format!("{}/openai/chat", app.proxy));
+    req = req
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("x-tollgate-request-id", "trace-42"));
+    let resp = req.send_json(&hello()).await.unwrap();
+    assert_eq!(
+        resp.headers().get("x-tollgate-request-id").unwrap(),
+        "trace-42"
+    );
+}
+
+#[actix_web::test]
+async fn keys_are_checked_and_never_forwarded() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let body = serde_json::to_vec(&hello()).unwrap();
+
+    let r = call(&app, "/openai/chat", None, &body, Some("application/json")).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert_eq!(r.body["error"]["type"], "authentication_error");
+    let r = call(
+        &app,
+        "/openai/chat",
+        Some("tg-not-a-real-key"),
+        &body,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    // x-api-key and api-key work too.
+    for header_name in ["x-api-key", "api-key"] {
+        let resp = app
+            .client
+            .post(format!("{}/openai/chat", app.proxy))
+            .insert_header((header_name, key.as_str()))
+            .send_json(&hello())
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{header_name}");
+        assert!(
+            mock.last().header(header_name).is_none(),
+            "{header_name} forwarded upstream"
+        );
+    }
+
+    // A key restricted to another route, and a tenant the route does not list → 403.
+    assert_eq!(
+        app.post("/tenants", json!({"name": "other"})).await.status,
+        201
+    );
+    let r = app
+        .post("/routes", json!({"name": "chat2", "paths": ["/openai/chat2"], "service": "openai",
+                                "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}, "tenants": ["acme"]}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let restricted = new_key(
+        &app,
+        "acme",
+        json!({"name": "only-chat2", "routes": ["chat2"]}),
+    )
+    .await;
+    let r = chat(&app, "/openai/chat", &restricted, hello()).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "permission_denied");
+    assert_eq!(
+        chat(&app, "/openai/chat2", &restricted, hello())
+            .await
+            .status,
+        200
+    );
+    let other = new_key(&app, "other", json!({"name": "o"})).await;
+    assert_eq!(
+        chat(&app, "/openai/chat2", &other, hello()).await.status,
+        403
+    );
+
+    // Revocation takes effect at once on this node.
+    let keys = app.get("/tenants/acme/keys").await;
+    let id = keys.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "app")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(
+        app.delete(&format!("/tenants/acme/keys/{}", id.as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    let r = chat(&app, "/openai/chat", &key, hello()).await;
+    assert_eq!(r.status, 401);
+    assert!(r.text.contains("revoked"), "{}", r.text);
+}
+
+#[actix_web::test]
+async fn the_openai_surface_checks_the_key_before_revealing_aliases() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let unknown = serde_json::to_vec(
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .unwrap();
+    let r = call(
+        &app,
+        "/v1/chat/completions",
+        None,
+        &unknown,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(r.status, 401, "no key: 401 before anything about aliases");
+    let r = call(
+        &app,
+        "/v1/chat/completions",
+        Some(&key),
+        &unknown,
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "model_not_found");
+
+    let resp = app
+        .client
+        .get(format!("{}/v1/models", app.proxy))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = resp["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["gpt-4o"]);
+    // A chat alias on the completions endpoint is refused, naming the route type.
+    let r = chat(
+        &app,
+        "/v1/completions",
+        &key,
+        json!({"model": "gpt-4o", "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+#[actix_web::test]
+async fn request_checks_come_in_the_order_of_the_spec() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(
+        &app,
+        &mock,
+        json!({"max_request_body_size": 2048, "response_streaming": "deny"}),
+    )
+    .await;
+    // (case, body, content type, expected status, expected message part)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Option<&'static str>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "too large",
+            vec![b' '; 4096],
+            Some("application/json"),
+            413,
+            "larger than",
+        ),
+        (
+            "not json content type",
+            b"{}".to_vec(),
+            Some("text/plain"),
+            415,
+            "application/json",
+        ),
+        (
+            "truncated json",
+            b"{\"messages\": [".to_vec(),
+            Some("application/json"),
+            400,
+            "request body is not valid JSON",
+        ),
+        (
+            "invalid utf-8",
+            vec![b'{', 0xff, 0xfe, b'}'],
+            Some("application/json"),
+            400,
+            "request body is not valid JSON",
+        ),
+        (
+            "no prompt",
+            b"{\"messages\": []}".to_vec(),
+            None,
+            400,
+            "request body doesn't contain valid prompts",
+        ),
+        (
+            "messages not an array",
+            b"{\"messages\": \"hi\"}".to_vec(),
+            None,
+            400,
+            "request body doesn't contain valid prompts",
+        ),
+        (
+            "both formats",
+            br#"{"messages":[{"role":"user","content":"a"}],"prompt":"b"}"#.to_vec(),
+            None,
+            400,
+            "multiple LLM request formats",
+        ),
+        (
+            "completions body on chat route",
+            br#"{"prompt":"b"}"#.to_vec(),
+            None,
+            400,
+            "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type",
+        ),
+        (
+            "own model",
+            br#"{"model":"try-to-override-the-model","messages":[{"role":"user","content":"a"}]}"#
+                .to_vec(),
+            None,
+            400,
+            "cannot use own model - must be: gpt-4o",
+        ),
+        (
+            "model of the wrong type",
+            br#"{"model":5,"messages":[{"role":"user","content":"a"}]}"#.to_vec(),
+            None,
+            400,
+            "model",
+        ),
+        (
+            "stream on a deny route",
+            br#"{"stream":true,"messages":[{"role":"user","content":"a"}]}"#.to_vec(),
+            None,
+            400,
+            "stream",
+        ),
+        (
+            "deep nesting",
+            format!("{{\"messages\":{}{}}}", "[".repeat(1000), "]".repeat(1000)).into_bytes(),
+            None,
+            400,
+            "request body is not valid JSON",
+        ),
+    ];
+    for (name, body, content_type, status, message) in cases {
+        let r = call(&app, "/openai/chat", Some(&key), &body, content_type).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        let got = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(got.contains(message), "{name}: {got}");
+        assert!(
+            r.body["error"]["type"].is_string(),
+            "{name}: OpenAI error shape: {}",
+            r.text
+        );
+    }
+    assert!(
+        mock.received().is_empty(),
+        "nothing may be forwarded when a check fails"
+    );
+    // The worker survived all of that.
+    assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 200);
+    // No route at all.
+    assert_eq!(chat(&app, "/nowhere", &key, hello()).await.status, 404);
+}
+
+#[actix_web::test]
+async fn upstream_failures_become_specific_errors() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let cases: Vec<(&str, Behaviour, u16, &str)> = vec![
+        (
+            "provider error keeps its message and type",
+            Behaviour::json(
+                429,
+                json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}),
+            ),
+            429,
+            "Rate limit reached",
+        ),
+        (
+            "html error page",
+            Behaviour::Reply(
+                500,
+                "text/html",
+                b"<html><body>Internal Server Error</body></html>".to_vec(),
+            ),
+            500,
+            "",
+        ),
+        (
+            "empty 200",
+            Behaviour::Reply(200, "application/json", Vec::new()),
+            502,
+            "transformation failed from type openai://llm/v1/chat",
+        ),
+        (
+            "garbage 200",
+            Behaviour::Reply(200, "application/json", b"\x00\x01garbage".to_vec()),
+            502,
+            "transformation failed from type openai://llm/v1/chat",
+        ),
+        (
+            "connection cut mid-body",
+            Behaviour::CutMidBody,
+            502,
+            "upstream",
+        ),
+        (
+            "hang past the read timeout",
+            Behaviour::Hang,
+            504,
+            "did not answer",
+        ),
+    ];
+    for (name, behaviour, status, message) in cases {
+        mock.set(behaviour);
+        let r = chat(&app, "/openai/chat", &key, hello()).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        let got = r.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(got.contains(message), "{name}: {got}");
+        assert!(r.body["error"]["type"].is_string(), "{name}: {}", r.text);
+    }
+    mock.stop().await;
+    let r = chat(&app, "/openai/chat", &key, hello()).await;
+    assert_eq!(r.status, 502, "unreachable: {}", r.text);
+}
+
+#[actix_web::test]
+async fn the_proxy_serves_from_the_snapshot_when_the_database_is_gone() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    app.state.store.close().await;
+    for _ in 0..3 {
+        let r = chat(&app, "/openai/chat", &key, hello()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+}
+
+#[actix_web::test]
+async fn every_request_writes_one_analytics_line() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("analytics.log");
+    let log_path = log.display().to_string();
+    let app = spawn_app_with(|s| s.analytics_log = log_path).await;
+    let key = configure_openai(&app, &mock, json!({"logging": {"log_payloads": true}})).await;
+    let r = chat(&app, "/openai/chat", &key, hello()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !lines.is_empty() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    let meta = &line["ai"]["proxy"]["meta"];
+    assert_eq!(meta["provider_name"], "openai");
+    assert_eq!(meta["request_model"], "gpt-4o");
+    assert_eq!(meta["response_model"], "gpt-4o-2024-08-06");
+    let usage = &line["ai"]["proxy"]["usage"];
+    assert_eq!(usage["prompt_tokens"], 12);
+    assert_eq!(usage["completion_tokens"], 3);
+    assert_eq!(usage["total_tokens"], 15);
+    // (12 × 2.5 + 3 × 10) / 1M
+    assert!(
+        (usage["cost"].as_f64().unwrap() - 0.00006).abs() < 1e-12,
+        "{usage}"
+    );
+    assert!(
+        line["ai"]["proxy"]["payload"]["request"]
+            .as_str()
+            .unwrap()
+            .contains("Say hello")
+    );
+    let t = &line["tollgate"];
+    assert_eq!(t["tenant"], "acme");
+    assert_eq!(t["route"], "chat");
+    assert_eq!(t["service"], "openai");
+    assert_eq!(t["status"], 200);
+    assert_eq!(t["stream"], false);
+    assert_eq!(
+        t["request_id"].as_str(),
+        header(&r, "x-tollgate-request-id")
+    );
+    assert!(
+        !lines[0].contains(UPSTREAM_SECRET) && !lines[0].contains(&key),
+        "no secrets in the analytics log"
+    );
+}
+
+#[actix_web::test]
+async fn credentials_go_in_the_query_or_the_body_and_allow_override_keeps_the_clients() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let r = app
+        .patch(
+            "/credentials/openai-key",
+            json!({"header_name": null, "header_value": null,
+               "param_name": "api_key", "param_value": "query-secret", "param_location": "query"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 200);
+    let sent = mock.last();
+    assert!(
+        sent.query.contains("api_key=query-secret"),
+        "{}",
+        sent.query
+    );
+    assert!(sent.header("authorization").is_none());
+
+    let r = app
+        .patch(
+            "/credentials/openai-key",
+            json!({"param_location": "body", "param_name": "token"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 200);
+    assert_eq!(mock.last().json()["token"], "query-secret");
+
+    let r = app
+        .patch("/credentials/openai-key", json!({"param_name": null, "param_value": null, "param_location": null,
+               "header_name": "x-upstream-key", "header_value": "configured", "allow_override": true}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let resp = app
+        .client
+        .post(format!("{}/openai/chat", app.proxy))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("x-upstream-key", "clients-own"))
+        .send_json(&hello())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(mock.last().header("x-upstream-key"), Some("clients-own"));
+    assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 200);
+    assert_eq!(mock.last().header("x-upstream-key"), Some("configured"));
+}

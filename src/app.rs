@@ -151,11 +151,12 @@ impl Application {
         let analytics = AnalyticsLog::open(&settings.analytics_log)
             .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let proxy_state = state.clone();
+        let allow_private = settings.allow_private_upstreams;
         let mut proxy_server = HttpServer::new(move || {
             let analytics = analytics.clone();
             App::new()
                 .app_data(proxy_state.clone())
-                .configure(|cfg| crate::proxy::configure(cfg, analytics))
+                .configure(|cfg| crate::proxy::configure(cfg, analytics, allow_private))
         })
         .listen(proxy_listener)?
         .shutdown_timeout(drain.as_secs());

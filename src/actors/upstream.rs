@@ -9,7 +9,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
+use futures::future::LocalBoxFuture;
+
+use crate::admin::validate::is_private_ip;
 use awc::error::{PayloadError, SendRequestError};
 use bytes::Bytes;
 
@@ -55,22 +61,55 @@ impl Message for Forward {
 
 pub struct UpstreamPool {
     provider: &'static str,
+    allow_private: bool,
     clients: HashMap<Duration, awc::Client>,
 }
 
+/// Resolves upstream host names and, unless private upstreams are allowed, refuses names
+/// that resolve to loopback, private, link-local or metadata addresses (spec §3.3: the
+/// admin API checks literal addresses at write time; DNS can change, so the resolved
+/// address is checked again here, at connect time).
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn lookup<'a>(
+        &'a self,
+        host: &'a str,
+        port: u16,
+    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            if !allow_private && addrs.iter().any(|a| is_private_ip(a.ip())) {
+                return Err(format!(
+                    "{host} resolves to a private or loopback address; set TOLLGATE_ALLOW_PRIVATE_UPSTREAMS=true to allow it"
+                )
+                .into());
+            }
+            Ok(addrs)
+        })
+    }
+}
+
 impl UpstreamPool {
-    pub fn new(provider: &'static str) -> Self {
+    pub fn new(provider: &'static str, allow_private: bool) -> Self {
         UpstreamPool {
             provider,
+            allow_private,
             clients: HashMap::new(),
         }
     }
 
     fn client(&mut self, connect_timeout: Duration) -> awc::Client {
+        let allow_private = self.allow_private;
         self.clients
             .entry(connect_timeout)
             .or_insert_with(|| {
+                let resolver = Resolver::custom(GuardedResolver { allow_private });
                 let connector = awc::Connector::new()
+                    .connector(TcpConnector::new(resolver).service())
                     .timeout(connect_timeout)
                     .limit(MAX_CONNECTIONS_PER_CLIENT);
                 awc::Client::builder()

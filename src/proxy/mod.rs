@@ -25,7 +25,7 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn start() -> Pools {
+    pub fn start(allow_private_upstreams: bool) -> Pools {
         let by_provider = [
             "openai",
             "azure",
@@ -35,7 +35,7 @@ impl Pools {
             "llama2",
         ]
         .into_iter()
-        .map(|p| (p, UpstreamPool::new(p).start()))
+        .map(|p| (p, UpstreamPool::new(p, allow_private_upstreams).start()))
         .collect();
         Pools { by_provider }
     }
@@ -46,8 +46,12 @@ impl Pools {
 }
 
 /// Registers the proxy surfaces on one worker's app.
-pub fn configure(cfg: &mut web::ServiceConfig, analytics: AnalyticsLog) {
-    cfg.app_data(web::Data::new(Pools::start()))
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    analytics: AnalyticsLog,
+    allow_private_upstreams: bool,
+) {
+    cfg.app_data(web::Data::new(Pools::start(allow_private_upstreams)))
         .app_data(web::Data::new(analytics))
         .route("/v1/chat/completions", web::post().to(openai_chat))
         .route("/v1/completions", web::post().to(openai_completions))

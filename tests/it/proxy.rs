@@ -626,3 +626,55 @@ async fn credentials_go_in_the_query_or_the_body_and_allow_override_keeps_the_cl
     assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 200);
     assert_eq!(mock.last().header("x-upstream-key"), Some("configured"));
 }
+
+/// DNS can change after the admin check, so the resolved address is checked again when
+/// connecting: a host name that resolves to loopback is refused unless private upstreams
+/// are allowed.
+#[actix_web::test]
+async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
+    use std::net::ToSocketAddrs;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let resolves_to_loopback = !host.is_empty()
+        && (host.as_str(), 80)
+            .to_socket_addrs()
+            .is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback()));
+    if !resolves_to_loopback {
+        println!("skipped: this machine's host name does not resolve to loopback");
+        return;
+    }
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let port = mock.base.rsplit(':').next().unwrap().to_string();
+    let app = spawn_app_with(|s| s.allow_private_upstreams = false).await;
+    assert_eq!(
+        app.post("/tenants", json!({"name": "acme"})).await.status,
+        201
+    );
+    let r = app
+        .post("/services", json!({"name": "sneaky", "provider": "openai",
+                                  "upstream_url": format!("http://{host}:{port}/v1/chat/completions")}))
+        .await;
+    assert_eq!(
+        r.status, 201,
+        "a host name is not resolved at write time: {}",
+        r.text
+    );
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": "r", "paths": ["/sneaky"], "service": "sneaky",
+                                "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let key = new_key(&app, "acme", json!({"name": "k"})).await;
+    let r = chat(&app, "/sneaky", &key, hello()).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    assert!(r.text.contains("private or loopback"), "{}", r.text);
+    assert!(
+        mock.received().is_empty(),
+        "nothing may reach a private address"
+    );
+}

@@ -194,6 +194,15 @@ impl Error {
         )
     }
 
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::ValidationFailed,
+            ErrorSource::Client,
+            message,
+        )
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::CONFLICT,

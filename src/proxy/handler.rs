@@ -505,10 +505,15 @@ pub async fn route_path(
             .fail(Error::not_found("no route matched").with_openai_code("route_not_found"));
     };
     if req.method() != actix_web::http::Method::POST {
-        return flight.fail(
-            Error::bad_request("only POST is supported on LLM routes")
-                .with_openai_code("method_not_allowed"),
-        );
+        let mut response = Error::method_not_allowed("LLM routes accept only POST")
+            .with_openai_code("method_not_allowed")
+            .openai_response();
+        if let Ok(allow) = "POST".parse() {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, allow);
+        }
+        return flight.finish(response);
     }
     let caller = match authenticate(&req, &snapshot, &state.api_keys)
         .and_then(|c| authorize(&c, route).map(|_| c))

@@ -13,6 +13,7 @@ mod mock_upstream;
 #[allow(dead_code)]
 mod process;
 mod proxy;
+mod sdk;
 mod secrets;
 mod store;
 #[allow(dead_code)]

@@ -244,10 +244,16 @@ async fn dispatch(
             let url = service.record.upstream_url.clone().ok_or_else(|| {
                 Error::internal("a preserve route needs a service with upstream_url")
             })?;
+            // The route's model, else the client's (Kong: the preserve embeddings test
+            // expects `openai/text-embedding-ada-002` from the body).
             let model = route
                 .model
                 .name
                 .clone()
+                .or_else(|| {
+                    let body: Value = serde_json::from_slice(&raw).ok()?;
+                    Some(body.get("model")?.as_str()?.to_string())
+                })
                 .unwrap_or_else(|| "UNSPECIFIED".into());
             (
                 UpstreamRequest {

@@ -7,7 +7,9 @@
 mod admin_api;
 mod auth;
 mod cli;
+mod conformance;
 mod deploy;
+mod kong;
 #[allow(dead_code)]
 mod mock_upstream;
 #[allow(dead_code)]

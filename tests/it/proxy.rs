@@ -678,3 +678,382 @@ async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
         "nothing may reach a private address"
     );
 }
+
+// ---- Hostile input (issue 3, item 9) ---------------------------------------------------
+
+/// An Anthropic Messages answer.
+fn anthropic_message() -> Value {
+    json!({"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-3-5-haiku",
+           "content": [{"type": "text", "text": "Hi!"}], "stop_reason": "end_turn",
+           "usage": {"input_tokens": 9, "output_tokens": 2}})
+}
+
+/// Tenant `acme` (key returned), and a `provider` service at the mock with a route
+/// `/<provider>/chat` whose model is `model` (None: the client's).
+async fn configure(
+    app: &TestApp,
+    mock: &MockUpstream,
+    provider: &str,
+    upstream_path: &str,
+    options: Value,
+    model: Option<&str>,
+) -> String {
+    if app.get("/tenants/acme").await.status == 404 {
+        assert_eq!(
+            app.post("/tenants", json!({"name": "acme"})).await.status,
+            201
+        );
+    }
+    let r = app
+        .post(
+            "/credentials",
+            json!({"name": format!("{provider}-key"), "header_name": "x-api-key",
+                   "header_value": UPSTREAM_SECRET}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/services",
+            json!({"name": provider, "provider": provider, "credential": format!("{provider}-key"),
+                   "upstream_url": format!("{}{upstream_path}", mock.base), "options": options,
+                   "timeouts": {"connect_ms": 1000, "read_ms": 2000}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": format!("{provider}-chat"), "paths": [format!("/{provider}/chat")],
+                   "service": provider, "route_type": "llm/v1/chat", "model": {"name": model}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    new_key(app, "acme", json!({"name": format!("{provider}-app")})).await
+}
+
+#[actix_web::test]
+async fn content_as_an_array_of_parts_is_translated_for_anthropic_and_cohere() {
+    let mock = MockUpstream::start(Behaviour::json(200, anthropic_message())).await;
+    let app = spawn_app().await;
+    let key = configure(
+        &app,
+        &mock,
+        "anthropic",
+        "/v1/messages",
+        json!({"anthropic_version": "2023-06-01"}),
+        Some("claude-3-5-haiku"),
+    )
+    .await;
+    let parts = json!({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hello"},
+                                     {"type": "text", "text": "world"}]}]});
+    let r = chat(&app, "/anthropic/chat", &key, parts.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["choices"][0]["message"]["content"], "Hi!");
+    let sent = mock.last().json();
+    assert_eq!(sent["system"], "Be brief.");
+    assert_eq!(
+        sent["messages"],
+        json!([{"role": "user", "content": [{"type": "text", "text": "Hello"},
+                                             {"type": "text", "text": "world"}]}])
+    );
+
+    mock.set(Behaviour::json(
+        200,
+        json!({"text": "Hi!", "generation_id": "g1", "finish_reason": "COMPLETE",
+               "meta": {"billed_units": {"input_tokens": 5, "output_tokens": 2}}}),
+    ));
+    let key = configure(
+        &app,
+        &mock,
+        "cohere",
+        "/v1/chat",
+        json!({}),
+        Some("command-r"),
+    )
+    .await;
+    let r = chat(&app, "/cohere/chat", &key, parts).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["choices"][0]["message"]["content"], "Hi!");
+    let sent = mock.last().json();
+    assert_eq!(sent["preamble"], "Be brief.");
+    assert_eq!(
+        sent["message"], "Hello\nworld",
+        "text parts flattened (spec §9.6)"
+    );
+
+    // A part the provider cannot take is a 400 naming it, not forwarded.
+    let before = mock.received().len();
+    let image = json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]});
+    let r = chat(&app, "/cohere/chat", &key, image).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("image_url"), "{}", r.text);
+    assert_eq!(mock.received().len(), before);
+}
+
+#[actix_web::test]
+async fn a_null_model_means_the_routes_model_or_400_when_there_is_none() {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let body = json!({"model": null, "messages": [{"role": "user", "content": "hi"}]});
+    let r = chat(&app, "/openai/chat", &key, body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(mock.last().json()["model"], "gpt-4o");
+
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": "modelless", "paths": ["/openai/any"], "service": "openai",
+                                "route_type": "llm/v1/chat"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let before = mock.received().len();
+    let r = chat(&app, "/openai/any", &key, body).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["param"], "model", "{}", r.text);
+    assert!(r.text.contains("no model"), "{}", r.text);
+    assert_eq!(mock.received().len(), before, "nothing forwarded");
+    // The OpenAI surface needs the alias in `model`.
+    let r = chat(
+        &app,
+        "/v1/chat/completions",
+        &key,
+        json!({"model": null, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["param"], "model");
+}
+
+#[actix_web::test]
+async fn huge_numbers_and_broken_text_are_specific_400s_never_a_panic() {
+    let mock = MockUpstream::start(Behaviour::json(200, anthropic_message())).await;
+    let openai_mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let openai = configure_openai(&app, &openai_mock, json!({})).await;
+    let anthropic = configure(
+        &app,
+        &mock,
+        "anthropic",
+        "/v1/messages",
+        json!({"anthropic_version": "2023-06-01"}),
+        Some("claude-3-5-haiku"),
+    )
+    .await;
+    let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+    // (case, route, key, raw body, status, the parameter named — or a message part)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "max_tokens 1e308 (openai)",
+            "/openai/chat",
+            &openai,
+            format!(r#"{{{msgs},"max_tokens":1e308}}"#).into_bytes(),
+            400,
+            "max_tokens",
+        ),
+        (
+            "max_tokens 1e308 (anthropic)",
+            "/anthropic/chat",
+            &anthropic,
+            format!(r#"{{{msgs},"max_tokens":1e308}}"#).into_bytes(),
+            400,
+            "max_tokens",
+        ),
+        (
+            "max_tokens past u64 (anthropic)",
+            "/anthropic/chat",
+            &anthropic,
+            format!(r#"{{{msgs},"max_tokens":18446744073709551616}}"#).into_bytes(),
+            400,
+            "max_tokens",
+        ),
+        (
+            "negative max_tokens (anthropic)",
+            "/anthropic/chat",
+            &anthropic,
+            format!(r#"{{{msgs},"max_tokens":-1}}"#).into_bytes(),
+            400,
+            "max_tokens",
+        ),
+        (
+            "temperature 1e400 (not representable)",
+            "/openai/chat",
+            &openai,
+            format!(r#"{{{msgs},"temperature":1e400}}"#).into_bytes(),
+            400,
+            "request body is not valid JSON",
+        ),
+        (
+            "temperature 1e400 (anthropic)",
+            "/anthropic/chat",
+            &anthropic,
+            format!(r#"{{{msgs},"temperature":1e400}}"#).into_bytes(),
+            400,
+            "request body is not valid JSON",
+        ),
+        (
+            "n 1e308 (anthropic cannot honour n)",
+            "/anthropic/chat",
+            &anthropic,
+            format!(r#"{{{msgs},"n":1e308}}"#).into_bytes(),
+            400,
+            "n",
+        ),
+        (
+            "invalid UTF-8 inside a string",
+            "/anthropic/chat",
+            &anthropic,
+            b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}".to_vec(),
+            400,
+            "request body is not valid JSON",
+        ),
+        (
+            "lone surrogate escape",
+            "/anthropic/chat",
+            &anthropic,
+            br#"{"messages":[{"role":"user","content":"\ud800"}]}"#.to_vec(),
+            400,
+            "request body is not valid JSON",
+        ),
+    ];
+    for (name, path, key, raw, status, part) in cases {
+        let r = call(&app, path, Some(key), &raw, Some("application/json")).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        let e = &r.body["error"];
+        assert!(
+            e["type"].is_string(),
+            "{name}: OpenAI error shape: {}",
+            r.text
+        );
+        if part.contains(' ') {
+            let message = e["message"].as_str().unwrap_or_default();
+            assert!(message.contains(part), "{name}: {}", r.text);
+        } else {
+            assert_eq!(
+                e["param"], part,
+                "{name}: the 400 names the parameter: {}",
+                r.text
+            );
+        }
+    }
+    assert!(mock.received().is_empty(), "nothing forwarded to anthropic");
+    assert!(
+        openai_mock.received().is_empty(),
+        "nothing forwarded to openai"
+    );
+
+    // A huge but representable value the provider may judge itself goes through sanely.
+    let r = call(
+        &app,
+        "/anthropic/chat",
+        Some(&anthropic),
+        format!(r#"{{{msgs},"temperature":1e308,"max_tokens":18446744073709551615}}"#).as_bytes(),
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let sent = mock.last().json();
+    assert_eq!(sent["temperature"], 1e308);
+    assert_eq!(sent["max_tokens"], u64::MAX);
+    // The workers survived all of that.
+    assert_eq!(
+        chat(&app, "/openai/chat", &openai, hello()).await.status,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn anthropic_upstream_failures_become_specific_errors() {
+    let mock = MockUpstream::start(Behaviour::json(200, anthropic_message())).await;
+    let app = spawn_app().await;
+    let key = configure(
+        &app,
+        &mock,
+        "anthropic",
+        "/v1/messages",
+        json!({"anthropic_version": "2023-06-01"}),
+        Some("claude-3-5-haiku"),
+    )
+    .await;
+    let failed = "transformation failed from type anthropic://llm/v1/chat: ";
+    let cases: Vec<(&str, Behaviour, u16, String, &str)> = vec![
+        (
+            "html error page",
+            Behaviour::Reply(
+                500,
+                "text/html",
+                b"<html><body>Overloaded</body></html>".to_vec(),
+            ),
+            500,
+            "upstream answered HTTP 500".into(),
+            "upstream_error",
+        ),
+        (
+            "html 200",
+            Behaviour::Reply(
+                200,
+                "text/html",
+                b"<html><body>Hello</body></html>".to_vec(),
+            ),
+            502,
+            format!("{failed}failed to decode llm/v1/chat response"),
+            "upstream_error",
+        ),
+        (
+            "empty 200",
+            Behaviour::Reply(200, "application/json", Vec::new()),
+            502,
+            format!("{failed}empty response body"),
+            "upstream_error",
+        ),
+        (
+            "garbage 200",
+            Behaviour::Reply(200, "application/json", b"\x00\x01garbage".to_vec()),
+            502,
+            format!("{failed}failed to decode llm/v1/chat response"),
+            "upstream_error",
+        ),
+        (
+            "JSON without content",
+            Behaviour::json(200, json!({"id": "msg_01", "type": "message"})),
+            502,
+            format!("{failed}'content' not in anthropic://llm/v1/chat response"),
+            "upstream_error",
+        ),
+        (
+            "connection cut mid-body",
+            Behaviour::CutMidBody,
+            502,
+            "upstream".into(),
+            "",
+        ),
+        (
+            "hang past the read timeout",
+            Behaviour::Hang,
+            504,
+            "did not answer".into(),
+            "",
+        ),
+    ];
+    for (name, behaviour, status, message, kind) in cases {
+        mock.set(behaviour);
+        let r = chat(&app, "/anthropic/chat", &key, hello()).await;
+        assert_eq!(r.status, status, "{name}: {}", r.text);
+        let got = r.body["error"]["message"].as_str().unwrap_or_default();
+        if message.starts_with(failed) || message.starts_with("upstream answered") {
+            assert_eq!(got, message, "{name}");
+        } else {
+            assert!(got.contains(&message), "{name}: {got}");
+        }
+        assert!(r.body["error"]["type"].is_string(), "{name}: {}", r.text);
+        if !kind.is_empty() {
+            assert_eq!(r.body["error"]["type"], kind, "{name}");
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub struct Application {
     admin_server: Server,
     proxy_server: Server,
     state: web::Data<AppState>,
+    analytics: AnalyticsLog,
 }
 
 /// Opens the store named by the settings and applies migrations when asked.
@@ -151,6 +152,7 @@ impl Application {
         let analytics = AnalyticsLog::open(&settings.analytics_log)
             .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let proxy_state = state.clone();
+        let analytics_for_shutdown = analytics.clone();
         let allow_private = settings.allow_private_upstreams;
         let mut proxy_server = HttpServer::new(move || {
             let analytics = analytics.clone();
@@ -172,6 +174,7 @@ impl Application {
             admin_server,
             proxy_server,
             state,
+            analytics: analytics_for_shutdown,
         })
     }
 
@@ -200,6 +203,7 @@ impl Application {
         let poller = actix_web::rt::spawn(poll_config_changes(self.state.clone()));
         let result = futures::future::try_join(self.admin_server, self.proxy_server).await;
         poller.abort();
+        self.analytics.flush();
         self.state.store.close().await;
         result.map(|_| ()).context("server error")
     }

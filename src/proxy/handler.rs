@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::providers::{ProviderKind, RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
-use crate::telemetry::analytics::AnalyticsLog;
+use crate::telemetry::analytics::{self, AnalyticsLog};
 
 use super::Pools;
 use super::auth::{Caller, authenticate, authorize};
@@ -202,6 +202,13 @@ fn usage_of(response: &Value) -> (u64, u64) {
     (get("prompt_tokens"), get("completion_tokens"))
 }
 
+/// The client's body as read, and parsed when an earlier step already had to (the
+/// OpenAI surface reads `model` first), so it is parsed once.
+struct ClientBody {
+    raw: Bytes,
+    parsed: Option<Map<String, Value>>,
+}
+
 struct Outcome {
     response: HttpResponse,
     status: u16,
@@ -209,8 +216,9 @@ struct Outcome {
     response_model: Option<String>,
     usage: (u64, u64),
     upstream_latency: Option<Duration>,
+    /// With `log_payloads`: the body as sent upstream, and the body the client received.
     upstream_body: Option<Vec<u8>>,
-    client_body: Option<Value>,
+    logged_response: Option<Value>,
 }
 
 fn map_failure(failure: UpstreamFailure) -> Error {
@@ -228,9 +236,10 @@ async fn dispatch(
     pools: &Pools,
     route: &RouteEntry,
     caller: &Caller<'_>,
-    raw: Bytes,
+    body: ClientBody,
     surface: Surface,
 ) -> Result<Outcome, Error> {
+    let ClientBody { raw, parsed } = body;
     let service = &route.service;
     let provider = service.provider;
     let kind = match route.route_type {
@@ -238,7 +247,7 @@ async fn dispatch(
         RouteType::Completions => Some(RouteKind::Completions),
         RouteType::Preserve => None,
     };
-    let (upstream, request_model, client_body) = match kind {
+    let (upstream, request_model) = match kind {
         None => {
             // `preserve`: the body goes through untouched (spec §4.3).
             let url = service.record.upstream_url.clone().ok_or_else(|| {
@@ -262,11 +271,13 @@ async fn dispatch(
                     body: raw.to_vec(),
                 },
                 model,
-                None,
             )
         }
         Some(kind) => {
-            let mut body = parse_object(&raw)?;
+            let mut body = match parsed {
+                Some(body) => body,
+                None => parse_object(&raw)?,
+            };
             if let Surface::OpenAi(endpoint) = surface
                 && endpoint != kind
             {
@@ -299,10 +310,6 @@ async fn dispatch(
                         .with_param("stream"),
                 );
             }
-            let client_body = route
-                .logging
-                .log_payloads
-                .then(|| Value::Object(body.clone()));
             let ctx = TranslateContext {
                 provider,
                 upstream_url: service.record.upstream_url.as_deref(),
@@ -320,7 +327,7 @@ async fn dispatch(
                         None => err,
                     }
                 })?;
-            (upstream, model, client_body)
+            (upstream, model)
         }
     };
     let mut upstream = upstream;
@@ -355,6 +362,7 @@ async fn dispatch(
             builder.insert_header((name.as_str(), value.as_str()));
         }
     }
+    let mut logged_response = None;
     let (response, response_model, usage) = match kind {
         None => {
             let ct = reply
@@ -394,7 +402,11 @@ async fn dispatch(
                 .get("model")
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            (builder.json(&translated), model, usage)
+            let response = builder.json(&translated);
+            if route.logging.log_payloads {
+                logged_response = Some(translated);
+            }
+            (response, model, usage)
         }
         Some(_) => {
             let error = translator(provider).error(reply.status, &reply.body);
@@ -409,7 +421,7 @@ async fn dispatch(
         usage,
         upstream_latency: Some(reply.latency),
         upstream_body: logged_request,
-        client_body,
+        logged_response,
     })
 }
 
@@ -456,42 +468,47 @@ fn complete(
         } else {
             0.0
         };
-        let mut proxy = json!({
-            "meta": {
-                "plugin_id": route.record.id,
-                "provider_name": provider.name(),
-                "request_model": outcome.request_model,
-                "response_model": outcome.response_model.as_deref().unwrap_or(&outcome.request_model),
-                "llm_latency": upstream_ms,
+        let payload = route.logging.log_payloads.then(|| analytics::Payload {
+            request: outcome
+                .upstream_body
+                .as_deref()
+                .map(String::from_utf8_lossy),
+            response: outcome.logged_response.as_ref(),
+        });
+        analytics.write(&analytics::Line {
+            ai: analytics::Ai {
+                proxy: analytics::Proxy {
+                    meta: analytics::Meta {
+                        plugin_id: route.record.id,
+                        provider_name: provider.name(),
+                        request_model: &outcome.request_model,
+                        response_model: outcome
+                            .response_model
+                            .as_deref()
+                            .unwrap_or(&outcome.request_model),
+                        llm_latency: upstream_ms,
+                    },
+                    usage: analytics::Usage {
+                        prompt_tokens: prompt,
+                        completion_tokens: completion,
+                        total_tokens: prompt + completion,
+                        time_per_token,
+                        cost,
+                    },
+                    payload,
+                },
             },
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "time_per_token": time_per_token,
-                "cost": cost,
+            tollgate: analytics::Tollgate {
+                request_id: &flight.request_id,
+                tenant: snapshot.tenant_name(caller.tenant),
+                key_id: caller.key.record.id,
+                route: &route.record.name,
+                service: &route.service.record.name,
+                status: outcome.status,
+                overhead_ms,
+                stream: false,
             },
         });
-        if route.logging.log_payloads {
-            proxy["payload"] = json!({
-                "request": outcome.upstream_body.as_deref().map(String::from_utf8_lossy),
-                "response": outcome.client_body.take(),
-            });
-        }
-        let line = json!({
-            "ai": {"proxy": proxy},
-            "tollgate": {
-                "request_id": flight.request_id,
-                "tenant": snapshot.tenant_name(caller.tenant),
-                "key_id": caller.key.record.id,
-                "route": route.record.name,
-                "service": route.service.record.name,
-                "status": outcome.status,
-                "overhead_ms": overhead_ms,
-                "stream": false,
-            }
-        });
-        analytics.write(line.to_string());
     }
     flight.finish(outcome.response)
 }
@@ -538,7 +555,7 @@ pub async fn route_path(
         &pools,
         route,
         &caller,
-        raw,
+        ClientBody { raw, parsed: None },
         Surface::RoutePath,
     )
     .await
@@ -583,12 +600,14 @@ async fn openai(
         Ok(b) => b,
         Err(e) => return flight.fail(e),
     };
-    let alias = match parse_object(&raw) {
-        Ok(body) => match body.get("model") {
-            Some(Value::String(m)) => m.clone(),
-            _ => return flight.fail(Error::bad_request("'model' is required").with_param("model")),
-        },
+    // Parsed once here (for the alias) and handed on to `dispatch`.
+    let body = match parse_object(&raw) {
+        Ok(body) => body,
         Err(e) => return flight.fail(e),
+    };
+    let alias = match body.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        _ => return flight.fail(Error::bad_request("'model' is required").with_param("model")),
     };
     let route = match snapshot.aliases.get(&alias) {
         Some(r) if authorize(&caller, r).is_ok() => r,
@@ -613,7 +632,10 @@ async fn openai(
         &pools,
         route,
         &caller,
-        raw,
+        ClientBody {
+            raw,
+            parsed: Some(body),
+        },
         Surface::OpenAi(endpoint),
     )
     .await

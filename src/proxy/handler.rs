@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::actors::upstream::{Forward, UpstreamFailure, UpstreamReply};
 use crate::admin::routes::{ResponseStreaming, RouteType};
 use crate::error::Error;
-use crate::providers::{ProviderKind, RouteKind, TranslateContext, UpstreamRequest, translator};
+use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
 use crate::telemetry::analytics::{self, AnalyticsLog};
@@ -426,7 +426,6 @@ async fn dispatch(
 }
 
 /// Adds the response headers of spec §4.4 and writes the analytics line.
-#[allow(clippy::too_many_arguments)]
 fn complete(
     flight: &Flight,
     analytics: &AnalyticsLog,
@@ -434,8 +433,8 @@ fn complete(
     caller: &Caller<'_>,
     snapshot: &Snapshot,
     mut outcome: Outcome,
-    provider: ProviderKind,
 ) -> HttpResponse {
+    let provider = route.service.provider;
     let total = flight.started.elapsed();
     let upstream_ms = outcome.upstream_latency.map_or(0, |d| d.as_millis());
     let overhead_ms = total
@@ -560,15 +559,7 @@ pub async fn route_path(
     )
     .await
     {
-        Ok(outcome) => complete(
-            &flight,
-            &analytics,
-            route,
-            &caller,
-            &snapshot,
-            outcome,
-            route.service.provider,
-        ),
+        Ok(outcome) => complete(&flight, &analytics, route, &caller, &snapshot, outcome),
         Err(e) => flight.fail(e),
     }
 }
@@ -640,15 +631,7 @@ async fn openai(
     )
     .await
     {
-        Ok(outcome) => complete(
-            &flight,
-            &analytics,
-            route,
-            &caller,
-            &snapshot,
-            outcome,
-            route.service.provider,
-        ),
+        Ok(outcome) => complete(&flight, &analytics, route, &caller, &snapshot, outcome),
         Err(e) => flight.fail(e),
     }
 }

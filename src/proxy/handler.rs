@@ -191,6 +191,23 @@ fn resolve_model(
     }
 }
 
+/// What a translator may read for this route, with the model to call.
+fn translate_context<'a>(
+    route: &'a RouteEntry,
+    model: &'a str,
+    default_max_tokens: u32,
+) -> TranslateContext<'a> {
+    let service = &route.service;
+    TranslateContext {
+        provider: service.provider,
+        upstream_url: service.record.upstream_url.as_deref(),
+        options: &service.options,
+        model,
+        tuning: &route.model.options,
+        default_max_tokens,
+    }
+}
+
 /// The usage numbers of a translated response.
 fn usage_of(response: &Value) -> (u64, u64) {
     let get = |k: &str| {
@@ -310,14 +327,7 @@ async fn dispatch(
                         .with_param("stream"),
                 );
             }
-            let ctx = TranslateContext {
-                provider,
-                upstream_url: service.record.upstream_url.as_deref(),
-                options: &service.options,
-                model: &model,
-                tuning: &route.model.options,
-                default_max_tokens: state.settings.default_max_tokens,
-            };
+            let ctx = translate_context(route, &model, state.settings.default_max_tokens);
             let upstream = translator(provider)
                 .request(&ctx, kind, body)
                 .map_err(|e| {
@@ -376,14 +386,7 @@ async fn dispatch(
             (builder.body(reply.body.clone()), None, (0, 0))
         }
         Some(kind) if (200..300).contains(&reply.status) => {
-            let ctx = TranslateContext {
-                provider,
-                upstream_url: service.record.upstream_url.as_deref(),
-                options: &service.options,
-                model: &request_model,
-                tuning: &route.model.options,
-                default_max_tokens: state.settings.default_max_tokens,
-            };
+            let ctx = translate_context(route, &request_model, state.settings.default_max_tokens);
             let translated = translator(provider)
                 .response(&ctx, kind, &reply.body)
                 .map_err(|e| {

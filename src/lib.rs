@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod llm;
 pub mod providers;
 pub mod proxy;
 pub mod snapshot;

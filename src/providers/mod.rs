@@ -17,6 +17,8 @@ pub mod openai;
 
 use serde_json::{Map, Value};
 
+use crate::llm::StreamTranscoder;
+
 use crate::admin::routes::ModelOptions;
 use crate::admin::services::{Llama2Format, MistralFormat, ServiceOptions};
 
@@ -154,6 +156,16 @@ pub trait Translator: Send + Sync {
 
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError;
+
+    /// The transcoder for one streamed 2xx answer (spec §4.5); `None` when this provider
+    /// (in this format) cannot stream, which the proxy refuses with a 400 before sending.
+    fn stream(
+        &self,
+        _ctx: &TranslateContext<'_>,
+        _kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        None
+    }
 }
 
 /// The translator for a provider.

@@ -13,6 +13,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::llm::{ChunkEmitter, SseDecoder, SseEvent, StreamError, StreamTranscoder};
+
 use super::{
     ProviderKind, RequestError, ResponseError, RouteKind, TranslateContext, Translator,
     UpstreamError, UpstreamRequest, apply_tuning, generic_error,
@@ -88,6 +90,57 @@ impl Translator for OpenAi {
 
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
         normalise_error(status, body)
+    }
+
+    fn stream(
+        &self,
+        ctx: &TranslateContext<'_>,
+        _kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        match ctx.provider {
+            // Mistral's Ollama format streams Ollama NDJSON (ollama.rs owns it).
+            ProviderKind::Mistral(MistralFormat::Ollama) => None,
+            _ => Some(Box::new(OpenAiStream::default())),
+        }
+    }
+}
+
+/// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
+/// event is already a chunk; the emitter applies the §4.5 rules to it.
+#[derive(Default)]
+pub struct OpenAiStream {
+    sse: SseDecoder,
+}
+
+impl OpenAiStream {
+    fn event(event: SseEvent, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(());
+        }
+        if data == "[DONE]" {
+            out.done();
+            return Ok(());
+        }
+        let chunk: Map<String, Value> = serde_json::from_str(data)
+            .map_err(|e| StreamError::Invalid(format!("stream event is not a JSON object: {e}")))?;
+        if chunk.contains_key("error") || event.event.as_deref() == Some("error") {
+            let error = normalise_error(200, data.as_bytes());
+            out.error(&error);
+            return Ok(());
+        }
+        out.passthrough(chunk);
+        Ok(())
+    }
+}
+
+impl StreamTranscoder for OpenAiStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        self.sse.feed(bytes, |event| Self::event(event, out))
+    }
+
+    fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        self.sse.finish(|event| Self::event(event, out))
     }
 }
 

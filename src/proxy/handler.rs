@@ -9,9 +9,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use crate::actors::upstream::{Forward, UpstreamFailure, UpstreamReply};
+use crate::actors::upstream::{
+    Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
+};
 use crate::admin::routes::{ResponseStreaming, RouteType};
 use crate::error::Error;
+use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
@@ -20,6 +23,7 @@ use crate::telemetry::analytics::{self, AnalyticsLog};
 use super::Pools;
 use super::auth::{Caller, authenticate, authorize};
 use super::inject::inject;
+use super::stream::{SseBody, StreamAccount};
 
 /// Upstream bodies larger than this are refused (never buffered).
 const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
@@ -226,6 +230,48 @@ struct ClientBody {
     parsed: Option<Map<String, Value>>,
 }
 
+/// A streamed 2xx answer, ready to be sent.
+struct StreamStart {
+    upstream: UpstreamStream,
+    transcode: Transcode,
+    request_model: String,
+    prompt_estimate: u64,
+    upstream_body: Option<Vec<u8>>,
+    upstream_sent: Instant,
+}
+
+enum Reply {
+    Whole(Outcome),
+    Stream(StreamStart),
+}
+
+/// Streaming as the client and the route want it (spec §4.3 step 7).
+struct StreamPlan {
+    transcoder: Box<dyn StreamTranscoder>,
+    include_usage: bool,
+    prompt_estimate: u64,
+}
+
+/// The prompt's size in tokens at 4 characters per token (spec §9.3: used only when the
+/// provider reports no count, e.g. a stream the client left before the usage event).
+fn prompt_estimate(body: &Map<String, Value>) -> u64 {
+    fn chars(v: &Value) -> u64 {
+        match v {
+            Value::String(s) => s.chars().count() as u64,
+            Value::Array(parts) => parts.iter().map(|p| p.get("text").map_or(0, chars)).sum(),
+            _ => 0,
+        }
+    }
+    let messages: u64 = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |m| {
+            m.iter().map(|m| m.get("content").map_or(0, chars)).sum()
+        });
+    let prompt = body.get("prompt").map_or(0, chars);
+    (messages + prompt).div_ceil(4)
+}
+
 struct Outcome {
     response: HttpResponse,
     status: u16,
@@ -255,8 +301,9 @@ async fn dispatch(
     caller: &Caller<'_>,
     body: ClientBody,
     surface: Surface,
-) -> Result<Outcome, Error> {
+) -> Result<Reply, Error> {
     let ClientBody { raw, parsed } = body;
+    let mut plan: Option<StreamPlan> = None;
     let service = &route.service;
     let provider = service.provider;
     let kind = match route.route_type {
@@ -312,22 +359,36 @@ async fn dispatch(
             let wants_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
             match route.streaming {
                 ResponseStreaming::Deny if wants_stream => {
-                    return Err(Error::bad_request("streaming is not allowed on this route")
-                        .with_param("stream"));
+                    return Err(Error::bad_request(
+                        "response streaming is not enabled for this LLM",
+                    )
+                    .with_param("stream"));
                 }
                 ResponseStreaming::Always => {
                     body.insert("stream".into(), Value::Bool(true));
                 }
                 _ => {}
             }
-            if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-                // Streaming arrives with the streaming issue; refuse rather than buffer.
-                return Err(
-                    Error::bad_request("streaming responses are not supported yet")
-                        .with_param("stream"),
-                );
-            }
             let ctx = translate_context(route, &model, state.settings.default_max_tokens);
+            if body.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+                let transcoder = translator(provider).stream(&ctx, kind).ok_or_else(|| {
+                    Error::bad_request(format!(
+                        "streaming is not supported for provider {} in this format",
+                        provider.name()
+                    ))
+                    .with_param("stream")
+                })?;
+                let include_usage = body
+                    .get("stream_options")
+                    .and_then(|o| o.get("include_usage"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                plan = Some(StreamPlan {
+                    transcoder,
+                    include_usage,
+                    prompt_estimate: prompt_estimate(&body),
+                });
+            }
             let upstream = translator(provider)
                 .request(&ctx, kind, body)
                 .map_err(|e| {
@@ -351,18 +412,53 @@ async fn dispatch(
         .get(provider.name())
         .ok_or_else(|| Error::internal("no upstream pool for this provider"))?;
     let logged_request = route.logging.log_payloads.then(|| upstream.body.clone());
-    let reply: UpstreamReply = pool
-        .send(Forward {
-            url: upstream.url,
-            headers: upstream.headers,
-            body: Bytes::from(upstream.body),
-            connect_timeout: Duration::from_millis(service.timeouts.connect_ms),
-            read_timeout: Duration::from_millis(service.timeouts.read_ms),
-            max_response_bytes: MAX_UPSTREAM_BODY,
-        })
-        .await
-        .map_err(|_| Error::internal("upstream pool unavailable"))?
-        .map_err(map_failure)?;
+    let forward = Forward {
+        url: upstream.url,
+        headers: upstream.headers,
+        body: Bytes::from(upstream.body),
+        connect_timeout: Duration::from_millis(service.timeouts.connect_ms),
+        read_timeout: Duration::from_millis(service.timeouts.read_ms),
+        max_response_bytes: MAX_UPSTREAM_BODY,
+    };
+    let reply: UpstreamReply = match (plan, kind) {
+        (Some(plan), Some(kind)) => {
+            let upstream_sent = Instant::now();
+            let stream = pool
+                .send(ForwardStream {
+                    idle_timeout: forward.read_timeout,
+                    request: forward,
+                })
+                .await
+                .map_err(|_| Error::internal("upstream pool unavailable"))?
+                .map_err(map_failure)?;
+            if (200..300).contains(&stream.status) {
+                let meta = StreamMeta {
+                    id: openai_id(kind),
+                    created: chrono::Utc::now().timestamp(),
+                    model: request_model.clone(),
+                    kind,
+                    include_usage: plan.include_usage,
+                    collect_text: route.logging.log_payloads,
+                };
+                return Ok(Reply::Stream(StreamStart {
+                    upstream: stream,
+                    transcode: Transcode::new(plan.transcoder, meta, provider.name()),
+                    request_model,
+                    prompt_estimate: plan.prompt_estimate,
+                    upstream_body: logged_request,
+                    upstream_sent,
+                }));
+            }
+            // An error answer to a streaming request is read whole and normalised like
+            // any other (spec §4.4); only 2xx answers are transcoded as streams.
+            collect_error(stream).await?
+        }
+        _ => pool
+            .send(forward)
+            .await
+            .map_err(|_| Error::internal("upstream pool unavailable"))?
+            .map_err(map_failure)?,
+    };
 
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
@@ -416,7 +512,7 @@ async fn dispatch(
             (builder.json(error.to_openai()), None, (0, 0))
         }
     };
-    Ok(Outcome {
+    Ok(Reply::Whole(Outcome {
         response,
         status: reply.status,
         request_model,
@@ -425,26 +521,124 @@ async fn dispatch(
         upstream_latency: Some(reply.latency),
         upstream_body: logged_request,
         logged_response,
+    }))
+}
+
+/// `chatcmpl-…` / `cmpl-…`, like OpenAI's ids.
+fn openai_id(kind: RouteKind) -> String {
+    let prefix = match kind {
+        RouteKind::Chat => "chatcmpl-",
+        RouteKind::Completions => "cmpl-",
+    };
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Error bodies are small; a larger one is cut (the message is what matters).
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// Reads a streamed non-2xx answer whole, as if it had not been streamed.
+async fn collect_error(mut stream: UpstreamStream) -> Result<UpstreamReply, Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(piece) = stream.body.recv().await {
+        let piece = piece.map_err(map_failure)?;
+        let room = MAX_ERROR_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&piece[..piece.len().min(room)]);
+        if room <= piece.len() {
+            break;
+        }
+    }
+    Ok(UpstreamReply {
+        status: stream.status,
+        headers: stream.headers,
+        body: body.freeze(),
+        latency: stream.latency,
     })
 }
 
-/// Adds the response headers of spec §4.4 and writes the analytics line.
-fn complete(
-    flight: &Flight,
-    analytics: &AnalyticsLog,
+/// One proxied request's accounting: the analytics line of spec §5.
+pub(super) struct Record<'a> {
+    pub request_id: &'a str,
+    pub route: &'a RouteEntry,
+    pub tenant: Option<&'a str>,
+    pub key_id: uuid::Uuid,
+    pub status: u16,
+    pub request_model: &'a str,
+    pub response_model: Option<&'a str>,
+    pub usage: (u64, u64),
+    pub usage_estimated: bool,
+    pub upstream_latency: Duration,
+    pub overhead: Duration,
+    pub stream_end: Option<&'static str>,
+    pub upstream_body: Option<&'a [u8]>,
+    pub logged_response: Option<&'a Value>,
+}
+
+/// Writes the analytics line when the route's `log_statistics` is on.
+pub(super) fn write_record(analytics: &AnalyticsLog, record: &Record<'_>) {
+    let route = record.route;
+    if !route.logging.log_statistics {
+        return;
+    }
+    let upstream_ms = record.upstream_latency.as_millis();
+    let (prompt, completion) = record.usage;
+    let costs = &route.model.options;
+    let cost = match (costs.input_cost, costs.output_cost) {
+        (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
+        _ => 0.0,
+    };
+    let time_per_token = if completion > 0 {
+        upstream_ms as f64 / completion as f64
+    } else {
+        0.0
+    };
+    let payload = route.logging.log_payloads.then(|| analytics::Payload {
+        request: record.upstream_body.map(String::from_utf8_lossy),
+        response: record.logged_response,
+    });
+    analytics.write(&analytics::Line {
+        ai: analytics::Ai {
+            proxy: analytics::Proxy {
+                meta: analytics::Meta {
+                    plugin_id: route.record.id,
+                    provider_name: route.service.provider.name(),
+                    request_model: record.request_model,
+                    response_model: record.response_model.unwrap_or(record.request_model),
+                    llm_latency: upstream_ms,
+                },
+                usage: analytics::Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    total_tokens: prompt + completion,
+                    time_per_token,
+                    cost,
+                },
+                payload,
+            },
+        },
+        tollgate: analytics::Tollgate {
+            request_id: record.request_id,
+            tenant: record.tenant,
+            key_id: record.key_id,
+            route: &route.record.name,
+            service: &route.service.record.name,
+            status: record.status,
+            overhead_ms: record.overhead.as_secs_f64() * 1000.0,
+            stream: record.stream_end.is_some(),
+            stream_end: record.stream_end,
+            usage_estimated: record.usage_estimated,
+        },
+    });
+}
+
+/// Sets the response headers of spec §4.4 (`x-tollgate-*`).
+fn set_gateway_headers(
+    response: &mut HttpResponse,
     route: &RouteEntry,
-    caller: &Caller<'_>,
-    snapshot: &Snapshot,
-    mut outcome: Outcome,
-) -> HttpResponse {
-    let provider = route.service.provider;
-    let total = flight.started.elapsed();
-    let upstream_ms = outcome.upstream_latency.map_or(0, |d| d.as_millis());
-    let overhead_ms = total
-        .saturating_sub(outcome.upstream_latency.unwrap_or_default())
-        .as_secs_f64()
-        * 1000.0;
-    let headers = outcome.response.headers_mut();
+    request_model: &str,
+    upstream_latency: Duration,
+    overhead: Duration,
+) {
+    let headers = response.headers_mut();
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = value.parse() {
             headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
@@ -453,66 +647,120 @@ fn complete(
     if route.record.model_name_header {
         set(
             "x-tollgate-llm-model",
-            format!("{}/{}", provider.name(), outcome.request_model),
+            format!("{}/{}", route.service.provider.name(), request_model),
         );
     }
-    set("x-tollgate-upstream-latency-ms", upstream_ms.to_string());
-    set("x-tollgate-overhead-ms", format!("{overhead_ms:.3}"));
-    if route.logging.log_statistics {
-        let (prompt, completion) = outcome.usage;
-        let costs = &route.model.options;
-        let cost = match (costs.input_cost, costs.output_cost) {
-            (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
-            _ => 0.0,
-        };
-        let time_per_token = if completion > 0 {
-            upstream_ms as f64 / completion as f64
-        } else {
-            0.0
-        };
-        let payload = route.logging.log_payloads.then(|| analytics::Payload {
-            request: outcome
-                .upstream_body
-                .as_deref()
-                .map(String::from_utf8_lossy),
-            response: outcome.logged_response.as_ref(),
-        });
-        analytics.write(&analytics::Line {
-            ai: analytics::Ai {
-                proxy: analytics::Proxy {
-                    meta: analytics::Meta {
-                        plugin_id: route.record.id,
-                        provider_name: provider.name(),
-                        request_model: &outcome.request_model,
-                        response_model: outcome
-                            .response_model
-                            .as_deref()
-                            .unwrap_or(&outcome.request_model),
-                        llm_latency: upstream_ms,
-                    },
-                    usage: analytics::Usage {
-                        prompt_tokens: prompt,
-                        completion_tokens: completion,
-                        total_tokens: prompt + completion,
-                        time_per_token,
-                        cost,
-                    },
-                    payload,
-                },
-            },
-            tollgate: analytics::Tollgate {
-                request_id: &flight.request_id,
-                tenant: snapshot.tenant_name(caller.tenant),
-                key_id: caller.key.record.id,
-                route: &route.record.name,
-                service: &route.service.record.name,
-                status: outcome.status,
-                overhead_ms,
-                stream: false,
-            },
-        });
+    set(
+        "x-tollgate-upstream-latency-ms",
+        upstream_latency.as_millis().to_string(),
+    );
+    set(
+        "x-tollgate-overhead-ms",
+        format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
+}
+
+/// Sends the reply: a whole answer with its analytics line now, or a stream whose
+/// analytics line is written when it ends.
+fn complete(
+    flight: &Flight,
+    analytics: &AnalyticsLog,
+    route: &Arc<RouteEntry>,
+    caller: &Caller<'_>,
+    snapshot: &Snapshot,
+    reply: Reply,
+) -> HttpResponse {
+    match reply {
+        Reply::Whole(outcome) => {
+            complete_whole(flight, analytics, route, caller, snapshot, outcome)
+        }
+        Reply::Stream(start) => complete_stream(flight, analytics, route, caller, snapshot, start),
     }
+}
+
+fn complete_whole(
+    flight: &Flight,
+    analytics: &AnalyticsLog,
+    route: &RouteEntry,
+    caller: &Caller<'_>,
+    snapshot: &Snapshot,
+    mut outcome: Outcome,
+) -> HttpResponse {
+    let upstream_latency = outcome.upstream_latency.unwrap_or_default();
+    let overhead = flight.started.elapsed().saturating_sub(upstream_latency);
+    set_gateway_headers(
+        &mut outcome.response,
+        route,
+        &outcome.request_model,
+        upstream_latency,
+        overhead,
+    );
+    write_record(
+        analytics,
+        &Record {
+            request_id: &flight.request_id,
+            route,
+            tenant: snapshot.tenant_name(caller.tenant),
+            key_id: caller.key.record.id,
+            status: outcome.status,
+            request_model: &outcome.request_model,
+            response_model: outcome.response_model.as_deref(),
+            usage: outcome.usage,
+            usage_estimated: false,
+            upstream_latency,
+            overhead,
+            stream_end: None,
+            upstream_body: outcome.upstream_body.as_deref(),
+            logged_response: outcome.logged_response.as_ref(),
+        },
+    );
     flight.finish(outcome.response)
+}
+
+fn complete_stream(
+    flight: &Flight,
+    analytics: &AnalyticsLog,
+    route: &Arc<RouteEntry>,
+    caller: &Caller<'_>,
+    snapshot: &Snapshot,
+    start: StreamStart,
+) -> HttpResponse {
+    let upstream_latency = start.upstream.latency;
+    let overhead = flight.started.elapsed().saturating_sub(upstream_latency);
+    let status = start.upstream.status;
+    let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    builder
+        .insert_header(("content-type", "text/event-stream"))
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"));
+    for (name, value) in &start.upstream.headers {
+        if name.starts_with("x-ratelimit-") || name == "retry-after" {
+            builder.insert_header((name.as_str(), value.as_str()));
+        }
+    }
+    let account = StreamAccount {
+        analytics: analytics.clone(),
+        route: Arc::clone(route),
+        request_id: flight.request_id.clone(),
+        tenant: snapshot.tenant_name(caller.tenant).map(str::to_string),
+        key_id: caller.key.record.id,
+        status,
+        request_model: start.request_model.clone(),
+        upstream_sent: start.upstream_sent,
+        overhead,
+        prompt_estimate: start.prompt_estimate,
+        upstream_body: start.upstream_body,
+    };
+    let mut response =
+        builder.streaming(SseBody::new(start.upstream.body, start.transcode, account));
+    set_gateway_headers(
+        &mut response,
+        route,
+        &start.request_model,
+        upstream_latency,
+        overhead,
+    );
+    flight.finish(response)
 }
 
 /// `POST <route path>`: Kong-style surface.

@@ -7,6 +7,7 @@
 mod auth;
 mod handler;
 mod inject;
+mod stream;
 
 use std::collections::HashMap;
 

@@ -178,4 +178,10 @@ pub struct Tollgate<'a> {
     pub status: u16,
     pub overhead_ms: f64,
     pub stream: bool,
+    /// How a stream ended: `done`, `failed` (in-band error) or `client_disconnected`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_end: Option<&'static str>,
+    /// Some counts are estimates (4 characters per token) because the provider did not
+    /// report them (e.g. a stream the client left before the provider's usage event).
+    pub usage_estimated: bool,
 }

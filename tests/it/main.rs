@@ -18,5 +18,6 @@ mod proxy;
 mod sdk;
 mod secrets;
 mod store;
+mod streaming;
 #[allow(dead_code)]
 mod support;

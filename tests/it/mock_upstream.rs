@@ -2,6 +2,7 @@
 //! answers with a scripted behaviour (a provider's wire-format body, an error page, a hang,
 //! a connection cut mid-body).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,33 @@ pub enum Behaviour {
     Hang,
     /// Promises a long body, sends a little, then drops the connection.
     CutMidBody,
+    /// A streamed 200: each frame flushed on its own, `gap` apart, then `tail`.
+    Stream {
+        content_type: &'static str,
+        frames: Vec<Vec<u8>>,
+        gap: Duration,
+        tail: Tail,
+    },
+}
+
+/// How a streamed answer ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// The body ends normally.
+    End,
+    /// The upstream goes silent and keeps the connection open.
+    Hang,
+    /// The connection is reset mid-stream.
+    Reset,
+}
+
+/// What happened to one streamed answer on the mock's side.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRecord {
+    pub frames_sent: usize,
+    /// When the mock's body was dropped: the end, or the connection closing under it.
+    pub dropped_at: std::time::Instant,
+    pub completed: bool,
 }
 
 impl Behaviour {
@@ -53,6 +81,7 @@ impl Behaviour {
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     behaviour: Arc<Mutex<Behaviour>>,
+    streams: Arc<Mutex<Vec<StreamRecord>>>,
 }
 
 pub struct MockUpstream {
@@ -66,6 +95,7 @@ impl MockUpstream {
         let shared = Shared {
             received: Arc::new(Mutex::new(Vec::new())),
             behaviour: Arc::new(Mutex::new(behaviour)),
+            streams: Arc::new(Mutex::new(Vec::new())),
         };
         let data = shared.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
@@ -96,6 +126,11 @@ impl MockUpstream {
 
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// The streamed answers that have ended (completed or cut by the other side).
+    pub fn streams(&self) -> Vec<StreamRecord> {
+        self.shared.streams.lock().unwrap().clone()
     }
 
     pub fn last(&self) -> Received {
@@ -131,6 +166,25 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             actix_web::rt::time::sleep(Duration::from_secs(3600)).await;
             HttpResponse::Ok().finish()
         }
+        Behaviour::Stream {
+            content_type,
+            frames,
+            gap,
+            tail,
+        } => {
+            let body = MockStream {
+                frames: frames.into_iter().map(web::Bytes::from).collect(),
+                next: 0,
+                gap,
+                tail,
+                sleep: None,
+                streams: shared.streams.clone(),
+            };
+            HttpResponse::Ok()
+                .content_type(content_type)
+                .insert_header(("x-ratelimit-remaining-requests", "98"))
+                .streaming(body)
+        }
         Behaviour::CutMidBody => {
             let chunks = futures::stream::iter(vec![
                 Ok::<_, std::io::Error>(web::Bytes::from_static(b"{\"id\":\"cut")),
@@ -141,5 +195,62 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 .no_chunking(10_000)
                 .streaming(chunks)
         }
+    }
+}
+
+/// A scripted streamed body that records when it is dropped (the connection closed).
+struct MockStream {
+    frames: std::collections::VecDeque<web::Bytes>,
+    next: usize,
+    gap: Duration,
+    tail: Tail,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    streams: Arc<Mutex<Vec<StreamRecord>>>,
+}
+
+impl futures::Stream for MockStream {
+    type Item = Result<web::Bytes, std::io::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.next > 0 || this.frames.is_empty() {
+            let gap = if this.frames.is_empty() && this.tail == Tail::Hang {
+                Duration::from_secs(3600)
+            } else {
+                this.gap
+            };
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.sleep = None;
+        }
+        match this.frames.pop_front() {
+            Some(frame) => {
+                this.next += 1;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            None => match this.tail {
+                Tail::End => Poll::Ready(None),
+                Tail::Reset => Poll::Ready(Some(Err(std::io::Error::other("reset")))),
+                Tail::Hang => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl Drop for MockStream {
+    fn drop(&mut self) {
+        self.streams.lock().unwrap().push(StreamRecord {
+            frames_sent: self.next,
+            dropped_at: std::time::Instant::now(),
+            completed: self.frames.is_empty() && self.tail == Tail::End,
+        });
     }
 }

@@ -1,0 +1,188 @@
+//! The streamed response (spec §4.5): the upstream body arrives through the pool actor's
+//! bounded channel, is transcoded piece by piece, and goes out as OpenAI SSE frames. The
+//! accounting is done when the body is dropped — after the last frame, or when the client
+//! went away mid-stream — so every stream writes exactly one analytics line, with the
+//! tokens consumed up to that point.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::Stream;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::Receiver;
+use uuid::Uuid;
+
+use crate::actors::upstream::UpstreamFailure;
+use crate::llm::{StreamEnd, Transcode};
+use crate::snapshot::RouteEntry;
+use crate::telemetry::analytics::AnalyticsLog;
+
+use super::handler::{Record, write_record};
+
+/// Bytes an upstream may still send after its end marker before the gateway stops reading
+/// (normally only the chunked-encoding terminator follows; reading it keeps the upstream
+/// connection reusable).
+const MAX_TRAILING_BYTES: usize = 64 * 1024;
+
+/// What the accounting of one stream needs, owned (it outlives the handler).
+pub struct StreamAccount {
+    pub analytics: AnalyticsLog,
+    pub route: Arc<RouteEntry>,
+    pub request_id: String,
+    pub tenant: Option<String>,
+    pub key_id: Uuid,
+    pub status: u16,
+    pub request_model: String,
+    /// When the upstream request was sent.
+    pub upstream_sent: Instant,
+    pub overhead: Duration,
+    /// The prompt's size estimate, used only when the provider reports no prompt tokens.
+    pub prompt_estimate: u64,
+    pub upstream_body: Option<Vec<u8>>,
+}
+
+pub struct SseBody {
+    upstream: Option<Receiver<Result<Bytes, UpstreamFailure>>>,
+    transcode: Transcode,
+    /// Set once the transcoded stream has ended (upstream marker, error, or close).
+    ended: bool,
+    trailing: usize,
+    upstream_finished: Option<Instant>,
+    account: Option<StreamAccount>,
+}
+
+impl SseBody {
+    pub fn new(
+        upstream: Receiver<Result<Bytes, UpstreamFailure>>,
+        transcode: Transcode,
+        account: StreamAccount,
+    ) -> SseBody {
+        SseBody {
+            upstream: Some(upstream),
+            transcode,
+            ended: false,
+            trailing: 0,
+            upstream_finished: None,
+            account: Some(account),
+        }
+    }
+
+    fn mark_ended(&mut self) {
+        if !self.ended && self.transcode.is_ended() {
+            self.ended = true;
+            self.upstream_finished = Some(Instant::now());
+        }
+    }
+}
+
+fn failure_code(failure: &UpstreamFailure) -> &'static str {
+    match failure {
+        UpstreamFailure::Timeout(_) => "upstream_idle_timeout",
+        UpstreamFailure::TooLarge(_) => "upstream_response_too_large",
+        UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
+    }
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let Some(upstream) = this.upstream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if this.ended {
+                // Drain what follows the end marker so the connection can be reused; give
+                // up on an upstream that keeps talking.
+                match upstream.poll_recv(cx) {
+                    Poll::Ready(Some(Ok(bytes))) if this.trailing < MAX_TRAILING_BYTES => {
+                        this.trailing += bytes.len();
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                    _ => {
+                        this.upstream = None;
+                        return Poll::Ready(None);
+                    }
+                }
+            }
+            let out = match upstream.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(bytes))) => this.transcode.feed(&bytes),
+                Poll::Ready(Some(Err(failure))) => {
+                    let message = failure.to_string();
+                    this.transcode
+                        .upstream_failed(&message, failure_code(&failure))
+                }
+                Poll::Ready(None) => {
+                    let out = this.transcode.upstream_closed();
+                    this.upstream = None;
+                    out
+                }
+            };
+            this.mark_ended();
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Bytes::from(out))));
+            }
+        }
+    }
+}
+
+impl Drop for SseBody {
+    fn drop(&mut self) {
+        let Some(account) = self.account.take() else {
+            return;
+        };
+        let emitter = self.transcode.emitter();
+        let end = match emitter.end() {
+            StreamEnd::Done => "done",
+            StreamEnd::Failed => "failed",
+            StreamEnd::Open => "client_disconnected",
+        };
+        let reported = emitter.reported_usage();
+        let (prompt, completion) = emitter.tokens();
+        let (prompt, prompt_estimated) = match reported.prompt {
+            Some(_) => (prompt, false),
+            None => (account.prompt_estimate, true),
+        };
+        let completion_estimated = !(emitter.usage_is_final() && reported.completion.is_some());
+        let upstream_latency = self
+            .upstream_finished
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(account.upstream_sent);
+        let logged_response: Option<Value> = account.route.logging.log_payloads.then(|| {
+            // Kong's composite of a streamed answer, for the payload log.
+            json!({
+                "object": "chat.completion",
+                "model": emitter.response_model().unwrap_or(&account.request_model),
+                "choices": [{"index": 0, "finish_reason": emitter.finish_reason(),
+                             "message": {"role": "assistant", "content": emitter.text()}}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion},
+            })
+        });
+        write_record(
+            &account.analytics,
+            &Record {
+                request_id: &account.request_id,
+                route: &account.route,
+                tenant: account.tenant.as_deref(),
+                key_id: account.key_id,
+                status: account.status,
+                request_model: &account.request_model,
+                response_model: emitter.response_model(),
+                usage: (prompt, completion),
+                usage_estimated: prompt_estimated || completion_estimated,
+                upstream_latency,
+                overhead: account.overhead,
+                stream_end: Some(end),
+                upstream_body: account.upstream_body.as_deref(),
+                logged_response: logged_response.as_ref(),
+            },
+        );
+    }
+}

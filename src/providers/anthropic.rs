@@ -1,5 +1,6 @@
 //! Anthropic wire format: the Messages API (`/v1/messages`) for `llm/v1/chat` and the legacy
-//! Text Completions API (`/v1/complete`) for `llm/v1/completions`, as Kong does.
+//! Text Completions API (`/v1/complete`) for `llm/v1/completions`, as Kong does. Streams of
+//! both are transcoded by `AnthropicStream` (named-event SSE → OpenAI chunks).
 //!
 //! Deliberate differences from Kong (spec §9.4/§9.5): `stop`, `top_p`, `top_k` and
 //! `max_completion_tokens` are mapped instead of dropped, `max_tokens` defaults to
@@ -7,7 +8,14 @@
 //! consecutive same-role turns are merged, empty text is not forwarded, `finish_reason` is
 //! mapped to OpenAI values, responses carry an `id`, and `usage` is always an object.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value, json};
+
+use crate::llm::{
+    ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
+};
 
 use super::{
     RequestError, ResponseError, RouteKind, TranslateContext, Translator, UpstreamError,
@@ -135,6 +143,14 @@ impl Translator for Anthropic {
                 .cloned();
         }
         err
+    }
+
+    fn stream(
+        &self,
+        _ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        Some(Box::new(AnthropicStream::new(kind)))
     }
 }
 
@@ -627,9 +643,29 @@ fn convert_tool_calls(i: usize, calls: Option<Value>) -> Result<Vec<Value>, Requ
                 "`arguments` must encode a JSON object",
             ));
         }
-        blocks.push(json!({"type": "tool_use", "id": id, "name": name, "input": input}));
+        blocks.push(json!({"type": "tool_use", "id": tool_id(id), "name": name, "input": input}));
     }
     Ok(blocks)
+}
+
+/// Anthropic accepts only tool ids matching `^[a-zA-Z0-9_-]+$`; ids minted elsewhere (by
+/// another provider, or a client) may not match. Those are rewritten alike in `tool_use` and
+/// `tool_result`, injectively so that distinct calls stay distinct (providers.md §12.6).
+fn tool_id(id: &str) -> Cow<'_, str> {
+    if !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(4 + 2 * id.len());
+    out.push_str("tgx_");
+    for b in id.bytes() {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    Cow::Owned(out)
 }
 
 /// A `tool` message → a `tool_result` block (its user turn is merged with its neighbours).
@@ -640,7 +676,7 @@ fn convert_tool_result(i: usize, message: &mut Map<String, Value>) -> Result<Val
             "a tool message needs a string `tool_call_id`",
         ));
     };
-    let mut block = json!({"type": "tool_result", "tool_use_id": id});
+    let mut block = json!({"type": "tool_result", "tool_use_id": tool_id(&id)});
     if let Some(content) = convert_content(i, message.remove("content"))? {
         block["content"] = content;
     }
@@ -670,7 +706,14 @@ fn convert_tools(tools: Value) -> Result<Vec<Value>, RequestError> {
         // Anthropic requires a schema of type object; a parameterless function gets an empty one.
         let schema = match tool.pointer("/function/parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
-            Some(schema @ Value::Object(_)) => schema.clone(),
+            Some(Value::Object(schema)) => {
+                // OpenAI tolerates a schema without `type`; Anthropic requires "object".
+                let mut schema = schema.clone();
+                schema
+                    .entry("type")
+                    .or_insert_with(|| Value::from("object"));
+                Value::Object(schema)
+            }
             Some(_) => {
                 return Err(RequestError::param(
                     &format!("{at}.function.parameters"),
@@ -896,6 +939,269 @@ fn usage(usage: Option<&Value>) -> Value {
         out["prompt_tokens_details"] = json!({"cached_tokens": cached});
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming
+
+/// Anthropic's named-event SSE (Messages API, providers.md §3.4) and the legacy
+/// `/v1/complete` stream's `completion` events (§3.7), transcoded into OpenAI chunks.
+/// Both families are understood on both routes, as the non-streaming completions path
+/// accepts a Messages-API answer too (an `upstream_url` pointing at `/v1/messages`).
+pub struct AnthropicStream {
+    sse: SseDecoder,
+    state: StreamState,
+}
+
+struct StreamState {
+    kind: RouteKind,
+    /// The `tool_use` blocks seen so far, in order: a tool call's OpenAI `index` is its
+    /// position here, not Anthropic's content-block index (text blocks share that count).
+    tools: Vec<ToolBlock>,
+    /// Prompt-side counts so far: `message_delta` may repeat them, or not.
+    input: Option<u64>,
+    cache_write: Option<u64>,
+    cache_read: Option<u64>,
+}
+
+struct ToolBlock {
+    /// Anthropic's content-block index.
+    block: u64,
+    has_arguments: bool,
+}
+
+impl AnthropicStream {
+    pub fn new(kind: RouteKind) -> AnthropicStream {
+        AnthropicStream {
+            sse: SseDecoder::default(),
+            state: StreamState {
+                kind,
+                tools: Vec::new(),
+                input: None,
+                cache_write: None,
+                cache_read: None,
+            },
+        }
+    }
+}
+
+impl StreamTranscoder for AnthropicStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        self.sse.feed(bytes, |event| self.state.event(event, out))
+    }
+
+    fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        self.sse.finish(|event| self.state.event(event, out))
+    }
+}
+
+/// Events whose data is read; any other name (`ping`, future ones) is skipped unparsed.
+const STREAM_EVENTS: &[&str] = &[
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "error",
+    "completion",
+];
+
+fn invalid(message: impl Into<String>) -> StreamError {
+    StreamError::Invalid(message.into())
+}
+
+impl StreamState {
+    fn event(&mut self, event: SseEvent, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let data = event.data.trim();
+        // Pre-2023-06-01 API versions ended the legacy stream with a bare `[DONE]`.
+        if data == "[DONE]" {
+            out.done();
+            return Ok(());
+        }
+        let named = event.event.as_deref();
+        if let Some(name) = named
+            && !STREAM_EVENTS.contains(&name)
+        {
+            return Ok(());
+        }
+        if data.is_empty() {
+            return match named {
+                Some(name) => Err(invalid(format!("`{name}` event without data"))),
+                None => Ok(()),
+            };
+        }
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| invalid(format!("stream event is not valid JSON: {e}")))?;
+        // The SSE `event:` name decides, as in Anthropic's SDK; a relay that drops it
+        // still leaves the same name in the data's `type`.
+        let name = named
+            .or_else(|| v.get("type").and_then(Value::as_str))
+            .unwrap_or_default();
+        match name {
+            "message_start" => {
+                let message = v.get("message");
+                if let Some(model) = message.and_then(|m| m.get("model")).and_then(Value::as_str) {
+                    out.set_response_model(model);
+                }
+                self.usage(message.and_then(|m| m.get("usage")), false, out);
+                out.role();
+            }
+            "content_block_start" => self.block_start(&v, out)?,
+            "content_block_delta" => self.block_delta(&v, out)?,
+            "content_block_stop" => {
+                // A tool called without arguments streams no JSON at all; OpenAI clients
+                // parse `arguments`, and the non-streaming answer says `{}` too.
+                if let Some(k) = self.tool(v.get("index"))
+                    && let Some(tool) = self.tools.get_mut(k as usize)
+                    && !tool.has_arguments
+                {
+                    tool.has_arguments = true;
+                    out.tool_call_arguments(k, "{}");
+                }
+            }
+            "message_delta" => {
+                self.usage(v.get("usage"), true, out);
+                out.finish(finish_reason(
+                    v.pointer("/delta/stop_reason"),
+                    !self.tools.is_empty(),
+                ));
+            }
+            "message_stop" => out.done(),
+            "error" => out.error(&stream_error(&v)),
+            "completion" => {
+                if let Some(model) = v.get("model").and_then(Value::as_str) {
+                    out.set_response_model(model);
+                }
+                let Some(text) = v.get("completion").and_then(Value::as_str) else {
+                    return Err(invalid("completion event without `completion` text"));
+                };
+                out.role();
+                out.content(text);
+                if let Some(reason) = v.get("stop_reason").filter(|r| !r.is_null()) {
+                    out.finish(finish_reason(Some(reason), false));
+                }
+            }
+            // `ping`, or an unnamed event of a type we do not know.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn block_start(&mut self, v: &Value, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let block = v.get("content_block");
+        match block.and_then(|b| b.get("type")).and_then(Value::as_str) {
+            Some("text") => {
+                // Anthropic starts text blocks empty; a relay may not.
+                if let Some(text) = block.and_then(|b| b.get("text")).and_then(Value::as_str) {
+                    out.content(text);
+                }
+            }
+            // Completions have no tool calls (the non-streaming path keeps only text).
+            Some("tool_use") if self.kind == RouteKind::Chat => {
+                let id = block.and_then(|b| b.get("id")).and_then(Value::as_str);
+                let name = block.and_then(|b| b.get("name")).and_then(Value::as_str);
+                let (Some(id), Some(name)) = (id, name) else {
+                    return Err(invalid("tool_use content block without id or name"));
+                };
+                let Some(index) = v.get("index").and_then(Value::as_u64) else {
+                    return Err(invalid("content_block_start without an index"));
+                };
+                let k = u32::try_from(self.tools.len())
+                    .map_err(|_| invalid("too many tool calls in one response"))?;
+                self.tools.push(ToolBlock {
+                    block: index,
+                    has_arguments: false,
+                });
+                out.tool_call_start(k, id, name, "");
+            }
+            // thinking, redacted_thinking, server tools and their results: no OpenAI
+            // counterpart in a chunk.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn block_delta(&mut self, v: &Value, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let delta = v.get("delta");
+        let field = |key: &str| delta.and_then(|d| d.get(key)).and_then(Value::as_str);
+        match delta.and_then(|d| d.get("type")).and_then(Value::as_str) {
+            Some("text_delta") => {
+                let Some(text) = field("text") else {
+                    return Err(invalid("text_delta without text"));
+                };
+                out.content(text);
+            }
+            Some("input_json_delta") => {
+                let Some(fragment) = field("partial_json") else {
+                    return Err(invalid("input_json_delta without partial_json"));
+                };
+                // Server tools (`server_tool_use`) stream their input too: not in the map.
+                if let Some(k) = self.tool(v.get("index"))
+                    && let Some(tool) = self.tools.get_mut(k as usize)
+                    && !fragment.is_empty()
+                {
+                    tool.has_arguments = true;
+                    out.tool_call_arguments(k, fragment);
+                }
+            }
+            // thinking_delta, signature_delta, citations_delta, future types.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The OpenAI tool-call index of the `tool_use` block at Anthropic index `block`.
+    fn tool(&self, block: Option<&Value>) -> Option<u32> {
+        let block = block.and_then(Value::as_u64)?;
+        let k = self.tools.iter().rposition(|t| t.block == block)?;
+        u32::try_from(k).ok()
+    }
+
+    /// Records a `usage` object: the prompt side includes both cache counts (as in the
+    /// non-streaming `usage`), `output_tokens` is cumulative.
+    fn usage(&mut self, usage: Option<&Value>, closing: bool, out: &mut ChunkEmitter) {
+        let count = |key: &str| usage.and_then(|u| u.get(key)).and_then(Value::as_u64);
+        self.input = count("input_tokens").or(self.input);
+        self.cache_write = count("cache_creation_input_tokens").or(self.cache_write);
+        self.cache_read = count("cache_read_input_tokens").or(self.cache_read);
+        let prompt = match (self.input, self.cache_write, self.cache_read) {
+            (None, None, None) => None,
+            (input, write, read) => Some(
+                input
+                    .unwrap_or(0)
+                    .saturating_add(write.unwrap_or(0))
+                    .saturating_add(read.unwrap_or(0)),
+            ),
+        };
+        let completion = count("output_tokens");
+        out.usage(
+            ReportedUsage {
+                prompt,
+                completion,
+                cached: self.cache_read,
+            },
+            // Without a closing count, the text estimate still applies.
+            closing && completion.is_some(),
+        );
+    }
+}
+
+/// An in-band `error` event: `{"type":"error","error":{"type","message"}}`.
+fn stream_error(v: &Value) -> UpstreamError {
+    let error = v.get("error");
+    let text = |key: &str| error.and_then(|e| e.get(key)).and_then(Value::as_str);
+    UpstreamError {
+        message: text("message")
+            .unwrap_or("anthropic reported an error mid-stream")
+            .to_string(),
+        kind: text("type").unwrap_or("upstream_error").to_string(),
+        code: error
+            .and_then(|e| e.pointer("/details/error_code"))
+            .filter(|c| c.is_string())
+            .cloned(),
+        param: None,
+    }
 }
 
 #[cfg(test)]
@@ -1826,5 +2132,495 @@ mod tests {
             kong["choices"][0]["finish_reason"] = json!("stop");
             assert_eq!(Value::Object(ours), Value::Object(kong), "{file}");
         }
+    }
+
+    // ---- streaming ----
+
+    use crate::llm::{StreamMeta, Transcode, assert_split_invariant};
+
+    fn stream_meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "claude-test".into(),
+            kind,
+            include_usage,
+            collect_text: true,
+        }
+    }
+
+    fn transcoder(kind: RouteKind) -> Box<dyn StreamTranscoder> {
+        let (o, t) = (options(), ModelOptions::default());
+        Anthropic
+            .stream(&ctx(&o, &t, None), kind)
+            .expect("anthropic streams")
+    }
+
+    /// Transcodes `input` whole; returns the client's bytes and the transcoder's state.
+    fn run(kind: RouteKind, include_usage: bool, input: &[u8]) -> (Vec<u8>, Transcode) {
+        let mut t = Transcode::new(transcoder(kind), stream_meta(kind, include_usage), "test");
+        let mut out = t.feed(input);
+        out.extend(t.upstream_closed());
+        (out, t)
+    }
+
+    /// The frames' payloads: JSON values, or the string `[DONE]`.
+    fn frames(bytes: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(bytes).expect("utf-8");
+        assert!(text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|f| {
+                let data = f.strip_prefix("data: ").expect("a data frame");
+                if data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(data).expect("json")
+                }
+            })
+            .collect()
+    }
+
+    /// Every split gives the same bytes, and they are the expected file's.
+    fn check_fixture(name: &str, kind: RouteKind, include_usage: bool) -> Vec<u8> {
+        let input = fixture(&format!("{name}.sse"));
+        let got = assert_split_invariant(
+            || transcoder(kind),
+            &stream_meta(kind, include_usage),
+            input.as_bytes(),
+        );
+        let expected = fixture(&format!("{name}.expected"));
+        assert_eq!(String::from_utf8_lossy(&got), expected, "{name}");
+        got
+    }
+
+    #[test]
+    fn stream_text_with_thinking_ping_and_unknown_events() {
+        let got = check_fixture("stream-text", RouteKind::Chat, true);
+        let f = frames(&got);
+        assert_eq!(
+            f[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        let text: String = f
+            .iter()
+            .filter_map(|c| {
+                c.pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+            })
+            .collect();
+        assert_eq!(text, "Hello, wörld! 🌍\nA \"quoted\" line.");
+        assert_eq!(f[f.len() - 3]["choices"][0]["finish_reason"], "stop");
+        // prompt = input 25 + cache write 10 + cache read 100, as non-streaming.
+        assert_eq!(
+            f[f.len() - 2],
+            json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                   "model": "claude-test", "choices": [],
+                   "usage": {"prompt_tokens": 135, "completion_tokens": 12, "total_tokens": 147,
+                             "prompt_tokens_details": {"cached_tokens": 100}}})
+        );
+        assert_eq!(f[f.len() - 1], "[DONE]");
+
+        let input = fixture("stream-text.sse");
+        let (with_usage, t) = run(RouteKind::Chat, true, input.as_bytes());
+        assert_eq!(with_usage, got);
+        let e = t.emitter();
+        assert_eq!(e.tokens(), (135, 12));
+        assert_eq!(
+            e.reported_usage(),
+            ReportedUsage {
+                prompt: Some(135),
+                completion: Some(12),
+                cached: Some(100)
+            }
+        );
+        assert!(e.usage_is_final());
+        assert_eq!(e.response_model(), Some("claude-sonnet-4-5-20250929"));
+        assert_eq!(e.finish_reason(), Some("stop"));
+
+        // Without include_usage: the same frames less the usage chunk.
+        let (without, t) = run(RouteKind::Chat, false, input.as_bytes());
+        let mut want = frames(&got);
+        want.remove(want.len() - 2);
+        assert_eq!(frames(&without), want);
+        assert!(frames(&without).iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(t.emitter().tokens(), (135, 12));
+    }
+
+    #[test]
+    fn stream_two_parallel_tools_with_split_json() {
+        let got = check_fixture("stream-two-tools", RouteKind::Chat, false);
+        let f = frames(&got);
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        for chunk in &f {
+            let Some(deltas) = chunk
+                .pointer("/choices/0/delta/tool_calls")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            assert_eq!(deltas.len(), 1);
+            let d = &deltas[0];
+            let index = d["index"].as_u64().expect("index") as usize;
+            if let Some(id) = d.get("id") {
+                assert_eq!(index, calls.len(), "indexes count tool calls from 0");
+                assert_eq!(d["type"], "function");
+                calls.push((
+                    id.as_str().expect("id").to_string(),
+                    d["function"]["name"].as_str().expect("name").to_string(),
+                    String::new(),
+                ));
+            }
+            calls[index]
+                .2
+                .push_str(d["function"]["arguments"].as_str().expect("arguments"));
+        }
+        let parsed: Vec<(String, String, Value)> = calls
+            .into_iter()
+            .map(|(id, name, args)| {
+                let args = serde_json::from_str(&args).expect("arguments are JSON");
+                (id, name, args)
+            })
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    "toolu_01ParisWeather".to_string(),
+                    "get_weather".to_string(),
+                    json!({"city": "Paris", "unit": "celsius"})
+                ),
+                (
+                    "toolu_02TokyoWeather".to_string(),
+                    "get_weather".to_string(),
+                    json!({"city": "Tokyo", "note": "say \"hi\" 👋", "days": [10, 2]})
+                ),
+            ]
+        );
+        assert_eq!(
+            f[1]["choices"][0]["delta"]["content"],
+            "Let me check both cities."
+        );
+        assert_eq!(f[f.len() - 2]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(f[f.len() - 1], "[DONE]");
+        assert!(f.iter().all(|c| c.get("usage").is_none()));
+
+        let (_, t) = run(
+            RouteKind::Chat,
+            false,
+            fixture("stream-two-tools.sse").as_bytes(),
+        );
+        assert_eq!(t.emitter().tokens(), (310, 95));
+        assert_eq!(t.emitter().reported_usage().cached, Some(0));
+    }
+
+    #[test]
+    fn stream_error_event_ends_with_the_error_frame() {
+        let got = check_fixture("stream-error", RouteKind::Chat, true);
+        let f = frames(&got);
+        assert_eq!(
+            f.last().expect("frames"),
+            &json!({"error": {"message": "Overloaded", "type": "overloaded_error",
+                              "param": null, "code": null}})
+        );
+        assert!(!f.contains(&json!("[DONE]")));
+        assert!(f.iter().all(|c| c.get("usage").is_none()));
+        let (_, t) = run(
+            RouteKind::Chat,
+            true,
+            fixture("stream-error.sse").as_bytes(),
+        );
+        assert_eq!(t.emitter().end(), crate::llm::StreamEnd::Failed);
+        assert_eq!(t.emitter().text(), "Partial ans");
+        // Prompt from message_start; completion not closed: at least the text estimate.
+        assert_eq!(t.emitter().tokens(), (40, 3));
+    }
+
+    #[test]
+    fn stream_legacy_completion() {
+        let got = check_fixture("stream-complete", RouteKind::Completions, true);
+        let f = frames(&got);
+        assert!(
+            f.iter()
+                .all(|c| c.get("object").is_none_or(|o| o == "text_completion"))
+        );
+        let text: String = f
+            .iter()
+            .filter_map(|c| c.pointer("/choices/0/text").and_then(Value::as_str))
+            .collect();
+        assert_eq!(text, " Hello! My name is Claude.");
+        assert_eq!(f[f.len() - 3]["choices"][0]["finish_reason"], "stop");
+        // No usage in this API: the emitter's estimate (26 characters).
+        assert_eq!(
+            f[f.len() - 2]["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 7, "total_tokens": 7})
+        );
+        assert_eq!(f[f.len() - 1], "[DONE]");
+        let (_, t) = run(
+            RouteKind::Completions,
+            true,
+            fixture("stream-complete.sse").as_bytes(),
+        );
+        assert_eq!(t.emitter().response_model(), Some("claude-2.1"));
+        assert_eq!(t.emitter().reported_usage(), ReportedUsage::default());
+    }
+
+    #[test]
+    fn stream_messages_events_on_the_completions_route_give_text_only() {
+        let input = fixture("stream-two-tools.sse");
+        let got = assert_split_invariant(
+            || transcoder(RouteKind::Completions),
+            &stream_meta(RouteKind::Completions, false),
+            input.as_bytes(),
+        );
+        let f = frames(&got);
+        assert_eq!(
+            f,
+            vec![
+                json!({"id": "chatcmpl-test", "object": "text_completion", "created": 1_700_000_000,
+                       "model": "claude-test",
+                       "choices": [{"text": "Let me check both cities.", "index": 0, "logprobs": null, "finish_reason": null}]}),
+                json!({"id": "chatcmpl-test", "object": "text_completion", "created": 1_700_000_000,
+                       "model": "claude-test",
+                       "choices": [{"text": "", "index": 0, "logprobs": null, "finish_reason": "tool_calls"}]}),
+                json!("[DONE]"),
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_cut_short() {
+        let input = fixture("stream-text.sse");
+        // Before message_delta: no finish was seen, so the client is told it is incomplete.
+        let cut = input
+            .find("event: message_delta")
+            .expect("has message_delta");
+        let (out, t) = run(RouteKind::Chat, true, &input.as_bytes()[..cut]);
+        let f = frames(&out);
+        let last = f.last().expect("frames");
+        assert_eq!(last["error"]["type"], "upstream_error");
+        assert!(!f.contains(&json!("[DONE]")));
+        assert_eq!(t.emitter().end(), crate::llm::StreamEnd::Failed);
+        // Mid-event (no blank line yet): the partial event is flushed, still no finish.
+        let (out, _) = run(RouteKind::Chat, true, &input.as_bytes()[..cut - 5]);
+        assert!(frames(&out).last().expect("frames").get("error").is_some());
+        // After message_delta but before message_stop: the answer is complete.
+        let cut = input.find("event: message_stop").expect("has message_stop");
+        let (out, t) = run(RouteKind::Chat, true, &input.as_bytes()[..cut]);
+        assert_eq!(frames(&out).last().expect("frames"), "[DONE]");
+        assert_eq!(t.emitter().tokens(), (135, 12));
+    }
+
+    #[test]
+    fn stream_invalid_json_is_an_error() {
+        let mut emitter = crate::llm::ChunkEmitter::new(stream_meta(RouteKind::Chat, false));
+        let mut s = AnthropicStream::new(RouteKind::Chat);
+        let r = s.feed(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\n\n",
+            &mut emitter,
+        );
+        assert!(matches!(r, Err(StreamError::Invalid(_))), "{r:?}");
+        let (out, _) = run(
+            RouteKind::Chat,
+            false,
+            b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\nevent: message_delta\ndata: not json\n\n",
+        );
+        let f = frames(&out);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(f[1]["error"]["code"], "stream_transformation_failed");
+        // A tool_use block without its id cannot be announced.
+        let (out, _) = run(
+            RouteKind::Chat,
+            false,
+            br#"event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"tool_use","name":"f"}}
+
+"#,
+        );
+        assert_eq!(
+            frames(&out).last().expect("frames")["error"]["code"],
+            "stream_transformation_failed"
+        );
+    }
+
+    #[test]
+    fn stream_unknown_events_are_skipped_unparsed() {
+        let input = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":3}}}\n\n\
+            event: brand_new_event\ndata: <not json>\n\n\
+            event: ping\n\n\
+            : a comment\n\n\
+            data: {\"type\":\"another_new_type\"}\n\n\
+            event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"brand_new_block\"}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"brand_new_delta\",\"x\":1}}\n\n\
+            event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":4}}\n\n\
+            event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        let got = assert_split_invariant(
+            || transcoder(RouteKind::Chat),
+            &stream_meta(RouteKind::Chat, false),
+            input.as_bytes(),
+        );
+        let f = frames(&got);
+        assert_eq!(f.len(), 3, "{f:?}");
+        assert_eq!(f[1]["choices"][0]["finish_reason"], "length");
+        assert_eq!(f[2], "[DONE]");
+    }
+
+    #[test]
+    fn stream_server_tools_are_skipped_and_argumentless_tools_get_braces() {
+        // Events without `event:` names (a relay that drops them) are read by their type.
+        let input = r#"data: {"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}
+
+data: {"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{}}}
+
+data: {"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"query\":\"x\"}"}}
+
+data: {"type":"content_block_stop","index":0}
+
+data: {"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_now","name":"get_time","input":{}}}
+
+data: {"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}
+
+data: {"type":"content_block_stop","index":1}
+
+data: {"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}
+
+data: {"type":"message_stop"}
+
+"#;
+        let got = assert_split_invariant(
+            || transcoder(RouteKind::Chat),
+            &stream_meta(RouteKind::Chat, false),
+            input.as_bytes(),
+        );
+        let f = frames(&got);
+        assert_eq!(f.len(), 5, "{f:?}");
+        assert_eq!(
+            f[1]["choices"][0]["delta"]["tool_calls"][0],
+            json!({"index": 0, "id": "toolu_now", "type": "function",
+                   "function": {"name": "get_time", "arguments": ""}})
+        );
+        assert_eq!(
+            f[2]["choices"][0]["delta"]["tool_calls"][0],
+            json!({"index": 0, "function": {"arguments": "{}"}})
+        );
+        assert_eq!(f[3]["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn stream_usage_in_message_delta_updates_the_prompt_side() {
+        let input = r#"event: message_start
+data: {"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":5,"cache_read_input_tokens":20,"output_tokens":1}}}
+
+event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"input_tokens":6,"cache_creation_input_tokens":4,"output_tokens":30}}
+
+event: message_stop
+data: {"type":"message_stop"}
+
+"#;
+        let (_, t) = run(RouteKind::Chat, true, input.as_bytes());
+        assert_eq!(t.emitter().tokens(), (6 + 4 + 20, 30));
+        assert_eq!(t.emitter().reported_usage().cached, Some(20));
+        // message_delta without usage: the opening count is not taken as the closing one.
+        let input = input.replace(
+            r#","usage":{"input_tokens":6,"cache_creation_input_tokens":4,"output_tokens":30}"#,
+            "",
+        );
+        let (_, t) = run(RouteKind::Chat, true, input.as_bytes());
+        assert!(!t.emitter().usage_is_final());
+    }
+
+    #[test]
+    fn stream_is_requested_upstream_without_stream_options() {
+        let body = chat(json!({"messages": [user("hi")], "stream": true,
+                               "stream_options": {"include_usage": true}}));
+        assert_eq!(body["stream"], true);
+        assert!(body.get("stream_options").is_none());
+        let (_, body) = translate(
+            RouteKind::Completions,
+            json!({"prompt": "hi", "stream": true, "stream_options": {"include_usage": false}}),
+        )
+        .unwrap();
+        assert_eq!(body["stream"], true);
+        assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn tool_ids_anthropic_refuses_are_rewritten_consistently() {
+        let body = chat(json!({"messages": [
+            user("hi"),
+            {"role": "assistant", "tool_calls": [
+                {"id": "functions.get_weather:0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+                {"id": "call_ok-1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+            ]},
+            {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "a"},
+            {"role": "tool", "tool_call_id": "call_ok-1", "content": "b"},
+        ]}));
+        let uses = &body["messages"][1]["content"];
+        let results = &body["messages"][2]["content"];
+        assert_eq!(uses[1]["id"], "call_ok-1");
+        assert_eq!(results[1]["tool_use_id"], "call_ok-1");
+        let rewritten = uses[0]["id"].as_str().expect("id");
+        assert_eq!(results[0]["tool_use_id"], rewritten);
+        assert!(
+            rewritten
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{rewritten}"
+        );
+        assert_ne!(tool_id("a.b"), tool_id("a:b"));
+        assert_eq!(tool_id(""), "tgx_");
+    }
+
+    #[test]
+    fn tool_schema_without_type_gets_object() {
+        let body = chat(
+            json!({"messages": [user("hi")], "tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"properties": {"a": {"type": "string"}}}}}]}),
+        );
+        assert_eq!(
+            body["tools"][0]["input_schema"],
+            json!({"type": "object", "properties": {"a": {"type": "string"}}})
+        );
+    }
+
+    #[test]
+    fn assistant_text_with_tool_calls_then_tool_results_merge_into_one_user_turn() {
+        let body = chat(json!({"messages": [
+            user("q"),
+            {"role": "assistant", "content": [{"type": "text", "text": "Checking."}], "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}},
+                {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": {"y": 2}}},
+            ]},
+            {"role": "tool", "tool_call_id": "call_a", "content": "r1"},
+            {"role": "tool", "tool_call_id": "call_b", "content": ""},
+        ], "tools": [
+            {"type": "function", "function": {"name": "f"}},
+            {"type": "function", "function": {"name": "g"}},
+        ], "tool_choice": "none", "parallel_tool_calls": false}));
+        assert_eq!(
+            body["messages"],
+            json!([
+                user("q"),
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "call_a", "name": "f", "input": {"x": 1}},
+                    {"type": "tool_use", "id": "call_b", "name": "g", "input": {"y": 2}},
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_a", "content": "r1"},
+                    {"type": "tool_result", "tool_use_id": "call_b"},
+                ]},
+            ])
+        );
+        // `none` cannot carry disable_parallel_tool_use.
+        assert_eq!(body["tool_choice"], json!({"type": "none"}));
+        let body = chat(
+            json!({"messages": [user("q")], "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": false}),
+        );
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
+        );
     }
 }

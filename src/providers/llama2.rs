@@ -3,20 +3,25 @@
 //!   format), built with the standard template and keeping assistant turns (spec §9.7);
 //! - `ollama`: Ollama's native API, mapped in `ollama.rs` (shared with Mistral);
 //! - `openai`: an OpenAI-compatible server, the pass-through of `openai.rs`.
+//!
+//! Streams: TGI's token SSE (`TgiStream`), Ollama NDJSON, or OpenAI SSE respectively.
 
 use serde_json::{Map, Value, json};
 
 use super::openai::{
-    Dialect, check_prompt_shape, compatible_request, compatible_response, content_parts,
-    effective_max_tokens, map_finish_reason, new_id, normalise_error, normalise_usage, now_secs,
-    object_name, parse_body, reject_openai_only, reject_unless, required_upstream_url, stop_list,
-    stream_flag, to_body, token_count, usage,
+    Dialect, OpenAiStream, check_prompt_shape, compatible_request, compatible_response,
+    content_parts, effective_max_tokens, map_finish_reason, new_id, normalise_error,
+    normalise_usage, now_secs, object_name, parse_body, reject_openai_only, reject_unless,
+    required_upstream_url, stop_list, stream_flag, to_body, token_count, usage,
 };
 use super::{
     ProviderKind, RequestError, ResponseError, RouteKind, TranslateContext, Translator,
     UpstreamError, UpstreamRequest, apply_tuning,
 };
 use crate::admin::services::Llama2Format;
+use crate::llm::{
+    ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
+};
 
 pub struct Llama2;
 
@@ -62,6 +67,18 @@ impl Translator for Llama2 {
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
         // TGI/Ollama `{"error":"…"}` and OpenAI-compatible servers' shapes alike.
         normalise_error(status, body)
+    }
+
+    fn stream(
+        &self,
+        ctx: &TranslateContext<'_>,
+        _kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        Some(match format(ctx) {
+            Llama2Format::Raw => Box::new(TgiStream::default()),
+            Llama2Format::Ollama => super::ollama::stream(ctx),
+            Llama2Format::Openai => Box::new(OpenAiStream::default()),
+        })
     }
 }
 
@@ -129,11 +146,23 @@ fn raw_request(
     if let Some(stop) = stop_list(&body)? {
         parameters.insert("stop".into(), stop);
     }
-    parameters.insert("stream".into(), Value::Bool(stream_flag(&body)?));
+    let stream = stream_flag(&body)?;
+    // Kong's flag; TGI itself ignores it.
+    parameters.insert("stream".into(), Value::Bool(stream));
+    if stream {
+        // TGI's final stream event carries the finish reason and token count only when
+        // asked for details.
+        parameters.insert("details".into(), Value::Bool(true));
+    }
 
     let mut out = Map::new();
     out.insert("inputs".into(), Value::from(inputs));
     out.insert("parameters".into(), Value::Object(parameters));
+    if stream {
+        // TGI's `POST /` streams on this top-level flag (`/generate_stream` always does);
+        // absent when false so non-streamed bodies stay Kong's.
+        out.insert("stream".into(), Value::Bool(true));
+    }
     Ok(UpstreamRequest {
         url,
         headers: Vec::new(),
@@ -320,12 +349,114 @@ fn raw_response(
     }))
 }
 
+/// TGI's token stream (`/generate_stream`, or `POST /` with `stream: true`): SSE events
+/// `{"token": {"text", "special"}, "generated_text": null, "details": null}`; the last one
+/// has `generated_text` and (with `details: true`) `details.finish_reason` /
+/// `generated_tokens`. Errors are `{"error", "error_type"}` events. The prompt's token
+/// count is never given.
+#[derive(Default)]
+pub struct TgiStream {
+    sse: SseDecoder,
+    /// Non-blank text was sent: the answer's leading whitespace is trimmed, as in the
+    /// non-streamed answer.
+    started: bool,
+}
+
+impl TgiStream {
+    fn event(
+        started: &mut bool,
+        event: SseEvent,
+        out: &mut ChunkEmitter,
+    ) -> Result<(), StreamError> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(());
+        }
+        // Not TGI's, but some TGI-style servers end this way.
+        if data == "[DONE]" {
+            out.done();
+            return Ok(());
+        }
+        let obj: Map<String, Value> = serde_json::from_str(data)
+            .map_err(|e| StreamError::Invalid(format!("stream event is not a JSON object: {e}")))?;
+        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+            let kind = obj
+                .get("error_type")
+                .and_then(Value::as_str)
+                .filter(|k| !k.is_empty())
+                .unwrap_or("upstream_error");
+            out.error(&UpstreamError {
+                message: err.as_str().map_or_else(|| err.to_string(), str::to_string),
+                kind: kind.to_string(),
+                code: None,
+                param: None,
+            });
+            return Ok(());
+        }
+        out.role();
+        if let Some(token) = obj.get("token").filter(|t| t.is_object()) {
+            // Special tokens (`</s>`, `<s>`) are control, not text.
+            let special = token.get("special").and_then(Value::as_bool) == Some(true);
+            if let Some(text) = token.get("text").and_then(Value::as_str)
+                && !special
+            {
+                let text = if *started { text } else { text.trim_start() };
+                if !text.is_empty() {
+                    *started = true;
+                    out.content(text);
+                }
+            }
+        }
+        let present = |key: &str| obj.get(key).is_some_and(|v| !v.is_null());
+        if present("generated_text") || present("details") {
+            let details = obj.get("details");
+            let completion = details
+                .and_then(|d| d.get("generated_tokens"))
+                .filter(|v| !v.is_null())
+                .map(|v| token_count(Some(v)));
+            out.usage(
+                ReportedUsage {
+                    prompt: None,
+                    completion,
+                    cached: None,
+                },
+                true,
+            );
+            // `eos_token` / `stop_sequence` → stop, `length` → length.
+            out.finish(
+                details
+                    .and_then(|d| d.get("finish_reason"))
+                    .and_then(Value::as_str)
+                    .map_or("stop", map_finish_reason),
+            );
+            out.done();
+        }
+        Ok(())
+    }
+}
+
+impl StreamTranscoder for TgiStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let started = &mut self.started;
+        self.sse
+            .feed(bytes, |event| Self::event(started, event, out))
+    }
+
+    fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let started = &mut self.started;
+        self.sse.finish(|event| Self::event(started, event, out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
 
     use super::super::openai::test_support::*;
     use super::*;
+    use crate::llm::{
+        FramingError, SseDecoder, SseEvent, StreamMeta, assert_split_invariant, transcode_in_pieces,
+    };
     use crate::providers::translator;
 
     const CHAT: RouteKind = RouteKind::Chat;
@@ -421,8 +552,10 @@ mod tests {
             json!({
                 "inputs": "<s>[INST] What is 1 + 1? [/INST]",
                 "parameters": {"max_new_tokens": 512, "temperature": 0.5, "top_p": 0.9, "top_k": 40,
-                               "seed": 3, "frequency_penalty": 0.2, "stream": true}
-            })
+                               "seed": 3, "frequency_penalty": 0.2, "stream": true, "details": true},
+                "stream": true
+            }),
+            "a streamed request asks TGI to stream (top level) and for the final details"
         );
     }
 
@@ -744,5 +877,184 @@ mod tests {
                 }
             }
         }
+    }
+
+    // ---- streaming -------------------------------------------------------------------
+
+    fn meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "llama2".into(),
+            kind,
+            include_usage,
+            collect_text: true,
+        }
+    }
+
+    fn transcoder(s: &Setup, kind: RouteKind) -> Box<dyn StreamTranscoder> {
+        translator(s.provider)
+            .stream(&s.ctx(), kind)
+            .expect("llama2 streams")
+    }
+
+    fn frames(bytes: &[u8]) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut sse = SseDecoder::default();
+        let mut push = |e: SseEvent| {
+            events.push(if e.data == "[DONE]" {
+                json!("[DONE]")
+            } else {
+                serde_json::from_str(&e.data).expect("frame is JSON")
+            });
+            Ok::<_, FramingError>(())
+        };
+        sse.feed(bytes, &mut push).expect("SSE");
+        sse.finish(&mut push).expect("SSE");
+        events
+    }
+
+    fn assert_expected(name: &str, got: &[u8]) {
+        let want = fixture("llama2", name);
+        if want.as_bytes() != got {
+            let path = std::env::temp_dir().join(name);
+            let _ = std::fs::write(&path, got);
+            panic!(
+                "llama2/{name} differs; actual output in {}:\n{}",
+                path.display(),
+                String::from_utf8_lossy(got)
+            );
+        }
+    }
+
+    #[test]
+    fn tgi_stream_to_openai_chunks() {
+        let s = raw();
+        let input = fixture("llama2", "tgi-stream.sse");
+        let with =
+            assert_split_invariant(|| transcoder(&s, CHAT), &meta(CHAT, true), input.as_bytes());
+        assert_expected("tgi-stream.expected.sse", &with);
+        let got = frames(&with);
+        let text: String = got
+            .iter()
+            .filter_map(|f| f["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(
+            text, "Why did the chat 🐈 sit?",
+            "leading blank and </s> dropped"
+        );
+        let n = got.len();
+        assert_eq!(got[n - 3]["choices"][0]["finish_reason"], json!("stop"));
+        assert_eq!(
+            got[n - 2]["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 6, "total_tokens": 6}),
+            "TGI gives no prompt count"
+        );
+        assert_eq!(got[n - 1], json!("[DONE]"));
+
+        let without = frames(&assert_split_invariant(
+            || transcoder(&s, CHAT),
+            &meta(CHAT, false),
+            input.as_bytes(),
+        ));
+        let mut expected = got.clone();
+        expected.remove(n - 2);
+        assert_eq!(without, expected, "no usage chunk unless asked");
+
+        // Completions: text chunks; `length` maps to length.
+        let cut = input.replace("eos_token", "length");
+        let got = frames(&assert_split_invariant(
+            || transcoder(&s, COMPLETIONS),
+            &meta(COMPLETIONS, false),
+            cut.as_bytes(),
+        ));
+        assert_eq!(got[0]["choices"][0]["text"], json!("Why"));
+        assert_eq!(
+            got[got.len() - 2]["choices"][0]["finish_reason"],
+            json!("length")
+        );
+    }
+
+    #[test]
+    fn tgi_stream_errors_and_cuts() {
+        let s = raw();
+        let input = fixture("llama2", "tgi-stream-error.sse");
+        let got = frames(&assert_split_invariant(
+            || transcoder(&s, CHAT),
+            &meta(CHAT, true),
+            input.as_bytes(),
+        ));
+        assert_eq!(got[1]["choices"][0]["delta"]["content"], json!("Hello"));
+        assert_eq!(
+            got[2],
+            json!({"error": {"message": "Request failed during generation: Server error: CUDA out of memory",
+                             "type": "generation", "param": null, "code": null}})
+        );
+        assert_eq!(got.len(), 3);
+
+        // Cut before the final event: an error frame, no usage, no [DONE].
+        let full = fixture("llama2", "tgi-stream.sse");
+        let cut = &full[..full.rfind("data:").expect("events")];
+        let got = frames(&assert_split_invariant(
+            || transcoder(&s, CHAT),
+            &meta(CHAT, true),
+            cut.as_bytes(),
+        ));
+        let last = got.last().expect("frames");
+        assert_eq!(last["error"]["type"], json!("upstream_error"));
+        assert!(!got.contains(&json!("[DONE]")));
+        assert!(got.iter().all(|f| f.get("usage").is_none()));
+
+        // A final event without details (not requested): stop, completion estimated.
+        let out = transcode_in_pieces(
+            transcoder(&s, CHAT),
+            meta(CHAT, true),
+            br#"data: {"token":{"text":"abcdefgh","special":false},"generated_text":"abcdefgh","details":null}"#,
+            &[],
+        );
+        let got = frames(&out);
+        assert_eq!(got[2]["choices"][0]["finish_reason"], json!("stop"));
+        assert_eq!(got[3]["usage"]["completion_tokens"], json!(2));
+
+        let got = frames(&transcode_in_pieces(
+            transcoder(&s, CHAT),
+            meta(CHAT, false),
+            b"data: <html>\n\n",
+            &[],
+        ));
+        assert_eq!(
+            got[0]["error"]["code"],
+            json!("stream_transformation_failed")
+        );
+    }
+
+    #[test]
+    fn every_format_streams() {
+        for format in [
+            Llama2Format::Raw,
+            Llama2Format::Ollama,
+            Llama2Format::Openai,
+        ] {
+            let s = Setup::new(ProviderKind::Llama2(format), "llama2").url(URL);
+            for kind in [CHAT, COMPLETIONS] {
+                assert!(Llama2.stream(&s.ctx(), kind).is_some());
+            }
+        }
+        // The openai format is OpenAI SSE, passed through.
+        let s = Setup::new(ProviderKind::Llama2(Llama2Format::Openai), "llama2").url(URL);
+        let input = concat!(
+            r#"data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"llama2","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#,
+            "\n\n",
+            r#"data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"llama2","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+            "\n\ndata: [DONE]\n\n"
+        );
+        let got = frames(&assert_split_invariant(
+            || transcoder(&s, CHAT),
+            &meta(CHAT, true),
+            input.as_bytes(),
+        ));
+        assert_eq!(got[0]["choices"][0]["delta"]["content"], json!("Hi"));
+        assert_eq!(got[2]["usage"]["total_tokens"], json!(4));
+        assert_eq!(got[3], json!("[DONE]"));
     }
 }

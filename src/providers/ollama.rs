@@ -5,6 +5,8 @@
 //! {num_predict, temperature, top_p, top_k, seed, stop, penalties}, format, tools}`, always
 //! sent to the service's `upstream_url`. Response: `message` / `response`, usage from
 //! `prompt_eval_count` / `eval_count`, `done_reason` mapped to OpenAI finish reasons.
+//! Streams are NDJSON (`OllamaStream`), Ollama's default: non-streamed requests must say
+//! `"stream": false`.
 
 use std::collections::HashMap;
 
@@ -16,8 +18,10 @@ use super::openai::{
     to_body, token_count, usage,
 };
 use super::{
-    RequestError, ResponseError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning,
+    RequestError, ResponseError, RouteKind, TranslateContext, UpstreamError, UpstreamRequest,
+    apply_tuning,
 };
+use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
 
 const PROVIDER: &str = "ollama";
 
@@ -32,12 +36,13 @@ pub(super) fn request(
     let max_tokens = effective_max_tokens(ctx, &body)?;
     apply_tuning(&mut body, ctx.tuning);
     reject_openai_only(&body, PROVIDER)?;
-    // Ollama has no tool_choice: only the choices it behaves as are accepted.
+    // Ollama has no tool_choice and cannot force a call: only the choices it behaves as
+    // are accepted, the others are refused rather than silently dropped.
     reject_unless(
         &body,
         "tool_choice",
         |v| v.is_null() || v == "auto" || v == "none",
-        "ollama only supports 'auto' and 'none'",
+        "ollama cannot force a tool call; only 'auto' and 'none' are supported",
     )?;
 
     let mut out = Map::new();
@@ -93,10 +98,13 @@ pub(super) fn request(
     // Ollama takes OpenAI's function-tool shape as is; `tool_choice: none` = no tools.
     let no_tools = body.get("tool_choice").and_then(Value::as_str) == Some("none");
     match body.get("tools") {
-        Some(Value::Array(tools)) if !tools.is_empty() && !no_tools => {
-            out.insert("tools".into(), Value::Array(tools.clone()));
+        Some(Value::Array(tools)) => {
+            check_tools(tools)?;
+            if !tools.is_empty() && !no_tools {
+                out.insert("tools".into(), Value::Array(tools.clone()));
+            }
         }
-        None | Some(Value::Null | Value::Array(_)) => {}
+        None | Some(Value::Null) => {}
         Some(_) => return Err(RequestError::param("tools", "must be an array")),
     }
     Ok(UpstreamRequest {
@@ -104,6 +112,29 @@ pub(super) fn request(
         headers: Vec::new(),
         body: to_body(&out)?,
     })
+}
+
+/// Ollama only knows function tools; anything else would be ignored upstream.
+fn check_tools(tools: &[Value]) -> Result<(), RequestError> {
+    for (k, tool) in tools.iter().enumerate() {
+        if tool.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(RequestError::param(
+                &format!("tools[{k}].type"),
+                "ollama only supports tools of type 'function'",
+            ));
+        }
+        if tool
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .is_none()
+        {
+            return Err(RequestError::param(
+                &format!("tools[{k}].function.name"),
+                "a function tool needs a name",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A completions `prompt`: a string, or an array holding exactly one string.
@@ -192,8 +223,8 @@ fn messages(body: &Map<String, Value>) -> Result<Value, RequestError> {
                 RequestError::param(&format!("messages[{i}].tool_calls"), "must be an array")
             })?;
             let mut mapped = Vec::with_capacity(calls.len());
-            for call in calls {
-                let (name, arguments) = tool_call(call, i)?;
+            for (j, call) in calls.iter().enumerate() {
+                let (name, arguments) = tool_call(call, i, j)?;
                 if let Some(id) = call.get("id").and_then(Value::as_str) {
                     call_names.insert(id, name);
                 }
@@ -218,31 +249,31 @@ fn messages(body: &Map<String, Value>) -> Result<Value, RequestError> {
 
 /// One OpenAI tool call → its name and its arguments as an object (Ollama rejects the
 /// JSON-encoded string OpenAI uses).
-fn tool_call(call: &Value, i: usize) -> Result<(&str, Value), RequestError> {
-    let param = format!("messages[{i}].tool_calls");
+fn tool_call(call: &Value, i: usize, j: usize) -> Result<(&str, Value), RequestError> {
+    let param = |field: &str| format!("messages[{i}].tool_calls[{j}].function{field}");
     let function = call
         .get("function")
-        .ok_or_else(|| RequestError::param(&param, "a tool call needs a 'function'"))?;
+        .filter(|f| f.is_object())
+        .ok_or_else(|| RequestError::param(&param(""), "a tool call needs a 'function' object"))?;
     let name = function
         .get("name")
         .and_then(Value::as_str)
-        .ok_or_else(|| RequestError::param(&param, "a tool call needs a function name"))?;
+        .ok_or_else(|| RequestError::param(&param(".name"), "a tool call needs a function name"))?;
+    let invalid = || {
+        RequestError::param(
+            &param(".arguments"),
+            "tool call arguments must be a JSON object",
+        )
+    };
     let arguments = match function.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(Value::String(s)) if s.trim().is_empty() => json!({}),
         Some(Value::String(s)) => serde_json::from_str::<Value>(s)
             .ok()
             .filter(Value::is_object)
-            .ok_or_else(|| {
-                RequestError::param(&param, "tool call arguments must be a JSON object")
-            })?,
+            .ok_or_else(invalid)?,
         Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => {
-            return Err(RequestError::param(
-                &param,
-                "tool call arguments must be a JSON object",
-            ));
-        }
+        Some(_) => return Err(invalid()),
     };
     Ok((name, arguments))
 }
@@ -304,20 +335,12 @@ pub(super) fn response(
     };
 
     let completion = token_count(obj.get("eval_count"));
-    let finish_reason = match done_reason {
-        _ if has_tool_calls => "tool_calls",
-        Some("length") => "length",
-        Some(_) => "stop",
-        // Older Ollama gives no reason: Kong infers `length` when the limit was reached.
-        None if ctx
-            .tuning
-            .max_tokens
-            .is_some_and(|m| u64::from(m) == completion) =>
-        {
-            "length"
-        }
-        None => "stop",
-    };
+    let finish_reason = finish_reason(
+        done_reason,
+        has_tool_calls,
+        completion,
+        ctx.tuning.max_tokens,
+    );
     let mut choice = choice;
     if let Some(c) = choice.as_object_mut() {
         c.insert("finish_reason".into(), Value::from(finish_reason));
@@ -344,7 +367,25 @@ pub(super) fn response(
     }))
 }
 
-/// Ollama tool calls (no ids, object arguments) → OpenAI's (synthesised `call_…` ids,
+/// Ollama's `done_reason` → OpenAI's finish reason. `length` wins over tool calls: the
+/// answer was cut, which the client must know. Older Ollama gives no reason: Kong infers
+/// `length` when the route's limit was reached.
+fn finish_reason(
+    done_reason: Option<&str>,
+    has_tool_calls: bool,
+    completion: u64,
+    route_max_tokens: Option<u32>,
+) -> &'static str {
+    match done_reason {
+        Some("length") => "length",
+        _ if has_tool_calls => "tool_calls",
+        Some(_) => "stop",
+        None if route_max_tokens.is_some_and(|m| u64::from(m) == completion) => "length",
+        None => "stop",
+    }
+}
+
+/// Ollama tool calls (no ids, object arguments) → OpenAI's (synthesised `call_<n>` ids,
 /// JSON-encoded arguments).
 fn response_tool_calls(raw: Option<&Value>) -> Result<Vec<Value>, ResponseError> {
     let Some(calls) = raw.filter(|v| !v.is_null()) else {
@@ -355,25 +396,154 @@ fn response_tool_calls(raw: Option<&Value>) -> Result<Vec<Value>, ResponseError>
         .ok_or_else(|| ResponseError("ollama 'tool_calls' is not an array".into()))?;
     calls
         .iter()
-        .map(|call| {
-            let function = call.get("function");
-            let name = function
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| ResponseError("ollama tool call without a function name".into()))?;
-            let arguments = match function.and_then(|f| f.get("arguments")) {
-                Some(Value::String(s)) => s.clone(),
-                None | Some(Value::Null) => "{}".to_string(),
-                Some(v) => v.to_string(),
-            };
-            let id = call
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map_or_else(|| format!("call_{}", uuid::Uuid::new_v4().simple()), str::to_string);
-            Ok(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}))
+        .enumerate()
+        .map(|(n, call)| {
+            let c = openai_tool_call(call, n).map_err(ResponseError)?;
+            Ok(json!({"id": c.id, "type": "function",
+                      "function": {"name": c.name, "arguments": c.arguments}}))
         })
         .collect()
+}
+
+/// One Ollama tool call in OpenAI's terms.
+struct ToolCall<'a> {
+    id: String,
+    name: &'a str,
+    /// JSON text, as OpenAI sends it.
+    arguments: String,
+}
+
+/// Ollama gives no ids, so the `n`th call of a response is `call_<n>`: deterministic, and
+/// unique within the response, which is all a tool message must refer to (an id the
+/// upstream does send is kept). Arguments come as an object, some versions and
+/// compatible servers send a string: both end as JSON text.
+fn openai_tool_call(call: &Value, n: usize) -> Result<ToolCall<'_>, String> {
+    let function = call.get("function");
+    let name = function
+        .and_then(|f| f.get("name"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| "ollama tool call without a function name".to_string())?;
+    let arguments = match function.and_then(|f| f.get("arguments")) {
+        Some(Value::String(s)) if s.trim().is_empty() => "{}".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(v) => v.to_string(),
+    };
+    let id = call
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| format!("call_{n}"), str::to_string);
+    Ok(ToolCall {
+        id,
+        name,
+        arguments,
+    })
+}
+
+/// The transcoder for an Ollama NDJSON stream (`/api/chat` or `/api/generate`).
+pub(super) fn stream(ctx: &TranslateContext<'_>) -> Box<dyn StreamTranscoder> {
+    Box::new(OllamaStream {
+        ndjson: NdjsonDecoder::default(),
+        state: OllamaState {
+            calls: 0,
+            route_max_tokens: ctx.tuning.max_tokens,
+        },
+    })
+}
+
+/// Ollama NDJSON → OpenAI chunks. Each line is a whole object: `message.content` (chat) or
+/// `response` (generate) fragments, tool calls complete in one line, and usage with
+/// `done_reason` on the final `done: true` line; `{"error": …}` is a mid-stream failure.
+/// The route type only changes the emitter's output, so one transcoder reads both APIs.
+pub struct OllamaStream {
+    ndjson: NdjsonDecoder,
+    state: OllamaState,
+}
+
+struct OllamaState {
+    /// Tool calls started so far: the next call's OpenAI `index`.
+    calls: u32,
+    route_max_tokens: Option<u32>,
+}
+
+impl OllamaState {
+    fn line(&mut self, line: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let obj: Map<String, Value> = serde_json::from_slice(line).map_err(|e| {
+            StreamError::Invalid(format!("ollama stream line is not a JSON object: {e}"))
+        })?;
+        if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
+            out.error(&UpstreamError {
+                message: err.as_str().map_or_else(|| err.to_string(), str::to_string),
+                kind: "upstream_error".into(),
+                code: None,
+                param: None,
+            });
+            return Ok(());
+        }
+        if let Some(model) = obj.get("model").and_then(Value::as_str) {
+            out.set_response_model(model);
+        }
+        let done = obj.get("done").and_then(Value::as_bool).unwrap_or(false);
+        if !done {
+            out.role();
+        }
+        if let Some(text) = obj.get("response").and_then(Value::as_str) {
+            out.content(text);
+        }
+        if let Some(message) = obj.get("message") {
+            if let Some(text) = message.get("content").and_then(Value::as_str) {
+                out.content(text);
+            }
+            if let Some(calls) = message.get("tool_calls").filter(|c| !c.is_null()) {
+                let calls = calls.as_array().ok_or_else(|| {
+                    StreamError::Invalid("ollama 'tool_calls' is not an array".into())
+                })?;
+                for call in calls {
+                    let c = openai_tool_call(call, self.calls as usize)
+                        .map_err(StreamError::Invalid)?;
+                    out.tool_call_start(self.calls, &c.id, c.name, &c.arguments);
+                    self.calls += 1;
+                }
+            }
+        }
+        if done {
+            let completion = obj
+                .get("eval_count")
+                .filter(|v| !v.is_null())
+                .map(|v| token_count(Some(v)));
+            // No `prompt_eval_count`: the prompt came from Ollama's cache, 0 evaluated.
+            let prompt = token_count(obj.get("prompt_eval_count"));
+            out.usage(
+                ReportedUsage {
+                    prompt: Some(prompt),
+                    completion,
+                    cached: None,
+                },
+                true,
+            );
+            out.finish(finish_reason(
+                obj.get("done_reason").and_then(Value::as_str),
+                self.calls > 0,
+                completion.unwrap_or(0),
+                self.route_max_tokens,
+            ));
+            out.done();
+        }
+        Ok(())
+    }
+}
+
+impl StreamTranscoder for OllamaStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let state = &mut self.state;
+        self.ndjson.feed(bytes, |line| state.line(line, out))
+    }
+
+    fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let state = &mut self.state;
+        self.ndjson.finish(|line| state.line(line, out))
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +552,7 @@ mod tests {
 
     use super::super::openai::test_support::*;
     use crate::admin::services::Llama2Format;
+    use crate::llm::{SseDecoder, StreamMeta, StreamTranscoder, assert_split_invariant};
     use crate::providers::{ProviderKind, RequestError, ResponseError, RouteKind, translator};
 
     const CHAT: RouteKind = RouteKind::Chat;
@@ -564,11 +735,39 @@ mod tests {
             ),
             (
                 json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}]}),
-                "messages[0].tool_calls",
+                "messages[0].tool_calls[0].function.arguments",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
+                    {"function": {"name": "f", "arguments": "{}"}},
+                    {"function": {"name": "g", "arguments": "[1, 2]"}}]}]}),
+                "messages[1].tool_calls[1].function.arguments",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 5}}]}]}),
+                "messages[0].tool_calls[0].function.arguments",
             ),
             (
                 json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}]}),
+                "messages[0].tool_calls[0].function.name",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": [{"id": "c"}]}]}),
+                "messages[0].tool_calls[0].function",
+            ),
+            (
+                json!({"messages": [{"role": "assistant", "tool_calls": {"id": "c"}}]}),
                 "messages[0].tool_calls",
+            ),
+            (
+                chat(json!({"tools": [{"type": "code_interpreter"}]})),
+                "tools[0].type",
+            ),
+            (
+                chat(
+                    json!({"tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {}}]}),
+                ),
+                "tools[1].function.name",
             ),
         ];
         for (body, want) in cases {
@@ -758,6 +957,398 @@ mod tests {
                 Err(ResponseError(reason.into())),
                 "{}",
                 String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn tool_names_follow_the_latest_preceding_call_and_tool_choice_is_never_dropped() {
+        let s = setup();
+        // Ids repeat across turns (ours are `call_<n>` per response): a tool result names
+        // the call of the latest assistant message with that id.
+        let (_, body) = req(
+            &s,
+            CHAT,
+            json!({"messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "rain"},
+                {"role": "assistant", "content": "Rain. Anything else?"},
+                {"role": "user", "content": "time?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_0", "type": "function", "function": {"name": "get_time"}}]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "12:00"}
+            ], "tools": [{"type": "function", "function": {"name": "get_weather"}}], "tool_choice": "auto"}),
+        )
+        .expect("ok");
+        let messages = body["messages"].as_array().expect("messages");
+        assert_eq!(
+            messages[1]["tool_calls"],
+            json!([{"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}])
+        );
+        assert_eq!(messages[2]["tool_name"], json!("get_weather"));
+        assert_eq!(
+            messages[5]["tool_calls"],
+            json!([{"function": {"name": "get_time", "arguments": {}}}])
+        );
+        assert_eq!(messages[6]["tool_name"], json!("get_time"));
+        assert_eq!(body["tools"][0]["function"]["name"], json!("get_weather"));
+
+        for choice in [
+            json!("required"),
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+        ] {
+            let e = req(
+                &s,
+                CHAT,
+                json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice,
+                       "tools": [{"type": "function", "function": {"name": "get_weather"}}]}),
+            )
+            .expect_err("refused");
+            assert_eq!(e.param.as_deref(), Some("tool_choice"));
+            assert!(e.message.contains("cannot force"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn response_tool_call_arguments_are_normalised() {
+        let s = setup();
+        let body = json!({"model": "llama3.2", "done": true, "done_reason": "stop", "eval_count": 9,
+        "message": {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"function": {"name": "a", "arguments": {"x": [1, "é"]}}},
+            {"function": {"name": "b", "arguments": "{\"y\": true}"}},
+            {"function": {"name": "c", "arguments": ""}},
+            {"function": {"name": "d"}}
+        ]}});
+        let out = resp(&s, CHAT, body.to_string().as_bytes()).expect("ok");
+        let message = &out["choices"][0]["message"];
+        assert_eq!(message["content"], json!("Checking."));
+        let calls = message["tool_calls"].as_array().expect("calls");
+        let ids: Vec<&str> = calls.iter().filter_map(|c| c["id"].as_str()).collect();
+        assert_eq!(ids, ["call_0", "call_1", "call_2", "call_3"]);
+        let args: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                serde_json::from_str(c["function"]["arguments"].as_str().expect("a string"))
+                    .expect("valid JSON")
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                json!({"x": [1, "é"]}),
+                json!({"y": true}),
+                json!({}),
+                json!({})
+            ]
+        );
+        assert_eq!(out["choices"][0]["finish_reason"], json!("tool_calls"));
+        // A cut answer says so even when it holds calls.
+        let mut cut = body.clone();
+        cut["done_reason"] = json!("length");
+        let out = resp(&s, CHAT, cut.to_string().as_bytes()).expect("ok");
+        assert_eq!(out["choices"][0]["finish_reason"], json!("length"));
+    }
+
+    // ---- streaming -------------------------------------------------------------------
+
+    fn meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "llama3.2".into(),
+            kind,
+            include_usage,
+            collect_text: true,
+        }
+    }
+
+    fn transcoder(s: &Setup, kind: RouteKind) -> Box<dyn StreamTranscoder> {
+        translator(s.provider)
+            .stream(&s.ctx(), kind)
+            .expect("ollama streams")
+    }
+
+    /// The `data:` payloads of an OpenAI SSE output (`[DONE]` as a JSON string).
+    fn frames(bytes: &[u8]) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut sse = SseDecoder::default();
+        let mut push = |e: crate::llm::SseEvent| {
+            events.push(if e.data == "[DONE]" {
+                json!("[DONE]")
+            } else {
+                serde_json::from_str(&e.data).expect("frame is JSON")
+            });
+            Ok::<_, crate::llm::FramingError>(())
+        };
+        sse.feed(bytes, &mut push).expect("SSE");
+        sse.finish(&mut push).expect("SSE");
+        events
+    }
+
+    /// Output equal to a fixture file byte for byte; the actual output is written to the
+    /// temp dir on mismatch, to inspect or bless.
+    fn assert_expected(provider: &str, name: &str, got: &[u8]) {
+        let want = fixture(provider, name);
+        if want.as_bytes() != got {
+            let path = std::env::temp_dir().join(name);
+            let _ = std::fs::write(&path, got);
+            panic!(
+                "{provider}/{name} differs; actual output in {}:\n{}",
+                path.display(),
+                String::from_utf8_lossy(got)
+            );
+        }
+    }
+
+    /// Runs a fixture through every chunking, with and without `include_usage`: the
+    /// outputs differ only by the usage chunk. Returns the frames with usage.
+    fn run(s: &Setup, kind: RouteKind, input: &str, expected: &str) -> Vec<Value> {
+        let input = fixture("ollama", input);
+        let with =
+            assert_split_invariant(|| transcoder(s, kind), &meta(kind, true), input.as_bytes());
+        assert_expected("ollama", expected, &with);
+        let without =
+            assert_split_invariant(|| transcoder(s, kind), &meta(kind, false), input.as_bytes());
+        let with = frames(&with);
+        let without = frames(&without);
+        let usage_chunks: Vec<&Value> = with.iter().filter(|f| f.get("usage").is_some()).collect();
+        let is_error = with.last().is_some_and(|f| f.get("error").is_some());
+        if is_error {
+            assert!(usage_chunks.is_empty(), "no usage after an error");
+            assert_eq!(with, without);
+        } else {
+            assert_eq!(usage_chunks.len(), 1, "exactly one usage chunk");
+            assert_eq!(usage_chunks[0]["choices"], json!([]));
+            let mut expected = with.clone();
+            expected.retain(|f| f.get("usage").is_none());
+            assert_eq!(without, expected);
+            assert!(without.iter().all(|f| f.get("usage").is_none()));
+        }
+        with
+    }
+
+    #[test]
+    fn chat_stream_to_openai_chunks() {
+        let s = setup();
+        let got = run(&s, CHAT, "chat-stream.ndjson", "chat-stream.expected.sse");
+        assert_eq!(
+            got[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        let text: String = got
+            .iter()
+            .filter_map(|f| f["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(text, "Il fait beau à Tōkyō ☀️\n\"oui\"");
+        let n = got.len();
+        assert_eq!(got[n - 3]["choices"][0]["finish_reason"], json!("stop"));
+        assert_eq!(
+            got[n - 2]["usage"],
+            json!({"prompt_tokens": 26, "completion_tokens": 4, "total_tokens": 30})
+        );
+        assert_eq!(got[n - 1], json!("[DONE]"));
+        // Mistral's ollama format is the same stream.
+        let mistral = Setup::new(
+            ProviderKind::Mistral(crate::admin::services::MistralFormat::Ollama),
+            "llama3.2",
+        )
+        .url(URL);
+        run(
+            &mistral,
+            CHAT,
+            "chat-stream.ndjson",
+            "chat-stream.expected.sse",
+        );
+    }
+
+    #[test]
+    fn chat_stream_with_two_tool_calls() {
+        let s = setup();
+        let got = run(
+            &s,
+            CHAT,
+            "chat-stream-tools.ndjson",
+            "chat-stream-tools.expected.sse",
+        );
+        let calls: Vec<&Value> = got
+            .iter()
+            .filter_map(|f| f["choices"][0]["delta"]["tool_calls"].get(0))
+            .collect();
+        assert_eq!(calls.len(), 2);
+        for (k, call) in calls.iter().enumerate() {
+            assert_eq!(call["index"], json!(k));
+            assert_eq!(call["id"], json!(format!("call_{k}")));
+            assert_eq!(call["type"], json!("function"));
+        }
+        let args: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                serde_json::from_str(c["function"]["arguments"].as_str().expect("string"))
+                    .expect("arguments are valid JSON")
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                json!({"city": "Tōkyō", "unit": "celsius"}),
+                json!({"timezone": "Asia/Tokyo", "format": {"hours": 24}})
+            ]
+        );
+        let n = got.len();
+        assert_eq!(
+            got[n - 3]["choices"][0]["finish_reason"],
+            json!("tool_calls")
+        );
+        assert_eq!(
+            got[n - 2]["usage"],
+            json!({"prompt_tokens": 213, "completion_tokens": 38, "total_tokens": 251})
+        );
+    }
+
+    #[test]
+    fn generate_stream_to_completion_chunks() {
+        let s = setup();
+        let got = run(
+            &s,
+            COMPLETIONS,
+            "generate-stream.ndjson",
+            "generate-stream.expected.sse",
+        );
+        assert!(
+            got[..got.len() - 1]
+                .iter()
+                .all(|f| f["object"] == json!("text_completion"))
+        );
+        let text: String = got
+            .iter()
+            .filter_map(|f| f["choices"][0]["text"].as_str())
+            .collect();
+        assert_eq!(text, "The sky is blue because");
+        let n = got.len();
+        assert_eq!(got[n - 3]["choices"][0]["finish_reason"], json!("length"));
+        assert_eq!(
+            got[n - 2]["usage"],
+            json!({"prompt_tokens": 13, "completion_tokens": 5, "total_tokens": 18})
+        );
+    }
+
+    #[test]
+    fn error_line_ends_the_stream_in_band() {
+        let s = setup();
+        let got = run(
+            &s,
+            CHAT,
+            "chat-stream-error.ndjson",
+            "chat-stream-error.expected.sse",
+        );
+        let last = got.last().expect("frames");
+        assert_eq!(
+            last["error"]["message"],
+            json!("an error was encountered while running the model: unexpected EOF")
+        );
+        assert_eq!(last["error"]["type"], json!("upstream_error"));
+        assert!(!got.contains(&json!("[DONE]")));
+    }
+
+    #[test]
+    fn stream_cut_before_done_ends_with_an_error_frame() {
+        let s = setup();
+        let full = fixture("ollama", "chat-stream.ndjson");
+        let lines: Vec<&str> = full.lines().collect();
+        // Cut after a whole line, and inside the final line.
+        let whole_lines = lines[..lines.len() - 1].join("\n") + "\n";
+        let mid_line = format!("{whole_lines}{}", &lines[lines.len() - 1][..40]);
+        for (input, code) in [
+            (whole_lines, Value::Null),
+            (mid_line, json!("stream_transformation_failed")),
+        ] {
+            let out = assert_split_invariant(
+                || transcoder(&s, CHAT),
+                &meta(CHAT, true),
+                input.as_bytes(),
+            );
+            let got = frames(&out);
+            let last = got.last().expect("frames");
+            assert_eq!(last["error"]["type"], json!("upstream_error"), "{last}");
+            assert_eq!(last["error"]["code"], code, "{last}");
+            assert!(!got.contains(&json!("[DONE]")));
+            assert!(got.iter().all(|f| f.get("usage").is_none()));
+            assert!(
+                got.iter()
+                    .all(|f| f["choices"][0]["finish_reason"].is_null())
+            );
+        }
+    }
+
+    #[test]
+    fn stream_edge_cases() {
+        let s = setup();
+        let one = |input: &str, kind: RouteKind| {
+            frames(&crate::llm::transcode_in_pieces(
+                transcoder(&s, kind),
+                meta(kind, true),
+                input.as_bytes(),
+                &[],
+            ))
+        };
+        // No prompt_eval_count (prompt cached): 0; string/missing arguments normalised;
+        // a done line without a reason and the route limit reached: length.
+        let got = one(
+            concat!(
+                r#"{"model":"llama3.2","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"a","arguments":"{\"q\":1}"}},{"function":{"name":"b"}}]},"done":false}"#,
+                "\n",
+                r#"{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"eval_count":7}"#,
+                "\n"
+            ),
+            CHAT,
+        );
+        let args: Vec<&Value> = got
+            .iter()
+            .filter_map(|f| f.pointer("/choices/0/delta/tool_calls/0/function/arguments"))
+            .collect();
+        assert_eq!(args, [&json!("{\"q\":1}"), &json!("{}")]);
+        assert_eq!(
+            got[got.len() - 3]["choices"][0]["finish_reason"],
+            json!("tool_calls")
+        );
+        assert_eq!(
+            got[got.len() - 2]["usage"],
+            json!({"prompt_tokens": 0, "completion_tokens": 7, "total_tokens": 7})
+        );
+
+        let mut limited = setup();
+        limited.tuning.max_tokens = Some(2);
+        let out = crate::llm::transcode_in_pieces(
+            transcoder(&limited, COMPLETIONS),
+            meta(COMPLETIONS, false),
+            b"{\"response\":\"ab\",\"done\":false}\n{\"response\":\"\",\"done\":true,\"eval_count\":2}",
+            &[],
+        );
+        let got = frames(&out);
+        assert_eq!(
+            got[got.len() - 2]["choices"][0]["finish_reason"],
+            json!("length")
+        );
+
+        // An answer with nothing but the done line still opens with the role chunk.
+        let got = one(
+            r#"{"message":{"content":""},"done":true,"done_reason":"stop"}"#,
+            CHAT,
+        );
+        assert_eq!(got[0]["choices"][0]["delta"]["role"], json!("assistant"));
+        assert_eq!(got[1]["choices"][0]["finish_reason"], json!("stop"));
+
+        // Not JSON, or calls that are not a list: the transformation fails in band.
+        for bad in [
+            "not json\n",
+            r#"{"message":{"tool_calls":{}},"done":false}"#,
+        ] {
+            let got = one(bad, CHAT);
+            assert_eq!(
+                got.last().expect("frame")["error"]["code"],
+                json!("stream_transformation_failed")
             );
         }
     }

@@ -99,7 +99,7 @@ impl Translator for OpenAi {
     ) -> Option<Box<dyn StreamTranscoder>> {
         match ctx.provider {
             // Mistral's Ollama format streams Ollama NDJSON (ollama.rs owns it).
-            ProviderKind::Mistral(MistralFormat::Ollama) => None,
+            ProviderKind::Mistral(MistralFormat::Ollama) => Some(super::ollama::stream(ctx)),
             _ => Some(Box::new(OpenAiStream::default())),
         }
     }

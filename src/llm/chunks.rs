@@ -389,7 +389,7 @@ impl ChunkEmitter {
             let usage = UsageOut {
                 prompt_tokens: prompt,
                 completion_tokens: completion,
-                total_tokens: prompt + completion,
+                total_tokens: prompt.saturating_add(completion),
                 prompt_tokens_details: self
                     .usage
                     .cached

@@ -4,11 +4,24 @@
 //! v1 chat is "one new message + history": system messages go to `preamble`, earlier
 //! user/assistant turns to `chat_history` (`USER`/`CHATBOT`), the last user turn to
 //! `message` (spec §9.6, deliberately unlike Kong, which sends system messages as `USER`
-//! history). Tool calling is not translated yet (a later issue): `tools`, a forcing
-//! `tool_choice`, assistant `tool_calls` and `tool` messages are refused with a 400
-//! rather than sent in a shape v1 would reject or misread.
+//! history).
+//!
+//! Tools are translated to v1's own shape (`parameter_definitions`, not JSON Schema). v1
+//! has no tool-call ids and cannot force a call: ids are synthesised on the way back
+//! (`call_<n>`) and looked up on the next turn to rebuild the call a `tool` message answers;
+//! a forcing `tool_choice` is refused with a 400 rather than silently dropped.
+//!
+//! Kong sends a request with `tools` to Cohere as an unchanged OpenAI body; we translate
+//! to v1 tools instead (kong-ai-proxy.md §2.4).
+//!
+//! Streams are v1 NDJSON (`event_type` lines), transcoded by `CohereStream`; their usage
+//! follows the same §9.6 policy as whole answers (`stream-end.response.meta`).
+
+use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
+
+use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
 
 use super::{
     RequestError, ResponseError, RouteKind, TranslateContext, Translator, UpstreamError,
@@ -31,7 +44,6 @@ const DROPPED: &[&str] = &[
     "metadata",
     "service_tier",
     "stream_options",
-    "parallel_tool_calls",
     "prediction",
     "reasoning_effort",
     "verbosity",
@@ -106,7 +118,37 @@ impl Translator for Cohere {
                     }
                     None => return Err(ResponseError(MISSING_ANSWER.into())),
                 };
-                let finish_reason = finish_reason(obj.get("finish_reason"))?;
+                let mut finish_reason = finish_reason(obj.get("finish_reason"))?;
+                let tool_calls = match obj.get("tool_calls") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(calls)) => calls
+                        .iter()
+                        .enumerate()
+                        .map(|(k, call)| {
+                            let (name, arguments) = tool_call_parts(call)
+                                .map_err(|e| ResponseError(format!("tool_calls[{k}]: {e}")))?;
+                            Ok(json!({
+                                "id": call_id(k),
+                                "type": "function",
+                                "function": {"name": name, "arguments": arguments},
+                            }))
+                        })
+                        .collect::<Result<Vec<_>, ResponseError>>()?,
+                    Some(_) => {
+                        return Err(ResponseError(
+                            "'tool_calls' in cohere response is not an array".into(),
+                        ));
+                    }
+                };
+                let mut message = json!({"role": "assistant", "content": text});
+                // v1 says COMPLETE when it called tools (providers.md §4.3).
+                if !tool_calls.is_empty() {
+                    finish_reason = "tool_calls";
+                    if text.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                    message["tool_calls"] = Value::Array(tool_calls);
+                }
                 let provider_id = obj.get("generation_id").or_else(|| obj.get("response_id"));
                 Ok(json!({
                     "id": openai_id("chatcmpl-", provider_id),
@@ -115,7 +157,7 @@ impl Translator for Cohere {
                     "model": model,
                     "choices": [{
                         "index": 0,
-                        "message": {"role": "assistant", "content": text},
+                        "message": message,
                         "finish_reason": finish_reason,
                     }],
                     "usage": usage(&obj),
@@ -167,6 +209,230 @@ impl Translator for Cohere {
         }
         error
     }
+
+    fn stream(
+        &self,
+        _ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        Some(Box::new(CohereStream::new(kind)))
+    }
+}
+
+/// v1 NDJSON streams (`/chat` and `/generate`): one JSON object per line, keyed by
+/// `event_type` (providers.md §4.4, §4.5).
+pub struct CohereStream {
+    lines: NdjsonDecoder,
+    state: StreamState,
+}
+
+struct StreamState {
+    kind: RouteKind,
+    /// Cohere's `tool_call_delta.index` of each call started so far; the position is our
+    /// OpenAI index (a per-answer counter, whatever Cohere numbers its calls).
+    calls: Vec<Option<u64>>,
+    /// Text was streamed (so a `tool-calls-generation` text is not sent a second time).
+    content_sent: bool,
+}
+
+impl CohereStream {
+    pub fn new(kind: RouteKind) -> CohereStream {
+        CohereStream {
+            lines: NdjsonDecoder::default(),
+            state: StreamState {
+                kind,
+                calls: Vec::new(),
+                content_sent: false,
+            },
+        }
+    }
+}
+
+impl StreamTranscoder for CohereStream {
+    fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let state = &mut self.state;
+        self.lines.feed(bytes, |line| state.line(line, out))
+    }
+
+    fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let state = &mut self.state;
+        self.lines.finish(|line| state.line(line, out))
+    }
+}
+
+fn stream_error(message: impl Into<String>) -> UpstreamError {
+    UpstreamError {
+        message: message.into(),
+        kind: "upstream_error".into(),
+        code: None,
+        param: None,
+    }
+}
+
+impl StreamState {
+    fn line(&mut self, line: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
+        let event: Map<String, Value> = serde_json::from_slice(line)
+            .map_err(|e| StreamError::Invalid(format!("stream line is not a JSON object: {e}")))?;
+        let chat = self.kind == RouteKind::Chat;
+        match event.get("event_type").and_then(Value::as_str) {
+            // A failure reported in Cohere's error shape instead of an event.
+            None => {
+                if let Some(message) = event.get("message").and_then(Value::as_str) {
+                    out.error(&stream_error(message));
+                }
+            }
+            Some("stream-start") => out.role(),
+            Some("text-generation") => {
+                // Only choice 0 exists (n > 1 is refused for streams); a stray other
+                // generation must not be mixed into it.
+                let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if let Some(text) = event.get("text").and_then(Value::as_str)
+                    && index == 0
+                {
+                    self.content(text, out);
+                }
+            }
+            Some("tool-calls-chunk") if chat => self.tool_calls_chunk(&event, out),
+            Some("tool-calls-generation") if chat => {
+                if let Some(text) = event.get("text").and_then(Value::as_str)
+                    && !self.content_sent
+                {
+                    self.content(text, out);
+                }
+                self.whole_calls(event.get("tool_calls"), out)?;
+            }
+            Some("stream-end") => self.end(&event, out)?,
+            Some("stream-error") => {
+                let message = event
+                    .get("err")
+                    .or_else(|| event.get("message"))
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.trim().is_empty())
+                    .unwrap_or("cohere reported an error in the stream");
+                out.error(&stream_error(message));
+            }
+            // search-queries-generation, search-results, citation-generation, debug, and
+            // event types newer than this code: nothing to say in OpenAI's format.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn content(&mut self, text: &str, out: &mut ChunkEmitter) {
+        if !text.is_empty() {
+            self.content_sent = true;
+            out.content(text);
+        }
+    }
+
+    /// A `tool_call_delta`: a `name` starts a call, `parameters` fragments extend it. The
+    /// chunk's `text` (the model's tool plan) is content, as in the non-streamed answer.
+    fn tool_calls_chunk(&mut self, event: &Map<String, Value>, out: &mut ChunkEmitter) {
+        if let Some(text) = event.get("text").and_then(Value::as_str) {
+            self.content(text, out);
+        }
+        let Some(delta) = event.get("tool_call_delta").and_then(Value::as_object) else {
+            return;
+        };
+        let index = delta.get("index").and_then(Value::as_u64);
+        let name = delta
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
+        let fragment = delta
+            .get("parameters")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let known = match index {
+            Some(i) => self.calls.iter().position(|c| *c == Some(i)),
+            // Without an index a fragment can only extend the latest call.
+            None if name.is_none() => self.calls.len().checked_sub(1),
+            None => None,
+        };
+        match (known, name) {
+            (Some(k), _) => out.tool_call_arguments(openai_index(k), fragment),
+            (None, Some(name)) => {
+                let k = self.calls.len();
+                self.calls.push(index);
+                out.tool_call_start(openai_index(k), &call_id(k), name, fragment);
+            }
+            // Arguments of a call whose name never came cannot be told apart; Cohere
+            // repeats every call whole in `tool-calls-generation`, which sends it.
+            (None, None) => {}
+        }
+    }
+
+    /// Whole calls (`tool-calls-generation`, or the final response): those not already
+    /// streamed as chunks are sent in one piece each.
+    fn whole_calls(
+        &mut self,
+        calls: Option<&Value>,
+        out: &mut ChunkEmitter,
+    ) -> Result<(), StreamError> {
+        let calls = match calls {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Array(calls)) => calls,
+            Some(_) => return Err(StreamError::Invalid("tool_calls is not an array".into())),
+        };
+        for (k, call) in calls.iter().enumerate().skip(self.calls.len()) {
+            let (name, arguments) = tool_call_parts(call)
+                .map_err(|e| StreamError::Invalid(format!("tool_calls[{k}]: {e}")))?;
+            self.calls.push(None);
+            out.tool_call_start(openai_index(k), &call_id(k), name, &arguments);
+        }
+        Ok(())
+    }
+
+    /// `stream-end`: usage from `response.meta`, the finish chunk, `[DONE]`. The response
+    /// repeats the whole answer, which was already streamed.
+    fn end(
+        &mut self,
+        event: &Map<String, Value>,
+        out: &mut ChunkEmitter,
+    ) -> Result<(), StreamError> {
+        let response = event.get("response").and_then(Value::as_object);
+        if let Some(response) = response {
+            let (prompt, completion) = usage_counts(response).unzip();
+            out.usage(
+                ReportedUsage {
+                    prompt,
+                    completion,
+                    cached: cached_count(response),
+                },
+                true,
+            );
+            if self.kind == RouteKind::Chat {
+                // Calls that arrived in no earlier event.
+                self.whole_calls(response.get("tool_calls"), out)?;
+            }
+        }
+        let reason = event
+            .get("finish_reason")
+            .or_else(|| response.and_then(|r| r.get("finish_reason")))
+            .or_else(|| {
+                response
+                    .and_then(|r| r.get("generations"))
+                    .and_then(|g| g.get(0))
+                    .and_then(|g| g.get("finish_reason"))
+            });
+        match finish_reason(reason) {
+            Ok(reason) => {
+                out.finish(if self.calls.is_empty() {
+                    reason
+                } else {
+                    "tool_calls"
+                });
+                out.done();
+            }
+            Err(ResponseError(message)) => out.error(&stream_error(message)),
+        }
+        Ok(())
+    }
+}
+
+/// Tool-call indexes are per answer, so a handful; saturate rather than wrap.
+fn openai_index(k: usize) -> u32 {
+    u32::try_from(k).unwrap_or(u32::MAX)
 }
 
 fn bad(param: &str, message: impl Into<String>) -> RequestError {
@@ -233,34 +499,6 @@ fn common_fields(
         Some(Value::Array(m)) if m.iter().all(|x| x.as_str() == Some("text")) => {}
         Some(_) => return Err(bad("modalities", "Cohere answers with text only")),
     }
-    // Tool calling is a later issue: refuse what would need translating.
-    match body.remove("tools") {
-        None => {}
-        Some(Value::Array(t)) if t.is_empty() => {}
-        Some(_) => return Err(bad("tools", "tool calling is not supported for cohere yet")),
-    }
-    match body.remove("functions") {
-        None => {}
-        Some(Value::Array(t)) if t.is_empty() => {}
-        Some(_) => {
-            return Err(bad(
-                "functions",
-                "function calling is not supported for cohere yet",
-            ));
-        }
-    }
-    for key in ["tool_choice", "function_call"] {
-        match body.remove(key) {
-            None => {}
-            Some(Value::String(s)) if s == "none" || s == "auto" => {}
-            Some(_) => {
-                return Err(bad(
-                    key,
-                    "forcing a tool call is not supported for cohere yet",
-                ));
-            }
-        }
-    }
     Ok(())
 }
 
@@ -288,7 +526,20 @@ fn choice_count(v: &Value) -> Result<u64, RequestError> {
     }
 }
 
-/// OpenAI chat fields → `/v1/chat` (`preamble`, `chat_history`, `message`).
+/// One conversation turn on its way to `chat_history` (or to `message`/`tool_results`).
+enum Turn {
+    User(String),
+    /// An assistant turn; `tool_calls` are v1 calls (`{name, parameters}`).
+    Chatbot {
+        text: String,
+        tool_calls: Vec<Value>,
+    },
+    /// Consecutive `tool` messages, as v1 `tool_results`.
+    Tool(Vec<Value>),
+}
+
+/// OpenAI chat fields → `/v1/chat` (`preamble`, `chat_history`, `message`, `tools`,
+/// `tool_results`).
 fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     if let Some(n) = body.remove("n")
         && choice_count(&n)? > 1
@@ -305,6 +556,7 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     {
         body.insert("response_format".into(), format);
     }
+    chat_tools(body)?;
 
     let messages = match body.remove("messages") {
         Some(Value::Array(m)) => m,
@@ -314,6 +566,7 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     // The conversation comes from `messages` only; never mix in native history fields.
     body.remove("chat_history");
     body.remove("message");
+    body.remove("tool_results");
 
     let mut preamble = Vec::new();
     match body.remove("preamble") {
@@ -321,7 +574,10 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
         None | Some(Value::String(_)) => {}
         Some(_) => return Err(bad("preamble", "preamble must be a string")),
     }
-    let mut turns: Vec<(&'static str, String)> = Vec::with_capacity(messages.len());
+    let mut turns: Vec<Turn> = Vec::with_capacity(messages.len());
+    // tool_call_id → the v1 call it names; a later assistant turn reusing an id wins,
+    // because our synthesised ids (`call_0`, …) restart with every answer.
+    let mut calls: HashMap<String, Value> = HashMap::new();
     for (i, message) in messages.into_iter().enumerate() {
         let Value::Object(mut message) = message else {
             return Err(bad("messages", format!("messages[{i}] must be an object")));
@@ -343,27 +599,33 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
                     preamble.push(text);
                 }
             }
-            "user" => turns.push(("USER", flatten(i, message.remove("content"))?)),
+            "user" => turns.push(Turn::User(flatten(i, message.remove("content"))?)),
             "assistant" => {
-                let has_calls = match message.get("tool_calls") {
-                    None | Some(Value::Null) => false,
-                    Some(Value::Array(c)) => !c.is_empty(),
-                    Some(_) => true,
-                };
-                if has_calls || message.get("function_call").is_some_and(|f| !f.is_null()) {
+                if message.get("function_call").is_some_and(|f| !f.is_null()) {
                     return Err(bad(
                         "messages",
                         format!(
-                            "messages[{i}]: assistant tool calls are not supported for cohere yet"
+                            "messages[{i}]: the deprecated function_call is not supported for cohere; use tool_calls"
                         ),
                     ));
                 }
-                turns.push(("CHATBOT", flatten(i, message.remove("content"))?));
+                let tool_calls = assistant_tool_calls(i, message.remove("tool_calls"), &mut calls)?;
+                let text = flatten(i, message.remove("content"))?;
+                turns.push(Turn::Chatbot { text, tool_calls });
             }
-            "tool" | "function" => {
+            "tool" => {
+                let result = tool_result(i, &mut message, &calls)?;
+                match turns.last_mut() {
+                    Some(Turn::Tool(results)) => results.push(result),
+                    _ => turns.push(Turn::Tool(vec![result])),
+                }
+            }
+            "function" => {
                 return Err(bad(
                     "messages",
-                    format!("messages[{i}]: {role} messages are not supported for cohere yet"),
+                    format!(
+                        "messages[{i}]: deprecated function messages are not supported for cohere; use tool messages"
+                    ),
                 ));
             }
             other => {
@@ -375,33 +637,370 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
         }
     }
 
-    // v1 answers one new user message; a trailing assistant turn (prefill) has no place.
-    let Some((role, message)) = turns.pop() else {
-        return Err(bad("messages", "messages must contain a user message"));
+    // v1 answers one new user message, or the results of the calls it just made (then
+    // `message` is empty); a trailing assistant turn (prefill) has no place.
+    let (message, tool_results) = match turns.pop() {
+        None => return Err(bad("messages", "messages must contain a user message")),
+        Some(Turn::Tool(results)) => (String::new(), Some(results)),
+        Some(Turn::User(text)) if text.trim().is_empty() => {
+            return Err(bad("messages", "the last user message is empty"));
+        }
+        Some(Turn::User(text)) => (text, None),
+        Some(Turn::Chatbot { .. }) => {
+            return Err(bad(
+                "messages",
+                "the last non-system message must be a user or tool message for cohere",
+            ));
+        }
     };
-    if role != "USER" {
-        return Err(bad(
-            "messages",
-            "the last non-system message must be a user message for cohere",
-        ));
+    let mut history = Vec::with_capacity(turns.len());
+    for turn in turns {
+        match turn {
+            // Cohere rejects history entries without a message; empty turns carry nothing.
+            Turn::User(text) if !text.trim().is_empty() => {
+                history.push(json!({"role": "USER", "message": text}));
+            }
+            Turn::Chatbot { text, tool_calls } if tool_calls.is_empty() => {
+                if !text.trim().is_empty() {
+                    history.push(json!({"role": "CHATBOT", "message": text}));
+                }
+            }
+            // Cohere's own history has a (possibly empty) message beside the calls.
+            Turn::Chatbot { text, tool_calls } => {
+                history.push(json!({"role": "CHATBOT", "message": text, "tool_calls": tool_calls}))
+            }
+            Turn::Tool(results) => {
+                history.push(json!({"role": "TOOL", "tool_results": results}));
+            }
+            Turn::User(_) => {}
+        }
     }
-    if message.trim().is_empty() {
-        return Err(bad("messages", "the last user message is empty"));
-    }
-    // Cohere rejects history entries without a message; empty turns carry nothing.
-    let history: Vec<Value> = turns
-        .into_iter()
-        .filter(|(_, text)| !text.trim().is_empty())
-        .map(|(role, text)| json!({"role": role, "message": text}))
-        .collect();
     if !history.is_empty() {
         body.insert("chat_history".into(), Value::Array(history));
     }
     body.insert("message".into(), Value::String(message));
+    if let Some(results) = tool_results {
+        body.insert("tool_results".into(), Value::Array(results));
+    }
     if !preamble.is_empty() {
         body.insert("preamble".into(), Value::String(preamble.join("\n\n")));
     }
     Ok(())
+}
+
+/// `tools`, `tool_choice`, `parallel_tool_calls` and the deprecated `functions` /
+/// `function_call` → v1 `tools` (or nothing).
+fn chat_tools(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+    let tools = match body.remove("tools") {
+        None => Vec::new(),
+        Some(Value::Array(t)) => t,
+        Some(_) => return Err(bad("tools", "tools must be an array")),
+    };
+    // v1 has no way to force a call: refuse rather than answer without the forced call.
+    let send = match body.remove("tool_choice") {
+        None => true,
+        Some(Value::String(s)) if s == "auto" => true,
+        Some(Value::String(s)) if s == "none" => false,
+        Some(Value::String(s)) if s == "required" => {
+            return Err(bad(
+                "tool_choice",
+                "tool_choice \"required\" is not supported by cohere v1 (it cannot force a tool call)",
+            ));
+        }
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            return Err(bad(
+                "tool_choice",
+                "forcing a named function is not supported by cohere v1 (it cannot force a tool call)",
+            ));
+        }
+        Some(_) => {
+            return Err(bad(
+                "tool_choice",
+                "tool_choice must be \"auto\", \"none\", \"required\" or a function",
+            ));
+        }
+    };
+    // v1 may answer with several calls and has no switch to prevent it.
+    match body.remove("parallel_tool_calls") {
+        None | Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => {
+            return Err(bad(
+                "parallel_tool_calls",
+                "cohere v1 cannot be limited to one tool call per answer",
+            ));
+        }
+        Some(_) => {
+            return Err(bad(
+                "parallel_tool_calls",
+                "parallel_tool_calls must be a boolean",
+            ));
+        }
+    }
+    match body.remove("functions") {
+        None => {}
+        Some(Value::Array(f)) if f.is_empty() => {}
+        Some(_) => {
+            return Err(bad(
+                "functions",
+                "the deprecated functions are not supported for cohere; use tools",
+            ));
+        }
+    }
+    match body.remove("function_call") {
+        None => {}
+        Some(Value::String(s)) if s == "none" || s == "auto" => {}
+        Some(_) => {
+            return Err(bad(
+                "function_call",
+                "forcing a function call is not supported by cohere v1",
+            ));
+        }
+    }
+    // Converted even when unused, so a malformed tool is reported either way.
+    let mut converted = Vec::with_capacity(tools.len());
+    for (j, tool) in tools.iter().enumerate() {
+        converted.push(convert_tool(j, tool)?);
+    }
+    if send && !converted.is_empty() {
+        body.insert("tools".into(), Value::Array(converted));
+    }
+    Ok(())
+}
+
+/// One OpenAI function tool → `{name, description, parameter_definitions}`.
+fn convert_tool(j: usize, tool: &Value) -> Result<Value, RequestError> {
+    let at = format!("tools[{j}]");
+    if tool.get("type").and_then(Value::as_str) != Some("function") {
+        return Err(bad(&at, "only function tools are supported by cohere"));
+    }
+    let Some(Value::String(name)) = tool.pointer("/function/name") else {
+        return Err(bad(
+            &format!("{at}.function.name"),
+            "a tool needs a string function.name",
+        ));
+    };
+    // v1 requires a description; an absent one is empty rather than invented.
+    let description = match tool.pointer("/function/description") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(d)) => d.as_str(),
+        Some(_) => {
+            return Err(bad(
+                &format!("{at}.function.description"),
+                "description must be a string",
+            ));
+        }
+    };
+    let mut out = json!({"name": name, "description": description});
+    match tool.pointer("/function/parameters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(schema)) => {
+            let definitions = parameter_definitions(&format!("{at}.function.parameters"), schema)?;
+            if !definitions.is_empty() {
+                out["parameter_definitions"] = Value::Object(definitions);
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                &format!("{at}.function.parameters"),
+                "parameters must be a JSON Schema object",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON Schema object's properties → v1 `parameter_definitions`
+/// (`{param: {description?, type, required}}`); nested objects are `dict`.
+fn parameter_definitions(
+    at: &str,
+    schema: &Map<String, Value>,
+) -> Result<Map<String, Value>, RequestError> {
+    match schema.get("type") {
+        None => {}
+        Some(Value::String(t)) if t == "object" => {}
+        Some(_) => return Err(bad(at, "parameters must be a schema of type object")),
+    }
+    let required: Vec<&str> = match schema.get("required") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(r)) => r.iter().filter_map(Value::as_str).collect(),
+        Some(_) => return Err(bad(&format!("{at}.required"), "required must be an array")),
+    };
+    let properties = match schema.get("properties") {
+        None | Some(Value::Null) => return Ok(Map::new()),
+        Some(Value::Object(p)) => p,
+        Some(_) => {
+            return Err(bad(
+                &format!("{at}.properties"),
+                "properties must be an object",
+            ));
+        }
+    };
+    let mut out = Map::with_capacity(properties.len());
+    for (name, property) in properties {
+        let Some(kind) = cohere_type(schema, property, 0) else {
+            return Err(bad(
+                &format!("{at}.properties.{name}"),
+                "the property's type cannot be expressed as a cohere parameter type",
+            ));
+        };
+        let mut definition = Map::new();
+        if let Some(Value::String(d)) = property.get("description") {
+            definition.insert("description".into(), Value::String(d.clone()));
+        }
+        definition.insert("type".into(), Value::from(kind));
+        definition.insert(
+            "required".into(),
+            Value::Bool(required.contains(&name.as_str())),
+        );
+        out.insert(name.clone(), Value::Object(definition));
+    }
+    Ok(out)
+}
+
+/// A property schema's v1 type name (Python-style); `None` when it has none (or only
+/// `null`). Nullable unions (`["string","null"]`, `anyOf`) take their non-null member;
+/// local `$ref`s (`#/$defs/…`, as pydantic writes nested models) are followed.
+fn cohere_type(root: &Map<String, Value>, schema: &Value, depth: u8) -> Option<&'static str> {
+    // Bounds a `$ref` cycle.
+    if depth > 8 {
+        return None;
+    }
+    let schema = schema.as_object()?;
+    let by_name = |t: &str| match t {
+        "string" => Some("str"),
+        "integer" => Some("int"),
+        "number" => Some("float"),
+        "boolean" => Some("bool"),
+        "array" => Some("list"),
+        "object" => Some("dict"),
+        _ => None,
+    };
+    if let Some(Value::String(reference)) = schema.get("$ref") {
+        let target = reference
+            .strip_prefix("#/$defs/")
+            .map(|name| ("$defs", name))
+            .or_else(|| {
+                reference
+                    .strip_prefix("#/definitions/")
+                    .map(|name| ("definitions", name))
+            })
+            .and_then(|(section, name)| root.get(section)?.get(name));
+        return cohere_type(root, target?, depth + 1);
+    }
+    match schema.get("type") {
+        Some(Value::String(t)) => return by_name(t),
+        Some(Value::Array(types)) => {
+            return types.iter().filter_map(Value::as_str).find_map(by_name);
+        }
+        _ => {}
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(Value::Array(alternatives)) = schema.get(key) {
+            return alternatives
+                .iter()
+                .find_map(|alt| cohere_type(root, alt, depth + 1));
+        }
+    }
+    if schema.contains_key("properties") {
+        return Some("dict");
+    }
+    if schema.contains_key("items") {
+        return Some("list");
+    }
+    let example = match (schema.get("enum"), schema.get("const")) {
+        (Some(Value::Array(values)), _) => values.first(),
+        (None, Some(value)) => Some(value),
+        _ => None,
+    };
+    match example? {
+        Value::String(_) => Some("str"),
+        Value::Bool(_) => Some("bool"),
+        Value::Number(n) if n.is_f64() => Some("float"),
+        Value::Number(_) => Some("int"),
+        _ => None,
+    }
+}
+
+/// Assistant `tool_calls` → v1 calls (`arguments`, a JSON string, becomes the
+/// `parameters` object), remembered by id for the `tool` messages that answer them.
+fn assistant_tool_calls(
+    i: usize,
+    tool_calls: Option<Value>,
+    known: &mut HashMap<String, Value>,
+) -> Result<Vec<Value>, RequestError> {
+    let tool_calls = match tool_calls {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(c)) => c,
+        Some(_) => {
+            return Err(bad(
+                "messages",
+                format!("messages[{i}].tool_calls must be an array"),
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(tool_calls.len());
+    for (j, call) in tool_calls.iter().enumerate() {
+        let at = format!("messages[{i}].tool_calls[{j}]");
+        let id = call.get("id").and_then(Value::as_str);
+        let name = call.pointer("/function/name").and_then(Value::as_str);
+        let (Some(id), Some(name)) = (id, name) else {
+            return Err(bad(
+                "messages",
+                format!("{at}: a tool call needs an id and a function.name"),
+            ));
+        };
+        let parameters = match call.pointer("/function/arguments") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s).map_err(|_| {
+                bad(
+                    "messages",
+                    format!("{at}.function.arguments is not valid JSON"),
+                )
+            })?,
+            // Some clients send the object itself.
+            Some(other) => other.clone(),
+        };
+        if !parameters.is_object() {
+            return Err(bad(
+                "messages",
+                format!("{at}.function.arguments must encode a JSON object"),
+            ));
+        }
+        let call = json!({"name": name, "parameters": parameters});
+        known.insert(id.to_string(), call.clone());
+        out.push(call);
+    }
+    Ok(out)
+}
+
+/// A `tool` message → a v1 tool result: the call it answers (found by `tool_call_id`) and
+/// its output (the content's JSON object, else `{"result": content}`).
+fn tool_result(
+    i: usize,
+    message: &mut Map<String, Value>,
+    known: &HashMap<String, Value>,
+) -> Result<Value, RequestError> {
+    let Some(Value::String(id)) = message.remove("tool_call_id") else {
+        return Err(bad(
+            "messages",
+            format!("messages[{i}]: a tool message needs a string tool_call_id"),
+        ));
+    };
+    let Some(call) = known.get(&id) else {
+        return Err(bad(
+            "messages",
+            format!(
+                "messages[{i}]: tool_call_id '{id}' answers no tool call of an earlier assistant message"
+            ),
+        ));
+    };
+    let content = flatten(i, message.remove("content"))?;
+    let output = match serde_json::from_str::<Value>(&content) {
+        Ok(object @ Value::Object(_)) => object,
+        _ => json!({"result": content}),
+    };
+    Ok(json!({"call": call, "outputs": [output]}))
 }
 
 /// Message content as one string: text parts joined by newlines (Cohere v1 is text-only).
@@ -479,8 +1078,38 @@ fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     }
     if let Some(n) = body.remove("n") {
         let n = choice_count(&n)?;
+        // The stream transcoder emits one choice; v1 interleaves generations by `index`.
+        if n > 1 && body.get("stream") == Some(&Value::Bool(true)) {
+            return Err(bad("n", "n must be 1 when streaming from cohere"));
+        }
         if n > 1 {
             body.insert("num_generations".into(), Value::from(n));
+        }
+    }
+    // Tools need the chat endpoint; `generate` would ignore them.
+    for key in ["tools", "functions"] {
+        match body.remove(key) {
+            None => {}
+            Some(Value::Array(t)) if t.is_empty() => {}
+            Some(_) => {
+                return Err(bad(
+                    key,
+                    format!("{key} are not supported on a completions route"),
+                ));
+            }
+        }
+    }
+    for key in ["tool_choice", "function_call", "parallel_tool_calls"] {
+        match body.remove(key) {
+            None => {}
+            Some(Value::String(s)) if s == "none" || s == "auto" => {}
+            Some(Value::Bool(true)) => {}
+            Some(_) => {
+                return Err(bad(
+                    key,
+                    format!("{key} is not supported on a completions route"),
+                ));
+            }
         }
     }
     // OpenAI excludes the stop text from the answer: generate's `end_sequences` does too
@@ -555,35 +1184,42 @@ fn count(v: Option<&Value>) -> Option<u64> {
 }
 
 /// Usage per spec §9.6: `meta.tokens`, else `token_count`, else `meta.billed_units`
-/// (the first that reports any count); zeros when Cohere reports none.
-fn usage(obj: &Map<String, Value>) -> Value {
+/// (the first that reports any count); `None` when Cohere reports none.
+fn usage_counts(obj: &Map<String, Value>) -> Option<(u64, u64)> {
+    let meta = obj.get("meta");
     let sources = [
         (
-            obj.get("meta").and_then(|m| m.get("tokens")),
+            meta.and_then(|m| m.get("tokens")),
             "input_tokens",
             "output_tokens",
         ),
         (obj.get("token_count"), "prompt_tokens", "response_tokens"),
         (
-            obj.get("meta").and_then(|m| m.get("billed_units")),
+            meta.and_then(|m| m.get("billed_units")),
             "input_tokens",
             "output_tokens",
         ),
     ];
-    let (prompt, completion) = sources
-        .iter()
-        .find_map(|(source, input, output)| {
-            let source = (*source)?;
-            let (p, c) = (count(source.get(*input)), count(source.get(*output)));
-            (p.is_some() || c.is_some()).then(|| (p.unwrap_or(0), c.unwrap_or(0)))
-        })
-        .unwrap_or((0, 0));
+    sources.iter().find_map(|(source, input, output)| {
+        let source = (*source)?;
+        let (p, c) = (count(source.get(*input)), count(source.get(*output)));
+        (p.is_some() || c.is_some()).then(|| (p.unwrap_or(0), c.unwrap_or(0)))
+    })
+}
+
+fn cached_count(obj: &Map<String, Value>) -> Option<u64> {
+    count(obj.get("meta").and_then(|m| m.get("cached_tokens")))
+}
+
+/// The OpenAI `usage` object (zeros when Cohere reports none).
+fn usage(obj: &Map<String, Value>) -> Value {
+    let (prompt, completion) = usage_counts(obj).unwrap_or((0, 0));
     let mut usage = json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt.saturating_add(completion),
     });
-    if let Some(cached) = count(obj.get("meta").and_then(|m| m.get("cached_tokens")))
+    if let Some(cached) = cached_count(obj)
         && let Value::Object(u) = &mut usage
     {
         u.insert(
@@ -594,11 +1230,29 @@ fn usage(obj: &Map<String, Value>) -> Value {
     usage
 }
 
+/// Our id for the `k`-th tool call of an answer (v1 calls have none).
+fn call_id(k: usize) -> String {
+    format!("call_{k}")
+}
+
+/// A v1 call `{name, parameters}` → its name and OpenAI `arguments` (a JSON string).
+fn tool_call_parts(call: &Value) -> Result<(&str, String), String> {
+    let Some(name) = call.get("name").and_then(Value::as_str) else {
+        return Err("tool call without a name".into());
+    };
+    let arguments = match call.get("parameters") {
+        None | Some(Value::Null) => "{}".to_string(),
+        Some(parameters) => parameters.to_string(),
+    };
+    Ok((name, arguments))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::admin::routes::ModelOptions;
     use crate::admin::services::ServiceOptions;
+    use crate::llm::{StreamMeta, Transcode};
     use crate::providers::ProviderKind;
 
     const CHAT_REQUEST: &str =
@@ -609,6 +1263,18 @@ mod tests {
         include_str!("../../tests/fixtures/providers/cohere/generate-response.json");
     const ERROR_400: &str = include_str!("../../tests/fixtures/providers/cohere/error-400.json");
     const ERROR_HTML: &str = include_str!("../../tests/fixtures/providers/cohere/error-502.html");
+    const TOOLS_REQUEST: &str =
+        include_str!("../../tests/fixtures/providers/cohere/tools-request.json");
+    const TOOLS_REQUEST_EXPECTED: &str =
+        include_str!("../../tests/fixtures/providers/cohere/tools-request.expected.json");
+    const TOOLS_RESPONSE: &str =
+        include_str!("../../tests/fixtures/providers/cohere/tools-response.json");
+    const STREAM_TEXT: &str =
+        include_str!("../../tests/fixtures/providers/cohere/stream-text.ndjson");
+    const STREAM_TOOLS: &str =
+        include_str!("../../tests/fixtures/providers/cohere/stream-tools.ndjson");
+    const STREAM_GENERATE: &str =
+        include_str!("../../tests/fixtures/providers/cohere/stream-generate.ndjson");
 
     const MODEL: &str = "command-r";
 
@@ -932,7 +1598,7 @@ mod tests {
             json!({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "prefill"}]}),
             json!({"messages": [{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": "c", "content": "r"}]}),
             json!({"messages": [{"role": "assistant", "content": null,
-                   "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                   "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{"}}]},
                   {"role": "user", "content": "q"}]}),
         ];
         for body in cases {
@@ -962,21 +1628,212 @@ mod tests {
     }
 
     #[test]
-    fn tools_are_refused_until_the_tools_issue() {
+    fn tools_history_and_results_are_translated() {
+        let body: Value = serde_json::from_str(TOOLS_REQUEST).unwrap();
+        let expected: Value = serde_json::from_str(TOOLS_REQUEST_EXPECTED).unwrap();
+        assert_eq!(chat(body).unwrap(), expected);
+    }
+
+    #[test]
+    fn tool_results_before_a_user_turn_stay_in_history() {
+        let call = json!({"id": "call_0", "type": "function",
+                          "function": {"name": "f", "arguments": "{\"a\": [1]}"}});
+        let sent = chat(json!({"messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "[1, 2]"},
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "thanks"}
+        ]}))
+        .unwrap();
+        assert_eq!(sent["message"], json!("thanks"));
+        assert!(sent.get("tool_results").is_none());
+        assert_eq!(
+            sent["chat_history"],
+            json!([
+                {"role": "USER", "message": "q"},
+                {"role": "CHATBOT", "message": "", "tool_calls": [{"name": "f", "parameters": {"a": [1]}}]},
+                // Only a JSON object is an output as is; anything else is wrapped.
+                {"role": "TOOL", "tool_results": [{"call": {"name": "f", "parameters": {"a": [1]}},
+                                                    "outputs": [{"result": "[1, 2]"}]}]}
+            ])
+        );
+        assert_eq!(sent["preamble"], json!("Be brief."));
+    }
+
+    #[test]
+    fn tool_choice_none_omits_tools_and_forcing_is_refused() {
+        let tools = json!([{"type": "function", "function": {"name": "f", "description": "d",
+                            "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}}}}]);
         let mut body = user("hi");
-        body["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
-        assert_eq!(err_param(&chat(body).unwrap_err()), "tools");
+        body["tools"] = tools.clone();
+        body["tool_choice"] = json!("none");
+        let sent = chat(body).unwrap();
+        assert!(sent.get("tools").is_none() && sent.get("tool_choice").is_none());
         let mut body = user("hi");
-        body["tool_choice"] = json!("required");
-        assert_eq!(err_param(&chat(body).unwrap_err()), "tool_choice");
+        body["tools"] = tools.clone();
+        let sent = chat(body).unwrap();
+        assert_eq!(
+            sent["tools"],
+            json!([{"name": "f", "description": "d",
+                    "parameter_definitions": {"x": {"type": "int", "required": false}}}])
+        );
+        for choice in [
+            json!("required"),
+            json!({"type": "function", "function": {"name": "f"}}),
+            json!("sometimes"),
+            json!(3),
+        ] {
+            let mut body = user("hi");
+            body["tools"] = tools.clone();
+            body["tool_choice"] = choice.clone();
+            let e = chat(body).unwrap_err();
+            assert_eq!(err_param(&e), "tool_choice", "{choice}");
+        }
+        let mut body = user("hi");
+        body["tools"] = tools.clone();
+        body["parallel_tool_calls"] = json!(false);
+        assert_eq!(err_param(&chat(body).unwrap_err()), "parallel_tool_calls");
         let mut body = user("hi");
         body["tools"] = json!([]);
-        body["tool_choice"] = json!("none");
+        body["tool_choice"] = json!("auto");
         body["parallel_tool_calls"] = json!(true);
+        body["functions"] = json!([]);
+        body["function_call"] = json!("none");
         let sent = chat(body).unwrap();
-        for key in ["tools", "tool_choice", "parallel_tool_calls"] {
+        for key in [
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "functions",
+            "function_call",
+        ] {
             assert!(sent.get(key).is_none(), "{key}");
         }
+    }
+
+    #[test]
+    fn malformed_tools_and_tool_messages_are_refused() {
+        let tool = |function: Value| json!([{"type": "function", "function": function}]);
+        let cases = [
+            (json!({"x": 1}), "tools"),
+            (json!([{"type": "retrieval"}]), "tools[0]"),
+            (
+                tool(json!({"description": "no name"})),
+                "tools[0].function.name",
+            ),
+            (
+                tool(json!({"name": "f", "description": 5})),
+                "tools[0].function.description",
+            ),
+            (
+                tool(json!({"name": "f", "parameters": "x"})),
+                "tools[0].function.parameters",
+            ),
+            (
+                tool(json!({"name": "f", "parameters": {"type": "string"}})),
+                "tools[0].function.parameters",
+            ),
+            (
+                tool(json!({"name": "f", "parameters": {"properties": {"a": {}}}})),
+                "tools[0].function.parameters.properties.a",
+            ),
+            (
+                tool(json!({"name": "f", "parameters": {"properties": {"a": {"type": "date"}}}})),
+                "tools[0].function.parameters.properties.a",
+            ),
+            (
+                tool(
+                    json!({"name": "f", "parameters": {"properties": {"a": {"$ref": "#/$defs/A"}},
+                                                        "$defs": {"A": {"$ref": "#/$defs/A"}}}}),
+                ),
+                "tools[0].function.parameters.properties.a",
+            ),
+        ];
+        for (tools, param) in cases {
+            let mut body = user("hi");
+            body["tools"] = tools.clone();
+            let e = chat(body).unwrap_err();
+            assert_eq!(err_param(&e), param, "{tools}: {}", e.message);
+        }
+        // Untyped properties still map when the schema says what they are.
+        let mut body = user("hi");
+        body["tools"] = tool(json!({"name": "f", "parameters": {"properties": {
+            "e": {"enum": [1, 2]}, "c": {"const": 1.5}, "o": {"properties": {}}, "l": {"items": {}}
+        }}}));
+        assert_eq!(
+            chat(body).unwrap()["tools"][0]["parameter_definitions"],
+            json!({"e": {"type": "int", "required": false}, "c": {"type": "float", "required": false},
+                   "o": {"type": "dict", "required": false}, "l": {"type": "list", "required": false}})
+        );
+        let call = |arguments: Value| {
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}]})
+        };
+        let answer = json!({"role": "tool", "tool_call_id": "c1", "content": "ok"});
+        let cases = [
+            json!([{"role": "user", "content": "q"}, call(json!("[1]")), answer.clone()]),
+            json!([{"role": "user", "content": "q"}, call(json!("not json")), answer.clone()]),
+            json!([{"role": "user", "content": "q"},
+                   {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f"}}]}]),
+            json!([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": {}}]),
+            json!([{"role": "user", "content": "q"}, call(json!("{}")),
+                   {"role": "tool", "tool_call_id": "other", "content": "ok"}]),
+            json!([{"role": "user", "content": "q"}, call(json!("{}")),
+                   {"role": "tool", "content": "no id"}]),
+            // The answer precedes the call it names.
+            json!([{"role": "user", "content": "q"}, answer.clone(), call(json!("{}"))]),
+            json!([{"role": "user", "content": "q"}, call(json!("{}"))]),
+            json!([{"role": "user", "content": "q"},
+                   {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}}]),
+            json!([{"role": "user", "content": "q"}, {"role": "function", "name": "f", "content": "x"}]),
+        ];
+        for messages in cases {
+            let e = chat(json!({"messages": messages})).unwrap_err();
+            assert_eq!(err_param(&e), "messages", "{messages}: {}", e.message);
+        }
+        // Arguments sent as an object, or empty, are accepted.
+        let sent = chat(json!({"messages": [{"role": "user", "content": "q"},
+                                            call(json!({"k": "v"})), answer.clone()]}))
+        .unwrap();
+        assert_eq!(
+            sent["tool_results"],
+            json!([{"call": {"name": "f", "parameters": {"k": "v"}}, "outputs": [{"result": "ok"}]}])
+        );
+        for key in ["functions", "function_call"] {
+            let mut body = user("hi");
+            body[key] = if key == "functions" {
+                json!([{"name": "f"}])
+            } else {
+                json!({"name": "f"})
+            };
+            assert_eq!(err_param(&chat(body).unwrap_err()), key);
+        }
+    }
+
+    #[test]
+    fn completions_refuse_tools_and_streamed_choices() {
+        for (key, value) in [
+            (
+                "tools",
+                json!([{"type": "function", "function": {"name": "f"}}]),
+            ),
+            ("tool_choice", json!("required")),
+            ("parallel_tool_calls", json!(false)),
+            ("functions", json!([{"name": "f"}])),
+        ] {
+            let e = completions(json!({"prompt": "x", key: value})).unwrap_err();
+            assert_eq!(err_param(&e), key);
+        }
+        let sent = completions(json!({"prompt": "x", "tools": [], "tool_choice": "auto"})).unwrap();
+        assert!(sent.get("tools").is_none() && sent.get("tool_choice").is_none());
+        let e = completions(json!({"prompt": "x", "n": 2, "stream": true})).unwrap_err();
+        assert_eq!(err_param(&e), "n");
+        let sent = completions(json!({"prompt": "x", "n": 1, "stream": true,
+                                      "stream_options": {"include_usage": true}}))
+        .unwrap();
+        assert_eq!(sent["stream"], json!(true));
+        assert!(sent.get("stream_options").is_none() && sent.get("num_generations").is_none());
     }
 
     #[test]
@@ -1119,6 +1976,58 @@ mod tests {
                           "prompt_tokens_details": {"cached_tokens": 32}}
             })
         );
+    }
+
+    #[test]
+    fn tool_calls_in_a_response_get_ids_and_json_arguments() {
+        let out = respond(RouteKind::Chat, TOOLS_RESPONSE.as_bytes()).unwrap();
+        assert_eq!(
+            out["id"],
+            json!("chatcmpl-3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9")
+        );
+        assert_eq!(
+            out["choices"][0],
+            json!({
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "I will check the weather in both cities.",
+                    "tool_calls": [
+                        {"id": "call_0", "type": "function",
+                         "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                        {"id": "call_1", "type": "function",
+                         "function": {"name": "get_weather",
+                                      "arguments": "{\"city\":\"Tōkyō\",\"units\":\"celsius\"}"}}
+                    ]
+                },
+                "finish_reason": "tool_calls"
+            })
+        );
+        assert_eq!(
+            out["usage"],
+            json!({"prompt_tokens": 1021, "completion_tokens": 42, "total_tokens": 1063})
+        );
+        // No text: content is null, as OpenAI sends it; parameters absent → "{}".
+        let out = respond_json(
+            RouteKind::Chat,
+            json!({"text": "", "finish_reason": "COMPLETE", "tool_calls": [{"name": "now"}]}),
+        )
+        .unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(
+            out["choices"][0]["message"]["tool_calls"][0]["function"],
+            json!({"name": "now", "arguments": "{}"})
+        );
+        // An empty list is no call.
+        let out = respond_json(RouteKind::Chat, json!({"text": "hi", "tool_calls": []})).unwrap();
+        assert_eq!(out["choices"][0]["finish_reason"], json!("stop"));
+        assert!(out["choices"][0]["message"].get("tool_calls").is_none());
+        for bad in [json!({"parameters": {}}), json!("f")] {
+            let e = respond_json(RouteKind::Chat, json!({"text": "", "tool_calls": [bad]}))
+                .unwrap_err();
+            assert!(e.0.contains("tool_calls[0]"), "{}", e.0);
+        }
+        assert!(respond_json(RouteKind::Chat, json!({"text": "", "tool_calls": {}})).is_err());
     }
 
     #[test]
@@ -1366,6 +2275,374 @@ mod tests {
             (e.message.as_str(), e.kind.as_str()),
             ("Invalid request", "invalid_request_error")
         );
+    }
+
+    // ---- streaming ------------------------------------------------------------------
+
+    fn stream_meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "command-r".into(),
+            kind,
+            include_usage,
+            collect_text: true,
+        }
+    }
+
+    /// The client's bytes for `input`, checked to be the same however `input` is split.
+    fn transcode(kind: RouteKind, include_usage: bool, input: &str) -> String {
+        let out = crate::llm::assert_split_invariant(
+            || Box::new(CohereStream::new(kind)),
+            &stream_meta(kind, include_usage),
+            input.as_bytes(),
+        );
+        String::from_utf8(out).expect("the stream is UTF-8")
+    }
+
+    /// The same stream fed whole, with the emitter kept for its accounting.
+    fn transcode_whole(kind: RouteKind, input: &str) -> (String, Transcode) {
+        let mut t = Transcode::new(
+            Box::new(CohereStream::new(kind)),
+            stream_meta(kind, true),
+            "cohere",
+        );
+        let mut out = t.feed(input.as_bytes());
+        out.extend(t.upstream_closed());
+        (String::from_utf8(out).expect("the stream is UTF-8"), t)
+    }
+
+    fn frames(sse: &str) -> Vec<Value> {
+        sse.split("\n\n")
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let data = f.strip_prefix("data: ").expect("a data frame");
+                if data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(data).expect("a JSON frame")
+                }
+            })
+            .collect()
+    }
+
+    const STREAM_FIXTURES: [(RouteKind, &str, &str); 3] = [
+        (
+            RouteKind::Chat,
+            STREAM_TEXT,
+            include_str!("../../tests/fixtures/providers/cohere/stream-text.expected.sse"),
+        ),
+        (
+            RouteKind::Chat,
+            STREAM_TOOLS,
+            include_str!("../../tests/fixtures/providers/cohere/stream-tools.expected.sse"),
+        ),
+        (
+            RouteKind::Completions,
+            STREAM_GENERATE,
+            include_str!("../../tests/fixtures/providers/cohere/stream-generate.expected.sse"),
+        ),
+    ];
+
+    #[test]
+    fn stream_fixtures_give_the_expected_chunks_however_split() {
+        for (kind, input, expected) in STREAM_FIXTURES {
+            assert_eq!(transcode(kind, true, input), expected);
+            // Without include_usage: the same stream minus the usage chunk.
+            let without: Vec<Value> = frames(expected)
+                .into_iter()
+                .filter(|f| f.get("usage").is_none())
+                .collect();
+            assert_eq!(frames(&transcode(kind, false, input)), without);
+        }
+    }
+
+    #[test]
+    fn stream_usage_is_the_fixtures_numbers_and_sent_once() {
+        // spec §9.6 policy, as for whole answers: meta.tokens, else billed_units.
+        for ((kind, input, _), (prompt, completion)) in
+            STREAM_FIXTURES
+                .into_iter()
+                .zip([(74, 16), (1021, 42), (7, 12)])
+        {
+            let (out, t) = transcode_whole(kind, input);
+            let usage: Vec<Value> = frames(&out)
+                .into_iter()
+                .filter_map(|f| f.get("usage").cloned())
+                .collect();
+            assert_eq!(usage.len(), 1, "{out}");
+            assert_eq!(usage[0]["prompt_tokens"], json!(prompt));
+            assert_eq!(usage[0]["completion_tokens"], json!(completion));
+            assert_eq!(usage[0]["total_tokens"], json!(prompt + completion));
+            assert_eq!(t.emitter().tokens(), (prompt, completion));
+            assert!(t.emitter().usage_is_final());
+        }
+        let (out, t) = transcode_whole(RouteKind::Chat, STREAM_TEXT);
+        assert_eq!(
+            frames(&out)[5]["usage"]["prompt_tokens_details"],
+            json!({"cached_tokens": 8})
+        );
+        // The final response repeats the text: it is not sent again.
+        assert_eq!(
+            t.emitter().text(),
+            "The capital of France is Paris — “la Ville Lumière” 🗼."
+        );
+        let (_, t) = transcode_whole(RouteKind::Completions, STREAM_GENERATE);
+        assert_eq!(
+            t.emitter().text(),
+            " Waves fold into foam, salt wind keeps time."
+        );
+        assert_eq!(t.emitter().finish_reason(), Some("length"));
+    }
+
+    /// Every tool call's argument fragments, by OpenAI index, and its id and name.
+    fn streamed_calls(out: &str) -> Vec<(String, String, String)> {
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        for frame in frames(out) {
+            let Some(deltas) = frame.pointer("/choices/0/delta/tool_calls") else {
+                continue;
+            };
+            let delta = &deltas[0];
+            let index = delta["index"].as_u64().unwrap() as usize;
+            if let Some(id) = delta["id"].as_str() {
+                assert_eq!(index, calls.len(), "calls start in index order");
+                calls.push((
+                    id.into(),
+                    delta["function"]["name"].as_str().unwrap().into(),
+                    String::new(),
+                ));
+            }
+            calls[index]
+                .2
+                .push_str(delta["function"]["arguments"].as_str().unwrap());
+        }
+        calls
+    }
+
+    #[test]
+    fn streamed_tool_arguments_concatenate_to_the_calls() {
+        let (out, t) = transcode_whole(RouteKind::Chat, STREAM_TOOLS);
+        let calls = streamed_calls(&out);
+        let parsed: Vec<(String, String, Value)> = calls
+            .into_iter()
+            .map(|(id, name, args)| (id, name, serde_json::from_str(&args).expect("valid JSON")))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    "call_0".into(),
+                    "get_weather".into(),
+                    json!({"city": "Paris"})
+                ),
+                (
+                    "call_1".into(),
+                    "get_weather".into(),
+                    json!({"city": "Tōkyō", "units": "celsius"})
+                ),
+            ]
+        );
+        // The tool plan is content, once (tool-calls-generation repeats it).
+        assert_eq!(t.emitter().text().matches("I will check").count(), 1);
+        assert_eq!(t.emitter().finish_reason(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn whole_tool_calls_are_sent_when_no_chunks_came() {
+        let input = concat!(
+            r#"{"event_type":"stream-start","generation_id":"g"}"#,
+            "\n",
+            r#"{"event_type":"tool-calls-generation","text":"Plan.","tool_calls":[{"name":"a","parameters":{"x":1}},{"name":"b"}]}"#,
+            "\n",
+            r#"{"event_type":"stream-end","finish_reason":"COMPLETE","response":{"text":"Plan.","meta":{"billed_units":{"input_tokens":3,"output_tokens":4}}}}"#,
+            "\n",
+        );
+        let out = transcode(RouteKind::Chat, false, input);
+        assert_eq!(
+            streamed_calls(&out),
+            vec![
+                ("call_0".into(), "a".into(), r#"{"x":1}"#.into()),
+                ("call_1".into(), "b".into(), "{}".into()),
+            ]
+        );
+        let frames = frames(&out);
+        assert_eq!(
+            frames[1]["choices"][0]["delta"],
+            json!({"content": "Plan."})
+        );
+        assert_eq!(
+            frames[frames.len() - 2]["choices"][0]["finish_reason"],
+            json!("tool_calls")
+        );
+        // Calls only in the final response (no tool-calls-generation) still reach the client;
+        // calls streamed as chunks are not repeated; Cohere's odd indexes become 0, 1, ….
+        let input = concat!(
+            r#"{"event_type":"tool-calls-chunk","tool_call_delta":{"index":4,"name":"a","parameters":"{}"}}"#,
+            "\n",
+            r#"{"event_type":"tool-calls-chunk","tool_call_delta":{"index":9,"parameters":"{\"lost\":1}"}}"#,
+            "\n",
+            r#"{"event_type":"stream-end","finish_reason":"COMPLETE","response":{"tool_calls":[{"name":"a","parameters":{}},{"name":"b","parameters":{"y":"z"}}]}}"#,
+            "\n",
+        );
+        assert_eq!(
+            streamed_calls(&transcode(RouteKind::Chat, false, input)),
+            vec![
+                ("call_0".into(), "a".into(), "{}".into()),
+                ("call_1".into(), "b".into(), r#"{"y":"z"}"#.into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_line_endings_give_the_same_stream() {
+        for (kind, input, expected) in STREAM_FIXTURES {
+            let crlf = input.replace('\n', "\r\n");
+            assert_eq!(transcode(kind, true, &crlf), expected);
+        }
+        // A last line without its newline still counts.
+        let (kind, input, expected) = STREAM_FIXTURES[0];
+        assert_eq!(transcode(kind, true, input.trim_end()), expected);
+    }
+
+    #[test]
+    fn a_stream_cut_before_stream_end_ends_with_an_error() {
+        for (kind, input, _) in STREAM_FIXTURES {
+            let cut = &input[..input.find(r#"{"is_finished":true"#).unwrap()];
+            let out = transcode(kind, true, cut);
+            let frames = frames(&out);
+            let last = frames.last().unwrap();
+            assert_eq!(last["error"]["type"], json!("upstream_error"), "{out}");
+            assert!(
+                !out.contains("[DONE]") && !out.contains("\"usage\""),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn stream_errors_are_in_band() {
+        let cases = [
+            (
+                RouteKind::Completions,
+                concat!(
+                    r#"{"index":0,"text":" a","is_finished":false,"event_type":"text-generation"}"#,
+                    "\n",
+                    r#"{"index":0,"is_finished":true,"finish_reason":"ERROR","err":"model overloaded","event_type":"stream-error"}"#,
+                    "\n",
+                ),
+                "model overloaded",
+            ),
+            (
+                RouteKind::Chat,
+                concat!(
+                    r#"{"event_type":"text-generation","text":"a"}"#,
+                    "\n",
+                    r#"{"event_type":"stream-error","message":"internal"}"#,
+                    "\n",
+                ),
+                "internal",
+            ),
+            (
+                RouteKind::Chat,
+                concat!(
+                    r#"{"event_type":"stream-start"}"#,
+                    "\n",
+                    r#"{"message":"invalid api token"}"#,
+                    "\n"
+                ),
+                "invalid api token",
+            ),
+            (
+                RouteKind::Chat,
+                concat!(
+                    r#"{"event_type":"text-generation","text":"a"}"#,
+                    "\n",
+                    r#"{"event_type":"stream-end","finish_reason":"ERROR","response":{"meta":{"tokens":{"input_tokens":5,"output_tokens":1}}}}"#,
+                    "\n",
+                ),
+                "cohere ended the generation with ERROR",
+            ),
+            (
+                RouteKind::Chat,
+                concat!(
+                    r#"{"event_type":"text-generation","text":"a"}"#,
+                    "\n",
+                    "{not json\n"
+                ),
+                "transformation failed from type test",
+            ),
+            (
+                RouteKind::Chat,
+                concat!(
+                    r#"{"event_type":"text-generation","text":"a"}"#,
+                    "\n",
+                    "[1, 2]\n"
+                ),
+                "transformation failed from type test",
+            ),
+        ];
+        for (kind, input, message) in cases {
+            let out = transcode(kind, true, input);
+            let frames = frames(&out);
+            let last = frames.last().unwrap();
+            assert!(
+                last["error"]["message"].as_str().unwrap().contains(message),
+                "{input}: {out}"
+            );
+            assert!(!out.contains("[DONE]"), "{out}");
+        }
+        // Invalid JSON is the transcoder's error (the driver turns it into the frame).
+        let mut stream = CohereStream::new(RouteKind::Chat);
+        let mut out = ChunkEmitter::new(stream_meta(RouteKind::Chat, false));
+        assert!(matches!(
+            stream.feed(b"{oops\n", &mut out),
+            Err(StreamError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_events_and_other_generations_are_skipped() {
+        let input = concat!(
+            r#"{"event_type":"search-results","search_results":[],"documents":[]}"#,
+            "\n",
+            r#"{"index":1,"text":"other","event_type":"text-generation"}"#,
+            "\n",
+            r#"{"index":0,"text":"mine","event_type":"text-generation"}"#,
+            "\n",
+            r#"{"event_type":"tool-calls-chunk","tool_call_delta":{"index":0,"name":"f"}}"#,
+            "\n",
+            "   \n",
+            r#"{"is_finished":true,"event_type":"stream-end","finish_reason":"COMPLETE","response":{}}"#,
+            "\n",
+        );
+        let out = transcode(RouteKind::Completions, true, input);
+        let frames = frames(&out);
+        assert_eq!(frames.len(), 4, "{out}");
+        assert_eq!(frames[0]["choices"][0]["text"], json!("mine"));
+        assert_eq!(frames[1]["choices"][0]["finish_reason"], json!("stop"));
+        // No count reported: the usage chunk falls back to the emitter's estimate.
+        assert_eq!(frames[2]["usage"]["prompt_tokens"], json!(0));
+    }
+
+    #[test]
+    fn the_translator_streams_both_routes() {
+        let options = ServiceOptions::default();
+        let tuning = ModelOptions::default();
+        let ctx = TranslateContext {
+            provider: ProviderKind::Cohere,
+            upstream_url: None,
+            options: &options,
+            model: MODEL,
+            tuning: &tuning,
+            default_max_tokens: 1024,
+        };
+        for (kind, input, expected) in STREAM_FIXTURES {
+            let transcoder = Cohere.stream(&ctx, kind).expect("cohere streams");
+            let mut t = Transcode::new(transcoder, stream_meta(kind, true), "cohere");
+            let mut out = t.feed(input.as_bytes());
+            out.extend(t.upstream_closed());
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
     }
 
     // ---- Kong conformance -----------------------------------------------------------

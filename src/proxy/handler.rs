@@ -608,7 +608,7 @@ pub(super) fn write_record(analytics: &AnalyticsLog, record: &Record<'_>) {
                 usage: analytics::Usage {
                     prompt_tokens: prompt,
                     completion_tokens: completion,
-                    total_tokens: prompt + completion,
+                    total_tokens: prompt.saturating_add(completion),
                     time_per_token,
                     cost,
                 },

@@ -162,7 +162,7 @@ impl Drop for SseBody {
                 "choices": [{"index": 0, "finish_reason": emitter.finish_reason(),
                              "message": {"role": "assistant", "content": emitter.text()}}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                          "total_tokens": prompt + completion},
+                          "total_tokens": prompt.saturating_add(completion)},
             })
         });
         write_record(

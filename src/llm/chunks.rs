@@ -59,6 +59,15 @@ pub struct ChunkEmitter {
     response_model: Option<String>,
     streamed_chars: u64,
     text: String,
+    /// `id`/`created`/`model` of the first passed-through chunk: every later chunk, the
+    /// usage chunk included, carries them so they stay constant across the stream.
+    ident: Option<Ident>,
+}
+
+struct Ident {
+    id: String,
+    created: i64,
+    model: String,
 }
 
 #[derive(Serialize)]
@@ -145,6 +154,7 @@ impl ChunkEmitter {
             response_model: None,
             streamed_chars: 0,
             text: String::new(),
+            ident: None,
         }
     }
 
@@ -270,8 +280,10 @@ impl ChunkEmitter {
 
     /// An OpenAI-format chunk from an OpenAI-compatible upstream, passed through with the
     /// §4.5 rules applied: usage is recorded and stripped (re-sent once at the end when the
-    /// client asked), chunks with no choices and no usage (Azure's content-filter preamble)
-    /// are dropped, missing `id`/`created`/`model` are filled in, tool calls get an `index`.
+    /// client asked), chunks whose choices carry nothing (Azure's content-filter preamble and
+    /// trailing filter results, OpenAI's usage chunk) are dropped, `id`/`created`/`model`
+    /// are those of the first chunk passed (filled from the meta when missing), tool calls
+    /// get an `index`.
     pub fn passthrough(&mut self, mut chunk: Map<String, Value>) {
         if self.end != StreamEnd::Open {
             return;
@@ -296,7 +308,7 @@ impl ChunkEmitter {
         let Some(Value::Array(choices)) = chunk.get_mut("choices") else {
             return;
         };
-        if choices.is_empty() {
+        if !choices.iter().any(choice_carries_something) {
             return;
         }
         let mut chars = 0u64;
@@ -359,9 +371,29 @@ impl ChunkEmitter {
                 chunk.insert(key.to_string(), value);
             }
         };
-        fill(&mut chunk, "id", Value::from(self.meta.id.as_str()));
-        fill(&mut chunk, "created", Value::from(self.meta.created));
-        fill(&mut chunk, "model", Value::from(self.meta.model.as_str()));
+        let meta = &self.meta;
+        let ident = self.ident.get_or_insert_with(|| {
+            let text = |key: &str, default: &str| {
+                chunk
+                    .get(key)
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(default)
+                    .to_string()
+            };
+            Ident {
+                id: text("id", &meta.id),
+                created: chunk
+                    .get("created")
+                    .and_then(Value::as_i64)
+                    .filter(|c| *c != 0)
+                    .unwrap_or(meta.created),
+                model: text("model", &meta.model),
+            }
+        });
+        chunk.insert("id".into(), Value::from(ident.id.as_str()));
+        chunk.insert("created".into(), Value::from(ident.created));
+        chunk.insert("model".into(), Value::from(ident.model.as_str()));
         let object = match self.meta.kind {
             RouteKind::Chat => "chat.completion.chunk",
             RouteKind::Completions => "text_completion",
@@ -395,11 +427,19 @@ impl ChunkEmitter {
                     .cached
                     .map(|cached_tokens| CachedDetails { cached_tokens }),
             };
+            let (id, created, model) = match &self.ident {
+                Some(i) => (i.id.as_str(), i.created, i.model.as_str()),
+                None => (
+                    self.meta.id.as_str(),
+                    self.meta.created,
+                    self.meta.model.as_str(),
+                ),
+            };
             let chunk = Chunk {
-                id: &self.meta.id,
+                id,
                 object: self.object(),
-                created: self.meta.created,
-                model: &self.meta.model,
+                created,
+                model,
                 choices: NO_CHOICES,
                 usage: Some(usage),
             };
@@ -513,6 +553,19 @@ impl ChunkEmitter {
     fn write<T: Serialize>(&mut self, value: &T) {
         write_frame(&mut self.out, value);
     }
+}
+
+/// Whether a passed-through choice has anything for the client: a finish reason, logprobs,
+/// completion text or a non-null delta field.
+fn choice_carries_something(choice: &Value) -> bool {
+    let set = |key: &str| choice.get(key).is_some_and(|v| !v.is_null());
+    set("finish_reason")
+        || set("logprobs")
+        || choice.get("text").is_some_and(Value::is_string)
+        || choice
+            .get("delta")
+            .and_then(Value::as_object)
+            .is_some_and(|d| d.values().any(|v| !v.is_null()))
 }
 
 fn write_frame<T: Serialize>(out: &mut Vec<u8>, value: &T) {
@@ -657,6 +710,33 @@ mod tests {
         assert_eq!(e.tokens(), (3, 1));
         assert_eq!(e.finish_reason(), Some("stop"));
         assert_eq!(e.response_model(), Some("gpt"));
+    }
+
+    #[test]
+    fn passthrough_keeps_the_first_identity_and_drops_chunks_that_carry_nothing() {
+        let mut e = ChunkEmitter::new(meta(RouteKind::Chat, true));
+        let obj = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        e.passthrough(obj(json!({"id":"a","created":7,"model":"up",
+            "choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]})));
+        e.passthrough(obj(json!({"id":"b","created":8,"model":"other",
+            "choices":[{"index":0,"delta":{},"finish_reason":"stop"}]})));
+        // Azure's trailing filter results: nothing for the client.
+        e.passthrough(obj(json!({"id":"","created":0,"model":"",
+            "choices":[{"index":0,"finish_reason":null,"content_filter_results":{}}]})));
+        e.done();
+        let got = frames(&e.take());
+        assert_eq!(got.len(), 4, "{got:?}");
+        for chunk in &got[..3] {
+            assert_eq!(
+                (&chunk["id"], &chunk["created"], &chunk["model"]),
+                (&json!("a"), &json!(7), &json!("up"))
+            );
+        }
+        assert_eq!(got[2]["choices"], json!([]));
+        assert_eq!(e.response_model(), Some("up"));
     }
 
     #[test]

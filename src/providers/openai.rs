@@ -106,14 +106,20 @@ impl Translator for OpenAi {
 }
 
 /// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
-/// event is already a chunk; the emitter applies the §4.5 rules to it.
+/// event is already a chunk. The dialects' differences are normalised here (finish
+/// reasons, tool-call `index`/`type`/`arguments`), then the emitter applies the §4.5 rules.
 #[derive(Default)]
 pub struct OpenAiStream {
     sse: SseDecoder,
+    calls: ToolCallIndexes,
 }
 
 impl OpenAiStream {
-    fn event(event: SseEvent, out: &mut ChunkEmitter) -> Result<(), StreamError> {
+    fn event(
+        event: SseEvent,
+        calls: &mut ToolCallIndexes,
+        out: &mut ChunkEmitter,
+    ) -> Result<(), StreamError> {
         let data = event.data.trim();
         if data.is_empty() {
             return Ok(());
@@ -122,12 +128,54 @@ impl OpenAiStream {
             out.done();
             return Ok(());
         }
-        let chunk: Map<String, Value> = serde_json::from_str(data)
+        let mut chunk: Map<String, Value> = serde_json::from_str(data)
             .map_err(|e| StreamError::Invalid(format!("stream event is not a JSON object: {e}")))?;
-        if chunk.contains_key("error") || event.event.as_deref() == Some("error") {
-            let error = normalise_error(200, data.as_bytes());
-            out.error(&error);
+        // OpenAI/Azure/vLLM send `{"error":…}`, Mistral `{"object":"error",…}`.
+        if chunk.get("error").is_some_and(|e| !e.is_null())
+            || chunk.get("object").and_then(Value::as_str) == Some("error")
+            || event.event.as_deref() == Some("error")
+        {
+            out.error(&normalise_error(200, data.as_bytes()));
             return Ok(());
+        }
+        if let Some(Value::Array(choices)) = chunk.get_mut("choices") {
+            for (position, choice) in choices.iter_mut().enumerate() {
+                let Some(choice) = choice.as_object_mut() else {
+                    continue;
+                };
+                let number = choice
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64);
+                if let Some(Value::Array(deltas)) = choice
+                    .get_mut("delta")
+                    .and_then(|d| d.get_mut("tool_calls"))
+                {
+                    for call in deltas.iter_mut().filter_map(Value::as_object_mut) {
+                        calls.normalise(number, call);
+                    }
+                }
+                let Some(raw) = choice.get("finish_reason").and_then(Value::as_str) else {
+                    continue;
+                };
+                let reason = if raw == "error" {
+                    // Mistral's `error` (providers.md §5.3): keep a produced answer, else
+                    // the stream failed.
+                    if out.streamed_chars() == 0 && !has_output(choice) {
+                        out.error(&UpstreamError {
+                            message: "upstream finished with finish_reason 'error'".into(),
+                            kind: "upstream_error".into(),
+                            code: None,
+                            param: None,
+                        });
+                        return Ok(());
+                    }
+                    "stop"
+                } else {
+                    map_finish_reason(raw)
+                };
+                choice.insert("finish_reason".into(), Value::from(reason));
+            }
         }
         out.passthrough(chunk);
         Ok(())
@@ -136,11 +184,93 @@ impl OpenAiStream {
 
 impl StreamTranscoder for OpenAiStream {
     fn feed(&mut self, bytes: &[u8], out: &mut ChunkEmitter) -> Result<(), StreamError> {
-        self.sse.feed(bytes, |event| Self::event(event, out))
+        let calls = &mut self.calls;
+        self.sse.feed(bytes, |event| Self::event(event, calls, out))
     }
 
     fn finish(&mut self, out: &mut ChunkEmitter) -> Result<(), StreamError> {
-        self.sse.finish(|event| Self::event(event, out))
+        let calls = &mut self.calls;
+        self.sse.finish(|event| Self::event(event, calls, out))
+    }
+}
+
+/// Whether a streamed choice carries text or tool calls.
+fn has_output(choice: &Map<String, Value>) -> bool {
+    let delta = choice.get("delta");
+    let text = delta
+        .and_then(|d| d.get("content"))
+        .or_else(|| choice.get("text"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    let calls = delta
+        .and_then(|d| d.get("tool_calls"))
+        .and_then(Value::as_array)
+        .is_some_and(|c| !c.is_empty());
+    text || calls
+}
+
+/// Per-response tool-call numbering (spec §4.5: `index` counts tool calls 0, 1, 2, … per
+/// choice). OpenAI numbers its fragments already; Mistral sends each call whole, without
+/// `index` or with `index: 0` for every call, so a fragment that brings a new `id` starts
+/// a new call.
+#[derive(Default)]
+struct ToolCallIndexes {
+    seen: Vec<SeenCall>,
+}
+
+struct SeenCall {
+    choice: u64,
+    upstream: Option<u64>,
+    id: Option<String>,
+    index: u32,
+}
+
+impl ToolCallIndexes {
+    /// Sets the call's `index`; a call's first fragment also gets `type: function` (SDKs
+    /// that accumulate calls require it) and object `arguments` become the JSON string
+    /// OpenAI sends.
+    fn normalise(&mut self, choice: u64, call: &mut Map<String, Value>) {
+        let upstream = call.get("index").and_then(Value::as_u64);
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let mut mine = self.seen.iter().rev().filter(|s| s.choice == choice);
+        let known = match (upstream, id) {
+            (Some(u), Some(id)) => mine.find(|s| s.upstream == Some(u)).filter(|s| {
+                // Some servers repeat the id on every fragment of a call.
+                s.id.as_deref().is_none_or(|seen| seen == id)
+            }),
+            (Some(u), None) => mine.find(|s| s.upstream == Some(u)),
+            (None, Some(id)) => mine.find(|s| s.id.as_deref() == Some(id)),
+            (None, None) => mine.next(),
+        }
+        .map(|s| s.index);
+        let index = match known {
+            Some(index) => index,
+            None => {
+                let index = u32::try_from(self.seen.iter().filter(|s| s.choice == choice).count())
+                    .unwrap_or(u32::MAX);
+                self.seen.push(SeenCall {
+                    choice,
+                    upstream,
+                    id: id.map(str::to_string),
+                    index,
+                });
+                if !call.contains_key("type") {
+                    call.insert("type".into(), Value::from("function"));
+                }
+                index
+            }
+        };
+        call.insert("index".into(), Value::from(index));
+        if let Some(Value::Object(function)) = call.get_mut("function")
+            && let Some(arguments) = function.get_mut("arguments")
+            && !arguments.is_string()
+            && !arguments.is_null()
+        {
+            *arguments = Value::from(arguments.to_string());
+        }
     }
 }
 
@@ -184,6 +314,41 @@ fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, Requ
         }
     };
     Ok(with_query_param(&base, "api-version", version))
+}
+
+/// Whether the Azure URL's API accepts `stream_options` (providers.md §2.3, §12 item 10):
+/// the v1 API, previews from 2024-08-01, GA versions from 2024-10-21. Older versions answer
+/// 400 "Unrecognized request argument supplied: stream_options"; an unknown version is
+/// treated as old, since a stream without usage is better than a refused request.
+fn azure_has_stream_options(url: &str) -> bool {
+    let without_fragment = url.split('#').next().unwrap_or(url);
+    let (path, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    if path.contains("/openai/v1/") {
+        return true;
+    }
+    let Some(version) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("api-version="))
+    else {
+        return false;
+    };
+    let is_date = |d: &str| {
+        d.len() == 10
+            && d.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            })
+    };
+    match version {
+        "v1" | "latest" | "preview" => true,
+        _ => match version.strip_suffix("-preview") {
+            // Dates in this format compare correctly as strings.
+            Some(date) => is_date(date) && date >= "2024-08-01",
+            None => is_date(version) && version >= "2024-10-21",
+        },
+    }
 }
 
 /// Appends `key=value` to a URL's query unless the key is already there (the configured
@@ -272,6 +437,34 @@ pub(super) fn compatible_request(
             }
         }
         Dialect::Mistral => mistral_body(&mut body, max_tokens)?,
+    }
+    if stream {
+        match dialect {
+            // Mistral rejects the field and puts usage in its last chunk unasked.
+            Dialect::Mistral => {
+                body.remove("stream_options");
+            }
+            // Usage is metered from the stream whatever the client asked (spec §4.5); the
+            // emitter strips it again for a client that did not ask.
+            Dialect::OpenAi | Dialect::SelfHosted => {
+                let supported = match ctx.provider {
+                    ProviderKind::Azure => azure_has_stream_options(&url),
+                    _ => true,
+                };
+                if supported {
+                    match body.get_mut("stream_options") {
+                        Some(Value::Object(options)) => {
+                            options.insert("include_usage".into(), Value::Bool(true));
+                        }
+                        None | Some(Value::Null) => {
+                            body.insert("stream_options".into(), json!({"include_usage": true}));
+                        }
+                        // Not an object: the upstream's 400 tells the client.
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
     }
     Ok(UpstreamRequest {
         url,
@@ -393,9 +586,43 @@ fn mistral_body(
             if m.get("role").and_then(Value::as_str) == Some("developer") {
                 m.insert("role".into(), Value::from("system"));
             }
+            if let Some(Value::Array(calls)) = m.get_mut("tool_calls") {
+                for call in calls.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(Value::String(id)) = call.get_mut("id") {
+                        *id = mistral_tool_call_id(id);
+                    }
+                }
+            }
+            if let Some(Value::String(id)) = m.get_mut("tool_call_id") {
+                *id = mistral_tool_call_id(id);
+            }
         }
     }
+    // `tool_choice` passes unchanged: Mistral takes "required" (its "any" means the same),
+    // and the OpenAI-compatible servers a mistral service may point at (vLLM) know
+    // "required" but not "any".
     Ok(())
+}
+
+/// A tool call id Mistral accepts (`[a-zA-Z0-9]{9}`, else 422): valid ids unchanged, others
+/// replaced by 9 base62 digits of their SHA-256, so the same id gives the same replacement
+/// in the assistant's `tool_calls` and in the `tool` message that answers it.
+fn mistral_tool_call_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let digest = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let mut n = u64::from_be_bytes(first);
+    let mut out = [0u8; 9];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 62) as usize];
+        n /= 62;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// An OpenAI-compatible 2xx body → the OpenAI object of the route type.
@@ -1084,6 +1311,7 @@ mod tests {
     use super::test_support::*;
     use super::*;
     use crate::admin::services::{Llama2Format, MistralFormat};
+    use crate::llm::StreamMeta;
     use crate::providers::{ProviderKind, RouteKind, Translator, translator};
 
     const CHAT: RouteKind = RouteKind::Chat;
@@ -1815,6 +2043,492 @@ mod tests {
             "https://h/p?a=1&k=v"
         );
         assert_eq!(with_query_param("https://h/p?k", "k", "v"), "https://h/p?k");
+    }
+
+    // ---- Streaming: the request side -------------------------------------------------
+
+    fn streaming(extra: Value) -> Value {
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true});
+        if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            b.extend(extra);
+        }
+        body
+    }
+
+    #[test]
+    fn streams_ask_openai_compatible_upstreams_for_usage() {
+        let openai = Setup::new(ProviderKind::Openai, "gpt-4o");
+        let llama2 = Setup::new(ProviderKind::Llama2(Llama2Format::Openai), "llama3")
+            .url("http://vllm.example.com/v1/chat/completions");
+        let mistral_completions =
+            Setup::new(MISTRAL, "codestral").url("http://tgi.example.com/v1/completions");
+        for s in [&openai, &llama2] {
+            let (_, body) = req_ok(s, CHAT, streaming(json!({})));
+            assert_eq!(body["stream_options"], json!({"include_usage": true}));
+            let (_, body) = req_ok(
+                s,
+                CHAT,
+                streaming(json!({"stream_options": {"include_usage": false,
+                                                    "include_obfuscation": false}})),
+            );
+            assert_eq!(
+                body["stream_options"],
+                json!({"include_usage": true, "include_obfuscation": false}),
+                "the client's other options are kept"
+            );
+            let (_, body) = req_ok(s, CHAT, streaming(json!({"stream_options": null})));
+            assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        }
+        for s in [&openai, &mistral_completions] {
+            let (_, body) = req_ok(s, COMPLETIONS, json!({"prompt": "p", "stream": true}));
+            assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        }
+
+        // Not streaming: the body is the client's.
+        let (_, body) = req_ok(&openai, CHAT, chat_body());
+        assert!(body.get("stream_options").is_none());
+        let (_, body) = req_ok(
+            &openai,
+            CHAT,
+            json!({"messages": [{"role": "user", "content": "x"}],
+                   "stream_options": {"include_usage": false}}),
+        );
+        assert_eq!(body["stream_options"], json!({"include_usage": false}));
+    }
+
+    #[test]
+    fn azure_gets_stream_options_only_where_its_api_version_has_them() {
+        for (version, supported) in [
+            ("2023-05-15", false),
+            ("2024-02-01", false),
+            ("2024-06-01", false),
+            ("2024-07-01-preview", false),
+            ("2024-08-01-preview", true),
+            ("2024-09-01-preview", true),
+            ("2024-10-21", true),
+            ("2025-04-01-preview", true),
+            ("v1", true),
+            ("latest", true),
+            ("preview", true),
+            ("2024-10-2", false),
+            ("someday", false),
+        ] {
+            let mut s = azure("gpt-4o");
+            s.options.azure_api_version = Some(version.into());
+            let (_, body) = req_ok(&s, CHAT, streaming(json!({})));
+            let want = supported.then(|| json!({"include_usage": true}));
+            assert_eq!(body.get("stream_options").cloned(), want, "{version}");
+
+            // On an old version the client's own choice is left alone.
+            let client = json!({"stream_options": {"include_usage": false}});
+            let (_, body) = req_ok(&s, CHAT, streaming(client));
+            let want = json!({"include_usage": supported});
+            assert_eq!(body["stream_options"], want, "{version}");
+        }
+        // The version in the configured URL is the one Azure sees; the v1 surface has them.
+        for (url, supported) in [
+            ("https://az.example.com/x?api-version=2024-10-21", true),
+            (
+                "https://az.example.com/x?api-version=2024-05-01-preview",
+                false,
+            ),
+            ("https://az.example.com/openai/v1/chat/completions", true),
+        ] {
+            let s = azure("gpt-4o").url(url);
+            let (_, body) = req_ok(&s, CHAT, streaming(json!({})));
+            assert_eq!(body.get("stream_options").is_some(), supported, "{url}");
+        }
+    }
+
+    #[test]
+    fn mistral_streams_drop_stream_options() {
+        let s = Setup::new(MISTRAL, "mistral-large-latest");
+        let (_, body) = req_ok(
+            &s,
+            CHAT,
+            streaming(json!({"stream_options": {"include_usage": true}})),
+        );
+        assert_eq!(body["stream"], json!(true));
+        assert!(body.get("stream_options").is_none(), "{body}");
+    }
+
+    #[test]
+    fn mistral_tool_call_ids_are_rewritten_consistently() {
+        let s = Setup::new(MISTRAL, "mistral-large-latest");
+        let call = |id: &str| json!({"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}});
+        let client = json!({
+            "messages": [
+                {"role": "user", "content": "go"},
+                {"role": "assistant", "content": null,
+                 "tool_calls": [call("call_abc123XYZ"), call("D681PevKs"), call("toolu_01A-b")]},
+                {"role": "tool", "tool_call_id": "call_abc123XYZ", "content": "1"},
+                {"role": "tool", "tool_call_id": "D681PevKs", "content": "2"},
+                {"role": "tool", "tool_call_id": "toolu_01A-b", "content": "3"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "tool_choice": "required"
+        });
+        let (_, body) = req_ok(&s, CHAT, client);
+        let ids: Vec<&str> = (0..3)
+            .map(|i| {
+                body["messages"][1]["tool_calls"][i]["id"]
+                    .as_str()
+                    .expect("id")
+            })
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(id.len(), 9, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+            assert_eq!(
+                body["messages"][2 + i]["tool_call_id"],
+                json!(id),
+                "the tool message answers the same call"
+            );
+        }
+        assert_eq!(ids[1], "D681PevKs", "a valid id is kept");
+        assert_ne!(ids[0], ids[2]);
+        assert_eq!(
+            ids[0],
+            mistral_tool_call_id("call_abc123XYZ"),
+            "deterministic"
+        );
+        assert_eq!(body["tool_choice"], json!("required"));
+        for id in ["", "abcdefgh", "abcdefghij", "abcdéfgh", "abc_efghi"] {
+            let got = mistral_tool_call_id(id);
+            assert!(
+                got.len() == 9 && got.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{id:?} → {got}"
+            );
+        }
+    }
+
+    // ---- Streaming: transcoding --------------------------------------------------------
+
+    fn stream_meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
+        StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "gpt-4o-mini".into(),
+            kind,
+            include_usage,
+            collect_text: true,
+        }
+    }
+
+    /// The client's bytes for an upstream stream, checked to be the same however the
+    /// upstream bytes are split.
+    fn transcode(input: &[u8], meta: &StreamMeta) -> Vec<u8> {
+        crate::llm::assert_split_invariant(|| Box::new(OpenAiStream::default()), meta, input)
+    }
+
+    /// The `data:` payloads of an OpenAI SSE body (`[DONE]` as a JSON string).
+    fn payloads(bytes: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(bytes).expect("utf-8");
+        assert!(text.ends_with("\n\n"), "every frame ends with a blank line");
+        text.split_terminator("\n\n")
+            .map(|frame| {
+                let data = frame
+                    .strip_prefix("data: ")
+                    .expect("one data line per frame");
+                assert!(!data.contains('\n'), "{frame}");
+                if data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(data).expect("JSON payload")
+                }
+            })
+            .collect()
+    }
+
+    struct StreamCase {
+        provider: &'static str,
+        name: &'static str,
+        kind: RouteKind,
+        /// The fixture's usage (prompt, completion, cached); `None` for a failed stream.
+        usage: Option<(u64, u64, Option<u64>)>,
+        text: &'static str,
+    }
+
+    const STREAM_CASES: &[StreamCase] = &[
+        StreamCase {
+            provider: "openai",
+            name: "chat-stream-usage",
+            kind: CHAT,
+            usage: Some((19, 4, Some(0))),
+            text: "Hello, wörld ✓",
+        },
+        StreamCase {
+            provider: "openai",
+            name: "chat-stream-tools",
+            kind: CHAT,
+            usage: Some((82, 51, None)),
+            text: "",
+        },
+        StreamCase {
+            provider: "openai",
+            name: "completions-stream",
+            kind: COMPLETIONS,
+            usage: Some((5, 7, None)),
+            text: "\n\nThis is a test.",
+        },
+        StreamCase {
+            provider: "openai",
+            name: "chat-stream-error",
+            kind: CHAT,
+            usage: None,
+            text: "Partial",
+        },
+        StreamCase {
+            provider: "azure",
+            name: "chat-stream-filtered",
+            kind: CHAT,
+            usage: Some((12, 4, Some(8))),
+            text: "Bonjour à vous",
+        },
+        StreamCase {
+            provider: "mistral",
+            name: "chat-stream-tools",
+            kind: CHAT,
+            usage: Some((74, 43, None)),
+            text: "Je vérifie.",
+        },
+    ];
+
+    #[test]
+    fn stream_fixtures_transcode_to_the_expected_bytes() {
+        let azure = fixture("azure", "chat-stream-filtered.sse");
+        assert!(
+            azure.contains("\r\n"),
+            "the Azure fixture has CRLF line endings"
+        );
+        for case in STREAM_CASES {
+            let input = fixture(case.provider, &format!("{}.sse", case.name));
+            for include_usage in [false, true] {
+                let what = format!(
+                    "{}/{} include_usage={include_usage}",
+                    case.provider, case.name
+                );
+                let meta = stream_meta(case.kind, include_usage);
+                let got = transcode(input.as_bytes(), &meta);
+                let expected = match (case.usage, include_usage) {
+                    (Some(_), true) => format!("{}.expected-usage.sse", case.name),
+                    _ => format!("{}.expected.sse", case.name),
+                };
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    fixture(case.provider, &expected),
+                    "{what}"
+                );
+
+                // CRLF line endings give the same output (the Azure fixture is written so).
+                let crlf = input.replace("\r\n", "\n").replace('\n', "\r\n");
+                let from_crlf = crate::llm::transcode_in_pieces(
+                    Box::new(OpenAiStream::default()),
+                    meta.clone(),
+                    crlf.as_bytes(),
+                    &[],
+                );
+                assert!(from_crlf == got, "{what}: CRLF");
+
+                let frames = payloads(&got);
+                let chunks: Vec<&Value> = frames.iter().filter(|f| f.is_object()).collect();
+                let (first, last) = (chunks[0], chunks[chunks.len() - 1]);
+                let object = match case.kind {
+                    RouteKind::Chat => "chat.completion.chunk",
+                    RouteKind::Completions => "text_completion",
+                };
+                for chunk in chunks.iter().filter(|c| c.get("error").is_none()) {
+                    for key in ["id", "created", "model"] {
+                        assert_eq!(chunk[key], first[key], "{what}: {key} is constant");
+                    }
+                    assert_eq!(chunk["object"], json!(object), "{what}");
+                    assert!(chunk["choices"].is_array(), "{what}: {chunk}");
+                }
+                let with_usage: Vec<&&Value> =
+                    chunks.iter().filter(|c| c.get("usage").is_some()).collect();
+                match case.usage {
+                    Some((prompt, completion, cached)) => {
+                        assert_eq!(frames.last(), Some(&json!("[DONE]")), "{what}");
+                        if include_usage {
+                            assert_eq!(with_usage.len(), 1, "{what}: one usage chunk");
+                            assert!(std::ptr::eq(*with_usage[0], last), "{what}: usage last");
+                            assert_eq!(last["choices"], json!([]), "{what}");
+                            let mut want = json!({"prompt_tokens": prompt,
+                                "completion_tokens": completion,
+                                "total_tokens": prompt + completion});
+                            if let Some(c) = cached {
+                                want["prompt_tokens_details"] = json!({"cached_tokens": c});
+                            }
+                            assert_eq!(last["usage"], want, "{what}");
+                        } else {
+                            assert!(with_usage.is_empty(), "{what}: usage stripped");
+                        }
+                    }
+                    None => {
+                        assert!(with_usage.is_empty(), "{what}");
+                        assert!(last.get("error").is_some(), "{what}: ends with the error");
+                    }
+                }
+                // No chunk with nothing in it reaches the client (Azure's filter chunks).
+                for chunk in &chunks {
+                    if let Some(choices) = chunk["choices"].as_array() {
+                        assert!(
+                            !choices.is_empty() || chunk.get("usage").is_some(),
+                            "{what}: {chunk}"
+                        );
+                    }
+                }
+
+                // The accounting the usage record is built from.
+                let mut t = crate::llm::Transcode::new(
+                    Box::new(OpenAiStream::default()),
+                    meta.clone(),
+                    "test",
+                );
+                t.feed(input.as_bytes());
+                t.upstream_closed();
+                let e = t.emitter();
+                assert_eq!(e.text(), case.text, "{what}");
+                if let Some((prompt, completion, _)) = case.usage {
+                    assert_eq!(e.tokens(), (prompt, completion), "{what}");
+                    assert!(e.usage_is_final(), "{what}");
+                    assert_eq!(e.end(), crate::llm::StreamEnd::Done, "{what}");
+                } else {
+                    assert_eq!(e.end(), crate::llm::StreamEnd::Failed, "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_tool_calls_keep_their_index_and_arguments() {
+        for (provider, calls) in [
+            (
+                "openai",
+                [
+                    ("call_kT0aW2mQ", "get_weather", r#"{"city": "Paris"}"#),
+                    ("call_Zq9vR4nB", "get_time", r#"{"tz":"Europe\/Paris"}"#),
+                ],
+            ),
+            (
+                "mistral",
+                [
+                    (
+                        "D681PevKs",
+                        "retrieve_payment_status",
+                        r#"{"transaction_id": "T1001"}"#,
+                    ),
+                    (
+                        "Xy7Pq2Lm9",
+                        "retrieve_payment_date",
+                        r#"{"transaction_id": "T1001"}"#,
+                    ),
+                ],
+            ),
+        ] {
+            let input = fixture(provider, "chat-stream-tools.sse");
+            let got = transcode(input.as_bytes(), &stream_meta(CHAT, false));
+            // Accumulate as an SDK does: fragments by `index`.
+            let mut acc: Vec<(String, String, String)> = Vec::new();
+            let mut finish = None;
+            for frame in payloads(&got).iter().filter(|f| f.is_object()) {
+                let choice = &frame["choices"][0];
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    finish = Some(reason.to_string());
+                }
+                for call in choice["delta"]["tool_calls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    let i = usize::try_from(call["index"].as_u64().expect("index")).expect("usize");
+                    if let Some(id) = call["id"].as_str() {
+                        assert_eq!(i, acc.len(), "{provider}: a new call takes the next index");
+                        assert_eq!(call["type"], json!("function"), "{provider}");
+                        let name = call["function"]["name"].as_str().expect("name");
+                        acc.push((id.into(), name.into(), String::new()));
+                    }
+                    let args = call["function"]["arguments"].as_str().expect("string");
+                    acc[i].2.push_str(args);
+                }
+            }
+            let want: Vec<(String, String, String)> = calls
+                .iter()
+                .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+                .collect();
+            assert_eq!(acc, want, "{provider}");
+            assert_eq!(finish.as_deref(), Some("tool_calls"));
+        }
+    }
+
+    fn chunk_with(choice: Value) -> String {
+        let chunk = json!({"id": "x", "object": "chat.completion.chunk", "created": 1,
+                           "model": "m", "choices": [choice]});
+        format!("data: {chunk}\n\n")
+    }
+
+    #[test]
+    fn dialect_quirks_are_normalised() {
+        // Every call numbered 0, object arguments, Mistral's `model_length`.
+        let call = |id: &str| json!({"index": 0, "id": id, "function": {"name": "f", "arguments": {"a": 1}}});
+        let input = [
+            chunk_with(json!({"index": 0, "delta": {"tool_calls": [call("aaaaaaaaa")]}})),
+            chunk_with(json!({"index": 0, "delta": {"tool_calls": [call("bbbbbbbbb")]}})),
+            chunk_with(json!({"index": 0, "delta": {}, "finish_reason": "model_length"})),
+            "data: [DONE]\n\n".to_string(),
+        ]
+        .concat();
+        let got = payloads(&transcode(input.as_bytes(), &stream_meta(CHAT, false)));
+        let calls: Vec<Value> = got[..2]
+            .iter()
+            .map(|f| f["choices"][0]["delta"]["tool_calls"][0].clone())
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                json!({"index": 0, "id": "aaaaaaaaa", "type": "function",
+                       "function": {"name": "f", "arguments": "{\"a\":1}"}}),
+                json!({"index": 1, "id": "bbbbbbbbb", "type": "function",
+                       "function": {"name": "f", "arguments": "{\"a\":1}"}}),
+            ]
+        );
+        assert_eq!(got[2]["choices"][0]["finish_reason"], json!("length"));
+
+        // Mistral's `error` finish: a failure when nothing was produced, else `stop`.
+        let error = chunk_with(json!({"index": 0, "delta": {}, "finish_reason": "error"}));
+        let got = payloads(&transcode(error.as_bytes(), &stream_meta(CHAT, false)));
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0]["error"]["message"],
+            json!("upstream finished with finish_reason 'error'")
+        );
+        let input = chunk_with(json!({"index": 0, "delta": {"content": "hi"}})) + &error;
+        let got = payloads(&transcode(input.as_bytes(), &stream_meta(CHAT, false)));
+        assert_eq!(got[1]["choices"][0]["finish_reason"], json!("stop"));
+        assert_eq!(got.last(), Some(&json!("[DONE]")), "closed after a finish");
+
+        // Mistral's in-band error shape.
+        let input = r#"data: {"object":"error","message":"Service unavailable","type":"internal_server_error","param":null,"code":"1000"}"#;
+        let got = payloads(&transcode(input.as_bytes(), &stream_meta(CHAT, true)));
+        assert_eq!(
+            got,
+            vec![json!({"error": {"message": "Service unavailable",
+                "type": "internal_server_error", "param": null, "code": "1000"}})]
+        );
+    }
+
+    #[test]
+    fn a_stream_cut_short_is_an_error_for_the_client() {
+        let input = chunk_with(json!({"index": 0, "delta": {"content": "hal"}}));
+        let got = payloads(&transcode(input.as_bytes(), &stream_meta(CHAT, true)));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1]["error"]["type"], json!("upstream_error"));
+        let input = "data: {not json}\n\n";
+        let got = payloads(&transcode(input.as_bytes(), &stream_meta(CHAT, true)));
+        assert_eq!(
+            got[0]["error"]["code"],
+            json!("stream_transformation_failed")
+        );
     }
 
     // ---- Kong conformance ------------------------------------------------------------

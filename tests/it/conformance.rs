@@ -17,6 +17,11 @@ use crate::kong::{self, Fixtures};
 use crate::mock_upstream::{Behaviour, MockUpstream, Received};
 use crate::proxy::{ProxyReply, call, new_key};
 use crate::support::{TestApp, spawn_app_with};
+use tollgate::llm::{
+    ChunkEmitter, FramingError, NdjsonDecoder, SseDecoder, SseEvent, StreamMeta, StreamTranscoder,
+};
+use tollgate::providers::RouteKind;
+use tollgate::providers::openai::OpenAiStream;
 
 // ---- Providers as Kong's specs configure them -----------------------------------------
 
@@ -1276,6 +1281,158 @@ async fn kong_preserve_embeddings_pass_through() {
     run_cases("Kong preserve", preserve_cases()).await;
 }
 
+// ---- Streaming (spec §4.5) ------------------------------------------------------------------
+
+/// Kong's streaming unit fixtures for the OpenAI format and the framing layer, checked
+/// against the public transcoder API (Kong's `01-unit_spec.lua` "stream format" and
+/// "streaming transformer" tests).
+const REAL_STREAM_FRAMES: &[(&str, RouteKind)] = &[
+    (
+        "unit/real-stream-frames/openai/llm-v1-chat.txt",
+        RouteKind::Chat,
+    ),
+    (
+        "unit/real-stream-frames/openai/llm-v1-completions.txt",
+        RouteKind::Completions,
+    ),
+];
+const TEXT_EVENT_STREAM: &str = "unit/streaming-chunk-formats/text-event-stream";
+const COMPLETE_JSON: &str = "unit/streaming-chunk-formats/complete-json";
+
+/// `{"data": …}` events of Kong's `expected-output.json`.
+fn expected_data(fx: &Fixtures, dir: &str) -> Vec<String> {
+    let expected = fx.json(&format!("{dir}/expected-output.json"));
+    expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A real OpenAI frame becomes one chunk with the frame's content, `id`, `model` and
+/// `created` (Kong passes it through; Tollgate applies §4.5 and keeps all of them).
+#[test]
+fn kong_openai_real_stream_frames_give_the_same_chunk() {
+    let Some(fx) = Fixtures::from_env() else {
+        return;
+    };
+    for &(file, kind) in REAL_STREAM_FRAMES {
+        let frame = fx.bytes(file);
+        let upstream: Value =
+            serde_json::from_slice(frame.strip_prefix(b"data: ").unwrap()).unwrap();
+        let mut out = ChunkEmitter::new(StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "gpt-4".into(),
+            kind,
+            include_usage: false,
+            collect_text: true,
+        });
+        let mut transcoder = OpenAiStream::default();
+        transcoder.feed(&frame, &mut out).unwrap();
+        transcoder.finish(&mut out).unwrap();
+        let bytes = out.take();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let frames: Vec<&str> = text.split_terminator("\n\n").collect();
+        assert_eq!(frames.len(), 1, "{file}: {text}");
+        assert!(text.ends_with("\n\n"), "{file}");
+        let chunk: Value = serde_json::from_str(frames[0].strip_prefix("data: ").unwrap()).unwrap();
+        for key in ["id", "model", "created", "object"] {
+            assert_eq!(chunk[key], upstream[key], "{file}: {key}");
+        }
+        // Kong's assertion on `choices`.
+        let want = match kind {
+            RouteKind::Chat => json!([{"delta": {"content": "the answer"},
+                "finish_reason": null, "index": 0, "logprobs": null}]),
+            RouteKind::Completions => json!([{"text": "the answer",
+                "finish_reason": null, "index": 0, "logprobs": null}]),
+        };
+        assert_eq!(chunk["choices"], want, "{file}");
+        assert_eq!(out.text(), "the answer", "{file}");
+    }
+}
+
+/// Feeds `input` split at `at` and returns the `data` of the events the decoder completes
+/// (and, with `close`, the one it flushes at the end of the stream).
+fn sse_data(input: &[u8], at: usize, close: bool) -> Vec<String> {
+    let mut decoder = SseDecoder::default();
+    let mut events: Vec<SseEvent> = Vec::new();
+    for part in [&input[..at], &input[at..]] {
+        decoder
+            .feed(part, |e| {
+                events.push(e);
+                Ok::<_, FramingError>(())
+            })
+            .unwrap();
+    }
+    if close {
+        decoder
+            .finish(|e| {
+                events.push(e);
+                Ok::<_, FramingError>(())
+            })
+            .unwrap();
+    }
+    assert!(events.iter().all(|e| e.event.is_none()));
+    events.into_iter().map(|e| e.data).collect()
+}
+
+/// Kong's SSE framing test: the `data` of each event, however the input is split. Kong's
+/// input ends with `data: [DONE]` and no line end, a frame it keeps for the next read, so
+/// its expected events stop before it; Tollgate's decoder also holds it back and delivers
+/// it when the upstream closes the stream.
+#[test]
+fn kong_text_event_stream_frames_into_the_same_events() {
+    let Some(fx) = Fixtures::from_env() else {
+        return;
+    };
+    let input = fx.bytes(&format!("{TEXT_EVENT_STREAM}/input.bin"));
+    let expected = expected_data(&fx, TEXT_EVENT_STREAM);
+    assert_eq!(expected.len(), 3);
+    for at in 0..=input.len() {
+        assert_eq!(sse_data(&input, at, false), expected, "split at {at}");
+    }
+    let mut closed = expected.clone();
+    closed.push("[DONE]".into());
+    assert_eq!(sse_data(&input, input.len(), true), closed);
+}
+
+/// Kong's JSON-lines framing test (Cohere v1 events): one event per line, however split.
+#[test]
+fn kong_complete_json_lines_frame_into_the_same_events() {
+    let Some(fx) = Fixtures::from_env() else {
+        return;
+    };
+    let input = fx.bytes(&format!("{COMPLETE_JSON}/input.bin"));
+    let expected = expected_data(&fx, COMPLETE_JSON);
+    for at in 0..=input.len() {
+        let mut decoder = NdjsonDecoder::default();
+        let mut lines: Vec<String> = Vec::new();
+        let mut push = |l: &[u8]| {
+            lines.push(String::from_utf8(l.to_vec()).unwrap());
+            Ok::<_, FramingError>(())
+        };
+        decoder.feed(&input[..at], &mut push).unwrap();
+        decoder.feed(&input[at..], &mut push).unwrap();
+        decoder.finish(&mut push).unwrap();
+        assert_eq!(lines, expected, "split at {at}");
+    }
+}
+
+/// The Kong files the streaming tests above read.
+fn streaming_files() -> Vec<String> {
+    let mut files: Vec<String> = REAL_STREAM_FRAMES
+        .iter()
+        .map(|(f, _)| f.to_string())
+        .collect();
+    for dir in [TEXT_EVENT_STREAM, COMPLETE_JSON] {
+        files.push(format!("{dir}/input.bin"));
+        files.push(format!("{dir}/expected-output.json"));
+    }
+    files
+}
+
 // ---- Inventory ------------------------------------------------------------------------------
 
 /// Fixture files of the six providers that no case above uses, and why.
@@ -1297,8 +1454,12 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
         "streaming (spec §4.5) arrives with the streaming issue",
     ),
     (
-        "unit/streaming-chunk-formats/",
-        "stream framing of gemini/bedrock/cohere: streaming issue",
+        "unit/streaming-chunk-formats/partial-json-",
+        "Gemini's streamed JSON array: gemini is not a Tollgate provider",
+    ),
+    (
+        "unit/streaming-chunk-formats/aws/",
+        "AWS eventstream framing: bedrock is not a Tollgate provider",
     ),
     (
         "unit/requests/llm-v1-completion-template.json",
@@ -1327,6 +1488,7 @@ fn kong_fixture_inventory_every_file_is_covered_or_explained() {
     {
         used.extend(case.files().into_iter().map(str::to_string));
     }
+    used.extend(streaming_files());
     let others = ["gemini", "bedrock", "huggingface"];
     let mut files = Vec::new();
     for dir in [

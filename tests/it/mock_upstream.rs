@@ -45,6 +45,11 @@ pub enum Behaviour {
         gap: Duration,
         tail: Tail,
     },
+    /// `streamed` when the request body says `"stream": true`, else `whole`.
+    ByStream {
+        whole: Box<Behaviour>,
+        streamed: Box<Behaviour>,
+    },
 }
 
 /// How a streamed answer ends.
@@ -153,8 +158,16 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             .collect(),
         body: body.to_vec(),
     });
-    let behaviour = shared.behaviour.lock().unwrap().clone();
+    let mut behaviour = shared.behaviour.lock().unwrap().clone();
+    if let Behaviour::ByStream { whole, streamed } = behaviour {
+        let wants_stream = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|b| b.get("stream").and_then(Value::as_bool))
+            .unwrap_or(false);
+        behaviour = if wants_stream { *streamed } else { *whole };
+    }
     match behaviour {
+        Behaviour::ByStream { .. } => HttpResponse::InternalServerError().finish(),
         Behaviour::Reply(status, content_type, body) => {
             HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                 .content_type(content_type)

@@ -2,4 +2,5 @@
 //! `awc` connection pools (the design card); the metrics aggregator arrives with the
 //! telemetry issue.
 
+pub mod metrics;
 pub mod upstream;

@@ -171,3 +171,51 @@ pub struct Page {
     pub limit: i64,
     pub offset: i64,
 }
+
+/// Upper bounds (milliseconds) of the latency histogram kept per usage row; one more
+/// bucket counts everything above the last bound.
+pub const LATENCY_BUCKETS_MS: [f64; 9] = [
+    100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0, 30_000.0, 60_000.0,
+];
+
+/// Number of histogram counters per usage row (the bounds plus the overflow bucket).
+pub const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+
+/// One aggregated usage row: a minute × tenant × key × route × model. Writing a row adds
+/// its counts to the stored one (several nodes and several flushes share a minute).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRow {
+    /// The minute's start (seconds and below are zero).
+    pub bucket_start: DateTime<Utc>,
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    pub route_id: Uuid,
+    pub model: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// USD.
+    pub cost: f64,
+    pub latency_ms_sum: f64,
+    /// Request counts per latency bucket (`LATENCY_BUCKETS_MS`, then the overflow).
+    pub latency_histogram: [i64; LATENCY_BUCKETS],
+}
+
+impl UsageRow {
+    /// The histogram bucket of a latency.
+    pub fn latency_bucket(latency_ms: f64) -> usize {
+        LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&bound| latency_ms <= bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len())
+    }
+}
+
+/// Which stored usage rows to read: `[from, to)`, optionally one tenant's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageQuery {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub tenant_id: Option<Uuid>,
+}

@@ -23,3 +23,5 @@ pub fn init_logging(format: &str) {
 }
 
 pub mod analytics;
+pub mod semconv;
+pub mod trace;

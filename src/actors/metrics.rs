@@ -1,0 +1,352 @@
+//! The metrics aggregator (design card; spec §5). Every proxied request whose tenant and
+//! route are known ends in one `UsageEvent`, streamed or not, successful or failed. The
+//! proxy hands it to a `UsageSink` (`try_send` on a bounded channel: the request never
+//! waits); a full channel drops the event and counts it, and the count is exported.
+//!
+//! The actor drains the channel every `DRAIN_INTERVAL`, passes each event to the
+//! telemetry observer (OTLP spans and metrics are built here, off the request path), and
+//! adds it to the current minute's row for its tenant × key × route × model. Every
+//! `flush_interval` the rows go to the store in one batch. A failed write keeps the rows
+//! and retries; past `MAX_UNWRITTEN_ROWS` the oldest are dropped and counted (never
+//! silently). `Shutdown` drains, flushes and retries until its deadline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture,
+};
+use chrono::{DateTime, DurationRound, Utc};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::store::model::{LATENCY_BUCKETS, UsageRow};
+use crate::telemetry::trace::TraceContext;
+
+/// Events waiting between the proxy workers and the aggregator.
+pub const EVENT_QUEUE: usize = 65_536;
+/// Rows kept in memory while the database cannot take them (a minute × key × route ×
+/// model each; far more than a busy node produces in an hour).
+pub const MAX_UNWRITTEN_ROWS: usize = 200_000;
+const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// One proxied request, as the aggregator and the telemetry need it.
+#[derive(Debug, Clone)]
+pub struct UsageEvent {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub tenant_id: Uuid,
+    pub tenant: String,
+    pub key_id: Uuid,
+    pub route_id: Uuid,
+    pub route: String,
+    /// Tollgate's provider name (`openai`, `azure`, …).
+    pub provider: &'static str,
+    /// `chat` or `text_completion`.
+    pub operation: &'static str,
+    pub request_model: String,
+    pub response_model: Option<String>,
+    pub status: u16,
+    /// Why it failed (`error.type`): the error's type or code; `None` on success.
+    pub error_type: Option<String>,
+    /// `None` when unknown (no zero points for failed requests).
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// USD.
+    pub cost: f64,
+    pub upstream: Option<UpstreamTiming>,
+    /// Streams: from receiving the request to the first chunk sent to the client.
+    pub time_to_first_token: Option<Duration>,
+    /// Time spent in the gateway (total minus upstream).
+    pub overhead: Duration,
+    pub stream: bool,
+    pub finish_reason: Option<String>,
+    /// The upstream host (`server.address`).
+    pub server_address: Option<String>,
+    pub trace: TraceContext,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTiming {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+}
+
+impl UsageEvent {
+    pub fn is_error(&self) -> bool {
+        self.status >= 400 || self.error_type.is_some()
+    }
+}
+
+/// The proxy's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl UsageSink {
+    pub fn record(&self, event: UsageEvent) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped because the queue was full (or the aggregator gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Where rows are written (the store; a fake in tests).
+#[async_trait::async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String>;
+}
+
+/// Sees every event (OTLP spans and metrics); runs on the aggregator's thread.
+pub trait UsageObserver {
+    fn observe(&mut self, event: &UsageEvent);
+    /// The running total of dropped events and rows, exported as a counter.
+    fn dropped(&mut self, total: u64);
+    /// Shutdown: export what is buffered.
+    fn flush(&mut self);
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct RowKey {
+    minute: DateTime<Utc>,
+    tenant_id: Uuid,
+    key_id: Uuid,
+    route_id: Uuid,
+    model: String,
+}
+
+pub struct MetricsAggregator {
+    rx: mpsc::Receiver<UsageEvent>,
+    store: Arc<dyn UsageStore>,
+    observer: Option<Box<dyn UsageObserver>>,
+    current: HashMap<RowKey, UsageRow>,
+    /// Rows taken out of `current` whose write has not succeeded yet, oldest first.
+    unwritten: Vec<UsageRow>,
+    flush_interval: Duration,
+    last_flush: Instant,
+    /// A write is in flight (its rows come back to `unwritten` if it fails).
+    flushing: Arc<AtomicBool>,
+    queue_dropped: Arc<AtomicU64>,
+    rows_dropped: u64,
+    reported_dropped: u64,
+}
+
+impl MetricsAggregator {
+    /// The actor and the sink the proxy workers share.
+    pub fn new(
+        store: Arc<dyn UsageStore>,
+        observer: Option<Box<dyn UsageObserver>>,
+        flush_interval: Duration,
+    ) -> (MetricsAggregator, UsageSink) {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let sink = UsageSink {
+            tx,
+            dropped: dropped.clone(),
+        };
+        let aggregator = MetricsAggregator {
+            rx,
+            store,
+            observer,
+            current: HashMap::new(),
+            unwritten: Vec::new(),
+            flush_interval,
+            last_flush: Instant::now(),
+            flushing: Arc::new(AtomicBool::new(false)),
+            queue_dropped: dropped,
+            rows_dropped: 0,
+            reported_dropped: 0,
+        };
+        (aggregator, sink)
+    }
+
+    fn drain(&mut self) {
+        while let Ok(event) = self.rx.try_recv() {
+            self.add(&event);
+            if let Some(observer) = self.observer.as_mut() {
+                observer.observe(&event);
+            }
+        }
+        let dropped = self.queue_dropped.load(Ordering::Relaxed) + self.rows_dropped;
+        if dropped != self.reported_dropped {
+            self.reported_dropped = dropped;
+            tracing::warn!(dropped, "usage events or rows dropped (buffer full)");
+            if let Some(observer) = self.observer.as_mut() {
+                observer.dropped(dropped);
+            }
+        }
+    }
+
+    fn add(&mut self, event: &UsageEvent) {
+        let finished: DateTime<Utc> = (event.started_at + event.duration).into();
+        let minute = finished
+            .duration_trunc(chrono::Duration::minutes(1))
+            .unwrap_or(finished);
+        let key = RowKey {
+            minute,
+            tenant_id: event.tenant_id,
+            key_id: event.key_id,
+            route_id: event.route_id,
+            model: event.request_model.clone(),
+        };
+        let row = self.current.entry(key).or_insert_with(|| UsageRow {
+            bucket_start: minute,
+            tenant_id: event.tenant_id,
+            key_id: event.key_id,
+            route_id: event.route_id,
+            model: event.request_model.clone(),
+            requests: 0,
+            errors: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost: 0.0,
+            latency_ms_sum: 0.0,
+            latency_histogram: [0; LATENCY_BUCKETS],
+        });
+        let latency_ms = event.duration.as_secs_f64() * 1000.0;
+        let tokens = |t: Option<u64>| i64::try_from(t.unwrap_or(0)).unwrap_or(i64::MAX);
+        row.requests += 1;
+        row.errors += i64::from(event.is_error());
+        row.prompt_tokens = row
+            .prompt_tokens
+            .saturating_add(tokens(event.prompt_tokens));
+        row.completion_tokens = row
+            .completion_tokens
+            .saturating_add(tokens(event.completion_tokens));
+        row.cost += event.cost;
+        row.latency_ms_sum += latency_ms;
+        row.latency_histogram[UsageRow::latency_bucket(latency_ms)] += 1;
+    }
+
+    /// Moves the current rows to the write queue, bounded.
+    fn seal(&mut self) {
+        self.unwritten
+            .extend(self.current.drain().map(|(_, row)| row));
+        if self.unwritten.len() > MAX_UNWRITTEN_ROWS {
+            let excess = self.unwritten.len() - MAX_UNWRITTEN_ROWS;
+            let lost: i64 = self.unwritten.drain(..excess).map(|r| r.requests).sum();
+            self.rows_dropped += u64::try_from(lost).unwrap_or(0);
+            tracing::error!(
+                rows = excess,
+                requests = lost,
+                "usage rows dropped: the database has been unavailable too long"
+            );
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing.load(Ordering::Acquire) {
+            return;
+        }
+        self.seal();
+        if self.unwritten.is_empty() {
+            return;
+        }
+        self.flushing.store(true, Ordering::Release);
+        self.last_flush = Instant::now();
+        let rows = std::mem::take(&mut self.unwritten);
+        let store = self.store.clone();
+        let write = async move {
+            let result = store.add_usage(&rows).await;
+            (rows, result)
+        };
+        ctx.spawn(write.into_actor(self).map(|(rows, result), act, _| {
+            act.flushing.store(false, Ordering::Release);
+            if let Err(e) = result {
+                tracing::warn!(error = %e, rows = rows.len(), "usage rows not written yet; will retry");
+                // Keep them ahead of anything sealed meanwhile (oldest first).
+                let newer = std::mem::replace(&mut act.unwritten, rows);
+                act.unwritten.extend(newer);
+            }
+        }));
+    }
+
+    /// Rows not yet in the store (for `/status` and tests).
+    pub fn pending_rows(&self) -> usize {
+        self.current.len() + self.unwritten.len()
+    }
+}
+
+impl Actor for MetricsAggregator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(DRAIN_INTERVAL, |act, ctx| {
+            act.drain();
+            if act.last_flush.elapsed() >= act.flush_interval {
+                act.flush(ctx);
+            }
+        });
+    }
+}
+
+/// Drain, write everything, retrying until `deadline`; answers how many requests could
+/// not be written (0 when all were).
+pub struct Shutdown {
+    pub deadline: Duration,
+}
+
+impl Message for Shutdown {
+    type Result = u64;
+}
+
+impl Handler<Shutdown> for MetricsAggregator {
+    type Result = ResponseActFuture<Self, u64>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        let until = Instant::now() + msg.deadline;
+        self.drain();
+        let store = self.store.clone();
+        let flushing = self.flushing.clone();
+        Box::pin(
+            async move {
+                // A write in flight either lands or hands its rows back; wait for it.
+                while flushing.load(Ordering::Acquire) && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            .into_actor(self)
+            .then(move |(), act, _| {
+                act.drain();
+                act.seal();
+                let mut rows = std::mem::take(&mut act.unwritten);
+                async move {
+                    while !rows.is_empty() {
+                        match store.add_usage(&rows).await {
+                            Ok(()) => rows.clear(),
+                            Err(e) if Instant::now() < until => {
+                                tracing::warn!(error = %e, "final usage flush failed; retrying");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, rows = rows.len(), "usage rows lost at shutdown");
+                                break;
+                            }
+                        }
+                    }
+                    rows
+                }
+                .into_actor(act)
+            })
+            .map(|rows, act, _| {
+                let lost: i64 = rows.iter().map(|r| r.requests).sum();
+                if let Some(observer) = act.observer.as_mut() {
+                    if lost > 0 {
+                        observer.dropped(act.reported_dropped + u64::try_from(lost).unwrap_or(0));
+                    }
+                    observer.flush();
+                }
+                u64::try_from(lost).unwrap_or(0)
+            }),
+        )
+    }
+}

@@ -19,6 +19,7 @@ use crate::bootstrap;
 use crate::config::Settings;
 use crate::crypto::{JwtKeys, JwtSettings};
 use crate::error::Error;
+use crate::proxy::Recorder;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::state::AppState;
 use crate::store::{self, SharedStore};
@@ -154,11 +155,15 @@ impl Application {
         let proxy_state = state.clone();
         let analytics_for_shutdown = analytics.clone();
         let allow_private = settings.allow_private_upstreams;
+        let recorder = Recorder {
+            analytics,
+            usage: None,
+        };
         let mut proxy_server = HttpServer::new(move || {
-            let analytics = analytics.clone();
+            let recorder = recorder.clone();
             App::new()
                 .app_data(proxy_state.clone())
-                .configure(|cfg| crate::proxy::configure(cfg, analytics, allow_private))
+                .configure(|cfg| crate::proxy::configure(cfg, recorder, allow_private))
         })
         .listen(proxy_listener)?
         .shutdown_timeout(drain.as_secs());

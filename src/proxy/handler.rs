@@ -1,7 +1,7 @@
 //! The proxy request, in the order of spec §4.3.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -18,9 +18,12 @@ use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
-use crate::telemetry::analytics::{self, AnalyticsLog};
+use crate::actors::metrics::{UpstreamTiming, UsageEvent};
+use crate::telemetry::analytics;
+use crate::telemetry::semconv;
+use crate::telemetry::trace::TraceContext;
 
-use super::Pools;
+use super::{Pools, Recorder};
 use super::auth::{Caller, authenticate, authorize};
 use super::inject::inject;
 use super::stream::{SseBody, StreamAccount};
@@ -39,7 +42,9 @@ enum Surface {
 /// Everything the request carries from step to step.
 struct Flight {
     started: Instant,
+    started_at: SystemTime,
     request_id: String,
+    trace: TraceContext,
 }
 
 impl Flight {
@@ -58,7 +63,9 @@ impl Flight {
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_string);
         Flight {
             started: Instant::now(),
+            started_at: SystemTime::now(),
             request_id,
+            trace: TraceContext::from_headers(req.headers()),
         }
     }
 
@@ -277,11 +284,32 @@ struct Outcome {
     status: u16,
     request_model: String,
     response_model: Option<String>,
-    usage: (u64, u64),
+    /// `None` when the provider reported none (errors, `preserve`).
+    usage: Option<(u64, u64)>,
+    finish_reason: Option<String>,
+    error_type: Option<String>,
     upstream_latency: Option<Duration>,
     /// With `log_payloads`: the body as sent upstream, and the body the client received.
     upstream_body: Option<Vec<u8>>,
     logged_response: Option<Value>,
+}
+
+/// What `dispatch` learned before it may fail, for the usage event of a failed request.
+#[derive(Default)]
+struct Attempt {
+    request_model: Option<String>,
+    server_address: Option<String>,
+    /// When the upstream request was sent, and how long until it failed or answered.
+    upstream_started: Option<(SystemTime, Instant)>,
+}
+
+impl Attempt {
+    fn upstream_timing(&self) -> Option<UpstreamTiming> {
+        self.upstream_started.map(|(at, since)| UpstreamTiming {
+            started_at: at,
+            duration: since.elapsed(),
+        })
+    }
 }
 
 fn map_failure(failure: UpstreamFailure) -> Error {
@@ -301,6 +329,8 @@ async fn dispatch(
     caller: &Caller<'_>,
     body: ClientBody,
     surface: Surface,
+    trace: &TraceContext,
+    attempt: &mut Attempt,
 ) -> Result<Reply, Error> {
     let ClientBody { raw, parsed } = body;
     let mut plan: Option<StreamPlan> = None;
@@ -401,6 +431,7 @@ async fn dispatch(
             (upstream, model)
         }
     };
+    attempt.request_model = Some(request_model.clone());
     let mut upstream = upstream;
     if let Some(credential) = &service.credential {
         inject(credential, req, caller.header, &mut upstream)?;
@@ -408,6 +439,13 @@ async fn dispatch(
     upstream
         .headers
         .push(("content-type".into(), "application/json".into()));
+    // W3C trace context: the upstream call is the gateway's child span (spec §5).
+    upstream
+        .headers
+        .push(("traceparent".into(), trace.upstream_traceparent()));
+    attempt.server_address = url::Url::parse(&upstream.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
     let pool = pools
         .get(provider.name())
         .ok_or_else(|| Error::internal("no upstream pool for this provider"))?;
@@ -420,6 +458,7 @@ async fn dispatch(
         read_timeout: Duration::from_millis(service.timeouts.read_ms),
         max_response_bytes: MAX_UPSTREAM_BODY,
     };
+    attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
     let reply: UpstreamReply = match (plan, kind) {
         (Some(plan), Some(kind)) => {
             let upstream_sent = Instant::now();
@@ -469,6 +508,8 @@ async fn dispatch(
         }
     }
     let mut logged_response = None;
+    let mut finish_reason = None;
+    let mut error_type = None;
     let (response, response_model, usage) = match kind {
         None => {
             let ct = reply
@@ -479,7 +520,10 @@ async fn dispatch(
             if let Some(ct) = ct {
                 builder.insert_header(("content-type", ct));
             }
-            (builder.body(reply.body.clone()), None, (0, 0))
+            if reply.status >= 400 {
+                error_type = Some(reply.status.to_string());
+            }
+            (builder.body(reply.body.clone()), None, None)
         }
         Some(kind) if (200..300).contains(&reply.status) => {
             let ctx = translate_context(route, &request_model, state.settings.default_max_tokens);
@@ -496,7 +540,11 @@ async fn dispatch(
                         ),
                     )
                 })?;
-            let usage = usage_of(&translated);
+            let usage = Some(usage_of(&translated));
+            finish_reason = translated
+                .pointer("/choices/0/finish_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let model = translated
                 .get("model")
                 .and_then(Value::as_str)
@@ -509,7 +557,8 @@ async fn dispatch(
         }
         Some(_) => {
             let error = translator(provider).error(reply.status, &reply.body);
-            (builder.json(error.to_openai()), None, (0, 0))
+            error_type = Some(error.kind.clone());
+            (builder.json(error.to_openai()), None, None)
         }
     };
     Ok(Reply::Whole(Outcome {
@@ -518,6 +567,8 @@ async fn dispatch(
         request_model,
         response_model,
         usage,
+        finish_reason,
+        error_type,
         upstream_latency: Some(reply.latency),
         upstream_body: logged_request,
         logged_response,
@@ -555,37 +606,80 @@ async fn collect_error(mut stream: UpstreamStream) -> Result<UpstreamReply, Erro
     })
 }
 
-/// One proxied request's accounting: the analytics line of spec §5.
+/// One proxied request's accounting: the analytics line of spec §5 and the usage event.
 pub(super) struct Record<'a> {
     pub request_id: &'a str,
     pub route: &'a RouteEntry,
+    pub tenant_id: uuid::Uuid,
     pub tenant: Option<&'a str>,
     pub key_id: uuid::Uuid,
     pub status: u16,
     pub request_model: &'a str,
     pub response_model: Option<&'a str>,
-    pub usage: (u64, u64),
+    /// `None` when the provider reported nothing (a failed request).
+    pub usage: Option<(u64, u64)>,
     pub usage_estimated: bool,
-    pub upstream_latency: Duration,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub upstream: Option<UpstreamTiming>,
     pub overhead: Duration,
+    pub time_to_first_token: Option<Duration>,
     pub stream_end: Option<&'static str>,
+    pub finish_reason: Option<&'a str>,
+    pub error_type: Option<String>,
+    pub server_address: Option<&'a str>,
+    pub trace: TraceContext,
     pub upstream_body: Option<&'a [u8]>,
     pub logged_response: Option<&'a Value>,
 }
 
-/// Writes the analytics line when the route's `log_statistics` is on.
-pub(super) fn write_record(analytics: &AnalyticsLog, record: &Record<'_>) {
-    let route = record.route;
-    if !route.logging.log_statistics {
-        return;
-    }
-    let upstream_ms = record.upstream_latency.as_millis();
-    let (prompt, completion) = record.usage;
+/// USD from the route's per-1M-token prices.
+fn cost_of(route: &RouteEntry, (prompt, completion): (u64, u64)) -> f64 {
     let costs = &route.model.options;
-    let cost = match (costs.input_cost, costs.output_cost) {
+    match (costs.input_cost, costs.output_cost) {
         (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
         _ => 0.0,
-    };
+    }
+}
+
+/// Records a finished request: the usage event always (billing does not depend on
+/// logging), the analytics line when the route's `log_statistics` is on and the request
+/// reached the provider.
+pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
+    let route = record.route;
+    let cost = record.usage.map_or(0.0, |u| cost_of(route, u));
+    if let Some(sink) = &recorder.usage {
+        sink.record(UsageEvent {
+            started_at: record.started_at,
+            duration: record.duration,
+            tenant_id: record.tenant_id,
+            tenant: record.tenant.unwrap_or_default().to_string(),
+            key_id: record.key_id,
+            route_id: route.record.id,
+            route: route.record.name.clone(),
+            provider: route.service.provider.name(),
+            operation: semconv::operation_name(route.route_type.as_str()),
+            request_model: record.request_model.to_string(),
+            response_model: record.response_model.map(str::to_string),
+            status: record.status,
+            error_type: record.error_type.clone(),
+            prompt_tokens: record.usage.map(|u| u.0),
+            completion_tokens: record.usage.map(|u| u.1),
+            cost,
+            upstream: record.upstream,
+            time_to_first_token: record.time_to_first_token,
+            overhead: record.overhead,
+            stream: record.stream_end.is_some(),
+            finish_reason: record.finish_reason.map(str::to_string),
+            server_address: record.server_address.map(str::to_string),
+            trace: record.trace,
+        });
+    }
+    if !route.logging.log_statistics || record.upstream.is_none() {
+        return;
+    }
+    let upstream_ms = record.upstream.map_or(0, |u| u.duration.as_millis());
+    let (prompt, completion) = record.usage.unwrap_or((0, 0));
     let time_per_token = if completion > 0 {
         upstream_ms as f64 / completion as f64
     } else {
@@ -595,7 +689,7 @@ pub(super) fn write_record(analytics: &AnalyticsLog, record: &Record<'_>) {
         request: record.upstream_body.map(String::from_utf8_lossy),
         response: record.logged_response,
     });
-    analytics.write(&analytics::Line {
+    recorder.analytics.write(&analytics::Line {
         ai: analytics::Ai {
             proxy: analytics::Proxy {
                 meta: analytics::Meta {
@@ -660,34 +754,39 @@ fn set_gateway_headers(
     );
 }
 
-/// Sends the reply: a whole answer with its analytics line now, or a stream whose
-/// analytics line is written when it ends.
+/// Who is calling which route: what every record of this request shares.
+struct Party<'a> {
+    route: &'a Arc<RouteEntry>,
+    caller: &'a Caller<'a>,
+    snapshot: &'a Snapshot,
+}
+
+/// Sends the reply: a whole answer with its record now, or a stream whose record is
+/// written when it ends.
 fn complete(
     flight: &Flight,
-    analytics: &AnalyticsLog,
-    route: &Arc<RouteEntry>,
-    caller: &Caller<'_>,
-    snapshot: &Snapshot,
+    recorder: &Recorder,
+    party: &Party<'_>,
+    attempt: &Attempt,
     reply: Reply,
 ) -> HttpResponse {
     match reply {
-        Reply::Whole(outcome) => {
-            complete_whole(flight, analytics, route, caller, snapshot, outcome)
-        }
-        Reply::Stream(start) => complete_stream(flight, analytics, route, caller, snapshot, start),
+        Reply::Whole(outcome) => complete_whole(flight, recorder, party, attempt, outcome),
+        Reply::Stream(start) => complete_stream(flight, recorder, party, attempt, start),
     }
 }
 
 fn complete_whole(
     flight: &Flight,
-    analytics: &AnalyticsLog,
-    route: &RouteEntry,
-    caller: &Caller<'_>,
-    snapshot: &Snapshot,
+    recorder: &Recorder,
+    party: &Party<'_>,
+    attempt: &Attempt,
     mut outcome: Outcome,
 ) -> HttpResponse {
+    let route = party.route;
+    let duration = flight.started.elapsed();
     let upstream_latency = outcome.upstream_latency.unwrap_or_default();
-    let overhead = flight.started.elapsed().saturating_sub(upstream_latency);
+    let overhead = duration.saturating_sub(upstream_latency);
     set_gateway_headers(
         &mut outcome.response,
         route,
@@ -695,21 +794,32 @@ fn complete_whole(
         upstream_latency,
         overhead,
     );
-    write_record(
-        analytics,
+    finish_record(
+        recorder,
         &Record {
             request_id: &flight.request_id,
             route,
-            tenant: snapshot.tenant_name(caller.tenant),
-            key_id: caller.key.record.id,
+            tenant_id: party.caller.tenant,
+            tenant: party.snapshot.tenant_name(party.caller.tenant),
+            key_id: party.caller.key.record.id,
             status: outcome.status,
             request_model: &outcome.request_model,
             response_model: outcome.response_model.as_deref(),
             usage: outcome.usage,
             usage_estimated: false,
-            upstream_latency,
+            started_at: flight.started_at,
+            duration,
+            upstream: attempt.upstream_started.map(|(at, _)| UpstreamTiming {
+                started_at: at,
+                duration: upstream_latency,
+            }),
             overhead,
+            time_to_first_token: None,
             stream_end: None,
+            finish_reason: outcome.finish_reason.as_deref(),
+            error_type: outcome.error_type.clone(),
+            server_address: attempt.server_address.as_deref(),
+            trace: flight.trace,
             upstream_body: outcome.upstream_body.as_deref(),
             logged_response: outcome.logged_response.as_ref(),
         },
@@ -719,16 +829,17 @@ fn complete_whole(
 
 fn complete_stream(
     flight: &Flight,
-    analytics: &AnalyticsLog,
-    route: &Arc<RouteEntry>,
-    caller: &Caller<'_>,
-    snapshot: &Snapshot,
+    recorder: &Recorder,
+    party: &Party<'_>,
+    attempt: &Attempt,
     start: StreamStart,
 ) -> HttpResponse {
+    let route = party.route;
     let upstream_latency = start.upstream.latency;
     let overhead = flight.started.elapsed().saturating_sub(upstream_latency);
     let status = start.upstream.status;
-    let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    let mut builder =
+        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
     builder
         .insert_header(("content-type", "text/event-stream"))
         .insert_header(("cache-control", "no-cache"))
@@ -739,17 +850,28 @@ fn complete_stream(
         }
     }
     let account = StreamAccount {
-        analytics: analytics.clone(),
+        recorder: recorder.clone(),
         route: Arc::clone(route),
         request_id: flight.request_id.clone(),
-        tenant: snapshot.tenant_name(caller.tenant).map(str::to_string),
-        key_id: caller.key.record.id,
+        tenant_id: party.caller.tenant,
+        tenant: party
+            .snapshot
+            .tenant_name(party.caller.tenant)
+            .map(str::to_string),
+        key_id: party.caller.key.record.id,
         status,
         request_model: start.request_model.clone(),
+        started: flight.started,
+        started_at: flight.started_at,
+        upstream_started_at: attempt
+            .upstream_started
+            .map_or_else(SystemTime::now, |(at, _)| at),
         upstream_sent: start.upstream_sent,
         overhead,
         prompt_estimate: start.prompt_estimate,
         upstream_body: start.upstream_body,
+        server_address: attempt.server_address.clone(),
+        trace: flight.trace,
     };
     let mut response =
         builder.streaming(SseBody::new(start.upstream.body, start.transcode, account));
@@ -763,13 +885,62 @@ fn complete_stream(
     flight.finish(response)
 }
 
+/// A request that failed after its route and caller were known still counts (spec §5:
+/// one usage event per proxied request, failed ones included).
+fn fail_recorded(
+    flight: &Flight,
+    recorder: &Recorder,
+    party: &Party<'_>,
+    attempt: &Attempt,
+    error: Error,
+) -> HttpResponse {
+    let route = party.route;
+    let response = error.openai_response();
+    let status = response.status().as_u16();
+    let duration = flight.started.elapsed();
+    let upstream = attempt.upstream_timing();
+    let model = attempt
+        .request_model
+        .as_deref()
+        .or(route.model.name.as_deref())
+        .unwrap_or("unknown");
+    finish_record(
+        recorder,
+        &Record {
+            request_id: &flight.request_id,
+            route,
+            tenant_id: party.caller.tenant,
+            tenant: party.snapshot.tenant_name(party.caller.tenant),
+            key_id: party.caller.key.record.id,
+            status,
+            request_model: model,
+            response_model: None,
+            usage: None,
+            usage_estimated: false,
+            started_at: flight.started_at,
+            duration,
+            upstream,
+            overhead: duration.saturating_sub(upstream.map(|u| u.duration).unwrap_or_default()),
+            time_to_first_token: None,
+            stream_end: None,
+            finish_reason: None,
+            error_type: Some(status.to_string()),
+            server_address: attempt.server_address.as_deref(),
+            trace: flight.trace,
+            upstream_body: None,
+            logged_response: None,
+        },
+    );
+    flight.finish(response)
+}
+
 /// `POST <route path>`: Kong-style surface.
 pub async fn route_path(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
     pools: web::Data<Pools>,
-    analytics: web::Data<AnalyticsLog>,
+    recorder: web::Data<Recorder>,
 ) -> HttpResponse {
     let flight = Flight::new(&req);
     let snapshot = state.snapshot.load();
@@ -799,6 +970,12 @@ pub async fn route_path(
         Ok(b) => b,
         Err(e) => return flight.fail(e),
     };
+    let party = Party {
+        route,
+        caller: &caller,
+        snapshot: &snapshot,
+    };
+    let mut attempt = Attempt::default();
     match dispatch(
         &req,
         &state,
@@ -807,11 +984,13 @@ pub async fn route_path(
         &caller,
         ClientBody { raw, parsed: None },
         Surface::RoutePath,
+        &flight.trace,
+        &mut attempt,
     )
     .await
     {
-        Ok(outcome) => complete(&flight, &analytics, route, &caller, &snapshot, outcome),
-        Err(e) => flight.fail(e),
+        Ok(reply) => complete(&flight, &recorder, &party, &attempt, reply),
+        Err(e) => fail_recorded(&flight, &recorder, &party, &attempt, e),
     }
 }
 
@@ -822,7 +1001,7 @@ async fn openai(
     payload: web::Payload,
     state: web::Data<AppState>,
     pools: web::Data<Pools>,
-    analytics: web::Data<AnalyticsLog>,
+    recorder: web::Data<Recorder>,
     endpoint: RouteKind,
 ) -> HttpResponse {
     let flight = Flight::new(&req);
@@ -868,6 +1047,12 @@ async fn openai(
         let limit = usize::try_from(route.record.max_request_body_size).unwrap_or(usize::MAX);
         return flight.fail(Error::payload_too_large(limit).with_openai_code("request_too_large"));
     }
+    let party = Party {
+        route,
+        caller: &caller,
+        snapshot: &snapshot,
+    };
+    let mut attempt = Attempt::default();
     match dispatch(
         &req,
         &state,
@@ -879,11 +1064,13 @@ async fn openai(
             parsed: Some(body),
         },
         Surface::OpenAi(endpoint),
+        &flight.trace,
+        &mut attempt,
     )
     .await
     {
-        Ok(outcome) => complete(&flight, &analytics, route, &caller, &snapshot, outcome),
-        Err(e) => flight.fail(e),
+        Ok(reply) => complete(&flight, &recorder, &party, &attempt, reply),
+        Err(e) => fail_recorded(&flight, &recorder, &party, &attempt, e),
     }
 }
 
@@ -892,9 +1079,9 @@ pub async fn openai_chat(
     payload: web::Payload,
     state: web::Data<AppState>,
     pools: web::Data<Pools>,
-    analytics: web::Data<AnalyticsLog>,
+    recorder: web::Data<Recorder>,
 ) -> HttpResponse {
-    openai(req, payload, state, pools, analytics, RouteKind::Chat).await
+    openai(req, payload, state, pools, recorder, RouteKind::Chat).await
 }
 
 pub async fn openai_completions(
@@ -902,14 +1089,14 @@ pub async fn openai_completions(
     payload: web::Payload,
     state: web::Data<AppState>,
     pools: web::Data<Pools>,
-    analytics: web::Data<AnalyticsLog>,
+    recorder: web::Data<Recorder>,
 ) -> HttpResponse {
     openai(
         req,
         payload,
         state,
         pools,
-        analytics,
+        recorder,
         RouteKind::Completions,
     )
     .await

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use actix::{Actor, Addr};
 use actix_web::web;
 
+use crate::actors::metrics::UsageSink;
 use crate::actors::upstream::UpstreamPool;
 use crate::telemetry::analytics::AnalyticsLog;
 
@@ -46,14 +47,18 @@ impl Pools {
     }
 }
 
+/// Where a finished request is recorded: the analytics log and the usage aggregator.
+#[derive(Clone)]
+pub struct Recorder {
+    pub analytics: AnalyticsLog,
+    /// `None` only in setups without an aggregator (some tests).
+    pub usage: Option<UsageSink>,
+}
+
 /// Registers the proxy surfaces on one worker's app.
-pub fn configure(
-    cfg: &mut web::ServiceConfig,
-    analytics: AnalyticsLog,
-    allow_private_upstreams: bool,
-) {
+pub fn configure(cfg: &mut web::ServiceConfig, recorder: Recorder, allow_private_upstreams: bool) {
     cfg.app_data(web::Data::new(Pools::start(allow_private_upstreams)))
-        .app_data(web::Data::new(analytics))
+        .app_data(web::Data::new(recorder))
         .route("/v1/chat/completions", web::post().to(openai_chat))
         .route("/v1/completions", web::post().to(openai_completions))
         .route("/v1/models", web::get().to(models))

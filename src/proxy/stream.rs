@@ -7,7 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures::Stream;
@@ -18,9 +18,11 @@ use uuid::Uuid;
 use crate::actors::upstream::UpstreamFailure;
 use crate::llm::{StreamEnd, Transcode};
 use crate::snapshot::RouteEntry;
-use crate::telemetry::analytics::AnalyticsLog;
+use crate::actors::metrics::UpstreamTiming;
+use crate::telemetry::trace::TraceContext;
 
-use super::handler::{Record, write_record};
+use super::Recorder;
+use super::handler::{Record, finish_record};
 
 /// Bytes an upstream may still send after its end marker before the gateway stops reading
 /// (normally only the chunked-encoding terminator follows; reading it keeps the upstream
@@ -29,15 +31,22 @@ const MAX_TRAILING_BYTES: usize = 64 * 1024;
 
 /// What the accounting of one stream needs, owned (it outlives the handler).
 pub struct StreamAccount {
-    pub analytics: AnalyticsLog,
+    pub recorder: Recorder,
     pub route: Arc<RouteEntry>,
     pub request_id: String,
+    pub tenant_id: Uuid,
     pub tenant: Option<String>,
     pub key_id: Uuid,
     pub status: u16,
     pub request_model: String,
-    /// When the upstream request was sent.
+    /// When the proxy received the request (monotonic and wall clock).
+    pub started: Instant,
+    pub started_at: SystemTime,
+    /// When the upstream request was sent (wall clock and monotonic).
+    pub upstream_started_at: SystemTime,
     pub upstream_sent: Instant,
+    pub server_address: Option<String>,
+    pub trace: TraceContext,
     pub overhead: Duration,
     /// The prompt's size estimate, used only when the provider reports no prompt tokens.
     pub prompt_estimate: u64,
@@ -51,6 +60,8 @@ pub struct SseBody {
     ended: bool,
     trailing: usize,
     upstream_finished: Option<Instant>,
+    /// When the first frame went to the client (time to first token).
+    first_sent: Option<Instant>,
     account: Option<StreamAccount>,
 }
 
@@ -66,6 +77,7 @@ impl SseBody {
             ended: false,
             trailing: 0,
             upstream_finished: None,
+            first_sent: None,
             account: Some(account),
         }
     }
@@ -126,6 +138,7 @@ impl Stream for SseBody {
             };
             this.mark_ended();
             if !out.is_empty() {
+                this.first_sent.get_or_insert_with(Instant::now);
                 return Poll::Ready(Some(Ok(Bytes::from(out))));
             }
         }
@@ -165,21 +178,35 @@ impl Drop for SseBody {
                           "total_tokens": prompt.saturating_add(completion)},
             })
         });
-        write_record(
-            &account.analytics,
+        let now = Instant::now();
+        finish_record(
+            &account.recorder,
             &Record {
                 request_id: &account.request_id,
                 route: &account.route,
+                tenant_id: account.tenant_id,
                 tenant: account.tenant.as_deref(),
                 key_id: account.key_id,
                 status: account.status,
                 request_model: &account.request_model,
                 response_model: emitter.response_model(),
-                usage: (prompt, completion),
+                usage: Some((prompt, completion)),
                 usage_estimated: prompt_estimated || completion_estimated,
-                upstream_latency,
+                started_at: account.started_at,
+                duration: now.saturating_duration_since(account.started),
+                upstream: Some(UpstreamTiming {
+                    started_at: account.upstream_started_at,
+                    duration: upstream_latency,
+                }),
                 overhead: account.overhead,
+                time_to_first_token: self
+                    .first_sent
+                    .map(|t| t.saturating_duration_since(account.started)),
                 stream_end: Some(end),
+                finish_reason: emitter.finish_reason(),
+                error_type: (end == "failed").then(|| "stream_error".to_string()),
+                server_address: account.server_address.as_deref(),
+                trace: account.trace,
                 upstream_body: account.upstream_body.as_deref(),
                 logged_response: logged_response.as_ref(),
             },

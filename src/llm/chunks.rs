@@ -62,6 +62,9 @@ pub struct ChunkEmitter {
     /// `id`/`created`/`model` of the first passed-through chunk: every later chunk, the
     /// usage chunk included, carries them so they stay constant across the stream.
     ident: Option<Ident>,
+    /// The gateway's estimate of the prompt, used only when the provider reports none, so
+    /// the client's usage chunk and the usage record agree (spec §9.3: counted once).
+    prompt_estimate: u64,
 }
 
 struct Ident {
@@ -154,8 +157,13 @@ impl ChunkEmitter {
             response_model: None,
             streamed_chars: 0,
             text: String::new(),
+            prompt_estimate: 0,
             ident: None,
         }
+    }
+
+    pub fn set_prompt_estimate(&mut self, tokens: u64) {
+        self.prompt_estimate = tokens;
     }
 
     pub fn meta(&self) -> &StreamMeta {
@@ -492,7 +500,7 @@ impl ChunkEmitter {
     /// completion count the provider has not closed is at least the streamed text's
     /// estimate (4 characters per token).
     pub fn tokens(&self) -> (u64, u64) {
-        let prompt = self.usage.prompt.unwrap_or(0);
+        let prompt = self.usage.prompt.unwrap_or(self.prompt_estimate);
         let estimate = self.streamed_chars.div_ceil(4);
         let completion = match (self.usage.completion, self.usage_final) {
             (Some(c), true) => c,

@@ -55,6 +55,12 @@ impl Transcode {
         }
     }
 
+    /// The prompt's size estimate, reported only if the provider reports no prompt count.
+    pub fn with_prompt_estimate(mut self, tokens: u64) -> Transcode {
+        self.emitter.set_prompt_estimate(tokens);
+        self
+    }
+
     /// Feeds upstream bytes; returns the OpenAI bytes to send now (possibly empty).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
         if self.emitter.end() == StreamEnd::Open

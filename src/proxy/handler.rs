@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::actors::upstream::{
     Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
 };
@@ -18,15 +19,14 @@ use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
-use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::telemetry::analytics;
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
 
-use super::{Pools, Recorder};
 use super::auth::{Caller, authenticate, authorize};
 use super::inject::inject;
 use super::stream::{SseBody, StreamAccount};
+use super::{Pools, Recorder};
 
 /// Upstream bodies larger than this are refused (never buffered).
 const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
@@ -242,7 +242,6 @@ struct StreamStart {
     upstream: UpstreamStream,
     transcode: Transcode,
     request_model: String,
-    prompt_estimate: u64,
     upstream_body: Option<Vec<u8>>,
     upstream_sent: Instant,
 }
@@ -481,9 +480,9 @@ async fn dispatch(
                 };
                 return Ok(Reply::Stream(StreamStart {
                     upstream: stream,
-                    transcode: Transcode::new(plan.transcoder, meta, provider.name()),
+                    transcode: Transcode::new(plan.transcoder, meta, provider.name())
+                        .with_prompt_estimate(plan.prompt_estimate),
                     request_model,
-                    prompt_estimate: plan.prompt_estimate,
                     upstream_body: logged_request,
                     upstream_sent,
                 }));
@@ -838,8 +837,7 @@ fn complete_stream(
     let upstream_latency = start.upstream.latency;
     let overhead = flight.started.elapsed().saturating_sub(upstream_latency);
     let status = start.upstream.status;
-    let mut builder =
-        HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
+    let mut builder = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
     builder
         .insert_header(("content-type", "text/event-stream"))
         .insert_header(("cache-control", "no-cache"))
@@ -868,7 +866,6 @@ fn complete_stream(
             .map_or_else(SystemTime::now, |(at, _)| at),
         upstream_sent: start.upstream_sent,
         overhead,
-        prompt_estimate: start.prompt_estimate,
         upstream_body: start.upstream_body,
         server_address: attempt.server_address.clone(),
         trace: flight.trace,
@@ -1091,15 +1088,7 @@ pub async fn openai_completions(
     pools: web::Data<Pools>,
     recorder: web::Data<Recorder>,
 ) -> HttpResponse {
-    openai(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        RouteKind::Completions,
-    )
-    .await
+    openai(req, payload, state, pools, recorder, RouteKind::Completions).await
 }
 
 /// `GET /v1/models`: the aliases this key may use.

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
+use crate::actors::metrics::UpstreamTiming;
 use crate::actors::upstream::UpstreamFailure;
 use crate::llm::{StreamEnd, Transcode};
 use crate::snapshot::RouteEntry;
-use crate::actors::metrics::UpstreamTiming;
 use crate::telemetry::trace::TraceContext;
 
 use super::Recorder;
@@ -48,8 +48,6 @@ pub struct StreamAccount {
     pub server_address: Option<String>,
     pub trace: TraceContext,
     pub overhead: Duration,
-    /// The prompt's size estimate, used only when the provider reports no prompt tokens.
-    pub prompt_estimate: u64,
     pub upstream_body: Option<Vec<u8>>,
 }
 
@@ -158,10 +156,7 @@ impl Drop for SseBody {
         };
         let reported = emitter.reported_usage();
         let (prompt, completion) = emitter.tokens();
-        let (prompt, prompt_estimated) = match reported.prompt {
-            Some(_) => (prompt, false),
-            None => (account.prompt_estimate, true),
-        };
+        let prompt_estimated = reported.prompt.is_none();
         let completion_estimated = !(emitter.usage_is_final() && reported.completion.is_some());
         let upstream_latency = self
             .upstream_finished

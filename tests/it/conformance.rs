@@ -14,14 +14,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde_json::{Value, json};
 
 use crate::kong::{self, Fixtures};
-use crate::mock_upstream::{Behaviour, MockUpstream, Received};
+use crate::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
 use crate::proxy::{ProxyReply, call, new_key};
+use crate::streaming::{recut, stream};
 use crate::support::{TestApp, spawn_app_with};
+use tollgate::admin::routes::ModelOptions;
+use tollgate::admin::services::ServiceOptions;
 use tollgate::llm::{
     ChunkEmitter, FramingError, NdjsonDecoder, SseDecoder, SseEvent, StreamMeta, StreamTranscoder,
+    Transcode,
 };
-use tollgate::providers::RouteKind;
 use tollgate::providers::openai::OpenAiStream;
+use tollgate::providers::{ProviderKind, RouteKind, TranslateContext, translator};
 
 // ---- Providers as Kong's specs configure them -----------------------------------------
 
@@ -1433,6 +1437,568 @@ fn streaming_files() -> Vec<String> {
     files
 }
 
+// ---- Streaming requests through the HTTP path (spec §4.5) ----------------------------------
+
+/// Kong's streaming request fixtures (09-streaming and the per-provider "good stream"
+/// requests), each sent to a route whose mock answers in the provider's real stream
+/// format, re-cut into small pieces a few ms apart. Where Tollgate differs from Kong's
+/// streaming (kong-ai-proxy.md §2.8) it is on purpose: `data: [DONE]\n\n` with its blank
+/// line (spec §9.2), finish reasons mapped (§9.4, §9.6), and the usage chunk only for a
+/// client that asked (§4.5; Kong's fixtures never ask).
+struct StreamCase {
+    svc: Svc,
+    /// The route's `model.name` (None: the client's).
+    model: Option<&'static str>,
+    request: &'static str,
+    /// The mock's stream: content type and frames, in the provider's wire format.
+    upstream: fn() -> (&'static str, Vec<Vec<u8>>),
+    text: &'static str,
+    /// Tool calls the client must assemble: name and parsed arguments, in index order.
+    tools: fn() -> Vec<(&'static str, Value)>,
+    finish: &'static str,
+    /// JSON pointers into the upstream body and their expected values.
+    sent: Vec<(&'static str, Value)>,
+    differs: &'static str,
+}
+
+impl StreamCase {
+    fn label(&self) -> String {
+        format!(
+            "[{} stream] {} (deliberate_difference: §9.2 `data: [DONE]\\n\\n`{})",
+            self.svc.name, self.request, self.differs
+        )
+    }
+
+    async fn run(&self, h: &mut Harness, fx: &Fixtures, report: &mut Report) {
+        let path = h.route(&self.svc, CHAT, self.model, json!({})).await;
+        let (content_type, frames) = (self.upstream)();
+        h.mock.set(Behaviour::Stream {
+            content_type,
+            frames: recut(frames, 13),
+            gap: std::time::Duration::from_millis(2),
+            tail: Tail::End,
+        });
+        let before = h.mock.received().len();
+        let s = stream(&h.app, &path, &h.key, fx.json(self.request)).await;
+        let sent = h.mock.received().split_off(before);
+        report.check(&self.label(), || {
+            assert_eq!(s.status, 200, "{}", s.raw);
+            assert_eq!(s.content_type, "text/event-stream");
+            // Kong ends with `data: [DONE]` and no blank line; Tollgate with it (§9.2).
+            assert!(s.ends_with_done(), "{}", s.raw);
+            assert_eq!(s.frames.last(), Some(&json!("[DONE]")));
+            let chunks = &s.frames[..s.frames.len() - 1];
+            assert!(!chunks.is_empty());
+            for c in chunks {
+                assert_eq!(c["object"], "chat.completion.chunk", "{c}");
+                for key in ["id", "model"] {
+                    assert!(c[key].as_str().is_some_and(|v| !v.is_empty()), "{key}: {c}");
+                }
+                assert!(c["created"].as_i64().is_some_and(|v| v > 0), "{c}");
+                assert!(c["choices"].is_array(), "{c}");
+                assert_eq!(c["id"], chunks[0]["id"], "id constant across chunks");
+            }
+            assert_eq!(s.text(), self.text, "{}", s.raw);
+            let calls = s.tool_calls();
+            let want = (self.tools)();
+            assert_eq!(calls.len(), want.len(), "{}", s.raw);
+            for (k, (call, (name, args))) in calls.iter().zip(&want).enumerate() {
+                assert_eq!(call["index"], k, "{call}");
+                assert_eq!(call["name"], *name, "{call}");
+                let got: Value = serde_json::from_str(call["arguments"].as_str().unwrap())
+                    .unwrap_or_else(|e| panic!("arguments of {call}: {e}"));
+                assert_eq!(&got, args, "{call}");
+            }
+            assert_eq!(s.finish_reasons(), vec![self.finish], "{}", s.raw);
+            // The client did not ask for usage: no usage chunk, no usage field (§4.5).
+            assert!(s.usage_chunks().is_empty(), "{}", s.raw);
+            let got = forwarded(&self.svc, self.svc.chat_path, &sent);
+            let body = got.json();
+            assert_eq!(body["stream"], true, "upstream stream flag");
+            for (at, want) in &self.sent {
+                let v = body.pointer(at).unwrap_or(&Value::Null);
+                assert!(kong::json_eq(v, want), "upstream {at} = {v}, want {want}");
+            }
+        });
+    }
+}
+
+const OPENAI_STREAM: &str = "openai/llm-v1-chat/requests/good-stream.json";
+const OPENAI_STREAM_TOOLS: &str = "openai/llm-v1-chat/requests/good-stream-with-functions.json";
+const ANTHROPIC_STREAM: &str = "anthropic/llm-v1-chat/requests/good-stream.json";
+const COHERE_STREAM: &str = "cohere/llm-v1-chat/requests/good-stream.json";
+const OLLAMA_STREAM: &str = "llama2/ollama/chat-stream.json";
+/// Kong's native-format target fixture (its gemini-native spec's OpenAI side): an OpenAI
+/// streaming request with content parts, tool calls and tool results.
+const NATIVE_STREAM: &str = "native/target/target-openai-complete-stream.json";
+/// Kong's 09-streaming text.
+const THE_ANSWER: &str = "The answer to 1 + 1 is 2.";
+
+/// An OpenAI SSE stream (providers.md §0.3): the role chunk, `deltas` (each a `delta`
+/// object), the finish chunk, the usage chunk the gateway asked for, `[DONE]`.
+fn openai_stream(deltas: Vec<Value>, finish: &str) -> (&'static str, Vec<Vec<u8>>) {
+    let chunk = |choices: Value, usage: Value| {
+        let c = json!({"id": "chatcmpl-8T6YwgvjQVVnGbJ2w8hpOA17SeNy2",
+                       "object": "chat.completion.chunk", "created": 1_701_947_430,
+                       "model": "gpt-3.5-turbo-0613", "system_fingerprint": null,
+                       "choices": choices, "usage": usage});
+        format!("data: {c}\n\n").into_bytes()
+    };
+    let choice = |delta: Value, finish: Value| json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]);
+    let mut frames = vec![chunk(
+        choice(json!({"role": "assistant", "content": ""}), Value::Null),
+        Value::Null,
+    )];
+    for d in deltas {
+        frames.push(chunk(choice(d, Value::Null), Value::Null));
+    }
+    frames.push(chunk(choice(json!({}), json!(finish)), Value::Null));
+    frames.push(chunk(
+        json!([]),
+        json!({"prompt_tokens": 18, "completion_tokens": 13, "total_tokens": 31}),
+    ));
+    frames.push(b"data: [DONE]\n\n".to_vec());
+    ("text/event-stream", frames)
+}
+
+fn words(text: &str) -> Vec<Value> {
+    text.split_inclusive(' ')
+        .map(|w| json!({"content": w}))
+        .collect()
+}
+
+/// Anthropic's named events (providers.md §3.4) around `blocks` (content-block events).
+fn anthropic_stream(blocks: Vec<(&str, Value)>, stop_reason: &str) -> (&'static str, Vec<Vec<u8>>) {
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
+    let mut frames = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+                   "type": "message", "role": "assistant", "model": "claude-2.1", "content": [],
+                   "stop_reason": null, "stop_sequence": null,
+                   "usage": {"input_tokens": 25, "output_tokens": 1}}}),
+        ),
+        event("ping", json!({"type": "ping"})),
+    ];
+    frames.extend(blocks.into_iter().map(|(name, data)| event(name, data)));
+    frames.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+               "usage": {"output_tokens": 15}}),
+    ));
+    frames.push(event("message_stop", json!({"type": "message_stop"})));
+    ("text/event-stream", frames)
+}
+
+/// Cohere v1 NDJSON (providers.md §4.4): `stream-start`, `events`, `stream-end` with the
+/// billed units of Kong's 09-streaming mock (57/123).
+fn cohere_stream(events: Vec<Value>, response: Value) -> (&'static str, Vec<Vec<u8>>) {
+    let line = |v: Value| format!("{v}\n").into_bytes();
+    let mut frames = vec![line(
+        json!({"is_finished": false, "event_type": "stream-start",
+                                     "generation_id": "a1b2c3d4"}),
+    )];
+    frames.extend(events.into_iter().map(line));
+    let mut response = response;
+    response["meta"] = json!({"api_version": {"version": "1"},
+                              "billed_units": {"input_tokens": 57, "output_tokens": 123}});
+    response["finish_reason"] = json!("COMPLETE");
+    frames.push(line(
+        json!({"is_finished": true, "event_type": "stream-end",
+                            "finish_reason": "COMPLETE", "response": response}),
+    ));
+    ("application/stream+json", frames)
+}
+
+fn add_and_multiply() -> Vec<(&'static str, Value)> {
+    vec![
+        ("add", json!({"a": 2, "b": 12})),
+        ("multiply", json!({"a": 14, "b": 10})),
+    ]
+}
+
+fn no_tools() -> Vec<(&'static str, Value)> {
+    Vec::new()
+}
+
+fn stream_cases() -> Vec<StreamCase> {
+    let fixture_tools = || {
+        let mut tools = Vec::new();
+        for (name, description) in [
+            ("add", "Adds a and b."),
+            ("multiply", "Multiplies a and b."),
+        ] {
+            tools.push(json!({"type": "function", "function": {"name": name,
+                "description": description,
+                "parameters": {"properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                               "required": ["a", "b"], "type": "object"}}}));
+        }
+        Value::Array(tools)
+    };
+    let system_and_user = json!([{"role": "user", "content": "What is 1 + 1?"}]);
+    vec![
+        StreamCase {
+            svc: OPENAI,
+            model: Some("gpt-3.5-turbo"),
+            request: OPENAI_STREAM,
+            upstream: || openai_stream(words(THE_ANSWER), "stop"),
+            text: THE_ANSWER,
+            tools: no_tools,
+            finish: "stop",
+            sent: vec![
+                ("/model", json!("gpt-3.5-turbo")),
+                ("/messages/1/content", json!("What is 1 + 1?")),
+                // Added by the gateway to meter the stream (spec §4.5).
+                ("/stream_options", json!({"include_usage": true})),
+            ],
+            differs: "",
+        },
+        StreamCase {
+            svc: OPENAI,
+            model: Some("gpt-3.5-turbo"),
+            request: OPENAI_STREAM_TOOLS,
+            upstream: || {
+                openai_stream(
+                    vec![
+                        json!({"tool_calls": [{"index": 0, "id": "call_add", "type": "function",
+                               "function": {"name": "add", "arguments": ""}}]}),
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\": 2"}}]}),
+                        json!({"tool_calls": [{"index": 0, "function": {"arguments": ", \"b\": 12}"}}]}),
+                        json!({"tool_calls": [{"index": 1, "id": "call_mul", "type": "function",
+                               "function": {"name": "multiply", "arguments": ""}}]}),
+                        json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"a\": 14, \"b\": 10}"}}]}),
+                    ],
+                    "tool_calls",
+                )
+            },
+            text: "",
+            tools: add_and_multiply,
+            finish: "tool_calls",
+            sent: vec![
+                ("/tools", fixture_tools()),
+                ("/n", json!(1)),
+                ("/temperature", json!(0.7)),
+                ("/stream_options", json!({"include_usage": true})),
+            ],
+            differs: "",
+        },
+        // The same request to Anthropic: tools translated to `input_schema`, `tool_use`
+        // blocks streamed back as OpenAI tool-call deltas (Kong's streaming spec does this
+        // for gemini and bedrock).
+        StreamCase {
+            svc: ANTHROPIC,
+            model: Some("claude-2.1"),
+            request: OPENAI_STREAM_TOOLS,
+            upstream: || {
+                anthropic_stream(
+                    vec![
+                        (
+                            "content_block_start",
+                            json!({"type": "content_block_start", "index": 0,
+                          "content_block": {"type": "tool_use", "id": "toolu_01A", "name": "add", "input": {}}}),
+                        ),
+                        (
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": 0,
+                          "delta": {"type": "input_json_delta", "partial_json": "{\"a\": 2, "}}),
+                        ),
+                        (
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": 0,
+                          "delta": {"type": "input_json_delta", "partial_json": "\"b\": 12}"}}),
+                        ),
+                        (
+                            "content_block_stop",
+                            json!({"type": "content_block_stop", "index": 0}),
+                        ),
+                        (
+                            "content_block_start",
+                            json!({"type": "content_block_start", "index": 1,
+                          "content_block": {"type": "tool_use", "id": "toolu_01B", "name": "multiply", "input": {}}}),
+                        ),
+                        (
+                            "content_block_delta",
+                            json!({"type": "content_block_delta", "index": 1,
+                          "delta": {"type": "input_json_delta", "partial_json": "{\"a\": 14, \"b\": 10}"}}),
+                        ),
+                        (
+                            "content_block_stop",
+                            json!({"type": "content_block_stop", "index": 1}),
+                        ),
+                    ],
+                    "tool_use",
+                )
+            },
+            text: "",
+            tools: add_and_multiply,
+            finish: "tool_calls",
+            sent: vec![
+                ("/tools/0/name", json!("add")),
+                ("/tools/0/description", json!("Adds a and b.")),
+                ("/tools/1/name", json!("multiply")),
+                (
+                    "/tools/0/input_schema",
+                    fixture_tools()[0]["function"]["parameters"].clone(),
+                ),
+                ("/stream_options", Value::Null),
+            ],
+            differs: ", §9.4 tool_use→tool_calls",
+        },
+        StreamCase {
+            svc: ANTHROPIC,
+            model: Some("claude-2.1"),
+            request: ANTHROPIC_STREAM,
+            upstream: || {
+                let delta = |text: &str| {
+                    (
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": 0,
+                      "delta": {"type": "text_delta", "text": text}}),
+                    )
+                };
+                anthropic_stream(
+                    vec![
+                        (
+                            "content_block_start",
+                            json!({"type": "content_block_start", "index": 0,
+                          "content_block": {"type": "text", "text": ""}}),
+                        ),
+                        delta("1 + 1"),
+                        delta(" = 2"),
+                        (
+                            "content_block_stop",
+                            json!({"type": "content_block_stop", "index": 0}),
+                        ),
+                    ],
+                    "end_turn",
+                )
+            },
+            text: "1 + 1 = 2",
+            tools: no_tools,
+            finish: "stop",
+            sent: vec![
+                ("/model", json!("claude-2.1")),
+                ("/system", json!("You are a helpful assistant.")),
+                ("/messages", system_and_user.clone()),
+                ("/stream_options", Value::Null),
+            ],
+            differs: ", §9.4 end_turn→stop",
+        },
+        StreamCase {
+            svc: COHERE,
+            model: Some("command"),
+            request: COHERE_STREAM,
+            upstream: || {
+                let text = |t: &str| json!({"is_finished": false, "event_type": "text-generation", "text": t});
+                cohere_stream(
+                    vec![
+                        text("1"),
+                        text(" + 1 = 2."),
+                        text(" This is the most basic example of addition."),
+                    ],
+                    json!({"response_id": "r1", "generation_id": "a1b2c3d4",
+                           "text": "1 + 1 = 2. This is the most basic example of addition."}),
+                )
+            },
+            text: "1 + 1 = 2. This is the most basic example of addition.",
+            tools: no_tools,
+            finish: "stop",
+            sent: vec![
+                ("/model", json!("command")),
+                ("/preamble", json!("You are a helpful assistant.")),
+                ("/message", json!("What is 1 + 1?")),
+                ("/stream_options", Value::Null),
+            ],
+            differs: ", §9.6 COMPLETE→stop, system message as preamble",
+        },
+        // The tools request to Cohere: v1 `parameter_definitions`, `tool-calls-chunk` back.
+        StreamCase {
+            svc: COHERE,
+            model: Some("command-r"),
+            request: OPENAI_STREAM_TOOLS,
+            upstream: || {
+                let chunk = |delta: Value| json!({"is_finished": false, "event_type": "tool-calls-chunk", "tool_call_delta": delta});
+                let calls = json!([{"name": "add", "parameters": {"a": 2, "b": 12}},
+                                   {"name": "multiply", "parameters": {"a": 14, "b": 10}}]);
+                cohere_stream(
+                    vec![
+                        chunk(json!({"index": 0, "name": "add"})),
+                        chunk(json!({"index": 0, "parameters": "{\"a\": 2,"})),
+                        chunk(json!({"index": 0, "parameters": " \"b\": 12}"})),
+                        chunk(json!({"index": 1, "name": "multiply"})),
+                        chunk(json!({"index": 1, "parameters": "{\"a\": 14, \"b\": 10}"})),
+                        json!({"is_finished": false, "event_type": "tool-calls-generation",
+                               "tool_calls": calls.clone()}),
+                    ],
+                    json!({"response_id": "r2", "generation_id": "a1b2c3d4", "text": "",
+                           "tool_calls": calls}),
+                )
+            },
+            text: "",
+            tools: add_and_multiply,
+            finish: "tool_calls",
+            sent: vec![
+                ("/tools/0/name", json!("add")),
+                ("/tools/0/description", json!("Adds a and b.")),
+                ("/tools/0/parameter_definitions/a/required", json!(true)),
+                ("/tools/1/name", json!("multiply")),
+                (
+                    "/message",
+                    json!("What is 2 + 12? Then, multiply that result by 10?"),
+                ),
+            ],
+            differs: ", §9.6 finish reason mapped",
+        },
+        StreamCase {
+            svc: LLAMA2_OLLAMA,
+            model: Some("llama2"),
+            request: OLLAMA_STREAM,
+            upstream: || {
+                let line = |content: &str, done: bool| {
+                    let mut v = json!({"model": "llama2", "created_at": "2024-05-01T10:00:00.000Z",
+                                       "message": {"role": "assistant", "content": content},
+                                       "done": done});
+                    if done {
+                        v["done_reason"] = json!("stop");
+                        v["total_duration"] = json!(182_242_375);
+                        v["prompt_eval_count"] = json!(26);
+                        v["eval_count"] = json!(9);
+                    }
+                    format!("{v}\n").into_bytes()
+                };
+                (
+                    "application/x-ndjson",
+                    vec![line("1 + 1", false), line(" = 2", false), line("", true)],
+                )
+            },
+            text: "1 + 1 = 2",
+            tools: no_tools,
+            finish: "stop",
+            sent: vec![
+                ("/model", json!("llama2")),
+                (
+                    "/messages/0",
+                    json!({"role": "system", "content": "You are a helpful assistant."}),
+                ),
+                ("/messages/1/content", json!("What is 1 + 1?")),
+            ],
+            differs: "",
+        },
+        StreamCase {
+            svc: OPENAI,
+            model: None,
+            request: NATIVE_STREAM,
+            upstream: || openai_stream(words("Setting them to orange now."), "stop"),
+            text: "Setting them to orange now.",
+            tools: no_tools,
+            finish: "stop",
+            sent: vec![
+                ("/model", json!("gemini-1.5-pro")),
+                (
+                    "/messages/2/tool_calls/0/id",
+                    json!("tooluse_12j842hSE-_gkri61ab2A"),
+                ),
+                (
+                    "/messages/3/tool_call_id",
+                    json!("tooluse_12j842hSE-_gkri61ab2A"),
+                ),
+                ("/tools/0/function/name", json!("enable_lights")),
+                ("/stream_options", json!({"include_usage": true})),
+            ],
+            differs: "",
+        },
+    ]
+}
+
+#[actix_web::test]
+async fn kong_streaming_requests_through_the_http_path() {
+    let Some(fx) = Fixtures::from_env() else {
+        return;
+    };
+    let mut h = Harness::new().await;
+    let mut report = Report::default();
+    for case in &stream_cases() {
+        case.run(&mut h, &fx, &mut report).await;
+    }
+    report.finish("Kong streaming requests");
+}
+
+const COHERE_STREAM_FRAMES: &[(&str, RouteKind)] = &[
+    (
+        "unit/real-stream-frames/cohere/llm-v1-chat.txt",
+        RouteKind::Chat,
+    ),
+    (
+        "unit/real-stream-frames/cohere/llm-v1-completions.txt",
+        RouteKind::Completions,
+    ),
+];
+
+/// A real Cohere NDJSON frame, through the provider's own transcoder (`translator(..)
+/// .stream(..)`): a chunk with the frame's text. Kong's unit test gets one chunk; on a chat
+/// route Tollgate sends the role chunk first (`delta.role`, providers.md §0.3).
+#[test]
+fn kong_cohere_real_stream_frames_give_the_same_text() {
+    let Some(fx) = Fixtures::from_env() else {
+        return;
+    };
+    let options = ServiceOptions::default();
+    let tuning = ModelOptions::default();
+    for &(file, kind) in COHERE_STREAM_FRAMES {
+        let ctx = TranslateContext {
+            provider: ProviderKind::Cohere,
+            upstream_url: None,
+            options: &options,
+            model: "command",
+            tuning: &tuning,
+            default_max_tokens: 256,
+        };
+        let transcoder = translator(ProviderKind::Cohere)
+            .stream(&ctx, kind)
+            .expect("cohere streams");
+        let meta = StreamMeta {
+            id: "chatcmpl-test".into(),
+            created: 1_700_000_000,
+            model: "command".into(),
+            kind,
+            include_usage: false,
+            collect_text: true,
+        };
+        let mut t = Transcode::new(transcoder, meta, "cohere");
+        let bytes = t.feed(&fx.bytes(file));
+        assert!(!t.is_ended(), "{file}");
+        let text = String::from_utf8(bytes).unwrap();
+        let chunks: Vec<Value> = text
+            .split_terminator("\n\n")
+            .map(|f| serde_json::from_str(f.strip_prefix("data: ").unwrap()).unwrap())
+            .collect();
+        let (object, want) = match kind {
+            RouteKind::Chat => (
+                "chat.completion.chunk",
+                vec![
+                    json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                            "logprobs": null, "finish_reason": null}]),
+                    json!([{"index": 0, "delta": {"content": "the answer"},
+                            "logprobs": null, "finish_reason": null}]),
+                ],
+            ),
+            RouteKind::Completions => (
+                "text_completion",
+                vec![json!([{"text": "the answer", "index": 0, "logprobs": null,
+                             "finish_reason": null}])],
+            ),
+        };
+        let choices: Vec<&Value> = chunks.iter().map(|c| &c["choices"]).collect();
+        assert_eq!(choices, want.iter().collect::<Vec<_>>(), "{file}: {text}");
+        for c in &chunks {
+            assert_eq!(c["object"], object, "{file}");
+            assert_eq!(c["id"], "chatcmpl-test", "{file}");
+            assert_eq!(c["model"], "command", "{file}");
+        }
+        assert_eq!(t.emitter().text(), "the answer", "{file}");
+    }
+}
+
 // ---- Inventory ------------------------------------------------------------------------------
 
 /// Fixture files of the six providers that no case above uses, and why.
@@ -1440,18 +2006,6 @@ const NOT_APPLICABLE: &[(&str, &str)] = &[
     (
         "/request-transformer/",
         "ai-request-transformer policy fixtures (spec §7), not ai-proxy",
-    ),
-    (
-        "good-stream",
-        "streaming (spec §4.5) arrives with the streaming issue",
-    ),
-    (
-        "llama2/ollama/chat-stream.json",
-        "streaming (spec §4.5) arrives with the streaming issue",
-    ),
-    (
-        "unit/real-stream-frames/",
-        "streaming (spec §4.5) arrives with the streaming issue",
     ),
     (
         "unit/streaming-chunk-formats/partial-json-",
@@ -1489,6 +2043,10 @@ fn kong_fixture_inventory_every_file_is_covered_or_explained() {
         used.extend(case.files().into_iter().map(str::to_string));
     }
     used.extend(streaming_files());
+    for case in stream_cases() {
+        used.insert(case.request.to_string());
+    }
+    used.extend(COHERE_STREAM_FRAMES.iter().map(|(f, _)| f.to_string()));
     let others = ["gemini", "bedrock", "huggingface"];
     let mut files = Vec::new();
     for dir in [

@@ -14,6 +14,7 @@ mod kong;
 mod mock_upstream;
 #[allow(dead_code)]
 mod process;
+mod provider_streams;
 mod proxy;
 mod sdk;
 mod secrets;

@@ -42,6 +42,66 @@ impl Streamed {
     pub fn ends_with_done(&self) -> bool {
         self.raw.ends_with("data: [DONE]\n\n")
     }
+
+    /// The non-null `finish_reason`s of choice 0, in order.
+    pub fn finish_reasons(&self) -> Vec<&str> {
+        self.frames
+            .iter()
+            .filter_map(|f| {
+                f.pointer("/choices/0/finish_reason")
+                    .and_then(Value::as_str)
+            })
+            .collect()
+    }
+
+    /// The streamed tool calls of choice 0, assembled the way an SDK does: by `index`; the
+    /// first fragment of a call brings `id`, `type` and `function.name`, every fragment may
+    /// extend `function.arguments`. Panics on a fragment without `index` or a call whose
+    /// first fragment lacks its id or name. Returns `{index, id, name, arguments}` in index
+    /// order.
+    pub fn tool_calls(&self) -> Vec<Value> {
+        let mut calls: std::collections::BTreeMap<u64, Value> = Default::default();
+        for frame in &self.frames {
+            let Some(deltas) = frame
+                .pointer("/choices/0/delta/tool_calls")
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            for d in deltas {
+                let index = d["index"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("tool call fragment without index: {d}"));
+                let fragment = d
+                    .pointer("/function/arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                match calls.get_mut(&index) {
+                    Some(call) => {
+                        assert!(
+                            d.get("id").is_none_or(|id| id == &call["id"]),
+                            "a later fragment of call {index} changes its id: {d}"
+                        );
+                        let args = call["arguments"].as_str().unwrap().to_string() + fragment;
+                        call["arguments"] = Value::from(args);
+                    }
+                    None => {
+                        let id = d["id"].as_str().filter(|s| !s.is_empty());
+                        let name = d.pointer("/function/name").and_then(Value::as_str);
+                        assert_eq!(d["type"], "function", "first fragment's type: {d}");
+                        calls.insert(
+                            index,
+                            json!({"index": index,
+                                   "id": id.unwrap_or_else(|| panic!("first fragment without id: {d}")),
+                                   "name": name.unwrap_or_else(|| panic!("first fragment without name: {d}")),
+                                   "arguments": fragment}),
+                        );
+                    }
+                }
+            }
+        }
+        calls.into_values().collect()
+    }
 }
 
 pub fn parse_frames(raw: &str) -> Vec<Value> {

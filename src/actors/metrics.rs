@@ -350,3 +350,234 @@ impl Handler<Shutdown> for MetricsAggregator {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A store that fails while `down` is set and keeps what it was given otherwise.
+    #[derive(Default)]
+    struct FakeStore {
+        down: AtomicBool,
+        rows: Mutex<Vec<UsageRow>>,
+        attempts: AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl UsageStore for FakeStore {
+        async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            if self.down.load(Ordering::Relaxed) {
+                return Err("database unreachable".into());
+            }
+            self.rows.lock().expect("lock").extend_from_slice(rows);
+            Ok(())
+        }
+    }
+
+    #[derive(Default, Clone)]
+    struct Seen {
+        events: Arc<AtomicU64>,
+        dropped: Arc<AtomicU64>,
+        flushed: Arc<AtomicBool>,
+    }
+
+    impl UsageObserver for Seen {
+        fn observe(&mut self, _: &UsageEvent) {
+            self.events.fetch_add(1, Ordering::Relaxed);
+        }
+        fn dropped(&mut self, total: u64) {
+            self.dropped.store(total, Ordering::Relaxed);
+        }
+        fn flush(&mut self) {
+            self.flushed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn event(tenant: Uuid, model: &str, prompt: u64, completion: u64, status: u16) -> UsageEvent {
+        UsageEvent {
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(120),
+            tenant_id: tenant,
+            tenant: "acme".into(),
+            key_id: Uuid::nil(),
+            route_id: Uuid::nil(),
+            route: "chat".into(),
+            provider: "openai",
+            operation: "chat",
+            request_model: model.into(),
+            response_model: None,
+            status,
+            error_type: (status >= 400).then(|| status.to_string()),
+            prompt_tokens: (status < 400).then_some(prompt),
+            completion_tokens: (status < 400).then_some(completion),
+            cost: 0.001,
+            upstream: None,
+            time_to_first_token: None,
+            overhead: Duration::from_micros(50),
+            stream: false,
+            finish_reason: None,
+            server_address: None,
+            trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
+        }
+    }
+
+    fn totals(rows: &[UsageRow]) -> (i64, i64, i64, i64) {
+        rows.iter().fold((0, 0, 0, 0), |t, r| {
+            (
+                t.0 + r.requests,
+                t.1 + r.errors,
+                t.2 + r.prompt_tokens,
+                t.3 + r.completion_tokens,
+            )
+        })
+    }
+
+    #[actix::test]
+    async fn events_are_aggregated_per_minute_and_key_and_written_in_batches() {
+        let store = Arc::new(FakeStore::default());
+        let seen = Seen::default();
+        let (aggregator, sink) = MetricsAggregator::new(
+            store.clone(),
+            Some(Box::new(seen.clone())),
+            Duration::from_millis(100),
+        );
+        let addr = aggregator.start();
+        let tenant = Uuid::now_v7();
+        for _ in 0..10 {
+            sink.record(event(tenant, "gpt-4o", 12, 3, 200));
+        }
+        sink.record(event(tenant, "claude", 7, 1, 200));
+        sink.record(event(tenant, "gpt-4o", 0, 0, 502));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let rows = store.rows.lock().expect("lock").clone();
+        assert_eq!(totals(&rows), (12, 1, 127, 31));
+        let gpt: Vec<_> = rows.iter().filter(|r| r.model == "gpt-4o").collect();
+        assert_eq!(gpt.iter().map(|r| r.requests).sum::<i64>(), 11);
+        assert!(rows.iter().all(|r| r.bucket_start.timestamp() % 60 == 0));
+        let histogram: i64 = rows.iter().flat_map(|r| r.latency_histogram).sum();
+        assert_eq!(histogram, 12, "one latency count per request");
+        assert_eq!(seen.events.load(Ordering::Relaxed), 12);
+        assert_eq!(
+            addr.send(Shutdown {
+                deadline: Duration::from_secs(1)
+            })
+            .await
+            .ok(),
+            Some(0)
+        );
+        assert!(seen.flushed.load(Ordering::Relaxed));
+    }
+
+    #[actix::test]
+    async fn rows_wait_while_the_database_is_down_and_are_written_when_it_returns() {
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (aggregator, sink) =
+            MetricsAggregator::new(store.clone(), None, Duration::from_millis(50));
+        let addr = aggregator.start();
+        let tenant = Uuid::now_v7();
+        for i in 0..100 {
+            sink.record(event(tenant, "m", i, 1, 200));
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(store.attempts.load(Ordering::Relaxed) >= 2, "it retries");
+        assert!(store.rows.lock().expect("lock").is_empty());
+        store.down.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rows = store.rows.lock().expect("lock").clone();
+        assert_eq!(
+            totals(&rows),
+            (100, 0, (0..100).sum(), 100),
+            "nothing lost, nothing doubled"
+        );
+        assert_eq!(
+            addr.send(Shutdown {
+                deadline: Duration::from_secs(1)
+            })
+            .await
+            .ok(),
+            Some(0)
+        );
+    }
+
+    #[actix::test]
+    async fn shutdown_retries_until_its_deadline_and_reports_what_it_could_not_write() {
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let seen = Seen::default();
+        let (aggregator, sink) = MetricsAggregator::new(
+            store.clone(),
+            Some(Box::new(seen.clone())),
+            Duration::from_secs(3600),
+        );
+        let addr = aggregator.start();
+        for _ in 0..5 {
+            sink.record(event(Uuid::now_v7(), "m", 1, 1, 200));
+        }
+        let lost = addr
+            .send(Shutdown {
+                deadline: Duration::from_millis(300),
+            })
+            .await
+            .expect("answer");
+        assert_eq!(lost, 5);
+        assert_eq!(
+            seen.dropped.load(Ordering::Relaxed),
+            5,
+            "the loss is exported"
+        );
+
+        // The same with the database back before the deadline: nothing lost.
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (aggregator, sink) =
+            MetricsAggregator::new(store.clone(), None, Duration::from_secs(3600));
+        let addr = aggregator.start();
+        for _ in 0..5 {
+            sink.record(event(Uuid::now_v7(), "m", 1, 1, 200));
+        }
+        let revive = store.clone();
+        actix::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            revive.down.store(false, Ordering::Relaxed);
+        });
+        let lost = addr
+            .send(Shutdown {
+                deadline: Duration::from_secs(3),
+            })
+            .await
+            .expect("answer");
+        assert_eq!(lost, 0);
+        assert_eq!(totals(&store.rows.lock().expect("lock")).0, 5);
+    }
+
+    #[actix::test]
+    async fn a_full_queue_drops_and_counts_never_blocks() {
+        let store = Arc::new(FakeStore::default());
+        let seen = Seen::default();
+        // Not started: nothing drains the queue.
+        let (aggregator, sink) = MetricsAggregator::new(
+            store.clone(),
+            Some(Box::new(seen.clone())),
+            Duration::from_millis(50),
+        );
+        for _ in 0..EVENT_QUEUE + 7 {
+            sink.record(event(Uuid::nil(), "m", 1, 1, 200));
+        }
+        assert_eq!(sink.dropped(), 7);
+        let addr = aggregator.start();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(seen.dropped.load(Ordering::Relaxed), 7, "exported");
+        let _ = addr
+            .send(Shutdown {
+                deadline: Duration::from_secs(1),
+            })
+            .await;
+        assert_eq!(
+            totals(&store.rows.lock().expect("lock")).0,
+            EVENT_QUEUE as i64
+        );
+    }
+}

@@ -51,11 +51,26 @@ pub struct Settings {
     pub default_max_tokens: u32,
     /// `text` or `json` for the process log.
     pub log_format: String,
+    /// Base URL of the OTLP receiver; OTLP export is on only when this is set. Over
+    /// http/protobuf the signal paths `/v1/traces` and `/v1/metrics` are appended.
     pub otel_exporter_otlp_endpoint: Option<String>,
+    /// `http/protobuf` (default) or `grpc` (builds with the `otlp-grpc` feature only).
     pub otel_exporter_otlp_protocol: Option<String>,
+    /// `key=value,key2=value2` (values percent-encoded) sent with every export; often a
+    /// vendor's API key, hence a secret.
+    pub otel_exporter_otlp_headers: Option<Secret<String>>,
     pub otel_service_name: Option<String>,
+    /// `key=value,key2=value2` (values percent-encoded), added to the resource.
     pub otel_resource_attributes: Option<String>,
+    /// Milliseconds between metric exports (the OTel default is 60000).
     pub otel_metric_export_interval: Option<String>,
+}
+
+/// The OTLP transport (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
 }
 
 impl Default for Settings {
@@ -83,6 +98,7 @@ impl Default for Settings {
             log_format: "text".into(),
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
+            otel_exporter_otlp_headers: None,
             otel_service_name: None,
             otel_resource_attributes: None,
             otel_metric_export_interval: None,
@@ -117,6 +133,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_LOG_FORMAT", "log_format"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),
+    ("OTEL_EXPORTER_OTLP_HEADERS", "otel_exporter_otlp_headers"),
     ("OTEL_SERVICE_NAME", "otel_service_name"),
     ("OTEL_RESOURCE_ATTRIBUTES", "otel_resource_attributes"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "otel_metric_export_interval"),
@@ -229,6 +246,18 @@ impl Settings {
                 "must be greater than 0".into(),
             ));
         }
+        if let Some(endpoint) = &self.otel_exporter_otlp_endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::Env {
+                    var: "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                    reason: format!("'{endpoint}' is not an http:// or https:// URL"),
+                });
+            }
+        }
+        self.otlp_protocol()?;
+        self.otel_metric_export_interval()?;
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -256,6 +285,46 @@ impl Settings {
 
     pub fn drain_timeout(&self) -> Duration {
         parse_duration(&self.drain_timeout).unwrap_or(Duration::from_secs(15))
+    }
+
+    /// The OTLP transport; gRPC only in builds with the `otlp-grpc` feature.
+    pub fn otlp_protocol(&self) -> Result<OtlpProtocol, ConfigError> {
+        let err = |reason: String| ConfigError::Env {
+            var: "OTEL_EXPORTER_OTLP_PROTOCOL".into(),
+            reason,
+        };
+        match self.otel_exporter_otlp_protocol.as_deref().map(str::trim) {
+            None | Some("") | Some("http/protobuf") => Ok(OtlpProtocol::HttpProtobuf),
+            Some("grpc") if cfg!(feature = "otlp-grpc") => Ok(OtlpProtocol::Grpc),
+            Some("grpc") => Err(err(
+                "'grpc' needs a build with the `otlp-grpc` cargo feature; \
+                 use 'http/protobuf' (port 4318)"
+                    .into(),
+            )),
+            Some(other) => Err(err(format!(
+                "'{other}' is not supported (use 'http/protobuf' or 'grpc')"
+            ))),
+        }
+    }
+
+    /// `OTEL_METRIC_EXPORT_INTERVAL` (milliseconds, per the OTel spec); `None` for the
+    /// SDK default.
+    pub fn otel_metric_export_interval(&self) -> Result<Option<Duration>, ConfigError> {
+        let Some(raw) = self
+            .otel_metric_export_interval
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        match raw.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Some(Duration::from_millis(ms))),
+            _ => Err(ConfigError::Env {
+                var: "OTEL_METRIC_EXPORT_INTERVAL".into(),
+                reason: format!("expected a positive number of milliseconds, got '{raw}'"),
+            }),
+        }
     }
 
     /// The effective configuration as TOML with every secret masked (also the password
@@ -436,6 +505,7 @@ mod tests {
             "TOLLGATE_ANALYTICS_LOG",
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_HEADERS",
             "OTEL_SERVICE_NAME",
             "OTEL_RESOURCE_ATTRIBUTES",
             "OTEL_METRIC_EXPORT_INTERVAL",
@@ -475,6 +545,72 @@ mod tests {
             out.contains("postgres://app:********@db:5432/tollgate"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn otel_settings_from_the_standard_variables() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=otlp-secret-value"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.otel_exporter_otlp_endpoint.as_deref(),
+            Some("http://collector:4318")
+        );
+        assert_eq!(s.otlp_protocol().unwrap(), OtlpProtocol::HttpProtobuf);
+        assert_eq!(
+            s.otel_exporter_otlp_headers
+                .as_ref()
+                .map(|h| h.expose().as_str()),
+            Some("api-key=otlp-secret-value")
+        );
+        assert_eq!(
+            s.otel_metric_export_interval().unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert!(!s.masked_toml().contains("otlp-secret-value"));
+
+        let defaults = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(
+            defaults.otlp_protocol().unwrap(),
+            OtlpProtocol::HttpProtobuf
+        );
+        assert_eq!(defaults.otel_metric_export_interval().unwrap(), None);
+    }
+
+    #[test]
+    fn bad_otel_values_name_the_variable() {
+        for (var, value) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "5s"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
+        ] {
+            let err = Settings::load_from(None, &env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn grpc_needs_the_cargo_feature() {
+        let result = Settings::load_from(None, &env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]));
+        if cfg!(feature = "otlp-grpc") {
+            assert_eq!(result.unwrap().otlp_protocol().unwrap(), OtlpProtocol::Grpc);
+        } else {
+            let err = result.unwrap_err().to_string();
+            assert!(
+                err.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && err.contains("otlp-grpc"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -23,5 +23,6 @@ pub fn init_logging(format: &str) {
 }
 
 pub mod analytics;
+pub mod otel;
 pub mod semconv;
 pub mod trace;

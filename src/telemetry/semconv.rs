@@ -20,6 +20,15 @@ pub const TOLLGATE_PROVIDER: &str = "tollgate.provider";
 pub const TOLLGATE_STATUS_CLASS: &str = "tollgate.status_class";
 pub const TOLLGATE_STREAM: &str = "tollgate.stream";
 
+// --- resource attributes ---
+pub const SERVICE_NAME: &str = "service.name";
+pub const SERVICE_VERSION: &str = "service.version";
+pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+/// `service.name` when neither `OTEL_SERVICE_NAME` nor `OTEL_RESOURCE_ATTRIBUTES` sets one.
+pub const DEFAULT_SERVICE_NAME: &str = "tollgate";
+/// Instrumentation scope of every span and metric.
+pub const INSTRUMENTATION_SCOPE: &str = "tollgate";
+
 /// `gen_ai.token.type` values.
 pub const TOKEN_TYPE_INPUT: &str = "input";
 pub const TOKEN_TYPE_OUTPUT: &str = "output";
@@ -33,6 +42,25 @@ pub const METRIC_COST: &str = "tollgate.cost";
 pub const METRIC_OVERHEAD_DURATION: &str = "tollgate.overhead.duration";
 /// Usage events the aggregator had to drop (a full buffer): never silent.
 pub const METRIC_USAGE_DROPPED: &str = "tollgate.usage.dropped";
+
+/// `gen_ai.client.token.usage` buckets advised by the conventions (v1.41.1).
+pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+/// `gen_ai.client.operation.duration` buckets advised by the conventions (v1.41.1).
+pub const OPERATION_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// `gen_ai.server.time_to_first_token` buckets advised by the conventions (v1.41.1).
+pub const TIME_TO_FIRST_TOKEN_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// `tollgate.overhead.duration`: the gateway's own time is sub-millisecond to tens of
+/// milliseconds, below the GenAI duration buckets' first boundary.
+pub const OVERHEAD_DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {

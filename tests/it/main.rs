@@ -12,6 +12,7 @@ mod deploy;
 mod kong;
 #[allow(dead_code)]
 mod mock_upstream;
+mod otlp;
 #[allow(dead_code)]
 mod process;
 mod provider_streams;

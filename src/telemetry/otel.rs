@@ -1,0 +1,690 @@
+//! OpenTelemetry over OTLP (spec §5; providers.md §10). Enabled by
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`. Spans and metrics are built from each finished request's
+//! `UsageEvent` on the aggregator's thread, off the request path: the request span (SERVER)
+//! and its upstream child (CLIENT) get the ids chosen when the request started (the
+//! upstream already received its span id in `traceparent`) and explicit timestamps.
+//!
+//! Transport: http/protobuf with the blocking reqwest client. The SDK's batch span
+//! processor and periodic metric reader export from their own threads, so nothing here
+//! needs (or blocks) a Tokio runtime. gRPC (feature `otlp-grpc`) builds its exporters
+//! inside a dedicated runtime that `Otel` keeps alive (rust-stack.md G3, §1.4 #2).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    TraceFlags, TraceId, TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Array, Context, InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
+
+use crate::actors::metrics::{UsageEvent, UsageObserver};
+use crate::config::{OtlpProtocol, Settings};
+use crate::telemetry::semconv;
+
+/// The OTLP exporters and the instruments fed from usage events. Cloning is cheap and
+/// shares the providers (the app keeps one clone for `shutdown`, the aggregator observes
+/// with another).
+#[derive(Clone)]
+pub struct Otel {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    tracer: SdkTracer,
+    instruments: Instruments,
+    /// The last `dropped` total seen, so the counter gets deltas.
+    dropped_seen: u64,
+    #[cfg(feature = "otlp-grpc")]
+    _runtime: Option<std::sync::Arc<grpc::RuntimeGuard>>,
+}
+
+#[derive(Clone)]
+struct Instruments {
+    token_usage: Histogram<u64>,
+    operation_duration: Histogram<f64>,
+    time_to_first_token: Histogram<f64>,
+    requests: Counter<u64>,
+    cost: Counter<f64>,
+    overhead: Histogram<f64>,
+    usage_dropped: Counter<u64>,
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Instruments {
+        let unit = |name: &str| {
+            semconv::METRICS
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map_or("", |(_, unit, _)| *unit)
+        };
+        let f64_histogram = |name: &'static str, buckets: &[f64]| {
+            meter
+                .f64_histogram(name)
+                .with_unit(unit(name))
+                .with_boundaries(buckets.to_vec())
+                .build()
+        };
+        Instruments {
+            token_usage: meter
+                .u64_histogram(semconv::METRIC_TOKEN_USAGE)
+                .with_unit(unit(semconv::METRIC_TOKEN_USAGE))
+                .with_boundaries(semconv::TOKEN_USAGE_BUCKETS.to_vec())
+                .build(),
+            operation_duration: f64_histogram(
+                semconv::METRIC_OPERATION_DURATION,
+                semconv::OPERATION_DURATION_BUCKETS,
+            ),
+            time_to_first_token: f64_histogram(
+                semconv::METRIC_TIME_TO_FIRST_TOKEN,
+                semconv::TIME_TO_FIRST_TOKEN_BUCKETS,
+            ),
+            requests: meter
+                .u64_counter(semconv::METRIC_REQUESTS)
+                .with_unit(unit(semconv::METRIC_REQUESTS))
+                .build(),
+            cost: meter
+                .f64_counter(semconv::METRIC_COST)
+                .with_unit(unit(semconv::METRIC_COST))
+                .build(),
+            overhead: f64_histogram(
+                semconv::METRIC_OVERHEAD_DURATION,
+                semconv::OVERHEAD_DURATION_BUCKETS,
+            ),
+            usage_dropped: meter
+                .u64_counter(semconv::METRIC_USAGE_DROPPED)
+                .with_unit(unit(semconv::METRIC_USAGE_DROPPED))
+                .build(),
+        }
+    }
+}
+
+// The SDK tracer (0.32) always takes span and trace ids from the provider's `IdGenerator`
+// (`SpanBuilder` has no id fields), so the ids chosen at request start are handed to the
+// generator through this thread-local just before each span is built on this thread.
+thread_local! {
+    static PRESET_TRACE_ID: Cell<Option<TraceId>> = const { Cell::new(None) };
+    static PRESET_SPAN_ID: Cell<Option<SpanId>> = const { Cell::new(None) };
+}
+
+/// Returns the preset id when one is waiting, else a random one.
+#[derive(Debug, Default)]
+struct PresetIdGenerator {
+    random: RandomIdGenerator,
+}
+
+impl IdGenerator for PresetIdGenerator {
+    fn new_trace_id(&self) -> TraceId {
+        PRESET_TRACE_ID
+            .with(Cell::take)
+            .unwrap_or_else(|| self.random.new_trace_id())
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        PRESET_SPAN_ID
+            .with(Cell::take)
+            .unwrap_or_else(|| self.random.new_span_id())
+    }
+}
+
+/// Builds a span whose ids are `trace_id` (used only when `parent` has no span) and
+/// `span_id`.
+fn start_span_with_ids(
+    tracer: &SdkTracer,
+    builder: SpanBuilder,
+    parent: &Context,
+    trace_id: TraceId,
+    span_id: SpanId,
+) -> opentelemetry_sdk::trace::Span {
+    PRESET_TRACE_ID.with(|c| c.set(Some(trace_id)));
+    PRESET_SPAN_ID.with(|c| c.set(Some(span_id)));
+    let span = tracer.build_with_context(builder, parent);
+    // Not consumed when the tracer short-circuits (shut down) or has a parent trace id.
+    PRESET_TRACE_ID.with(|c| c.set(None));
+    PRESET_SPAN_ID.with(|c| c.set(None));
+    span
+}
+
+impl Otel {
+    /// `None` when `OTEL_EXPORTER_OTLP_ENDPOINT` is not set.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<Otel>> {
+        Self::from_settings_for_node(settings, None)
+    }
+
+    /// As `from_settings`, with the node id as `service.instance.id` on the resource.
+    pub fn from_settings_for_node(
+        settings: &Settings,
+        node_id: Option<&str>,
+    ) -> anyhow::Result<Option<Otel>> {
+        let Some(endpoint) = settings
+            .otel_exporter_otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        else {
+            return Ok(None);
+        };
+        let resource = resource(settings, node_id);
+        let headers = settings
+            .otel_exporter_otlp_headers
+            .as_ref()
+            .map(|h| parse_key_values(h.expose()))
+            .unwrap_or_default();
+        let interval = settings.otel_metric_export_interval()?;
+        let timeout = Duration::from_secs(10);
+
+        let built = match settings.otlp_protocol()? {
+            OtlpProtocol::HttpProtobuf => {
+                let spans = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(signal_url(endpoint, "v1/traces"))
+                    .with_headers(headers.clone())
+                    .with_timeout(timeout)
+                    .build()?;
+                let metrics = opentelemetry_otlp::MetricExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(signal_url(endpoint, "v1/metrics"))
+                    .with_headers(headers)
+                    .with_timeout(timeout)
+                    .build()?;
+                Self::assemble(spans, metrics, resource, interval)
+            }
+            #[cfg(feature = "otlp-grpc")]
+            OtlpProtocol::Grpc => grpc::build(endpoint, &headers, timeout, resource, interval)?,
+            #[cfg(not(feature = "otlp-grpc"))]
+            OtlpProtocol::Grpc => anyhow::bail!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs a build with the `otlp-grpc` feature"
+            ),
+        };
+        Ok(Some(built))
+    }
+
+    fn assemble(
+        spans: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+        metrics: impl opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+        resource: Resource,
+        interval: Option<Duration>,
+    ) -> Otel {
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_batch_exporter(spans)
+            .with_id_generator(PresetIdGenerator::default())
+            .with_resource(resource.clone())
+            .build();
+        let mut reader = PeriodicReader::builder(metrics);
+        if let Some(interval) = interval {
+            reader = reader.with_interval(interval);
+        }
+        let meter_provider = SdkMeterProvider::builder()
+            .with_reader(reader.build())
+            .with_resource(resource)
+            .build();
+        let scope = InstrumentationScope::builder(semconv::INSTRUMENTATION_SCOPE)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let tracer = tracer_provider.tracer_with_scope(scope.clone());
+        let meter = meter_provider.meter_with_scope(scope);
+        Otel {
+            tracer_provider,
+            meter_provider,
+            tracer,
+            instruments: Instruments::new(&meter),
+            dropped_seen: 0,
+            #[cfg(feature = "otlp-grpc")]
+            _runtime: None,
+        }
+    }
+
+    /// End of the process: exports what is buffered and stops the exporters.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        let traces = self.tracer_provider.shutdown();
+        let metrics = self.meter_provider.shutdown();
+        traces.map_err(|e| anyhow::anyhow!("OTLP trace export shutdown: {e}"))?;
+        metrics.map_err(|e| anyhow::anyhow!("OTLP metric export shutdown: {e}"))?;
+        Ok(())
+    }
+
+    fn record_spans(&self, event: &UsageEvent) {
+        let trace = &event.trace;
+        let trace_id = TraceId::from_bytes(trace.trace_id);
+        let name: Cow<'static, str> = format!("{} {}", event.operation, event.request_model).into();
+        let failed = event.is_error();
+        let error_type = error_type(event);
+
+        let parent = match trace.parent_span_id {
+            Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
+                trace_id,
+                SpanId::from_bytes(parent),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            )),
+            None => Context::new(),
+        };
+        let mut attributes = genai_attributes(event);
+        attributes.extend([
+            KeyValue::new(semconv::TOLLGATE_TENANT, event.tenant.clone()),
+            KeyValue::new(semconv::TOLLGATE_ROUTE, event.route.clone()),
+            KeyValue::new(semconv::TOLLGATE_PROVIDER, event.provider),
+            KeyValue::new(semconv::TOLLGATE_STREAM, event.stream),
+            KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(event.status)),
+        ]);
+        if let Some(error_type) = &error_type {
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
+        }
+        // SERVER: the gateway's span for the incoming request; the upstream attempt is the
+        // GenAI CLIENT span under it (providers.md §10.4).
+        let builder = SpanBuilder::from_name(name.clone())
+            .with_kind(SpanKind::Server)
+            .with_start_time(event.started_at)
+            .with_attributes(attributes);
+        let mut request_span = start_span_with_ids(
+            &self.tracer,
+            builder,
+            &parent,
+            trace_id,
+            SpanId::from_bytes(trace.request_span_id),
+        );
+
+        if let Some(upstream) = event.upstream {
+            let mut attributes = genai_attributes(event);
+            if let Some(error_type) = &error_type {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
+            }
+            let builder = SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Client)
+                .with_start_time(upstream.started_at)
+                .with_attributes(attributes);
+            let parent =
+                Context::new().with_remote_span_context(request_span.span_context().clone());
+            let mut span = start_span_with_ids(
+                &self.tracer,
+                builder,
+                &parent,
+                trace_id,
+                SpanId::from_bytes(trace.upstream_span_id),
+            );
+            if failed {
+                span.set_status(Status::error(error_type.clone().unwrap_or_default()));
+            }
+            span.end_with_timestamp(upstream.started_at + upstream.duration);
+        }
+
+        if failed {
+            request_span.set_status(Status::error(error_type.unwrap_or_default()));
+        }
+        request_span.end_with_timestamp(event.started_at + event.duration);
+    }
+
+    fn record_metrics(&self, event: &UsageEvent) {
+        let m = &self.instruments;
+        let base = [
+            KeyValue::new(semconv::TOLLGATE_TENANT, event.tenant.clone()),
+            KeyValue::new(semconv::TOLLGATE_ROUTE, event.route.clone()),
+            KeyValue::new(
+                semconv::GEN_AI_PROVIDER_NAME,
+                semconv::gen_ai_provider_name(event.provider).to_string(),
+            ),
+            KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, event.request_model.clone()),
+            KeyValue::new(semconv::GEN_AI_OPERATION_NAME, event.operation),
+        ];
+        let with = |extra: KeyValue| {
+            let mut attrs = base.to_vec();
+            attrs.push(extra);
+            attrs
+        };
+
+        // Only reported counts: a failure without usage records no zero points.
+        if let Some(tokens) = event.prompt_tokens {
+            let attrs = with(KeyValue::new(
+                semconv::GEN_AI_TOKEN_TYPE,
+                semconv::TOKEN_TYPE_INPUT,
+            ));
+            m.token_usage.record(tokens, &attrs);
+        }
+        if let Some(tokens) = event.completion_tokens {
+            let attrs = with(KeyValue::new(
+                semconv::GEN_AI_TOKEN_TYPE,
+                semconv::TOKEN_TYPE_OUTPUT,
+            ));
+            m.token_usage.record(tokens, &attrs);
+        }
+
+        let duration = event.duration.as_secs_f64();
+        match error_type(event) {
+            Some(error_type) => m.operation_duration.record(
+                duration,
+                &with(KeyValue::new(semconv::ERROR_TYPE, error_type)),
+            ),
+            None => m.operation_duration.record(duration, &base),
+        }
+        if event.stream
+            && let Some(ttft) = event.time_to_first_token
+        {
+            m.time_to_first_token.record(ttft.as_secs_f64(), &base);
+        }
+        m.requests.add(
+            1,
+            &with(KeyValue::new(
+                semconv::TOLLGATE_STATUS_CLASS,
+                status_class(event.status),
+            )),
+        );
+        if event.cost.is_finite() && event.cost > 0.0 {
+            m.cost.add(event.cost, &base);
+        }
+        m.overhead.record(event.overhead.as_secs_f64(), &base);
+    }
+}
+
+impl UsageObserver for Otel {
+    fn observe(&mut self, event: &UsageEvent) {
+        // The client asked not to sample this trace (traceparent flags 00).
+        if event.trace.sampled {
+            self.record_spans(event);
+        }
+        self.record_metrics(event);
+    }
+
+    fn dropped(&mut self, total: u64) {
+        let delta = total.saturating_sub(self.dropped_seen);
+        self.dropped_seen = self.dropped_seen.max(total);
+        if delta > 0 {
+            self.instruments.usage_dropped.add(delta, &[]);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.tracer_provider.force_flush() {
+            tracing::warn!(error = %e, "OTLP span export failed");
+        }
+        if let Err(e) = self.meter_provider.force_flush() {
+            tracing::warn!(error = %e, "OTLP metric export failed");
+        }
+    }
+}
+
+/// The GenAI attributes shared by the request span and the upstream span.
+fn genai_attributes(event: &UsageEvent) -> Vec<KeyValue> {
+    let mut attrs = vec![
+        KeyValue::new(semconv::GEN_AI_OPERATION_NAME, event.operation),
+        KeyValue::new(
+            semconv::GEN_AI_PROVIDER_NAME,
+            semconv::gen_ai_provider_name(event.provider).to_string(),
+        ),
+        KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, event.request_model.clone()),
+    ];
+    if let Some(model) = &event.response_model {
+        attrs.push(KeyValue::new(semconv::GEN_AI_RESPONSE_MODEL, model.clone()));
+    }
+    if let Some(address) = &event.server_address {
+        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
+    }
+    if let Some(tokens) = event.prompt_tokens {
+        attrs.push(KeyValue::new(
+            semconv::GEN_AI_USAGE_INPUT_TOKENS,
+            i64::try_from(tokens).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(tokens) = event.completion_tokens {
+        attrs.push(KeyValue::new(
+            semconv::GEN_AI_USAGE_OUTPUT_TOKENS,
+            i64::try_from(tokens).unwrap_or(i64::MAX),
+        ));
+    }
+    if let Some(reason) = &event.finish_reason {
+        attrs.push(KeyValue::new(
+            semconv::GEN_AI_RESPONSE_FINISH_REASONS,
+            Value::Array(Array::String(vec![StringValue::from(reason.clone())])),
+        ));
+    }
+    attrs
+}
+
+/// `error.type`: the event's error, else (a failure status without one) the status code.
+fn error_type(event: &UsageEvent) -> Option<String> {
+    match &event.error_type {
+        Some(e) => Some(e.clone()),
+        None if event.is_error() => Some(event.status.to_string()),
+        None => None,
+    }
+}
+
+fn status_class(status: u16) -> String {
+    format!("{}xx", status / 100)
+}
+
+/// The OTLP/HTTP signal URL from the base endpoint: `http://c:4318` →
+/// `http://c:4318/v1/traces`, `http://c:4318/otlp/` → `http://c:4318/otlp/v1/traces`.
+fn signal_url(endpoint: &str, path: &str) -> String {
+    format!("{}/{path}", endpoint.trim_end_matches('/'))
+}
+
+/// `service.name` (`OTEL_SERVICE_NAME` > `OTEL_RESOURCE_ATTRIBUTES` > `tollgate`),
+/// `service.version`, `service.instance.id` (the node), then the other resource attributes.
+fn resource(settings: &Settings, node_id: Option<&str>) -> Resource {
+    let mut attrs: Vec<(String, String)> = vec![
+        (
+            semconv::SERVICE_NAME.into(),
+            semconv::DEFAULT_SERVICE_NAME.into(),
+        ),
+        (
+            semconv::SERVICE_VERSION.into(),
+            env!("CARGO_PKG_VERSION").into(),
+        ),
+    ];
+    if let Some(node) = node_id {
+        attrs.push((semconv::SERVICE_INSTANCE_ID.into(), node.into()));
+    }
+    if let Some(raw) = &settings.otel_resource_attributes {
+        attrs.extend(parse_key_values(raw));
+    }
+    if let Some(name) = settings
+        .otel_service_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        attrs.push((semconv::SERVICE_NAME.into(), name.into()));
+    }
+    // Later entries win (the builder keeps the last value of a key).
+    Resource::builder_empty()
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(attrs.into_iter().map(|(k, v)| KeyValue::new(k, v)))
+        .build()
+}
+
+/// `key=value,key2=value2` with percent-encoded values (the OTel format of
+/// `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS`); malformed entries are
+/// skipped.
+fn parse_key_values(raw: &str) -> HashMap<String, String> {
+    raw.split(',')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            let key = key.trim();
+            (!key.is_empty()).then(|| (key.to_string(), percent_decode(value.trim())))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(feature = "otlp-grpc")]
+mod grpc {
+    //! OTLP/gRPC: tonic's channel worker lives on the runtime that built it, so the
+    //! exporters are built inside a runtime of their own that lives as long as `Otel`; on
+    //! actix's runtime a blocking flush would starve it (rust-stack.md §1.4 #2).
+
+    use super::*;
+    use opentelemetry_otlp::WithTonicConfig as _;
+    use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+
+    /// Owns the runtime; dropping it must not block, since the last clone of `Otel` may be
+    /// dropped on an async thread.
+    pub struct RuntimeGuard(Option<tokio::runtime::Runtime>);
+
+    impl Drop for RuntimeGuard {
+        fn drop(&mut self) {
+            if let Some(runtime) = self.0.take() {
+                runtime.shutdown_background();
+            }
+        }
+    }
+
+    pub fn build(
+        endpoint: &str,
+        headers: &HashMap<String, String>,
+        timeout: Duration,
+        resource: Resource,
+        interval: Option<Duration>,
+    ) -> anyhow::Result<Otel> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otlp-grpc")
+            .enable_all()
+            .build()?;
+        let metadata = || {
+            let map: http::HeaderMap = headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        http::HeaderName::try_from(k.as_str()).ok()?,
+                        http::HeaderValue::try_from(v.as_str()).ok()?,
+                    ))
+                })
+                .collect();
+            MetadataMap::from_headers(map)
+        };
+        let otel = {
+            let _entered = runtime.enter();
+            let spans = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_metadata(metadata())
+                .with_timeout(timeout)
+                .build()?;
+            let metrics = opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_metadata(metadata())
+                .with_timeout(timeout)
+                .build()?;
+            Otel::assemble(spans, metrics, resource, interval)
+        };
+        Ok(Otel {
+            _runtime: Some(std::sync::Arc::new(RuntimeGuard(Some(runtime)))),
+            ..otel
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_urls_follow_the_otlp_endpoint_rules() {
+        assert_eq!(
+            signal_url("http://c:4318", "v1/traces"),
+            "http://c:4318/v1/traces"
+        );
+        assert_eq!(
+            signal_url("http://c:4318/", "v1/metrics"),
+            "http://c:4318/v1/metrics"
+        );
+        assert_eq!(
+            signal_url("https://c/otlp", "v1/traces"),
+            "https://c/otlp/v1/traces"
+        );
+    }
+
+    #[test]
+    fn key_values_are_percent_decoded() {
+        let kv = parse_key_values("a=1, b = x%20y%2Cz ,broken,=v,c=%zz");
+        assert_eq!(kv.get("a").map(String::as_str), Some("1"));
+        assert_eq!(kv.get("b").map(String::as_str), Some("x y,z"));
+        assert_eq!(kv.get("c").map(String::as_str), Some("%zz"));
+        assert_eq!(kv.len(), 3);
+    }
+
+    #[test]
+    fn resource_names_the_service() {
+        let get = |r: &Resource, k: &'static str| {
+            r.get(&opentelemetry::Key::from_static_str(k))
+                .map(|v| v.to_string())
+        };
+        let settings = Settings::default();
+        let r = resource(&settings, Some("node-1"));
+        assert_eq!(get(&r, semconv::SERVICE_NAME).as_deref(), Some("tollgate"));
+        assert_eq!(
+            get(&r, semconv::SERVICE_VERSION).as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            get(&r, semconv::SERVICE_INSTANCE_ID).as_deref(),
+            Some("node-1")
+        );
+
+        let settings = Settings {
+            otel_resource_attributes: Some(
+                "service.name=from-attrs,deployment.environment=prod".into(),
+            ),
+            ..Settings::default()
+        };
+        let r = resource(&settings, None);
+        assert_eq!(
+            get(&r, semconv::SERVICE_NAME).as_deref(),
+            Some("from-attrs")
+        );
+        assert_eq!(get(&r, "deployment.environment").as_deref(), Some("prod"));
+
+        let settings = Settings {
+            otel_service_name: Some("gw".into()),
+            ..settings
+        };
+        assert_eq!(
+            get(&resource(&settings, None), semconv::SERVICE_NAME).as_deref(),
+            Some("gw")
+        );
+    }
+
+    #[test]
+    fn no_endpoint_no_exporter() {
+        assert!(Otel::from_settings(&Settings::default()).unwrap().is_none());
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(502), "5xx");
+    }
+}

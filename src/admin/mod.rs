@@ -13,6 +13,7 @@ pub mod services;
 pub mod status;
 pub mod tenants;
 pub mod ui;
+pub mod usage;
 pub mod validate;
 
 use actix_web::HttpResponse;
@@ -155,7 +156,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Manage admins, tenants, API keys, credentials, services and routes of the Tollgate AI gateway."
+        description = "Manage admins, tenants, API keys, credentials, services and routes of the Tollgate AI gateway, and read its usage."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -167,6 +168,7 @@ impl Modify for BearerAuth {
         (name = "credentials", description = "Encrypted upstream secrets (write-only fields)"),
         (name = "services", description = "LLM provider endpoints"),
         (name = "routes", description = "How clients reach a service"),
+        (name = "usage", description = "Usage history: requests, tokens, cost, latency"),
         (name = "status", description = "Health and status"),
     )
 )]
@@ -193,4 +195,5 @@ where
         .configure(credentials::configure)
         .configure(services::configure)
         .configure(routes::configure)
+        .configure(usage::configure)
 }

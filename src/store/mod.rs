@@ -152,9 +152,28 @@ pub trait Store: Send + Sync + 'static {
     /// Re-encrypts every stored secret (credential values and system secrets) in one
     /// transaction; returns how many values were rewritten.
     async fn reencrypt_all(&self, f: Reencrypt<'_>) -> StoreResult<usize>;
+
+    // --- usage history (not configuration: no version bump) ---
+    /// Adds each row's counters and histogram to the stored row of its minute × tenant ×
+    /// key × route × model (creating it when absent), all rows in one transaction.
+    /// `bucket_start` is truncated to the minute.
+    async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Stored rows with `from <= bucket_start < to` (of one tenant when `tenant_id` is
+    /// set), ordered by `bucket_start`, then tenant, key, route and model ids.
+    async fn query_usage(&self, q: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
 }
 
 pub type SharedStore = Arc<dyn Store>;
+
+/// The metrics aggregator writes its batches through the store.
+#[async_trait]
+impl crate::actors::metrics::UsageStore for SharedStore {
+    async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
+        Store::add_usage(self.as_ref(), rows)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// Connects to the database named by `url`: `sqlite://…` or `postgres://…`/`postgresql://…`.
 pub async fn connect(url: &str) -> StoreResult<SharedStore> {

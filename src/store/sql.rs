@@ -10,9 +10,10 @@
 //! every committed change; on SQLite the `BEGIN IMMEDIATE` write lock does the same. A
 //! failed check returns early and the dropped transaction rolls the bump back. The two
 //! single-statement writes (`revoke_api_key`, `insert_system_secret`) bump only when they
-//! changed a row. Admin writes never bump. The unique indexes and foreign keys stay as the
+//! changed a row. Admin and usage writes never bump. The unique indexes and foreign keys stay as the
 //! last line of defence (`map_sqlx` turns their violations into `Conflict`).
 
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -157,6 +158,69 @@ pub(super) const SECRET_VALUES: &str =
     "SELECT name, value FROM system_secrets ORDER BY created_at, name";
 pub(super) const SECRET_SET_VALUE: &str = "UPDATE system_secrets SET value = $2 WHERE name = $1";
 
+// --- usage ---
+
+// The statements below name one `lat_N` column per histogram bucket.
+const _: () = assert!(
+    super::LATENCY_BUCKETS == 10,
+    "update 0002_usage.sql and USAGE_*"
+);
+
+/// The stored columns in `UsageRow` field order (a macro, so `concat!` can use it).
+macro_rules! usage_columns {
+    () => {
+        "bucket_start, tenant_id, key_id, route_id, model, requests, errors, prompt_tokens, \
+        completion_tokens, cost, latency_ms_sum, \
+        lat_0, lat_1, lat_2, lat_3, lat_4, lat_5, lat_6, lat_7, lat_8, lat_9"
+    };
+}
+
+/// Adds one row's counts to the stored row of its minute × tenant × key × route × model.
+pub(super) const USAGE_ADD: &str = concat!(
+    "INSERT INTO usage_minutes (",
+    usage_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+    $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+    ON CONFLICT (bucket_start, tenant_id, key_id, route_id, model) DO UPDATE SET \
+    requests = usage_minutes.requests + excluded.requests, \
+    errors = usage_minutes.errors + excluded.errors, \
+    prompt_tokens = usage_minutes.prompt_tokens + excluded.prompt_tokens, \
+    completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens, \
+    cost = usage_minutes.cost + excluded.cost, \
+    latency_ms_sum = usage_minutes.latency_ms_sum + excluded.latency_ms_sum, \
+    lat_0 = usage_minutes.lat_0 + excluded.lat_0, \
+    lat_1 = usage_minutes.lat_1 + excluded.lat_1, \
+    lat_2 = usage_minutes.lat_2 + excluded.lat_2, \
+    lat_3 = usage_minutes.lat_3 + excluded.lat_3, \
+    lat_4 = usage_minutes.lat_4 + excluded.lat_4, \
+    lat_5 = usage_minutes.lat_5 + excluded.lat_5, \
+    lat_6 = usage_minutes.lat_6 + excluded.lat_6, \
+    lat_7 = usage_minutes.lat_7 + excluded.lat_7, \
+    lat_8 = usage_minutes.lat_8 + excluded.lat_8, \
+    lat_9 = usage_minutes.lat_9 + excluded.lat_9"
+);
+
+/// Rows with `$1 <= bucket_start < $2`, in bucket order.
+pub(super) const USAGE_RANGE: &str = concat!(
+    "SELECT ",
+    usage_columns!(),
+    " FROM usage_minutes WHERE bucket_start >= $1 AND bucket_start < $2 \
+    ORDER BY bucket_start, tenant_id, key_id, route_id, model"
+);
+/// The same, for one tenant (`$3`).
+pub(super) const USAGE_RANGE_TENANT: &str = concat!(
+    "SELECT ",
+    usage_columns!(),
+    " FROM usage_minutes WHERE tenant_id = $3 AND bucket_start >= $1 AND bucket_start < $2 \
+    ORDER BY bucket_start, tenant_id, key_id, route_id, model"
+);
+
+/// The minute a usage row belongs to: rows of one minute must carry the same key on both
+/// backends (SQLite compares the RFC 3339 text).
+pub(super) fn usage_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::minutes(1)).unwrap_or(t)
+}
+
 // --- messages ---
 
 /// `Conflict` when `owner` (the row holding a unique value) is another row than `id`.
@@ -219,7 +283,7 @@ macro_rules! impl_store {
             use $crate::store::{
                 AdminRecord, ApiKeyRecord, ConfigData, CredentialRecord, Lookup, Page, Reencrypt,
                 RouteRecord, ServiceRecord, StoreError, StoreResult, SystemSecretRecord,
-                TenantRecord, map_sqlx,
+                TenantRecord, UsageQuery, UsageRow, map_sqlx,
             };
 
             /// Queries run inside a transaction (or on any connection of this backend).
@@ -402,6 +466,31 @@ macro_rules! impl_store {
                         }
                     }
                     Ok(())
+                }
+
+                /// A `usage_minutes` row selected with `sql::usage_columns!()`.
+                pub(super) fn usage_row(
+                    row: &<$db as sqlx::Database>::Row,
+                ) -> StoreResult<$crate::store::UsageRow> {
+                    use sqlx::Row;
+                    let mut latency_histogram = [0; $crate::store::LATENCY_BUCKETS];
+                    for (i, count) in latency_histogram.iter_mut().enumerate() {
+                        *count = row.try_get(11 + i).map_err(map_sqlx)?;
+                    }
+                    Ok($crate::store::UsageRow {
+                        bucket_start: row.try_get(0).map_err(map_sqlx)?,
+                        tenant_id: row.try_get(1).map_err(map_sqlx)?,
+                        key_id: row.try_get(2).map_err(map_sqlx)?,
+                        route_id: row.try_get(3).map_err(map_sqlx)?,
+                        model: row.try_get(4).map_err(map_sqlx)?,
+                        requests: row.try_get(5).map_err(map_sqlx)?,
+                        errors: row.try_get(6).map_err(map_sqlx)?,
+                        prompt_tokens: row.try_get(7).map_err(map_sqlx)?,
+                        completion_tokens: row.try_get(8).map_err(map_sqlx)?,
+                        cost: row.try_get(9).map_err(map_sqlx)?,
+                        latency_ms_sum: row.try_get(10).map_err(map_sqlx)?,
+                        latency_histogram,
+                    })
                 }
 
                 /// Rewrites the route's rows in `route_paths`.
@@ -933,6 +1022,46 @@ macro_rules! impl_store {
                     }
                     tx.commit().await.map_err(map_sqlx)?;
                     Ok(count)
+                }
+
+                // --- usage history (no version bump) ---
+
+                async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
+                    if rows.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
+                    for r in rows {
+                        let mut query = sqlx::query(sql::USAGE_ADD)
+                            .bind(sql::usage_minute(r.bucket_start))
+                            .bind(r.tenant_id)
+                            .bind(r.key_id)
+                            .bind(r.route_id)
+                            .bind(&r.model)
+                            .bind(r.requests)
+                            .bind(r.errors)
+                            .bind(r.prompt_tokens)
+                            .bind(r.completion_tokens)
+                            .bind(r.cost)
+                            .bind(r.latency_ms_sum);
+                        for count in r.latency_histogram {
+                            query = query.bind(count);
+                        }
+                        q::rows_affected(&mut tx, query).await?;
+                    }
+                    tx.commit().await.map_err(map_sqlx)
+                }
+
+                async fn query_usage(&self, uq: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+                    let query = match uq.tenant_id {
+                        Some(tenant) => sqlx::query(sql::USAGE_RANGE_TENANT)
+                            .bind(uq.from)
+                            .bind(uq.to)
+                            .bind(tenant),
+                        None => sqlx::query(sql::USAGE_RANGE).bind(uq.from).bind(uq.to),
+                    };
+                    let rows = query.fetch_all(&self.pool).await.map_err(map_sqlx)?;
+                    rows.iter().map(q::usage_row).collect()
                 }
             }
 

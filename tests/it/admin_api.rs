@@ -1601,6 +1601,7 @@ async fn openapi_document_lists_every_admin_endpoint() {
         ("post", "/tenants/{}/keys"),
         ("get", "/tenants/{}/keys/{}"),
         ("delete", "/tenants/{}/keys/{}"),
+        ("get", "/usage"),
     ]
     .map(|(m, p)| (m, p.to_string()))
     .into();

@@ -23,3 +23,4 @@ mod store;
 mod streaming;
 #[allow(dead_code)]
 mod support;
+mod usage;

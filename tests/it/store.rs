@@ -15,8 +15,8 @@ use sqlx::Connection;
 use sqlx::types::Json;
 use tollgate::store::{
     self, AdminRecord, ApiKeyRecord, Backend, CredentialRecord, Lookup, Page, PgStore, RouteRecord,
-    ServiceRecord, SharedStore, StoreError, StoreResult, SystemSecretRecord, TenantRecord, new_id,
-    now,
+    ServiceRecord, SharedStore, StoreError, StoreResult, SystemSecretRecord, TenantRecord,
+    UsageQuery, UsageRow, new_id, now,
 };
 use uuid::Uuid;
 
@@ -126,6 +126,12 @@ contract_tests!(
     failed_multi_row_write_leaves_nothing,
     concurrent_writers_all_succeed,
     ping_and_close,
+    usage_add_sums_every_counter,
+    usage_keys_stay_separate,
+    usage_range_and_tenant_filters,
+    usage_batch_of_1000_rows,
+    usage_exact_numbers_round_trip,
+    usage_failed_batch_writes_nothing,
 );
 
 // --- fixtures ---
@@ -1332,4 +1338,288 @@ async fn unsupported_scheme_is_rejected() {
         store::connect("mysql://localhost/x").await,
         Err(StoreError::Other(_))
     ));
+}
+
+// --- usage history ---
+
+/// The start of minute `n` (the base is a whole minute).
+fn minute(n: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_749_999_960 + 60 * n, 0).unwrap()
+}
+
+fn usage_row(at: DateTime<Utc>, tenant_id: Uuid, key_id: Uuid, model: &str) -> UsageRow {
+    UsageRow {
+        bucket_start: at,
+        tenant_id,
+        key_id,
+        route_id: Uuid::from_u128(7),
+        model: model.into(),
+        requests: 3,
+        errors: 1,
+        prompt_tokens: 120,
+        completion_tokens: 45,
+        cost: 0.001_25,
+        latency_ms_sum: 1_234.5,
+        latency_histogram: [1, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+    }
+}
+
+fn everything(tenant_id: Option<Uuid>) -> UsageQuery {
+    UsageQuery {
+        from: minute(-100_000),
+        to: minute(100_000),
+        tenant_id,
+    }
+}
+
+/// Two writes of one minute × tenant × key × route × model add up, every counter and
+/// every histogram bucket, in separate calls and within one batch; no version bump.
+async fn usage_add_sums_every_counter(s: SharedStore) {
+    let v = s.config_version().await.unwrap();
+    let a = usage_row(minute(0), Uuid::from_u128(1), Uuid::from_u128(2), "gpt-4o");
+    let b = UsageRow {
+        requests: 10,
+        errors: 0,
+        prompt_tokens: 1_000,
+        completion_tokens: 2_000,
+        cost: 0.5,
+        latency_ms_sum: 100.25,
+        latency_histogram: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        ..a.clone()
+    };
+    s.add_usage(std::slice::from_ref(&a)).await.unwrap();
+    s.add_usage(std::slice::from_ref(&b)).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    let sum = UsageRow {
+        requests: 13,
+        errors: 1,
+        prompt_tokens: 1_120,
+        completion_tokens: 2_045,
+        cost: 0.001_25 + 0.5,
+        latency_ms_sum: 1_234.5 + 100.25,
+        latency_histogram: [1, 1, 4, 3, 4, 5, 6, 7, 8, 9],
+        ..a.clone()
+    };
+    assert_eq!(stored, vec![sum.clone()]);
+
+    // The same key twice in one batch.
+    s.add_usage(&[a.clone(), a.clone()]).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].requests, 19);
+    assert_eq!(stored[0].prompt_tokens, 1_360);
+    assert_eq!(stored[0].latency_histogram, [3, 1, 8, 3, 4, 5, 6, 7, 8, 9]);
+
+    // A bucket_start inside the minute lands on that minute's row.
+    let late = UsageRow {
+        bucket_start: minute(0) + chrono::Duration::milliseconds(59_999),
+        ..a.clone()
+    };
+    s.add_usage(&[late]).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].bucket_start, minute(0));
+    assert_eq!(stored[0].requests, 22);
+
+    s.add_usage(&[]).await.unwrap();
+    assert_eq!(
+        s.config_version().await.unwrap(),
+        v,
+        "usage is not configuration"
+    );
+}
+
+/// Rows that differ in any key column stay separate.
+async fn usage_keys_stay_separate(s: SharedStore) {
+    let (t1, t2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let (k1, k2) = (Uuid::from_u128(11), Uuid::from_u128(12));
+    let base = usage_row(minute(5), t1, k1, "gpt-4o");
+    let rows = vec![
+        base.clone(),
+        UsageRow {
+            model: "gpt-4o-mini".into(),
+            ..base.clone()
+        },
+        UsageRow {
+            key_id: k2,
+            ..base.clone()
+        },
+        UsageRow {
+            route_id: Uuid::from_u128(8),
+            ..base.clone()
+        },
+        UsageRow {
+            tenant_id: t2,
+            key_id: k2,
+            ..base.clone()
+        },
+        UsageRow {
+            bucket_start: minute(6),
+            ..base.clone()
+        },
+    ];
+    s.add_usage(&rows).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored.len(), rows.len());
+    for r in &rows {
+        assert!(stored.contains(r), "{r:?} missing from {stored:?}");
+    }
+    // Ordered by bucket_start first.
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| w[0].bucket_start <= w[1].bucket_start)
+    );
+    assert_eq!(stored.last().unwrap().bucket_start, minute(6));
+}
+
+/// `from <= bucket_start < to`, optionally one tenant's rows, in bucket order.
+async fn usage_range_and_tenant_filters(s: SharedStore) {
+    let (acme, globex) = (Uuid::from_u128(1), Uuid::from_u128(2));
+    let key = Uuid::from_u128(3);
+    // Written out of order, so the result's order is the query's doing.
+    let mut rows = Vec::new();
+    for n in [3, 0, 2, 1] {
+        rows.push(usage_row(minute(n), acme, key, "m"));
+        rows.push(usage_row(minute(n), globex, key, "m"));
+    }
+    s.add_usage(&rows).await.unwrap();
+    let minutes = |rows: &[UsageRow]| -> Vec<(DateTime<Utc>, Uuid)> {
+        rows.iter().map(|r| (r.bucket_start, r.tenant_id)).collect()
+    };
+
+    let q = UsageQuery {
+        from: minute(1),
+        to: minute(3),
+        tenant_id: None,
+    };
+    let got = s.query_usage(&q).await.unwrap();
+    assert_eq!(
+        minutes(&got),
+        vec![
+            (minute(1), acme),
+            (minute(1), globex),
+            (minute(2), acme),
+            (minute(2), globex)
+        ]
+    );
+    let got = s
+        .query_usage(&UsageQuery {
+            tenant_id: Some(globex),
+            ..q.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        minutes(&got),
+        vec![(minute(1), globex), (minute(2), globex)]
+    );
+    // Bounds between minutes: a minute counts when it starts inside the range.
+    let got = s
+        .query_usage(&UsageQuery {
+            from: minute(0) + chrono::Duration::milliseconds(500),
+            to: minute(2) + chrono::Duration::microseconds(1),
+            tenant_id: Some(acme),
+        })
+        .await
+        .unwrap();
+    assert_eq!(minutes(&got), vec![(minute(1), acme), (minute(2), acme)]);
+    // Empty: an unknown tenant, and a range before everything.
+    let got = s
+        .query_usage(&everything(Some(Uuid::from_u128(99))))
+        .await
+        .unwrap();
+    assert_eq!(got, vec![]);
+    let got = s
+        .query_usage(&UsageQuery {
+            from: minute(-10),
+            to: minute(0),
+            tenant_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, vec![]);
+}
+
+/// A large batch is one call (one transaction) and reads back complete.
+async fn usage_batch_of_1000_rows(s: SharedStore) {
+    let rows: Vec<UsageRow> = (0..1000)
+        .map(|i| UsageRow {
+            requests: i + 1,
+            ..usage_row(
+                minute(i / 100),
+                Uuid::from_u128(1 + (i % 3) as u128),
+                Uuid::from_u128(100 + (i % 100) as u128),
+                "gpt-4o",
+            )
+        })
+        .collect();
+    s.add_usage(&rows).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored.len(), 1000);
+    assert_eq!(
+        stored.iter().map(|r| r.requests).sum::<i64>(),
+        1000 * 1001 / 2
+    );
+    for r in &rows {
+        assert!(stored.contains(r), "{r:?} missing");
+    }
+    // Adding the batch again doubles every row instead of adding rows.
+    s.add_usage(&rows).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored.len(), 1000);
+    assert_eq!(stored.iter().map(|r| r.requests).sum::<i64>(), 1000 * 1001);
+}
+
+/// Integers past 2^53 (where an f64 would round) survive storing and adding; costs are
+/// f64 to the last bit.
+async fn usage_exact_numbers_round_trip(s: SharedStore) {
+    let big = (1i64 << 53) + 1;
+    let r = UsageRow {
+        requests: big - 2,
+        errors: big - 4,
+        prompt_tokens: big,
+        completion_tokens: i64::MAX / 2,
+        cost: 1_234.567_890_123_456_7,
+        latency_ms_sum: 0.1 + 0.2,
+        latency_histogram: [big, 1, 2, 3, 4, 5, 6, 7, 8, big + 2],
+        ..usage_row(
+            minute(0),
+            Uuid::from_u128(u128::MAX),
+            Uuid::from_u128(0),
+            "modèle-ü",
+        )
+    };
+    s.add_usage(std::slice::from_ref(&r)).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored, vec![r.clone()]);
+    assert_eq!(stored[0].cost.to_bits(), r.cost.to_bits());
+
+    s.add_usage(std::slice::from_ref(&r)).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored[0].prompt_tokens, (1i64 << 54) + 2);
+    assert_eq!(stored[0].completion_tokens, i64::MAX - 1);
+    assert_eq!(stored[0].latency_histogram[0], (1i64 << 54) + 2);
+    assert_eq!(stored[0].latency_histogram[9], (1i64 << 54) + 6);
+    assert_eq!(stored[0].cost, r.cost + r.cost);
+}
+
+/// A batch that fails part-way leaves nothing behind. Only PostgreSQL refuses a BIGINT
+/// overflow; SQLite would turn the sum into a float instead of failing.
+async fn usage_failed_batch_writes_nothing(s: SharedStore) {
+    if s.backend() != Backend::Postgres {
+        return;
+    }
+    let full = UsageRow {
+        requests: i64::MAX,
+        ..usage_row(minute(0), Uuid::from_u128(1), Uuid::from_u128(2), "m")
+    };
+    s.add_usage(std::slice::from_ref(&full)).await.unwrap();
+    let fresh = usage_row(minute(1), Uuid::from_u128(1), Uuid::from_u128(2), "m");
+    let overflow = UsageRow {
+        requests: 1,
+        ..full.clone()
+    };
+    assert!(s.add_usage(&[fresh, overflow]).await.is_err());
+    assert_eq!(s.query_usage(&everything(None)).await.unwrap(), vec![full]);
 }

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::{Actor, Addr};
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -13,6 +14,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::actors::metrics::{MetricsAggregator, Shutdown, UsageSink};
 use crate::admin::body::{BodyLimit, path_config, query_config};
 use crate::admin::{self, ApiDoc};
 use crate::bootstrap;
@@ -24,10 +26,16 @@ use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::state::AppState;
 use crate::store::{self, SharedStore};
 use crate::telemetry::analytics::AnalyticsLog;
+use crate::telemetry::otel::Otel;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); spec §2 asks for changes to reach every node within a second.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often the aggregator writes its rows (spec §3.3: visible in `/usage` within 10 s).
+const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// How long the final usage write may retry at shutdown (a database that is briefly gone).
+const USAGE_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Application {
     admin_addr: SocketAddr,
@@ -36,6 +44,9 @@ pub struct Application {
     proxy_server: Server,
     state: web::Data<AppState>,
     analytics: AnalyticsLog,
+    aggregator: Addr<MetricsAggregator>,
+    usage: UsageSink,
+    otel: Option<Otel>,
 }
 
 /// Opens the store named by the settings and applies migrations when asked.
@@ -155,9 +166,18 @@ impl Application {
         let proxy_state = state.clone();
         let analytics_for_shutdown = analytics.clone();
         let allow_private = settings.allow_private_upstreams;
+        let otel = Otel::from_settings_for_node(&settings, Some(&state.node_id))?;
+        let (aggregator, usage) = MetricsAggregator::new(
+            crate::store::usage_writer(state.store.clone()),
+            otel.clone()
+                .map(|o| Box::new(o) as Box<dyn crate::actors::metrics::UsageObserver>),
+            USAGE_FLUSH_INTERVAL,
+        );
+        // On this (the main) thread: it only aggregates and hands batches to the store.
+        let aggregator = aggregator.start();
         let recorder = Recorder {
             analytics,
-            usage: None,
+            usage: Some(usage.clone()),
         };
         let mut proxy_server = HttpServer::new(move || {
             let recorder = recorder.clone();
@@ -180,6 +200,9 @@ impl Application {
             proxy_server,
             state,
             analytics: analytics_for_shutdown,
+            aggregator,
+            usage,
+            otel,
         })
     }
 
@@ -203,12 +226,42 @@ impl Application {
         self.state.clone()
     }
 
-    /// Runs until both servers stop (SIGTERM/SIGINT, or `stop`), then closes the store.
+    /// The proxy's usage sink (tests read its dropped count).
+    pub fn usage_sink(&self) -> UsageSink {
+        self.usage.clone()
+    }
+
+    /// Runs until both servers stop (SIGTERM/SIGINT, or `stop`): the servers stop
+    /// accepting and let in-flight requests and streams finish within the drain time;
+    /// then the usage rows are written (retrying a while if the database is down), the
+    /// telemetry is exported, and the store is closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let poller = actix_web::rt::spawn(poll_config_changes(self.state.clone()));
         let result = futures::future::try_join(self.admin_server, self.proxy_server).await;
         poller.abort();
         self.analytics.flush();
+        match self
+            .aggregator
+            .send(Shutdown {
+                deadline: USAGE_SHUTDOWN_DEADLINE,
+            })
+            .await
+        {
+            Ok(0) => tracing::info!(
+                dropped_events = self.usage.dropped(),
+                "usage written at shutdown"
+            ),
+            Ok(lost) => tracing::error!(requests = lost, "usage could not be written at shutdown"),
+            Err(e) => tracing::error!(error = %e, "usage aggregator gone at shutdown"),
+        }
+        if let Some(otel) = &self.otel {
+            // The exporters block on HTTP: keep that off the runtime's thread.
+            let otel = otel.clone();
+            let shutdown = actix_web::rt::task::spawn_blocking(move || otel.shutdown()).await;
+            if let Ok(Err(e)) = shutdown {
+                tracing::warn!(error = %e, "telemetry shutdown incomplete");
+            }
+        }
         self.state.store.close().await;
         result.map(|_| ()).context("server error")
     }

@@ -293,9 +293,10 @@ struct Outcome {
     logged_response: Option<Value>,
 }
 
-/// What `dispatch` learned before it may fail, for the usage event of a failed request.
-#[derive(Default)]
+/// What `dispatch` carries (the trace context) and learns before it may fail, for the
+/// usage event of a failed request.
 struct Attempt {
+    trace: TraceContext,
     request_model: Option<String>,
     server_address: Option<String>,
     /// When the upstream request was sent, and how long until it failed or answered.
@@ -303,6 +304,15 @@ struct Attempt {
 }
 
 impl Attempt {
+    fn new(trace: TraceContext) -> Attempt {
+        Attempt {
+            trace,
+            request_model: None,
+            server_address: None,
+            upstream_started: None,
+        }
+    }
+
     fn upstream_timing(&self) -> Option<UpstreamTiming> {
         self.upstream_started.map(|(at, since)| UpstreamTiming {
             started_at: at,
@@ -324,13 +334,13 @@ async fn dispatch(
     req: &HttpRequest,
     state: &AppState,
     pools: &Pools,
-    route: &RouteEntry,
-    caller: &Caller<'_>,
+    party: &Party<'_>,
     body: ClientBody,
     surface: Surface,
-    trace: &TraceContext,
     attempt: &mut Attempt,
 ) -> Result<Reply, Error> {
+    let (route, caller) = (party.route.as_ref(), party.caller);
+    let trace = &attempt.trace;
     let ClientBody { raw, parsed } = body;
     let mut plan: Option<StreamPlan> = None;
     let service = &route.service;
@@ -972,16 +982,14 @@ pub async fn route_path(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut attempt = Attempt::default();
+    let mut attempt = Attempt::new(flight.trace);
     match dispatch(
         &req,
         &state,
         &pools,
-        route,
-        &caller,
+        &party,
         ClientBody { raw, parsed: None },
         Surface::RoutePath,
-        &flight.trace,
         &mut attempt,
     )
     .await
@@ -1049,19 +1057,17 @@ async fn openai(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut attempt = Attempt::default();
+    let mut attempt = Attempt::new(flight.trace);
     match dispatch(
         &req,
         &state,
         &pools,
-        route,
-        &caller,
+        &party,
         ClientBody {
             raw,
             parsed: Some(body),
         },
         Surface::OpenAi(endpoint),
-        &flight.trace,
         &mut attempt,
     )
     .await

@@ -207,6 +207,11 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The usage aggregator's view of the store.
+pub fn usage_writer(store: SharedStore) -> Arc<dyn crate::actors::metrics::UsageStore> {
+    Arc::new(store)
+}
+
 #[cfg(test)]
 mod tests {
     /// Both trees must list the same migrations so a schema change lands on both backends.

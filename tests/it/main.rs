@@ -24,3 +24,4 @@ mod streaming;
 #[allow(dead_code)]
 mod support;
 mod usage;
+mod usage_flow;

@@ -25,6 +25,8 @@ pub struct TestApp {
     pub client: awc::Client,
     /// The running app's shared state (its store, snapshot, …).
     pub state: actix_web::web::Data<tollgate::state::AppState>,
+    /// `run_until_stopped`: ends after a stop, once usage and telemetry are flushed.
+    pub running: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Which database the app under test uses.
@@ -100,7 +102,7 @@ pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
     let proxy = format!("http://{}", app.proxy_addr());
     let stop = app.stop_handle();
     let state = app.state();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     let client = awc::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .finish();
@@ -113,6 +115,7 @@ pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
         dir,
         client,
         state,
+        running: Some(running),
     };
     test_app.token = test_app.login("admin", ADMIN_PASSWORD).await;
     test_app
@@ -126,6 +129,19 @@ pub struct Reply {
 }
 
 impl TestApp {
+    /// A graceful stop (what SIGTERM does), waiting until the app has written its usage
+    /// and closed its store; returns what a restart needs.
+    pub async fn shut_down(mut self) -> (Settings, TempDir) {
+        self.stop.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running
+                .await
+                .expect("app task")
+                .expect("app stopped cleanly");
+        }
+        (self.settings, self.dir)
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> String {
         let r = self
             .send(

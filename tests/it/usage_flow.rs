@@ -18,11 +18,17 @@ async fn usage_totals(app: &TestApp, query: &str) -> (u64, u64, u64, u64) {
     let r = app.get(&format!("/usage{query}")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let data = r.body["data"].as_array().expect("data").clone();
-    let sum = |k: &str| data.iter().map(|row| row[k].as_u64().unwrap_or(0)).sum::<u64>();
+    let sum = |k: &str| {
+        data.iter()
+            .map(|row| row[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
     for row in &data {
         assert_eq!(
             row["total_tokens"].as_u64(),
-            Some(row["prompt_tokens"].as_u64().unwrap() + row["completion_tokens"].as_u64().unwrap())
+            Some(
+                row["prompt_tokens"].as_u64().unwrap() + row["completion_tokens"].as_u64().unwrap()
+            )
         );
     }
     (
@@ -98,17 +104,20 @@ async fn every_request_is_counted_once_with_its_tokens_across_a_restart() {
         drop(resp);
     }
     // 2 upstream failures and 1 request refused before it went anywhere.
-    mock.set(Behaviour::json(500, json!({"error": {"message": "boom", "type": "server_error"}})));
+    mock.set(Behaviour::json(
+        500,
+        json!({"error": {"message": "boom", "type": "server_error"}}),
+    ));
     for _ in 0..2 {
         assert_eq!(chat(&app, "/openai/chat", &key, hello()).await.status, 500);
     }
     let refused = chat(&app, "/openai/chat", &key, json!({"messages": []})).await;
     assert_eq!(refused.status, 400);
-    let requests = 5 + 4 + 3 + 2 + 1;
+    let requests: u64 = 5 + 4 + 3 + 2 + 1;
 
     // The gateway's own per-request accounting: one analytics line per request that
     // reached the provider (the refused one did not).
-    let lines = analytics_lines(&log, requests - 1).await;
+    let lines = analytics_lines(&log, (requests - 1) as usize).await;
     assert_eq!(lines.len() as u64, requests - 1, "{lines:?}");
     let tokens = |k: &str| {
         lines
@@ -132,7 +141,10 @@ async fn every_request_is_counted_once_with_its_tokens_across_a_restart() {
     };
     assert_eq!(prompt, 5 * 12 + 4 * 12 + cut("prompt_tokens"));
     assert_eq!(completion, 5 * 3 + 4 * 5 + cut("completion_tokens"));
-    assert!(cut("completion_tokens") >= 3 * 2, "at least what the clients saw");
+    assert!(
+        cut("completion_tokens") >= 3 * 2,
+        "at least what the clients saw"
+    );
 
     // Visible in /usage within 10 s, without a restart.
     let live = wait_for_usage(&app, requests).await;
@@ -141,12 +153,16 @@ async fn every_request_is_counted_once_with_its_tokens_across_a_restart() {
     // Stop gracefully, restart on the same database: the same numbers, nothing doubled.
     let (settings, dir) = app.shut_down().await;
     let app = start(settings, dir).await;
-    assert_eq!(usage_totals(&app, "").await, (requests, 3, prompt, completion));
+    assert_eq!(
+        usage_totals(&app, "").await,
+        (requests, 3, prompt, completion)
+    );
     let by_model = app.get("/usage?group_by=tenant,model&bucket=day").await;
     assert_eq!(by_model.status, 200, "{}", by_model.text);
     let rows = by_model.body["data"].as_array().unwrap();
     assert!(
-        rows.iter().all(|r| r["tenant"] == "acme" && r["model"] == "gpt-4o"),
+        rows.iter()
+            .all(|r| r["tenant"] == "acme" && r["model"] == "gpt-4o"),
         "{rows:?}"
     );
 }
@@ -179,7 +195,10 @@ async fn a_stop_waits_for_a_stream_in_flight_and_counts_it() {
     actix_web::rt::time::sleep(Duration::from_millis(150)).await;
     let (settings, dir) = app.shut_down().await;
     let raw = in_flight.await.unwrap();
-    assert!(raw.ends_with("data: [DONE]\n\n"), "the stream finished: {raw}");
+    assert!(
+        raw.ends_with("data: [DONE]\n\n"),
+        "the stream finished: {raw}"
+    );
     assert!(raw.contains("s19"));
 
     let app = start(settings, dir).await;

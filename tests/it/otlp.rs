@@ -624,3 +624,101 @@ fn spans_and_metrics_reach_an_otlp_receiver() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The whole path: requests through the proxy, usage events through the aggregator, spans
+/// and metrics to the receiver; the client's trace reaches the upstream.
+#[actix_web::test]
+async fn proxied_requests_become_spans_and_metrics_and_carry_the_trace_upstream() {
+    use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
+    use crate::proxy::{configure_openai, openai_completion};
+    use crate::streaming::{openai_sse, sse, stream};
+
+    let receiver = start_receiver();
+    let mock = MockUpstream::start(Behaviour::ByStream {
+        whole: Box::new(Behaviour::json(200, openai_completion())),
+        streamed: Box::new(sse(openai_sse(&["a", "b"], Some((12, 5))), 0, Tail::End)),
+    })
+    .await;
+    let url = receiver.url.clone();
+    let app = crate::support::spawn_app_with(move |s| {
+        s.otel_exporter_otlp_endpoint = Some(url);
+        s.otel_metric_export_interval = Some("600000".into());
+    })
+    .await;
+    let key = configure_openai(&app, &mock, serde_json::json!({})).await;
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    for _ in 0..2 {
+        let resp = app
+            .client
+            .post(format!("{}/openai/chat", app.proxy))
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .insert_header(("traceparent", format!("00-{client_trace}-{client_span}-01")))
+            .send_json(&serde_json::json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let streamed = stream(
+        &app,
+        "/openai/chat",
+        &key,
+        serde_json::json!({"stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!(streamed.ends_with_done());
+    let sent = mock.received();
+    assert_eq!(sent.len(), 3);
+    // A graceful stop flushes the aggregator, then the exporters.
+    app.shut_down().await;
+
+    let received = receiver.received.lock().unwrap();
+    let spans = all_spans(&received);
+    let servers: Vec<&Span> = spans.iter().filter(|s| s.kind == 2).collect();
+    let clients: Vec<&Span> = spans.iter().filter(|s| s.kind == 3).collect();
+    assert_eq!((servers.len(), clients.len()), (3, 3), "{spans:?}");
+    for span in &spans {
+        assert_eq!(span.name, "chat gpt-4o");
+    }
+    // The two requests that sent a traceparent continue the client's trace, and the
+    // upstream received the upstream span's id in its own traceparent.
+    let continued: Vec<&&Span> = servers
+        .iter()
+        .filter(|s| hex(&s.trace_id) == client_trace)
+        .collect();
+    assert_eq!(continued.len(), 2);
+    for server in continued {
+        assert_eq!(hex(&server.parent_span_id), client_span);
+        let child = clients
+            .iter()
+            .find(|c| c.parent_span_id == server.span_id)
+            .expect("upstream child span");
+        assert_eq!(child.trace_id, server.trace_id);
+        let header = format!("00-{client_trace}-{}-01", hex(&child.span_id));
+        assert!(
+            sent.iter()
+                .any(|r| r.header("traceparent") == Some(header.as_str())),
+            "the upstream got {header}"
+        );
+        let a = attrs(&server.attributes);
+        assert_eq!(a.get(semconv::TOLLGATE_TENANT), Some(&s("acme")));
+        assert_eq!(a.get(semconv::TOLLGATE_ROUTE), Some(&s("chat")));
+        assert_eq!(a.get(semconv::GEN_AI_PROVIDER_NAME), Some(&s("openai")));
+    }
+    // Token usage: the sums the mock reported (2 × 12/3 whole, 12/5 streamed).
+    let metrics = latest_metrics(&received);
+    let tokens = histogram_points(metric(&metrics, semconv::METRIC_TOKEN_USAGE));
+    let sum_of = |kind: &str| {
+        tokens
+            .iter()
+            .filter(|p| has(&p.attributes, semconv::GEN_AI_TOKEN_TYPE, kind))
+            .map(|p| p.sum.unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    assert_eq!(sum_of("input"), 36.0);
+    assert_eq!(sum_of("output"), 11.0);
+    let ttft = histogram_points(metric(&metrics, semconv::METRIC_TIME_TO_FIRST_TOKEN));
+    assert_eq!(ttft.iter().map(|p| p.count).sum::<u64>(), 1, "one stream");
+    let requests = sum_points(metric(&metrics, semconv::METRIC_REQUESTS));
+    assert_eq!(requests.iter().map(number).sum::<f64>(), 3.0);
+}

@@ -155,6 +155,10 @@ impl Application {
                 }))
         })
         .listen(admin_listener)?
+        // Signals are handled by `run_until_stopped`: actix's own handler stops the whole
+        // System 300 ms after the first server (the idle admin one) is done, which would
+        // cut the proxy's streams short of the drain time.
+        .disable_signals()
         .shutdown_timeout(drain.as_secs());
         if settings.admin_workers > 0 {
             admin_server = admin_server.workers(settings.admin_workers);
@@ -186,6 +190,7 @@ impl Application {
                 .configure(|cfg| crate::proxy::configure(cfg, recorder, allow_private))
         })
         .listen(proxy_listener)?
+        .disable_signals()
         .shutdown_timeout(drain.as_secs());
         if settings.proxy_workers > 0 {
             proxy_server = proxy_server.workers(settings.proxy_workers);
@@ -237,8 +242,10 @@ impl Application {
     /// telemetry is exported, and the store is closed.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let poller = actix_web::rt::spawn(poll_config_changes(self.state.clone()));
+        let signals = actix_web::rt::spawn(stop_on_signals(self.stop_handle()));
         let result = futures::future::try_join(self.admin_server, self.proxy_server).await;
         poller.abort();
+        signals.abort();
         self.analytics.flush();
         match self
             .aggregator
@@ -277,6 +284,38 @@ impl StopHandle {
     pub async fn stop(&self, graceful: bool) {
         futures::future::join(self.admin.stop(graceful), self.proxy.stop(graceful)).await;
     }
+}
+
+/// SIGTERM or SIGINT: a graceful stop (stop accepting, let in-flight requests and streams
+/// finish within the drain time); a second signal stops at once.
+async fn stop_on_signals(stop: StopHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+        return;
+    };
+    let first = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = first,
+        "stopping: finishing in-flight requests and streams"
+    );
+    let graceful = actix_web::rt::spawn({
+        let stop = stop.clone();
+        async move { stop.stop(true).await }
+    });
+    let second = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::warn!(signal = second, "second signal: stopping now");
+    graceful.abort();
+    stop.stop(false).await;
 }
 
 /// Picks up configuration written elsewhere (other nodes, the CLI) within `POLL_INTERVAL`.

@@ -204,3 +204,59 @@ async fn a_stop_waits_for_a_stream_in_flight_and_counts_it() {
     let app = start(settings, dir).await;
     assert_eq!(usage_totals(&app, "").await, (1, 0, 7, 20));
 }
+
+/// The real binary and a real SIGTERM: the stream in flight finishes, the process exits
+/// cleanly after writing its usage, and a restarted node finds every request.
+#[actix_web::test]
+async fn sigterm_lets_the_stream_finish_and_writes_every_request() {
+    let words: Vec<String> = (0..15).map(|i| format!("t{i:02}")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mock = MockUpstream::start(Behaviour::ByStream {
+        whole: Box::new(Behaviour::json(200, openai_completion())),
+        streamed: Box::new(sse(openai_sse(&words, Some((9, 15))), 40, Tail::End)),
+    })
+    .await;
+    // Configure through an in-process app, then hand its database to the binary.
+    let app = crate::support::spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let (settings, dir) = app.shut_down().await;
+    let server = crate::process::Env::for_settings(&settings)
+        .set("TOLLGATE_DRAIN_TIMEOUT", "10s")
+        .set("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "true")
+        .serve();
+    let client = crate::process::client();
+    for _ in 0..3 {
+        let mut resp = client
+            .post(format!("{}/openai/chat", server.proxy))
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .send_json(&json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.body().await.unwrap();
+    }
+    let proxy = server.proxy.clone();
+    let stream_key = key.clone();
+    let in_flight = actix_web::rt::spawn(async move {
+        let mut resp = crate::process::client()
+            .post(format!("{proxy}/openai/chat"))
+            .insert_header(("Authorization", format!("Bearer {stream_key}")))
+            .send_json(&json!({"stream": true, "messages": [{"role": "user", "content": "go"}]}))
+            .await
+            .unwrap();
+        let body = resp.body().limit(1 << 20).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let (status, output) = server.stop_async().await;
+    let raw = in_flight.await.unwrap();
+    assert!(status.success(), "exit {status}:\n{output}");
+    assert!(
+        raw.ends_with("data: [DONE]\n\n") && raw.contains("t14"),
+        "{raw}\n{output}"
+    );
+    assert!(output.contains("usage written at shutdown"), "{output}");
+
+    let app = start(settings, dir).await;
+    assert_eq!(usage_totals(&app, "").await, (4, 0, 3 * 12 + 9, 3 * 3 + 15));
+}

@@ -204,6 +204,34 @@ async fn anthropic_messages(body: web::Bytes) -> HttpResponse {
         .body(ANTHROPIC_MESSAGES)
 }
 
+/// OTLP export requests received (the benchmark's telemetry-cost scenario points the
+/// gateway's exporter here): traces, metrics.
+static OTLP_TRACES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static OTLP_METRICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// An OTLP/HTTP receiver that accepts everything: an empty protobuf message is a valid
+/// `Export*ServiceResponse` (full success).
+fn otlp_ok() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/x-protobuf")
+        .finish()
+}
+
+async fn otlp_traces(_body: web::Bytes) -> HttpResponse {
+    OTLP_TRACES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    otlp_ok()
+}
+
+async fn otlp_metrics(_body: web::Bytes) -> HttpResponse {
+    OTLP_METRICS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    otlp_ok()
+}
+
+async fn otlp_count() -> HttpResponse {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    HttpResponse::Ok().body(format!("{} {}", load(&OTLP_TRACES), load(&OTLP_METRICS)))
+}
+
 fn usage() -> ! {
     eprintln!("usage: bench_mock PORT [WORKERS]");
     std::process::exit(2)
@@ -225,8 +253,13 @@ fn main() -> std::io::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(|| {
             App::new()
+                // OTLP batches can be several hundred kB.
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
                 .route("/v1/chat/completions", web::post().to(openai_chat))
                 .route("/v1/messages", web::post().to(anthropic_messages))
+                .route("/v1/traces", web::post().to(otlp_traces))
+                .route("/v1/metrics", web::post().to(otlp_metrics))
+                .route("/otlp/count", web::get().to(otlp_count))
         })
         .workers(workers)
         .backlog(1024)

@@ -113,6 +113,8 @@ pub trait UsageObserver {
     fn dropped(&mut self, total: u64);
     /// Shutdown: export what is buffered.
     fn flush(&mut self);
+    /// The end of one drain of the queue (events may have been summed until now).
+    fn drained(&mut self) {}
 }
 
 #[derive(Hash, PartialEq, Eq, Clone)]
@@ -170,11 +172,16 @@ impl MetricsAggregator {
     }
 
     fn drain(&mut self) {
+        let mut any = false;
         while let Ok(event) = self.rx.try_recv() {
+            any = true;
             self.add(&event);
             if let Some(observer) = self.observer.as_mut() {
                 observer.observe(&event);
             }
+        }
+        if any && let Some(observer) = self.observer.as_mut() {
+            observer.drained();
         }
         let dropped = self.queue_dropped.load(Ordering::Relaxed) + self.rows_dropped;
         if dropped != self.reported_dropped {

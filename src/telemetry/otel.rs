@@ -9,7 +9,6 @@
 //! needs (or blocks) a Tokio runtime. gRPC (feature `otlp-grpc`) builds its exporters
 //! inside a dedicated runtime that `Otel` keeps alive (rust-stack.md G3, §1.4 #2).
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +40,8 @@ pub struct Otel {
     instruments: Instruments,
     /// The last `dropped` total seen, so the counter gets deltas.
     dropped_seen: u64,
+    /// Attribute sets per tenant × route × model, and the counters not yet added.
+    labels: LabelCache,
     #[cfg(feature = "otlp-grpc")]
     _runtime: Option<std::sync::Arc<grpc::RuntimeGuard>>,
 }
@@ -237,6 +238,7 @@ impl Otel {
             tracer,
             instruments: Instruments::new(&meter),
             dropped_seen: 0,
+            labels: LabelCache::default(),
             #[cfg(feature = "otlp-grpc")]
             _runtime: None,
         }
@@ -251,10 +253,9 @@ impl Otel {
         Ok(())
     }
 
-    fn record_spans(&self, event: &UsageEvent) {
+    fn record_spans(tracer: &SdkTracer, event: &UsageEvent, labels: &Labels) {
         let trace = &event.trace;
         let trace_id = TraceId::from_bytes(trace.trace_id);
-        let name: Cow<'static, str> = format!("{} {}", event.operation, event.request_model).into();
         let failed = event.is_error();
         let error_type = error_type(event);
 
@@ -268,25 +269,47 @@ impl Otel {
             )),
             None => Context::new(),
         };
-        let mut attributes = genai_attributes(event);
-        attributes.extend([
-            KeyValue::new(semconv::TOLLGATE_TENANT, event.tenant.clone()),
-            KeyValue::new(semconv::TOLLGATE_ROUTE, event.route.clone()),
-            KeyValue::new(semconv::TOLLGATE_PROVIDER, event.provider),
-            KeyValue::new(semconv::TOLLGATE_STREAM, event.stream),
-            KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(event.status)),
-        ]);
+        let mut attributes = labels.span.clone();
+        if let Some(model) = &event.response_model {
+            attributes.push(KeyValue::new(semconv::GEN_AI_RESPONSE_MODEL, model.clone()));
+        }
+        if let Some(address) = &event.server_address {
+            attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
+        }
+        if let Some(tokens) = event.prompt_tokens {
+            attributes.push(KeyValue::new(
+                semconv::GEN_AI_USAGE_INPUT_TOKENS,
+                i64::try_from(tokens).unwrap_or(i64::MAX),
+            ));
+        }
+        if let Some(tokens) = event.completion_tokens {
+            attributes.push(KeyValue::new(
+                semconv::GEN_AI_USAGE_OUTPUT_TOKENS,
+                i64::try_from(tokens).unwrap_or(i64::MAX),
+            ));
+        }
+        if let Some(reason) = &event.finish_reason {
+            attributes.push(KeyValue::new(
+                semconv::GEN_AI_RESPONSE_FINISH_REASONS,
+                Value::Array(Array::String(vec![StringValue::from(reason.clone())])),
+            ));
+        }
+        attributes.push(KeyValue::new(semconv::TOLLGATE_STREAM, event.stream));
+        attributes.push(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(event.status),
+        ));
         if let Some(error_type) = &error_type {
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
         }
         // SERVER: the gateway's span for the incoming request; the upstream attempt is the
         // GenAI CLIENT span under it (providers.md §10.4).
-        let builder = SpanBuilder::from_name(name.clone())
+        let builder = SpanBuilder::from_name(labels.span_name.clone())
             .with_kind(SpanKind::Server)
             .with_start_time(event.started_at)
             .with_attributes(attributes);
         let mut request_span = start_span_with_ids(
-            &self.tracer,
+            tracer,
             builder,
             &parent,
             trace_id,
@@ -294,18 +317,23 @@ impl Otel {
         );
 
         if let Some(upstream) = event.upstream {
-            let mut attributes = genai_attributes(event);
+            // The child carries what identifies the call; the request span has the rest
+            // (fewer attributes: spans are most of the export's cost).
+            let mut attributes = labels.upstream_span.clone();
+            if let Some(address) = &event.server_address {
+                attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
+            }
             if let Some(error_type) = &error_type {
                 attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
             }
-            let builder = SpanBuilder::from_name(name)
+            let builder = SpanBuilder::from_name(labels.span_name.clone())
                 .with_kind(SpanKind::Client)
                 .with_start_time(upstream.started_at)
                 .with_attributes(attributes);
             let parent =
                 Context::new().with_remote_span_context(request_span.span_context().clone());
             let mut span = start_span_with_ids(
-                &self.tracer,
+                tracer,
                 builder,
                 &parent,
                 trace_id,
@@ -323,74 +351,200 @@ impl Otel {
         request_span.end_with_timestamp(event.started_at + event.duration);
     }
 
-    fn record_metrics(&self, event: &UsageEvent) {
-        let m = &self.instruments;
-        let base = [
-            KeyValue::new(semconv::TOLLGATE_TENANT, event.tenant.clone()),
-            KeyValue::new(semconv::TOLLGATE_ROUTE, event.route.clone()),
-            KeyValue::new(
-                semconv::GEN_AI_PROVIDER_NAME,
-                semconv::gen_ai_provider_name(event.provider).to_string(),
-            ),
-            KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, event.request_model.clone()),
-            KeyValue::new(semconv::GEN_AI_OPERATION_NAME, event.operation),
-        ];
-        let with = |extra: KeyValue| {
-            let mut attrs = base.to_vec();
-            attrs.push(extra);
-            attrs
-        };
-
+    fn record_metrics(m: &Instruments, event: &UsageEvent, labels: &mut Labels) {
         // Only reported counts: a failure without usage records no zero points.
         if let Some(tokens) = event.prompt_tokens {
-            let attrs = with(KeyValue::new(
-                semconv::GEN_AI_TOKEN_TYPE,
-                semconv::TOKEN_TYPE_INPUT,
-            ));
-            m.token_usage.record(tokens, &attrs);
+            m.token_usage.record(tokens, &labels.input);
         }
         if let Some(tokens) = event.completion_tokens {
-            let attrs = with(KeyValue::new(
-                semconv::GEN_AI_TOKEN_TYPE,
-                semconv::TOKEN_TYPE_OUTPUT,
-            ));
-            m.token_usage.record(tokens, &attrs);
+            m.token_usage.record(tokens, &labels.output);
         }
-
         let duration = event.duration.as_secs_f64();
         match error_type(event) {
-            Some(error_type) => m.operation_duration.record(
-                duration,
-                &with(KeyValue::new(semconv::ERROR_TYPE, error_type)),
-            ),
-            None => m.operation_duration.record(duration, &base),
+            Some(error_type) => {
+                let mut attrs = labels.base.clone();
+                attrs.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+                m.operation_duration.record(duration, &attrs);
+            }
+            None => m.operation_duration.record(duration, &labels.base),
         }
         if event.stream
             && let Some(ttft) = event.time_to_first_token
         {
-            m.time_to_first_token.record(ttft.as_secs_f64(), &base);
+            m.time_to_first_token
+                .record(ttft.as_secs_f64(), &labels.base);
         }
-        m.requests.add(
-            1,
-            &with(KeyValue::new(
-                semconv::TOLLGATE_STATUS_CLASS,
-                status_class(event.status),
-            )),
-        );
+        m.overhead
+            .record(event.overhead.as_secs_f64(), &labels.base);
+        // Counters are summed here and added once per drain (`drained`): same totals,
+        // a fraction of the attribute-set lookups.
+        let class = usize::from(event.status / 100).min(CLASSES - 1);
+        labels.pending_requests[class] += 1;
         if event.cost.is_finite() && event.cost > 0.0 {
-            m.cost.add(event.cost, &base);
+            labels.pending_cost += event.cost;
         }
-        m.overhead.record(event.overhead.as_secs_f64(), &base);
+    }
+
+    /// Adds the summed counters.
+    fn add_pending_counters(&mut self) {
+        let m = &self.instruments;
+        for labels in &mut self.labels.sets {
+            for (class, count) in labels.pending_requests.iter_mut().enumerate() {
+                if *count > 0 {
+                    let mut attrs = labels.base.clone();
+                    attrs.push(KeyValue::new(
+                        semconv::TOLLGATE_STATUS_CLASS,
+                        status_class(class),
+                    ));
+                    m.requests.add(*count, &attrs);
+                    *count = 0;
+                }
+            }
+            if labels.pending_cost > 0.0 {
+                m.cost.add(labels.pending_cost, &labels.base);
+                labels.pending_cost = 0.0;
+            }
+        }
+    }
+}
+
+/// Status classes counted: index = status / 100 (0–5).
+const CLASSES: usize = 6;
+/// Distinct tenant × route × model label sets kept before the cache starts over.
+const MAX_LABEL_SETS: usize = 10_000;
+
+/// The attribute sets of one tenant × route × model (× provider, operation), built once;
+/// values are `Arc<str>`, so each use is a reference-count bump, not a string copy.
+struct Labels {
+    tenant: String,
+    route: String,
+    model: String,
+    provider: &'static str,
+    operation: &'static str,
+    span_name: String,
+    /// tenant, route, provider, model, operation: every metric's attributes.
+    base: Vec<KeyValue>,
+    input: Vec<KeyValue>,
+    output: Vec<KeyValue>,
+    /// The request span's fixed attributes, and the upstream span's.
+    span: Vec<KeyValue>,
+    upstream_span: Vec<KeyValue>,
+    pending_requests: [u64; CLASSES],
+    pending_cost: f64,
+}
+
+impl Labels {
+    fn new(event: &UsageEvent) -> Labels {
+        let text = |s: &str| Value::from(std::sync::Arc::<str>::from(s));
+        let tenant = KeyValue::new(semconv::TOLLGATE_TENANT, text(&event.tenant));
+        let route = KeyValue::new(semconv::TOLLGATE_ROUTE, text(&event.route));
+        let provider = KeyValue::new(
+            semconv::GEN_AI_PROVIDER_NAME,
+            semconv::gen_ai_provider_name(event.provider).to_string(),
+        );
+        let model = KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, text(&event.request_model));
+        let operation = KeyValue::new(semconv::GEN_AI_OPERATION_NAME, event.operation);
+        let base = vec![
+            tenant.clone(),
+            route.clone(),
+            provider.clone(),
+            model.clone(),
+            operation.clone(),
+        ];
+        let with = |extra: KeyValue| {
+            let mut attrs = base.clone();
+            attrs.push(extra);
+            attrs
+        };
+        let upstream_span = vec![operation.clone(), provider.clone(), model.clone()];
+        let span = vec![
+            operation,
+            provider,
+            model,
+            tenant,
+            route,
+            KeyValue::new(semconv::TOLLGATE_PROVIDER, event.provider),
+        ];
+        Labels {
+            tenant: event.tenant.clone(),
+            route: event.route.clone(),
+            model: event.request_model.clone(),
+            provider: event.provider,
+            operation: event.operation,
+            span_name: format!("{} {}", event.operation, event.request_model),
+            input: with(KeyValue::new(
+                semconv::GEN_AI_TOKEN_TYPE,
+                semconv::TOKEN_TYPE_INPUT,
+            )),
+            output: with(KeyValue::new(
+                semconv::GEN_AI_TOKEN_TYPE,
+                semconv::TOKEN_TYPE_OUTPUT,
+            )),
+            base,
+            span,
+            upstream_span,
+            pending_requests: [0; CLASSES],
+            pending_cost: 0.0,
+        }
+    }
+
+    fn matches(&self, event: &UsageEvent) -> bool {
+        self.model == event.request_model
+            && self.provider == event.provider
+            && self.operation == event.operation
+            && self.tenant == event.tenant
+            && self.route == event.route
+    }
+}
+
+#[derive(Default)]
+struct LabelCache {
+    by_route: HashMap<(uuid::Uuid, uuid::Uuid), Vec<usize>>,
+    sets: Vec<Labels>,
+}
+
+impl Clone for LabelCache {
+    /// A clone starts empty: caches are per observer.
+    fn clone(&self) -> Self {
+        LabelCache::default()
+    }
+}
+
+impl LabelCache {
+    /// The index of the event's label set (built on first sight).
+    fn index(&mut self, event: &UsageEvent) -> usize {
+        let key = (event.tenant_id, event.route_id);
+        if let Some(found) = self
+            .by_route
+            .get(&key)
+            .and_then(|ids| ids.iter().copied().find(|&i| self.sets[i].matches(event)))
+        {
+            return found;
+        }
+        self.sets.push(Labels::new(event));
+        let index = self.sets.len() - 1;
+        self.by_route.entry(key).or_default().push(index);
+        index
     }
 }
 
 impl UsageObserver for Otel {
     fn observe(&mut self, event: &UsageEvent) {
+        if self.labels.sets.len() >= MAX_LABEL_SETS {
+            self.add_pending_counters();
+            self.labels = LabelCache::default();
+        }
+        let index = self.labels.index(event);
+        let labels = &mut self.labels.sets[index];
         // The client asked not to sample this trace (traceparent flags 00).
         if event.trace.sampled {
-            self.record_spans(event);
+            Otel::record_spans(&self.tracer, event, labels);
         }
-        self.record_metrics(event);
+        Otel::record_metrics(&self.instruments, event, labels);
+    }
+
+    fn drained(&mut self) {
+        self.add_pending_counters();
     }
 
     fn dropped(&mut self, total: u64) {
@@ -402,6 +556,7 @@ impl UsageObserver for Otel {
     }
 
     fn flush(&mut self) {
+        self.add_pending_counters();
         if let Err(e) = self.tracer_provider.force_flush() {
             tracing::warn!(error = %e, "OTLP span export failed");
         }
@@ -409,43 +564,6 @@ impl UsageObserver for Otel {
             tracing::warn!(error = %e, "OTLP metric export failed");
         }
     }
-}
-
-/// The GenAI attributes shared by the request span and the upstream span.
-fn genai_attributes(event: &UsageEvent) -> Vec<KeyValue> {
-    let mut attrs = vec![
-        KeyValue::new(semconv::GEN_AI_OPERATION_NAME, event.operation),
-        KeyValue::new(
-            semconv::GEN_AI_PROVIDER_NAME,
-            semconv::gen_ai_provider_name(event.provider).to_string(),
-        ),
-        KeyValue::new(semconv::GEN_AI_REQUEST_MODEL, event.request_model.clone()),
-    ];
-    if let Some(model) = &event.response_model {
-        attrs.push(KeyValue::new(semconv::GEN_AI_RESPONSE_MODEL, model.clone()));
-    }
-    if let Some(address) = &event.server_address {
-        attrs.push(KeyValue::new(semconv::SERVER_ADDRESS, address.clone()));
-    }
-    if let Some(tokens) = event.prompt_tokens {
-        attrs.push(KeyValue::new(
-            semconv::GEN_AI_USAGE_INPUT_TOKENS,
-            i64::try_from(tokens).unwrap_or(i64::MAX),
-        ));
-    }
-    if let Some(tokens) = event.completion_tokens {
-        attrs.push(KeyValue::new(
-            semconv::GEN_AI_USAGE_OUTPUT_TOKENS,
-            i64::try_from(tokens).unwrap_or(i64::MAX),
-        ));
-    }
-    if let Some(reason) = &event.finish_reason {
-        attrs.push(KeyValue::new(
-            semconv::GEN_AI_RESPONSE_FINISH_REASONS,
-            Value::Array(Array::String(vec![StringValue::from(reason.clone())])),
-        ));
-    }
-    attrs
 }
 
 /// `error.type`: the event's error, else (a failure status without one) the status code.
@@ -457,8 +575,11 @@ fn error_type(event: &UsageEvent) -> Option<String> {
     }
 }
 
-fn status_class(status: u16) -> String {
-    format!("{}xx", status / 100)
+fn status_class(class: usize) -> &'static str {
+    ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"]
+        .get(class)
+        .copied()
+        .unwrap_or("5xx")
 }
 
 /// The OTLP/HTTP signal URL from the base endpoint: `http://c:4318` →

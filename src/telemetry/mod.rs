@@ -24,5 +24,6 @@ pub fn init_logging(format: &str) {
 
 pub mod analytics;
 pub mod otel;
+pub mod otlp_http;
 pub mod semconv;
 pub mod trace;

@@ -4,7 +4,8 @@
 //! and its upstream child (CLIENT) get the ids chosen when the request started (the
 //! upstream already received its span id in `traceparent`) and explicit timestamps.
 //!
-//! Transport: http/protobuf with the blocking reqwest client. The SDK's batch span
+//! Transport: http/protobuf with the blocking reqwest client; spans go through our own
+//! encoder (`otlp_http`), metrics through opentelemetry-otlp. The SDK's batch span
 //! processor and periodic metric reader export from their own threads, so nothing here
 //! needs (or blocks) a Tokio runtime. gRPC (feature `otlp-grpc`) builds its exporters
 //! inside a dedicated runtime that `Otel` keeps alive (rust-stack.md G3, §1.4 #2).
@@ -27,6 +28,7 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTra
 
 use crate::actors::metrics::{UsageEvent, UsageObserver};
 use crate::config::{OtlpProtocol, Settings};
+use crate::telemetry::otlp_http::OtlpHttpSpanExporter;
 use crate::telemetry::semconv;
 
 /// The OTLP exporters and the instruments fed from usage events. Cloning is cheap and
@@ -182,13 +184,12 @@ impl Otel {
 
         let built = match settings.otlp_protocol()? {
             OtlpProtocol::HttpProtobuf => {
-                let spans = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(signal_url(endpoint, "v1/traces"))
-                    .with_headers(headers.clone())
-                    .with_timeout(timeout)
-                    .build()?;
+                // Spans: our direct encoder (otlp_http.rs); metrics: opentelemetry-otlp.
+                let spans = OtlpHttpSpanExporter::new(
+                    signal_url(endpoint, "v1/traces"),
+                    &headers,
+                    timeout,
+                )?;
                 let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
                     .with_protocol(Protocol::HttpBinary)

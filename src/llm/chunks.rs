@@ -586,6 +586,7 @@ fn write_frame<T: Serialize>(out: &mut Vec<u8>, value: &T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::sse_payloads as frames;
     use serde_json::json;
 
     fn meta(kind: RouteKind, include_usage: bool) -> StreamMeta {
@@ -597,22 +598,6 @@ mod tests {
             include_usage,
             collect_text: true,
         }
-    }
-
-    fn frames(bytes: &[u8]) -> Vec<Value> {
-        String::from_utf8(bytes.to_vec())
-            .expect("utf-8")
-            .split("\n\n")
-            .filter(|f| !f.is_empty())
-            .map(|f| {
-                let data = f.strip_prefix("data: ").expect("data frame");
-                if data == "[DONE]" {
-                    Value::String("[DONE]".into())
-                } else {
-                    serde_json::from_str(data).expect("json")
-                }
-            })
-            .collect()
     }
 
     #[test]

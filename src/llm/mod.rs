@@ -124,6 +124,28 @@ impl Transcode {
     }
 }
 
+/// The `data:` payloads of the gateway's SSE output, parsed (`[DONE]` as the JSON string
+/// "[DONE]"). Every frame must be `data: …` followed by a blank line: the tests check the
+/// framing too.
+#[cfg(test)]
+pub fn sse_payloads(bytes: &[u8]) -> Vec<serde_json::Value> {
+    let text = std::str::from_utf8(bytes).expect("utf-8");
+    assert!(
+        text.is_empty() || text.ends_with("\n\n"),
+        "unterminated frame: {text}"
+    );
+    text.split_terminator("\n\n")
+        .map(|frame| {
+            let data = frame.strip_prefix("data: ").expect("a data frame");
+            if data == "[DONE]" {
+                serde_json::Value::String("[DONE]".into())
+            } else {
+                serde_json::from_str(data).expect("a JSON frame")
+            }
+        })
+        .collect()
+}
+
 /// Feeds `input` to a fresh transcoder in the given pieces and returns everything the
 /// client would receive, the end included: the harness for the split-at-every-byte tests.
 #[cfg(test)]

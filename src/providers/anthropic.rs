@@ -1209,6 +1209,7 @@ mod tests {
     use super::*;
     use crate::admin::routes::ModelOptions;
     use crate::admin::services::ServiceOptions;
+    use crate::llm::sse_payloads as frames;
     use crate::providers::ProviderKind;
 
     fn fixture(name: &str) -> String {
@@ -2162,22 +2163,6 @@ mod tests {
         let mut out = t.feed(input);
         out.extend(t.upstream_closed());
         (out, t)
-    }
-
-    /// The frames' payloads: JSON values, or the string `[DONE]`.
-    fn frames(bytes: &[u8]) -> Vec<Value> {
-        let text = std::str::from_utf8(bytes).expect("utf-8");
-        assert!(text.ends_with("\n\n"), "{text}");
-        text.split_terminator("\n\n")
-            .map(|f| {
-                let data = f.strip_prefix("data: ").expect("a data frame");
-                if data == "[DONE]" {
-                    json!("[DONE]")
-                } else {
-                    serde_json::from_str(data).expect("json")
-                }
-            })
-            .collect()
     }
 
     /// Every split gives the same bytes, and they are the expected file's.

@@ -2313,17 +2313,7 @@ mod tests {
     }
 
     fn frames(sse: &str) -> Vec<Value> {
-        sse.split("\n\n")
-            .filter(|f| !f.is_empty())
-            .map(|f| {
-                let data = f.strip_prefix("data: ").expect("a data frame");
-                if data == "[DONE]" {
-                    json!("[DONE]")
-                } else {
-                    serde_json::from_str(data).expect("a JSON frame")
-                }
-            })
-            .collect()
+        crate::llm::sse_payloads(sse.as_bytes())
     }
 
     const STREAM_FIXTURES: [(RouteKind, &str, &str); 3] = [

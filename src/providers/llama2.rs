@@ -454,9 +454,8 @@ mod tests {
 
     use super::super::openai::test_support::*;
     use super::*;
-    use crate::llm::{
-        FramingError, SseDecoder, SseEvent, StreamMeta, assert_split_invariant, transcode_in_pieces,
-    };
+    use crate::llm::sse_payloads as frames;
+    use crate::llm::{StreamMeta, assert_split_invariant, transcode_in_pieces};
     use crate::providers::translator;
 
     const CHAT: RouteKind = RouteKind::Chat;
@@ -896,22 +895,6 @@ mod tests {
         translator(s.provider)
             .stream(&s.ctx(), kind)
             .expect("llama2 streams")
-    }
-
-    fn frames(bytes: &[u8]) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut sse = SseDecoder::default();
-        let mut push = |e: SseEvent| {
-            events.push(if e.data == "[DONE]" {
-                json!("[DONE]")
-            } else {
-                serde_json::from_str(&e.data).expect("frame is JSON")
-            });
-            Ok::<_, FramingError>(())
-        };
-        sse.feed(bytes, &mut push).expect("SSE");
-        sse.finish(&mut push).expect("SSE");
-        events
     }
 
     fn assert_expected(name: &str, got: &[u8]) {

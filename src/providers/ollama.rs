@@ -552,7 +552,8 @@ mod tests {
 
     use super::super::openai::test_support::*;
     use crate::admin::services::Llama2Format;
-    use crate::llm::{SseDecoder, StreamMeta, StreamTranscoder, assert_split_invariant};
+    use crate::llm::sse_payloads as frames;
+    use crate::llm::{StreamMeta, StreamTranscoder, assert_split_invariant};
     use crate::providers::{ProviderKind, RequestError, ResponseError, RouteKind, translator};
 
     const CHAT: RouteKind = RouteKind::Chat;
@@ -1068,23 +1069,6 @@ mod tests {
         translator(s.provider)
             .stream(&s.ctx(), kind)
             .expect("ollama streams")
-    }
-
-    /// The `data:` payloads of an OpenAI SSE output (`[DONE]` as a JSON string).
-    fn frames(bytes: &[u8]) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut sse = SseDecoder::default();
-        let mut push = |e: crate::llm::SseEvent| {
-            events.push(if e.data == "[DONE]" {
-                json!("[DONE]")
-            } else {
-                serde_json::from_str(&e.data).expect("frame is JSON")
-            });
-            Ok::<_, crate::llm::FramingError>(())
-        };
-        sse.feed(bytes, &mut push).expect("SSE");
-        sse.finish(&mut push).expect("SSE");
-        events
     }
 
     /// Output equal to a fixture file byte for byte; the actual output is written to the

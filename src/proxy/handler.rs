@@ -770,6 +770,45 @@ struct Party<'a> {
     snapshot: &'a Snapshot,
 }
 
+impl<'a> Record<'a> {
+    /// What every record of this request shares, for a request that got as far as
+    /// `attempt` says; the caller sets how it ended.
+    fn of(
+        flight: &'a Flight,
+        party: &'a Party<'a>,
+        attempt: &'a Attempt,
+        request_model: &'a str,
+        status: u16,
+    ) -> Record<'a> {
+        let duration = flight.started.elapsed();
+        let upstream = attempt.upstream_timing();
+        Record {
+            request_id: &flight.request_id,
+            route: party.route,
+            tenant_id: party.caller.tenant,
+            tenant: party.snapshot.tenant_name(party.caller.tenant),
+            key_id: party.caller.key.record.id,
+            status,
+            request_model,
+            response_model: None,
+            usage: None,
+            usage_estimated: false,
+            started_at: flight.started_at,
+            duration,
+            upstream,
+            overhead: duration.saturating_sub(upstream.map(|u| u.duration).unwrap_or_default()),
+            time_to_first_token: None,
+            stream_end: None,
+            finish_reason: None,
+            error_type: None,
+            server_address: attempt.server_address.as_deref(),
+            trace: flight.trace,
+            upstream_body: None,
+            logged_response: None,
+        }
+    }
+}
+
 /// Sends the reply: a whole answer with its record now, or a stream whose record is
 /// written when it ends.
 fn complete(
@@ -806,31 +845,25 @@ fn complete_whole(
     finish_record(
         recorder,
         &Record {
-            request_id: &flight.request_id,
-            route,
-            tenant_id: party.caller.tenant,
-            tenant: party.snapshot.tenant_name(party.caller.tenant),
-            key_id: party.caller.key.record.id,
-            status: outcome.status,
-            request_model: &outcome.request_model,
             response_model: outcome.response_model.as_deref(),
             usage: outcome.usage,
-            usage_estimated: false,
-            started_at: flight.started_at,
             duration,
             upstream: attempt.upstream_started.map(|(at, _)| UpstreamTiming {
                 started_at: at,
                 duration: upstream_latency,
             }),
             overhead,
-            time_to_first_token: None,
-            stream_end: None,
             finish_reason: outcome.finish_reason.as_deref(),
             error_type: outcome.error_type.clone(),
-            server_address: attempt.server_address.as_deref(),
-            trace: flight.trace,
             upstream_body: outcome.upstream_body.as_deref(),
             logged_response: outcome.logged_response.as_ref(),
+            ..Record::of(
+                flight,
+                party,
+                attempt,
+                &outcome.request_model,
+                outcome.status,
+            )
         },
     );
     flight.finish(outcome.response)
@@ -901,41 +934,18 @@ fn fail_recorded(
     attempt: &Attempt,
     error: Error,
 ) -> HttpResponse {
-    let route = party.route;
     let response = error.openai_response();
     let status = response.status().as_u16();
-    let duration = flight.started.elapsed();
-    let upstream = attempt.upstream_timing();
     let model = attempt
         .request_model
         .as_deref()
-        .or(route.model.name.as_deref())
+        .or(party.route.model.name.as_deref())
         .unwrap_or("unknown");
     finish_record(
         recorder,
         &Record {
-            request_id: &flight.request_id,
-            route,
-            tenant_id: party.caller.tenant,
-            tenant: party.snapshot.tenant_name(party.caller.tenant),
-            key_id: party.caller.key.record.id,
-            status,
-            request_model: model,
-            response_model: None,
-            usage: None,
-            usage_estimated: false,
-            started_at: flight.started_at,
-            duration,
-            upstream,
-            overhead: duration.saturating_sub(upstream.map(|u| u.duration).unwrap_or_default()),
-            time_to_first_token: None,
-            stream_end: None,
-            finish_reason: None,
             error_type: Some(status.to_string()),
-            server_address: attempt.server_address.as_deref(),
-            trace: flight.trace,
-            upstream_body: None,
-            logged_response: None,
+            ..Record::of(flight, party, attempt, model, status)
         },
     );
     flight.finish(response)

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod llm;
+pub mod netguard;
 pub mod providers;
 pub mod proxy;
 pub mod snapshot;

@@ -12,12 +12,17 @@ use std::time::{Duration, Instant};
 use std::net::SocketAddr;
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
-use actix_tls::connect::{Connector as TcpConnector, Resolve, Resolver};
+use actix_tls::connect::{
+    ConnectError as TcpConnectError, ConnectInfo, Connection as TcpConnection,
+};
+use actix_web::dev::Service;
+use actix_web::http::Uri;
+use actix_web::rt::net::TcpStream;
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 
-use crate::admin::validate::is_private_ip;
-use awc::error::{PayloadError, SendRequestError};
+use crate::netguard;
+use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 
 /// Concurrent upstream connections per worker, provider and connect timeout.
@@ -44,14 +49,22 @@ pub struct UpstreamReply {
     pub latency: Duration,
 }
 
+/// Why an upstream call failed. The rendering goes to the client, so it names a kind of
+/// failure and never the upstream's host, address or the gateway's configuration; the
+/// detail (host, address, the underlying error) goes to the operator's log where the
+/// failure is seen (docs/architecture.md, "Upstream pools and the address guard").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamFailure {
     #[error("upstream unreachable: {0}")]
-    Unreachable(String),
+    Unreachable(&'static str),
+    /// Every address of the upstream is in a reserved range and private upstreams are not
+    /// allowed (`crate::netguard`).
+    #[error("the upstream destination is not allowed (a private or loopback address)")]
+    Refused,
     #[error("upstream did not answer within {0} ms")]
     Timeout(u128),
     #[error("upstream connection failed mid-response: {0}")]
-    Broken(String),
+    Broken(&'static str),
     #[error("upstream response is larger than {0} bytes")]
     TooLarge(usize),
 }
@@ -93,30 +106,71 @@ pub struct UpstreamPool {
     clients: HashMap<Duration, awc::Client>,
 }
 
-/// Resolves upstream host names and, unless private upstreams are allowed, refuses names
-/// that resolve to loopback, private, link-local or metadata addresses (spec §3.3: the
-/// admin API checks literal addresses at write time; DNS can change, so the resolved
-/// address is checked again here, at connect time).
-struct GuardedResolver {
+/// The TCP step of every upstream client: finds the addresses to dial — an IP literal as
+/// written, a host name through the system resolver — and, unless private upstreams are
+/// allowed, refuses to dial when any of them is in a reserved range (`crate::netguard`).
+/// It sits where the socket is opened, so literals and names are checked alike, at every
+/// connect (the admin API checks literals at write time; DNS and the setting can change).
+#[derive(Clone)]
+struct GuardedConnector {
     allow_private: bool,
 }
 
-impl Resolve for GuardedResolver {
-    fn lookup<'a>(
-        &'a self,
-        host: &'a str,
-        port: u16,
-    ) -> LocalBoxFuture<'a, Result<Vec<SocketAddr>, Box<dyn std::error::Error>>> {
+/// The connector's refusal; `send_error` recognises it and answers `Refused`.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream destination is not allowed")]
+struct DestinationRefused;
+
+impl Service<ConnectInfo<Uri>> for GuardedConnector {
+    type Response = TcpConnection<Uri, TcpStream>;
+    type Error = TcpConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    actix_web::dev::always_ready!();
+
+    fn call(&self, req: ConnectInfo<Uri>) -> Self::Future {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
-            if !allow_private && addrs.iter().any(|a| is_private_ip(a.ip())) {
-                return Err(format!(
-                    "{host} resolves to a private or loopback address; set TOLLGATE_ALLOW_PRIVATE_UPSTREAMS=true to allow it"
-                )
-                .into());
+            let req = if req.addrs().len() > 0 {
+                req
+            } else {
+                // `Uri` keeps the brackets of an IPv6 literal; the resolver wants it bare
+                // (and returns a literal as it is, without a lookup).
+                let host = req.hostname();
+                let bare = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host)
+                    .to_string();
+                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), req.port()))
+                    .await
+                    .map_err(|e| TcpConnectError::Resolver(Box::new(e)))?
+                    .collect();
+                if addrs.is_empty() {
+                    return Err(TcpConnectError::NoRecords);
+                }
+                req.set_addrs(addrs)
+            };
+            if !allow_private {
+                // Any reserved address refuses the whole host: a name that also resolves
+                // to a private address must not be dialled on a retry of the next one.
+                let refused = req
+                    .addrs()
+                    .find_map(|a| netguard::blocked_range(a.ip()).map(|range| (a, range)));
+                if let Some((addr, range)) = refused {
+                    tracing::warn!(
+                        host = req.hostname(),
+                        address = %addr.ip(),
+                        range,
+                        "upstream destination refused: a reserved address and \
+                         TOLLGATE_ALLOW_PRIVATE_UPSTREAMS is off"
+                    );
+                    return Err(TcpConnectError::Resolver(Box::new(DestinationRefused)));
+                }
             }
-            Ok(addrs)
+            actix_tls::connect::tcp::TcpConnectorService::default()
+                .call(req)
+                .await
         })
     }
 }
@@ -135,13 +189,15 @@ impl UpstreamPool {
         self.clients
             .entry(connect_timeout)
             .or_insert_with(|| {
-                let resolver = Resolver::custom(GuardedResolver { allow_private });
                 let connector = awc::Connector::new()
-                    .connector(TcpConnector::new(resolver).service())
+                    .connector(GuardedConnector { allow_private })
                     .timeout(connect_timeout)
                     .limit(MAX_CONNECTIONS_PER_CLIENT);
                 awc::Client::builder()
                     .connector(connector)
+                    // A redirect is answered to the client as an upstream error (spec
+                    // §4.4): following it would send the credential to another origin.
+                    .disable_redirects()
                     // Per-request read timeouts replace the client-wide default.
                     .disable_timeout()
                     .finish()
@@ -150,22 +206,64 @@ impl UpstreamPool {
     }
 }
 
-fn send_error(e: SendRequestError, timeout_ms: u128) -> UpstreamFailure {
-    match e {
-        SendRequestError::Timeout => UpstreamFailure::Timeout(timeout_ms),
-        SendRequestError::Connect(e) => UpstreamFailure::Unreachable(e.to_string()),
-        other => UpstreamFailure::Broken(other.to_string()),
-    }
+/// The host of an upstream URL, for the operator's log (never the whole URL: a query
+/// credential may be in it).
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
-fn payload_error(e: PayloadError, timeout_ms: u128, limit: usize) -> UpstreamFailure {
-    match e {
-        PayloadError::Overflow => UpstreamFailure::TooLarge(limit),
-        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            UpstreamFailure::Timeout(timeout_ms)
+/// A failed send as the client may see it; the detail is logged here, with the host.
+fn send_error(e: SendRequestError, timeout_ms: u128, provider: &str, url: &str) -> UpstreamFailure {
+    let failure = match &e {
+        SendRequestError::Timeout => return UpstreamFailure::Timeout(timeout_ms),
+        SendRequestError::Connect(ConnectError::Resolver(inner))
+            if inner.downcast_ref::<DestinationRefused>().is_some() =>
+        {
+            // The connector has logged the host, address and range.
+            return UpstreamFailure::Refused;
         }
-        other => UpstreamFailure::Broken(other.to_string()),
-    }
+        SendRequestError::Connect(c) => UpstreamFailure::Unreachable(match c {
+            ConnectError::Resolver(_) | ConnectError::NoRecords => "the host name did not resolve",
+            ConnectError::Timeout => "connecting timed out",
+            ConnectError::Io(io) => match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused",
+                std::io::ErrorKind::TimedOut => "connecting timed out",
+                _ => "the connection could not be established",
+            },
+            _ => "the connection could not be established",
+        }),
+        SendRequestError::Send(_) => UpstreamFailure::Broken("the request could not be sent"),
+        SendRequestError::Response(_) => {
+            UpstreamFailure::Broken("the response head is not valid HTTP")
+        }
+        _ => UpstreamFailure::Broken("the exchange failed"),
+    };
+    tracing::warn!(provider, host = %host_of(url), error = %e, "upstream call failed: {failure}");
+    failure
+}
+
+/// A failed body read as the client may see it; the detail is logged here, with the host.
+fn payload_error(
+    e: PayloadError,
+    timeout_ms: u128,
+    limit: usize,
+    provider: &str,
+    url: &str,
+) -> UpstreamFailure {
+    let failure = match &e {
+        PayloadError::Overflow => return UpstreamFailure::TooLarge(limit),
+        PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            return UpstreamFailure::Timeout(timeout_ms);
+        }
+        PayloadError::Incomplete(_) => UpstreamFailure::Broken("the body ended early"),
+        PayloadError::EncodingCorrupted => UpstreamFailure::Broken("the body encoding is corrupt"),
+        _ => UpstreamFailure::Broken("the body could not be read"),
+    };
+    tracing::warn!(provider, host = %host_of(url), error = %e, "upstream body failed: {failure}");
+    failure
 }
 
 fn header_pairs(headers: &actix_web::http::header::HeaderMap) -> Vec<(String, String)> {
@@ -195,14 +293,16 @@ impl Handler<Forward> for UpstreamPool {
             let mut response = request
                 .send_body(msg.body)
                 .await
-                .map_err(|e| send_error(e, timeout_ms))?;
+                .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
             let status = response.status().as_u16();
             let headers = header_pairs(response.headers());
             let body = response
                 .body()
                 .limit(msg.max_response_bytes)
                 .await
-                .map_err(|e| payload_error(e, timeout_ms, msg.max_response_bytes))?;
+                .map_err(|e| {
+                    payload_error(e, timeout_ms, msg.max_response_bytes, provider, &msg.url)
+                })?;
             tracing::debug!(provider, status, bytes = body.len(), "upstream answered");
             Ok(UpstreamReply {
                 status,
@@ -236,12 +336,13 @@ impl Handler<ForwardStream> for UpstreamPool {
             let mut response = tokio::time::timeout(idle_timeout, request.send_body(msg.body))
                 .await
                 .map_err(|_| UpstreamFailure::Timeout(timeout_ms))?
-                .map_err(|e| send_error(e, timeout_ms))?;
+                .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
             let status = response.status().as_u16();
             let headers = header_pairs(response.headers());
             let latency = started.elapsed();
             let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_DEPTH);
             let limit = msg.max_response_bytes;
+            let url = msg.url;
             // The reader stays on this worker's thread (the response is `!Send`).
             actix::spawn(async move {
                 let mut read = 0usize;
@@ -263,7 +364,9 @@ impl Handler<ForwardStream> for UpstreamPool {
                                 Ok(bytes)
                             }
                         }
-                        Ok(Some(Err(e))) => Err(payload_error(e, timeout_ms, limit)),
+                        Ok(Some(Err(e))) => {
+                            Err(payload_error(e, timeout_ms, limit, provider, &url))
+                        }
                     };
                     let failed = item.is_err();
                     if tx.send(item).await.is_err() || failed {

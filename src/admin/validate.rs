@@ -3,9 +3,11 @@
 //! are reported together.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::error::Error;
+// The private-address rule is shared with the upstream connector (connect time).
+use crate::netguard::is_private_ip;
 
 /// Collects every problem of one request, then fails once naming them all.
 #[derive(Debug, Default)]
@@ -217,36 +219,6 @@ pub fn is_private_hostname(host: &str) -> bool {
         || h.ends_with(".internal")
         || h == "metadata"
         || h.parse::<IpAddr>().is_ok_and(is_private_ip)
-}
-
-/// Loopback, unspecified, private (RFC 1918, ULA), link-local (incl. 169.254.169.254
-/// metadata), CGNAT, broadcast and IPv4-mapped forms of those.
-pub fn is_private_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_private_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) // AWS IMDS v6
-        }
-    }
-}
-
-fn is_private_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
-        || a == 0
 }
 
 #[cfg(test)]

@@ -326,7 +326,30 @@ fn map_failure(failure: UpstreamFailure) -> Error {
         UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
     };
-    Error::upstream(status, failure.to_string())
+    let error = Error::upstream(status, failure.to_string());
+    match failure {
+        UpstreamFailure::Refused => error.with_openai_code("upstream_destination_not_allowed"),
+        _ => error,
+    }
+}
+
+/// Redirects are never followed (the upstream client has them disabled, spec §4.4): the
+/// credential must not travel to another origin, so a 3xx is the upstream's failure (502
+/// naming the status), for streamed and whole requests alike.
+fn refuse_redirect(status: u16, service: &str) -> Result<(), Error> {
+    if !(300..400).contains(&status) {
+        return Ok(());
+    }
+    tracing::warn!(
+        service,
+        status,
+        "upstream answered with a redirect; not followed"
+    );
+    Err(Error::upstream(
+        StatusCode::BAD_GATEWAY,
+        format!("upstream answered with a redirect ({status}); redirects are not followed"),
+    )
+    .with_openai_code("upstream_redirect"))
 }
 
 /// Steps 4–8 and the response, once the route and the caller are known.
@@ -479,6 +502,8 @@ async fn dispatch(
                 .await
                 .map_err(|_| Error::internal("upstream pool unavailable"))?
                 .map_err(map_failure)?;
+            // Dropping the stream on a redirect closes the connection unread.
+            refuse_redirect(stream.status, &service.record.name)?;
             if (200..300).contains(&stream.status) {
                 let meta = StreamMeta {
                     id: openai_id(kind),
@@ -507,6 +532,7 @@ async fn dispatch(
             .map_err(|_| Error::internal("upstream pool unavailable"))?
             .map_err(map_failure)?,
     };
+    refuse_redirect(reply.status, &service.record.name)?;
 
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));

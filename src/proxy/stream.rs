@@ -93,6 +93,7 @@ fn failure_code(failure: &UpstreamFailure) -> &'static str {
         UpstreamFailure::Timeout(_) => "upstream_idle_timeout",
         UpstreamFailure::TooLarge(_) => "upstream_response_too_large",
         UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
+        UpstreamFailure::Refused => "upstream_destination_not_allowed",
     }
 }
 

@@ -23,5 +23,6 @@ mod store;
 mod streaming;
 #[allow(dead_code)]
 mod support;
+mod upstream_guard;
 mod usage;
 mod usage_flow;

@@ -45,6 +45,8 @@ pub enum Behaviour {
         gap: Duration,
         tail: Tail,
     },
+    /// A redirect: `status` with `Location: location` and a small body.
+    Redirect { status: u16, location: String },
     /// `streamed` when the request body says `"stream": true`, else `whole`.
     ByStream {
         whole: Box<Behaviour>,
@@ -175,6 +177,12 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
                 .insert_header(("x-ratelimit-remaining-requests", "99"))
                 .body(body)
         }
+        Behaviour::Redirect { status, location } => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                .insert_header(("location", location))
+                .content_type("text/plain")
+                .body("moved")
+        }
         Behaviour::Hang => {
             actix_web::rt::time::sleep(Duration::from_secs(3600)).await;
             HttpResponse::Ok().finish()
@@ -265,5 +273,68 @@ impl Drop for MockStream {
             dropped_at: std::time::Instant::now(),
             completed: self.frames.is_empty() && self.tail == Tail::End,
         });
+    }
+}
+
+/// A bare TCP listener on loopback that records every connection and every byte it
+/// receives and never answers: where nothing may arrive (a redirect's target, a refused
+/// destination), it proves that nothing did — not even a connection.
+pub struct RecordingListener {
+    pub base: String,
+    pub port: u16,
+    connections: Arc<Mutex<usize>>,
+    bytes: Arc<Mutex<Vec<u8>>>,
+    task: actix_web::rt::task::JoinHandle<()>,
+}
+
+impl RecordingListener {
+    pub async fn start() -> RecordingListener {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind recording listener");
+        let port = listener.local_addr().expect("addr").port();
+        let connections = Arc::new(Mutex::new(0));
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (seen, data) = (connections.clone(), bytes.clone());
+        let task = actix_web::rt::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                *seen.lock().unwrap() += 1;
+                let data = data.clone();
+                actix_web::rt::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while socket.readable().await.is_ok() {
+                        match socket.try_read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => data.lock().unwrap().extend_from_slice(&buf[..n]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+        });
+        RecordingListener {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            connections,
+            bytes,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+
+    /// Everything received so far, on all connections.
+    pub fn received(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RecordingListener {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

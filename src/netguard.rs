@@ -1,8 +1,8 @@
 //! Which network addresses the gateway may dial when private upstreams are not allowed
-//! (`TOLLGATE_ALLOW_PRIVATE_UPSTREAMS`, spec §3.3). A leaf: it imports nothing of the
-//! gateway, so both the admin validation (write time) and the upstream connector (connect
-//! time, every address actually dialled) use the same rule (docs/architecture.md,
-//! "Upstream pools and the address guard").
+//! (`TOLLGATE_ALLOW_PRIVATE_UPSTREAMS`). A leaf: it imports nothing of the gateway, so the
+//! admin validation (write time) and the upstream connector (connect time, every address
+//! actually dialled) use the same rule (docs/architecture.md, "Upstream pools and the
+//! address guard").
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -5,6 +5,8 @@
 //! One `UpstreamPool` per provider per worker holds that provider's clients, one per
 //! connect timeout (awc sets the connect timeout on the connector), each bounded to
 //! `MAX_CONNECTIONS_PER_CLIENT` concurrent connections. The read timeout is per request.
+//! Clients never follow redirects, and their TCP step (`GuardedConnector`) checks every
+//! address it dials against `crate::netguard`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -382,5 +384,78 @@ impl Handler<ForwardStream> for UpstreamPool {
                 latency,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the client hears names a kind of failure, never what the error carried.
+    #[test]
+    fn failures_render_generically_whatever_the_error_carried() {
+        let url = "http://billing.internal.corp:8443/v1/chat?key=sk-in-the-query";
+        let io = |kind, text: &str| std::io::Error::new(kind, text.to_string());
+        let cases = [
+            (
+                SendRequestError::Connect(ConnectError::Resolver(Box::new(io(
+                    std::io::ErrorKind::Other,
+                    "billing.internal.corp: Name or service not known",
+                )))),
+                UpstreamFailure::Unreachable("the host name did not resolve"),
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Resolver(Box::new(DestinationRefused))),
+                UpstreamFailure::Refused,
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Io(io(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connect to 10.0.0.7:8443 refused",
+                ))),
+                UpstreamFailure::Unreachable("connection refused"),
+            ),
+            (
+                SendRequestError::Connect(ConnectError::Io(io(
+                    std::io::ErrorKind::InvalidData,
+                    "invalid peer certificate: not valid for name \"billing.internal.corp\"",
+                ))),
+                UpstreamFailure::Unreachable("the connection could not be established"),
+            ),
+            (
+                SendRequestError::Send(io(std::io::ErrorKind::BrokenPipe, "to 10.0.0.7")),
+                UpstreamFailure::Broken("the request could not be sent"),
+            ),
+            (SendRequestError::Timeout, UpstreamFailure::Timeout(1500)),
+        ];
+        for (error, expected) in cases {
+            let detail = error.to_string();
+            let failure = send_error(error, 1500, "openai", url);
+            assert_eq!(failure, expected, "{detail}");
+            let shown = failure.to_string();
+            for leak in [
+                "internal",
+                "10.0.0.7",
+                "8443",
+                "TOLLGATE_",
+                "sk-in-the-query",
+            ] {
+                assert!(!shown.contains(leak), "{shown} (from {detail})");
+            }
+        }
+        assert_eq!(
+            UpstreamFailure::Refused.to_string(),
+            "the upstream destination is not allowed (a private or loopback address)"
+        );
+    }
+
+    #[test]
+    fn the_log_gets_the_host_but_never_the_query() {
+        assert_eq!(
+            host_of("https://api.example.com:8443/v1?key=sk-secret"),
+            "api.example.com"
+        );
+        assert_eq!(host_of("http://[::ffff:127.0.0.1]:80/x"), "[::ffff:7f00:1]");
+        assert_eq!(host_of("not a url"), "");
     }
 }

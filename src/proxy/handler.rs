@@ -333,9 +333,9 @@ fn map_failure(failure: UpstreamFailure) -> Error {
     }
 }
 
-/// Redirects are never followed (the upstream client has them disabled, spec §4.4): the
-/// credential must not travel to another origin, so a 3xx is the upstream's failure (502
-/// naming the status), for streamed and whole requests alike.
+/// Redirects are never followed (the upstream client has them disabled): the credential
+/// must not travel to another origin, so a 3xx is the upstream's failure (502 naming the
+/// status), for streamed and whole requests alike.
 fn refuse_redirect(status: u16, service: &str) -> Result<(), Error> {
     if !(300..400).contains(&status) {
         return Ok(());

@@ -1,7 +1,8 @@
-//! The upstream hop's guards (spec §3.3, §4.4): redirects are never followed, every address
-//! the gateway dials — names and IP literals alike — is checked at connect time, and what
-//! the tenant hears about a failed upstream names no host and no configuration variable
-//! while the operator's log keeps the detail.
+//! The upstream hop's guards (docs/architecture.md, "Upstream pools and the address
+//! guard"): redirects are never followed, every address the gateway dials — names and IP
+//! literals alike — is checked at connect time, and what the tenant hears about a failed
+//! upstream names no host and no configuration variable while the operator's log keeps
+//! the detail.
 
 use std::time::Duration;
 

@@ -197,8 +197,9 @@ impl UpstreamPool {
                     .limit(MAX_CONNECTIONS_PER_CLIENT);
                 awc::Client::builder()
                     .connector(connector)
-                    // A redirect is answered to the client as an upstream error (spec
-                    // §4.4): following it would send the credential to another origin.
+                    // A redirect is answered to the client as an upstream error
+                    // (docs/architecture.md): following it would send the credential to
+                    // another origin.
                     .disable_redirects()
                     // Per-request read timeouts replace the client-wide default.
                     .disable_timeout()

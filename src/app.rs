@@ -62,6 +62,8 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Sh
     if migrate {
         store.migrate().await.context("database migration failed")?;
     }
+    // After opening (and migrating): the SQLite `-wal`/`-shm` files exist only now.
+    bootstrap::tighten_permissions(settings);
     Ok(store)
 }
 

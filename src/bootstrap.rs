@@ -118,7 +118,9 @@ pub fn tighten(path: &Path, mode: u32) {
             to = %format!("{mode:o}"),
             "tightened permissions to owner-only"
         ),
-        Err(e) => tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot make this owner-only"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot make this owner-only")
+        }
     }
 }
 

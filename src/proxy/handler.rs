@@ -345,7 +345,10 @@ async fn dispatch(
     let mut plan: Option<StreamPlan> = None;
     let service = &route.service;
     if let Some(credential) = &service.unavailable_credential {
-        return Err(Error::credential_unavailable(&service.record.name, credential));
+        return Err(Error::credential_unavailable(
+            &service.record.name,
+            credential,
+        ));
     }
     let provider = service.provider;
     let kind = match route.route_type {

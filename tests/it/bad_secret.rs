@@ -107,7 +107,10 @@ async fn chat(client: &awc::Client, proxy: &str, path: &str, key: &str) -> (u16,
 fn assert_credential_unavailable(reply: &(u16, Value, String), what: &str) {
     let (status, body, text) = reply;
     assert_eq!(*status, 503, "{what}: {text}");
-    assert_eq!(body["error"]["code"], "credential_unavailable", "{what}: {text}");
+    assert_eq!(
+        body["error"]["code"], "credential_unavailable",
+        "{what}: {text}"
+    );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("'bad-key'") && message.contains("'broken'"),
@@ -127,14 +130,23 @@ where
         if check().await {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "{what}: not within 5 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: not within 5 s"
+        );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// The subprocess node's `/status` and `/readyz`, checked for the disabled service.
 async fn assert_degraded(client: &awc::Client, server: &Server) {
-    let token = process::login(client, &server.admin, "admin", crate::support::ADMIN_PASSWORD).await;
+    let token = process::login(
+        client,
+        &server.admin,
+        "admin",
+        crate::support::ADMIN_PASSWORD,
+    )
+    .await;
     let (status, body, text) =
         process::call(client, &server.admin, "GET", "/status", Some(&token), None).await;
     assert_eq!(status, 200, "{text}");
@@ -151,7 +163,8 @@ async fn assert_degraded(client: &awc::Client, server: &Server) {
         .unwrap();
     assert!(reason.starts_with("header_value: "), "{text}");
     assert!(!text.contains("sk-bad-SECRET"), "{text}");
-    let (status, body, text) = process::call(client, &server.admin, "GET", "/readyz", None, None).await;
+    let (status, body, text) =
+        process::call(client, &server.admin, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(body["status"], "degraded", "{text}");
     assert_eq!(body["disabled_services"], 1, "{text}");
@@ -179,8 +192,16 @@ async fn a_corrupted_credential_disables_its_services_and_a_revocation_still_app
         .serve();
     let client = process::client();
     for (proxy, what) in [(&app.proxy, "in-process"), (&server.proxy, "node")] {
-        assert_eq!(chat(&client, proxy, "/broken/chat", &key).await.0, 200, "{what}");
-        assert_eq!(chat(&client, proxy, "/openai/chat", &doomed_key).await.0, 200, "{what}");
+        assert_eq!(
+            chat(&client, proxy, "/broken/chat", &key).await.0,
+            200,
+            "{what}"
+        );
+        assert_eq!(
+            chat(&client, proxy, "/openai/chat", &doomed_key).await.0,
+            200,
+            "{what}"
+        );
     }
 
     corrupt_credential(&app.settings.database_url(), "bad-key").await;
@@ -199,7 +220,10 @@ async fn a_corrupted_credential_disables_its_services_and_a_revocation_still_app
     })
     .await;
     let took = revoked_at.elapsed();
-    assert!(took < Duration::from_secs(1), "revocation reached the node after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "revocation reached the node after {took:?}"
+    );
 
     let upstream_calls = mock.received().len();
     for (proxy, what) in [(&app.proxy, "in-process"), (&server.proxy, "node")] {
@@ -213,18 +237,27 @@ async fn a_corrupted_credential_disables_its_services_and_a_revocation_still_app
     assert_degraded(&client, &server).await;
 
     // More changes and polls: the unchanged bad credential is not logged again.
-    let r = app.post("/tenants/acme/keys", json!({"name": "another"})).await;
+    let r = app
+        .post("/tenants/acme/keys", json!({"name": "another"}))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
     let output = server.output();
     let lines: Vec<&str> = output.lines().filter(|l| l.contains(LOG_LINE)).collect();
     assert_eq!(lines.len(), 1, "logged once per change:\n{output}");
-    assert!(lines[0].contains("bad-key") && lines[0].contains("broken"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("bad-key") && lines[0].contains("broken"),
+        "{}",
+        lines[0]
+    );
     assert!(!output.contains("sk-bad-SECRET"), "{output}");
 
     // Setting the value again repairs it on every node.
     let r = app
-        .patch("/credentials/bad-key", json!({"header_value": "Bearer sk-bad-repaired-1"}))
+        .patch(
+            "/credentials/bad-key",
+            json!({"header_value": "Bearer sk-bad-repaired-1"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     until("repaired service answers on the node", || {
@@ -232,8 +265,13 @@ async fn a_corrupted_credential_disables_its_services_and_a_revocation_still_app
         async move { chat(&client, &proxy, "/broken/chat", &key).await.0 == 200 }
     })
     .await;
-    let (status, body, text) = process::call(&client, &server.admin, "GET", "/readyz", None, None).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{text}");
+    let (status, body, text) =
+        process::call(&client, &server.admin, "GET", "/readyz", None, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{text}"
+    );
     let (status, output) = server.stop_async().await;
     assert!(status.success(), "{output}");
     assert_eq!(output.matches(LOG_LINE).count(), 1, "{output}");
@@ -275,7 +313,10 @@ async fn a_node_starts_with_a_corrupted_credential() {
         async move { chat(&client, &proxy, "/openai/chat", &other).await.0 == 200 }
     })
     .await;
-    assert_eq!(app.delete(&format!("/tenants/acme/keys/{id}")).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/tenants/acme/keys/{id}")).await.status,
+        204
+    );
     let took = until("revoked key refused by the node", || {
         let (client, proxy, other) = (client.clone(), server.proxy.clone(), other.clone());
         async move { chat(&client, &proxy, "/openai/chat", &other).await.0 == 401 }
@@ -315,7 +356,10 @@ async fn last_used_at_is_written_at_the_usage_flush() {
     let r = app.get(&path).await;
     let used: chrono::DateTime<chrono::Utc> =
         r.body["last_used_at"].as_str().unwrap().parse().unwrap();
-    assert!(before <= used && used <= after, "{used} not in [{before}, {after}]");
+    assert!(
+        before <= used && used <= after,
+        "{used} not in [{before}, {after}]"
+    );
     assert_eq!(
         app.state.store.config_version().await.unwrap(),
         version,
@@ -367,10 +411,20 @@ async fn existing_data_files_are_tightened_to_owner_only() {
         .set("TOLLGATE_PROXY_LISTEN", "127.0.0.1:0")
         .set("TOLLGATE_PROXY_WORKERS", "1")
         .set("TOLLGATE_ADMIN_PASSWORD", crate::support::ADMIN_PASSWORD)
-        .set("TOLLGATE_ANALYTICS_LOG", data.join("analytics.log").display().to_string());
+        .set(
+            "TOLLGATE_ANALYTICS_LOG",
+            data.join("analytics.log").display().to_string(),
+        );
     let first = env.serve();
-    let (status, _, text) =
-        process::call(&process::client(), &first.admin, "GET", "/readyz", None, None).await;
+    let (status, _, text) = process::call(
+        &process::client(),
+        &first.admin,
+        "GET",
+        "/readyz",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     // The exit status is not checked: a SIGTERM in the first moments after "listening"
     // can arrive before the signal handler is installed; the modes are what matter here.
@@ -390,8 +444,15 @@ async fn existing_data_files_are_tightened_to_owner_only() {
     set(&data, 0o755);
 
     let server = env.serve();
-    let (status, _, text) =
-        process::call(&process::client(), &server.admin, "GET", "/readyz", None, None).await;
+    let (status, _, text) = process::call(
+        &process::client(),
+        &server.admin,
+        "GET",
+        "/readyz",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(mode(&data), 0o700, "data directory");
     for name in [

@@ -520,6 +520,46 @@ mod tests {
         assert!(seen.flushed.load(Ordering::Relaxed));
     }
 
+    /// One `last_used_at` per key and flush, with the key's latest request end; kept and
+    /// written later while the database is down.
+    #[actix::test]
+    async fn keys_used_are_written_once_per_flush_with_their_latest_time() {
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (aggregator, sink) =
+            MetricsAggregator::new(store.clone(), None, Duration::from_millis(50));
+        let addr = aggregator.start();
+        let tenant = Uuid::now_v7();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let base = SystemTime::now();
+        for (key, offset) in [(a, 3), (a, 9), (a, 1), (b, 2)] {
+            let mut e = event(tenant, "m", 1, 1, 200);
+            e.key_id = key;
+            e.started_at = base + Duration::from_secs(offset);
+            sink.record(e);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.touched.lock().expect("lock").is_empty());
+        store.down.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut touched = store.touched.lock().expect("lock").clone();
+        touched.sort();
+        let end = |offset: u64| -> DateTime<Utc> {
+            (base + Duration::from_secs(offset) + Duration::from_millis(120)).into()
+        };
+        let mut expected = vec![(a, end(9)), (b, end(2))];
+        expected.sort();
+        assert_eq!(touched, expected, "one write per key, its latest time");
+        assert_eq!(
+            addr.send(Shutdown {
+                deadline: Duration::from_secs(1)
+            })
+            .await
+            .ok(),
+            Some(0)
+        );
+    }
+
     #[actix::test]
     async fn rows_wait_while_the_database_is_down_and_are_written_when_it_returns() {
         let store = Arc::new(FakeStore::default());

@@ -139,7 +139,7 @@ where
 }
 
 /// The subprocess node's `/status` and `/readyz`, checked for the disabled service.
-async fn assert_degraded(client: &awc::Client, server: &Server) {
+async fn assert_degraded(client: &awc::Client, server: &Server, services: Value) {
     let token = process::login(
         client,
         &server.admin,
@@ -155,7 +155,7 @@ async fn assert_degraded(client: &awc::Client, server: &Server) {
         body["snapshot"]["unavailable_credentials"],
         json!([{"credential": "bad-key",
                 "reason": body["snapshot"]["unavailable_credentials"][0]["reason"],
-                "disabled_services": ["broken"]}]),
+                "disabled_services": services}]),
         "{text}"
     );
     let reason = body["snapshot"]["unavailable_credentials"][0]["reason"]
@@ -167,7 +167,11 @@ async fn assert_degraded(client: &awc::Client, server: &Server) {
         process::call(client, &server.admin, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(body["status"], "degraded", "{text}");
-    assert_eq!(body["disabled_services"], 1, "{text}");
+    assert_eq!(
+        body["disabled_services"],
+        services.as_array().unwrap().len(),
+        "{text}"
+    );
 }
 
 /// A node running from the start sees the credential go bad at the next change (picked
@@ -234,7 +238,7 @@ async fn a_corrupted_credential_disables_its_services_and_a_revocation_still_app
     }
     // The two good calls reached the provider; the disabled service sent nothing.
     assert_eq!(mock.received().len(), upstream_calls + 2);
-    assert_degraded(&client, &server).await;
+    assert_degraded(&client, &server, json!(["broken"])).await;
 
     // More changes and polls: the unchanged bad credential is not logged again.
     let r = app
@@ -284,6 +288,19 @@ async fn a_node_starts_with_a_corrupted_credential() {
     let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
     let app = spawn_app().await;
     let key = configure(&app, &mock).await;
+    // A service private to another tenant on the same credential.
+    assert_eq!(
+        app.post("/tenants", json!({"name": "globex"})).await.status,
+        201
+    );
+    let r = app
+        .post(
+            "/services",
+            json!({"name": "globex-private", "provider": "openai", "credential": "bad-key",
+                   "tenant": "globex", "upstream_url": format!("{}/v1/chat/completions", mock.base)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     corrupt_credential(&app.settings.database_url(), "bad-key").await;
 
     let server = Env::for_settings(&app.settings)
@@ -294,7 +311,7 @@ async fn a_node_starts_with_a_corrupted_credential() {
     assert_credential_unavailable(&r, "node started with a bad credential");
     let r = chat(&client, &server.proxy, "/openai/chat", &key).await;
     assert_eq!(r.0, 200, "{}", r.2);
-    assert_degraded(&client, &server).await;
+    assert_degraded(&client, &server, json!(["broken", "globex-private"])).await;
 
     // Changes still apply on it: a revocation within a second.
     let other = new_key(&app, "acme", json!({"name": "other"})).await;
@@ -323,6 +340,27 @@ async fn a_node_starts_with_a_corrupted_credential() {
     })
     .await;
     assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+
+    // `/status` names only what the caller may see (the in-process node rebuilt too).
+    for (token, services) in [
+        (app.token.clone(), json!(["broken", "globex-private"])),
+        (
+            app.token_for("tenant_admin", Some("acme")),
+            json!(["broken"]),
+        ),
+        (
+            app.token_for("tenant_admin", Some("globex")),
+            json!(["broken", "globex-private"]),
+        ),
+    ] {
+        let r = app.send("GET", "/status", Some(&token), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            r.body["snapshot"]["unavailable_credentials"][0]["disabled_services"], services,
+            "{}",
+            r.text
+        );
+    }
 
     let (status, output) = server.stop_async().await;
     assert!(status.success(), "{output}");

@@ -62,6 +62,8 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Sh
     if migrate {
         store.migrate().await.context("database migration failed")?;
     }
+    // After opening (and migrating): the SQLite `-wal`/`-shm` files exist only now.
+    bootstrap::tighten_permissions(settings);
     Ok(store)
 }
 
@@ -97,8 +99,11 @@ impl Application {
             .load_config()
             .await
             .context("cannot load the configuration")?;
-        // A secret no configured key can decrypt is a hard error here, not a broken route later.
-        let snapshot = SnapshotHandle::new(Snapshot::compile(data, &keyring)?);
+        // System secrets (the pepper, above) that do not decrypt stop the start; a credential
+        // that does not decrypt only disables its services, logged here once.
+        let compiled = Snapshot::compile(data, &keyring);
+        compiled.log_credential_changes(&Snapshot::empty());
+        let snapshot = SnapshotHandle::new(compiled);
         bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
 
         let state = web::Data::new(AppState {

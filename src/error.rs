@@ -45,6 +45,8 @@ pub struct Error {
     pub fields: BTreeMap<String, String>,
     /// OpenAI shape only (boxed: rare, and it keeps `Result<_, Error>` small).
     pub openai: Option<Box<OpenAiDetail>>,
+    /// Already logged where it arose (once per change, not per request).
+    pub logged: bool,
 }
 
 /// What the OpenAI error shape adds: the offending parameter, and `type`/`code` when the
@@ -73,6 +75,7 @@ impl Error {
             message: message.into(),
             fields: BTreeMap::new(),
             openai: None,
+            logged: false,
         }
     }
 
@@ -113,7 +116,7 @@ impl Error {
     /// The proxy's rendering: OpenAI's `{"error":{"message","type","param","code"}}`, a
     /// superset of Kong's `{"error":{"message"}}` (spec §4.3).
     pub fn openai_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway {
+        if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         }
         let default_type = match self.status.as_u16() {
@@ -260,6 +263,24 @@ impl Error {
         e
     }
 
+    /// 503 `credential_unavailable` (spec §4.4): the service's stored credential cannot be
+    /// decrypted. Names the credential, never a value. Logged when the snapshot was built,
+    /// so not again per request.
+    pub fn credential_unavailable(service: &str, credential: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            ErrorSource::Gateway,
+            format!(
+                "service '{service}' is unavailable: its credential '{credential}' cannot be decrypted by this gateway"
+            ),
+        )
+        .with_openai_code("credential_unavailable")
+        .with_openai_type("service_unavailable");
+        e.logged = true;
+        e
+    }
+
     /// A fault of the gateway itself. The message is shown to the client, so it must not
     /// carry secrets; details belong in the log.
     pub fn internal(message: impl Into<String>) -> Self {
@@ -299,7 +320,7 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway {
+        if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         }
         HttpResponse::build(self.status).json(AdminErrorBody {

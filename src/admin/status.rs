@@ -6,7 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::admin::ErrorBody;
-use crate::admin::auth::Principal;
+use crate::admin::auth::{Principal, Role};
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,12 +37,56 @@ pub struct SnapshotStatus {
     pub services: usize,
     pub tenants: usize,
     pub api_keys: usize,
+    /// True when some services are disabled (listed in `unavailable_credentials`).
+    pub degraded: bool,
+    /// Stored credentials this node cannot decrypt, with the services they disable
+    /// (spec §6). For a tenant_admin: only its own and shared services.
+    pub unavailable_credentials: Vec<UnavailableCredentialStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableCredentialStatus {
+    /// The credential's name (never its value).
+    pub credential: String,
+    /// Which field failed to decrypt, and why.
+    pub reason: String,
+    /// Names of the services answering 503 `credential_unavailable`.
+    pub disabled_services: Vec<String>,
+}
+
+/// The undecryptable credentials `who` may know about: all of them, except for a
+/// tenant_admin, who sees only those used by its own tenant's or shared services.
+fn unavailable_for(snap: &Snapshot, who: &Principal) -> Vec<UnavailableCredentialStatus> {
+    let tenant = match (&who.role, &who.tenant) {
+        (Role::TenantAdmin, Some(name)) => Some(snap.tenants_by_name.get(name).copied()),
+        (Role::TenantAdmin, None) => Some(None),
+        _ => None,
+    };
+    snap.unavailable_credentials
+        .iter()
+        .filter_map(|u| {
+            let services: Vec<String> = u
+                .services
+                .iter()
+                .filter(|(_, _, owner)| match (tenant, owner) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(mine), Some(owner)) => mine == Some(*owner),
+                })
+                .map(|(_, name, _)| name.clone())
+                .collect();
+            (tenant.is_none() || !services.is_empty()).then(|| UnavailableCredentialStatus {
+                credential: u.name.clone(),
+                reason: u.reason.clone(),
+                disabled_services: services,
+            })
+        })
+        .collect()
 }
 
 /// Version, configuration snapshot, database reachability and node id.
 #[utoipa::path(tag = "status", responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 #[get("/status")]
-pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse {
+pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse {
     let reachable = state.store.ping().await.is_ok();
     let snap = state.snapshot.load();
     HttpResponse::Ok().json(Status {
@@ -60,6 +105,8 @@ pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse
             services: snap.services.len(),
             tenants: snap.tenants.len(),
             api_keys: snap.keys_by_hash.len(),
+            degraded: !snap.unavailable_credentials.is_empty(),
+            unavailable_credentials: unavailable_for(&snap, &who),
         },
     })
 }
@@ -72,13 +119,30 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// A configuration snapshot is loaded (stays ready while the database is down).
+/// Some services disabled by an undecryptable credential: still 200, with
+/// `"status":"degraded"` — the rest of the traffic works, and every node shares the same
+/// stored configuration, so a 503 would take all of them out of the load balancer at once.
 #[utoipa::path(tag = "status",
-    responses((status = 200, description = "ready"), (status = 503, description = "no snapshot yet")),
+    responses((status = 200, description = "ready, or degraded (some services disabled)"),
+        (status = 503, description = "no snapshot yet")),
     security(()))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snap = state.snapshot.load();
-    if snap.version >= 0 {
+    if snap.version >= 0 && !snap.unavailable_credentials.is_empty() {
+        // Counts only: this endpoint is unauthenticated, names are in `/status`.
+        let services: usize = snap
+            .unavailable_credentials
+            .iter()
+            .map(|u| u.services.len())
+            .sum();
+        HttpResponse::Ok().json(serde_json::json!({
+            "status": "degraded",
+            "snapshot_version": snap.version,
+            "unavailable_credentials": snap.unavailable_credentials.len(),
+            "disabled_services": services,
+        }))
+    } else if snap.version >= 0 {
         HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ready", "snapshot_version": snap.version }))
     } else {

@@ -367,6 +367,12 @@ async fn dispatch(
     let ClientBody { raw, parsed } = body;
     let mut plan: Option<StreamPlan> = None;
     let service = &route.service;
+    if let Some(credential) = &service.unavailable_credential {
+        return Err(Error::credential_unavailable(
+            &service.record.name,
+            credential,
+        ));
+    }
     let provider = service.provider;
     let kind = match route.route_type {
         RouteType::Chat => Some(RouteKind::Chat),

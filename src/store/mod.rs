@@ -115,6 +115,11 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> StoreResult<ApiKeyRecord>;
 
+    /// Sets each key's `last_used_at` to the given time unless it is already later, all in
+    /// one transaction. Not configuration: no version bump (the usage aggregator calls it
+    /// at every flush). Unknown ids are ignored (a key deleted meanwhile).
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+
     // --- credentials ---
     async fn list_credentials(&self, page: Page) -> StoreResult<Vec<CredentialRecord>>;
     async fn get_credential(&self, key: &Lookup) -> StoreResult<Option<CredentialRecord>>;
@@ -170,6 +175,12 @@ pub type SharedStore = Arc<dyn Store>;
 impl crate::actors::metrics::UsageStore for SharedStore {
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
         Store::add_usage(self.as_ref(), rows)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String> {
+        Store::touch_api_keys(self.as_ref(), used)
             .await
             .map_err(|e| e.to_string())
     }

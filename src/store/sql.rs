@@ -68,6 +68,9 @@ pub(super) const API_KEY_INSERT: &str = "INSERT INTO api_keys \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(super) const API_KEY_REVOKE: &str = "UPDATE api_keys SET revoked_at = $3 \
     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
+/// Never moves `last_used_at` back (another node may have written a later time).
+pub(super) const API_KEY_TOUCH: &str = "UPDATE api_keys SET last_used_at = $2 \
+    WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 pub(super) const API_KEY_DELETE_BY_TENANT: &str = "DELETE FROM api_keys WHERE tenant_id = $1";
 /// `(tenant name, key name, routes)` of every key restricted to a list of routes.
 pub(super) const API_KEY_ROUTE_LISTS: &str = "SELECT t.name, k.name, k.routes \
@@ -768,6 +771,18 @@ macro_rules! impl_store {
                         record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
                     tx.commit().await.map_err(map_sqlx)?;
                     Ok(record)
+                }
+
+                async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+                    if used.is_empty() {
+                        return Ok(());
+                    }
+                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
+                    for (id, at) in used {
+                        let query = sqlx::query(sql::API_KEY_TOUCH).bind(id).bind(at);
+                        q::rows_affected(&mut tx, query).await?;
+                    }
+                    tx.commit().await.map_err(map_sqlx)
                 }
 
                 // --- credentials ---

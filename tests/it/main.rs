@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod auth;
+mod bad_secret;
 mod cli;
 mod conformance;
 mod deploy;

@@ -108,6 +108,7 @@ contract_tests!(
     services_crud,
     routes_crud_and_path_index,
     api_keys_crud,
+    api_key_last_used_moves_forward_only,
     pagination_is_ordered_by_created_at_then_id,
     duplicate_names_conflict,
     route_alias_and_path_conflicts,
@@ -566,6 +567,46 @@ async fn api_keys_crud(s: SharedStore) {
         vec![c.clone()]
     );
     assert_eq!(s.list_api_keys(new_id(), ALL).await.unwrap(), vec![]);
+}
+
+/// `touch_api_keys`: one batch, never moves a time back (another node may have written a
+/// later one; fractions of a second included), ignores unknown ids, bumps no version.
+async fn api_key_last_used_moves_forward_only(s: SharedStore) {
+    let (t, _, _) = base(&s).await;
+    let a = api_key(t.id, "a");
+    let b = api_key(t.id, "b");
+    s.insert_api_key(&a).await.unwrap();
+    s.insert_api_key(&b).await.unwrap();
+    let version = s.config_version().await.unwrap();
+    let last_used = |id: Uuid| {
+        let s = s.clone();
+        async move { s.get_api_key(t.id, id).await.unwrap().unwrap().last_used_at }
+    };
+
+    s.touch_api_keys(&[(a.id, at(10, 0)), (new_id(), at(10, 0))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 0)));
+    assert_eq!(last_used(b.id).await, None);
+    s.touch_api_keys(&[(a.id, at(10, 5)), (b.id, at(20, 0))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 5)));
+    assert_eq!(last_used(b.id).await, Some(at(20, 0)));
+    // Earlier times (a slower node's flush) leave the stored ones.
+    s.touch_api_keys(&[(a.id, at(10, 0)), (b.id, at(19, 999_999))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 5)));
+    assert_eq!(last_used(b.id).await, Some(at(20, 0)));
+    s.touch_api_keys(&[(a.id, at(11, 0))]).await.unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(11, 0)));
+    s.touch_api_keys(&[]).await.unwrap();
+    assert_eq!(
+        s.config_version().await.unwrap(),
+        version,
+        "no version bump"
+    );
 }
 
 async fn pagination_is_ordered_by_created_at_then_id(s: SharedStore) {

@@ -13,20 +13,21 @@ use crate::snapshot::CredentialEntry;
 
 /// Longest model name written to usage rows, analytics lines, metrics, spans and headers.
 /// A client may choose the model on a route that configures none; the upstream still gets
-/// the name it sent, the records get its first characters and `…`.
+/// the name it sent, the records get its first characters and `...` (ASCII, so the capped
+/// name is also a valid header value).
 pub const MAX_MODEL_NAME: usize = 128;
 
-/// `model` cut to at most `MAX_MODEL_NAME` bytes (at a character boundary, ending in `…`).
+/// `model` cut to at most `MAX_MODEL_NAME` bytes (at a character boundary, ending in `...`).
 pub fn cap_model_name(model: &str) -> Cow<'_, str> {
     if model.len() <= MAX_MODEL_NAME {
         return Cow::Borrowed(model);
     }
-    let room = MAX_MODEL_NAME - '…'.len_utf8();
+    let room = MAX_MODEL_NAME - 3;
     let end = (0..=room)
         .rev()
         .find(|&i| model.is_char_boundary(i))
         .unwrap_or(0);
-    Cow::Owned(format!("{}…", &model[..end]))
+    Cow::Owned(format!("{}...", &model[..end]))
 }
 
 /// The upstream request body as the analytics line may show it.
@@ -61,7 +62,7 @@ mod tests {
         let long = "é".repeat(5000);
         let capped = cap_model_name(&long);
         assert!(capped.len() <= MAX_MODEL_NAME, "{}", capped.len());
-        assert!(capped.ends_with('…'));
+        assert!(capped.ends_with("..."));
         assert!(capped.starts_with("éé"));
     }
 

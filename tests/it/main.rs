@@ -6,6 +6,7 @@
 
 mod admin_api;
 mod auth;
+mod billing;
 mod cli;
 mod conformance;
 mod deploy;
@@ -17,6 +18,7 @@ mod otlp;
 mod process;
 mod provider_streams;
 mod proxy;
+mod redaction;
 mod sdk;
 mod secrets;
 mod store;

@@ -1,6 +1,6 @@
 //! Masks a service's credential values in text the upstream sent back (error bodies,
-//! in-band stream errors) and in logged payloads (docs/architecture.md, "The analytics
-//! line").
+//! in-band stream errors) and in logged payloads (docs/architecture.md, "The
+//! analytics line").
 //!
 //! Built from the values of the service's `CredentialEntry` (header value, query/body
 //! parameter value). Each value is searched in the forms an echo may take — raw,
@@ -258,7 +258,12 @@ mod tests {
     #[test]
     fn raw_escaped_and_encoded_echoes_are_masked() {
         let odd = "p@ss/w\"rd&<key>+ 12345";
-        let r = Redactor::new(["Bearer ".to_string() + KEY].iter().map(String::as_str).chain([odd]));
+        let r = Redactor::new(
+            ["Bearer ".to_string() + KEY]
+                .iter()
+                .map(String::as_str)
+                .chain([odd]),
+        );
         let json = serde_json::to_string(odd).unwrap();
         let url: String = url::form_urlencoded::byte_serialize(odd.as_bytes()).collect();
         for text in [
@@ -267,7 +272,7 @@ mod tests {
             format!("{{\"echo\":{json}}}"),
             format!("{{\"echo\":{}}}", json.replace('/', "\\/")),
             format!("GET /v1?key={url} failed"),
-            format!("<p>p@ss/w&quot;rd&amp;&lt;key&gt;+ 12345</p>"),
+            "<p>p@ss/w&quot;rd&amp;&lt;key&gt;+ 12345</p>".to_string(),
         ] {
             let out = r.redact(&text);
             assert!(out.contains(MASK), "{text} -> {out}");
@@ -298,13 +303,18 @@ mod tests {
     #[test]
     fn bodies_stay_json_when_they_were() {
         let r = Redactor::new(["q\"uote\\back-0123456789abcdef"]);
-        let json = serde_json::to_vec(&serde_json::json!({"m": "x q\"uote\\back-0123456789abcdef y"})).unwrap();
+        let json =
+            serde_json::to_vec(&serde_json::json!({"m": "x q\"uote\\back-0123456789abcdef y"}))
+                .unwrap();
         let out = r.redact_body(&json);
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["m"], format!("x {MASK} y"));
         let html = b"<pre>q&quot;uote\\back-0123456789abcdef</pre>";
         let out = r.redact_body(html);
-        assert_eq!(std::str::from_utf8(&out).unwrap(), format!("<pre>{MASK}</pre>"));
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            format!("<pre>{MASK}</pre>")
+        );
         assert!(matches!(r.redact_body(b"{\"m\":1}"), Cow::Borrowed(_)));
     }
 

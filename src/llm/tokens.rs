@@ -1,5 +1,5 @@
 //! The gateway's own prompt count, for a stream that ends before the provider reported usage
-//! (docs/architecture.md, "Streaming accounting").
+//! (docs/architecture.md, Streaming, "Accounting").
 //!
 //! The estimate covers everything sent upstream: it walks the upstream request body as sent
 //! (after translation and credential injection) and counts every message part, system text,
@@ -255,14 +255,23 @@ mod tests {
         assert_eq!(Counter::for_model("openai", "o1"), Counter::O200k);
         assert_eq!(Counter::for_model("openai", "gpt-4"), Counter::Cl100k);
         assert_eq!(Counter::for_model("azure", "gpt-35-turbo"), Counter::Cl100k);
-        assert_eq!(Counter::for_model("openai", "gpt-3.5-turbo"), Counter::Cl100k);
+        assert_eq!(
+            Counter::for_model("openai", "gpt-3.5-turbo"),
+            Counter::Cl100k
+        );
         // Fallbacks: an unknown name on OpenAI is the current family; elsewhere chars/4.
-        assert_eq!(Counter::for_model("openai", "my-deployment"), Counter::O200k);
+        assert_eq!(
+            Counter::for_model("openai", "my-deployment"),
+            Counter::O200k
+        );
         assert_eq!(
             Counter::for_model("anthropic", "claude-sonnet-4"),
             Counter::CharsPer4
         );
-        assert_eq!(Counter::for_model("mistral", "mistral-large"), Counter::CharsPer4);
+        assert_eq!(
+            Counter::for_model("mistral", "mistral-large"),
+            Counter::CharsPer4
+        );
         assert_eq!(Counter::for_model("cohere", "o"), Counter::CharsPer4);
     }
 

@@ -14,8 +14,8 @@ use crate::actors::upstream::{
     Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
 };
 use crate::admin::routes::{ResponseStreaming, RouteType};
-use crate::error::Error;
 use crate::crypto::redact::LazyRedactor;
+use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
@@ -25,8 +25,8 @@ use crate::telemetry::analytics;
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
 
-use super::auth::{Caller, authenticate, authorize};
 use super::accounting::preserve_usage;
+use super::auth::{Caller, authenticate, authorize};
 use super::inject::inject;
 use super::redact;
 use super::stream::{SseBody, StreamAccount};

@@ -1,4 +1,4 @@
-//! Honest billing (docs/architecture.md, "Streaming accounting"): a stream cut before the
+//! Honest billing (docs/architecture.md, Streaming, "Accounting"): a stream cut before the
 //! provider's usage is billed for the whole prompt as OpenAI's tokenizer counts it (tools,
 //! tool calls and tool results included); `preserve` answers that carry a usage object are
 //! billed; a client-chosen model name is capped before it reaches any record.
@@ -80,10 +80,15 @@ async fn a_cut_stream_is_billed_for_a_40k_token_prompt_within_5_percent() {
     assert_eq!(s.text(), "Hello");
     assert!(!s.ends_with_done(), "the stream was cut: {}", s.raw);
 
-    let line = analytics_lines(&log, 1).await.pop().expect("an analytics line");
+    let line = analytics_lines(&log, 1)
+        .await
+        .pop()
+        .expect("an analytics line");
     assert_eq!(line["tollgate"]["usage_estimated"], true);
     assert_eq!(line["tollgate"]["stream_end"], "failed");
-    let billed = line["ai"]["proxy"]["usage"]["prompt_tokens"].as_u64().unwrap();
+    let billed = line["ai"]["proxy"]["usage"]["prompt_tokens"]
+        .as_u64()
+        .unwrap();
     let off = (billed as f64 - truth as f64).abs() / truth as f64;
     assert!(off <= 0.05, "billed {billed} for a {truth}-token prompt");
     // The usage rows carry the same number.
@@ -118,7 +123,11 @@ async fn tools_tool_calls_and_tool_results_are_counted() {
     }
     let lines = analytics_lines(&log, 2).await;
     assert_eq!(lines.len(), 2);
-    let prompt = |i: usize| lines[i]["ai"]["proxy"]["usage"]["prompt_tokens"].as_u64().unwrap();
+    let prompt = |i: usize| {
+        lines[i]["ai"]["proxy"]["usage"]["prompt_tokens"]
+            .as_u64()
+            .unwrap()
+    };
     let added = prompt(1) - prompt(0);
     // What the second request adds, as the tokenizer counts it: the tool definition (as
     // JSON), the call's name and arguments, the result, two more messages.
@@ -167,7 +176,10 @@ async fn preserve_answers_with_openai_or_anthropic_usage_are_billed() {
     ))
     .await;
     let (app, log, _dir) = app_with_log().await;
-    assert_eq!(app.post("/tenants", json!({"name": "acme"})).await.status, 201);
+    assert_eq!(
+        app.post("/tenants", json!({"name": "acme"})).await.status,
+        201
+    );
     preserve_route(&app, &mock, "embeddings").await;
     preserve_route(&app, &mock, "messages").await;
     let key = new_key(&app, "acme", json!({"name": "app"})).await;
@@ -187,7 +199,13 @@ async fn preserve_answers_with_openai_or_anthropic_usage_are_billed() {
         json!({"id": "msg_1", "type": "message", "content": [{"type": "text", "text": "Hi"}],
                "usage": {"input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 4}}),
     ));
-    let r = chat(&app, "/messages", &key, json!({"model": "claude", "messages": []})).await;
+    let r = chat(
+        &app,
+        "/messages",
+        &key,
+        json!({"model": "claude", "messages": []}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let lines = analytics_lines(&log, 2).await;
     assert_eq!(lines[1]["ai"]["proxy"]["usage"]["prompt_tokens"], 24);
@@ -245,8 +263,13 @@ async fn a_10000_character_model_name_is_capped_in_every_record() {
 
     let long = "x".repeat(129);
     let line = analytics_lines(&log, 1).await.pop().unwrap();
-    let recorded = line["ai"]["proxy"]["meta"]["request_model"].as_str().unwrap();
-    assert!(recorded.starts_with("gpt-4o-xxx") && recorded.len() <= 128, "{recorded}");
+    let recorded = line["ai"]["proxy"]["meta"]["request_model"]
+        .as_str()
+        .unwrap();
+    assert!(
+        recorded.starts_with("gpt-4o-xxx") && recorded.len() <= 128,
+        "{recorded}"
+    );
     assert!(!line.to_string().contains(&long));
 
     let started = Instant::now();
@@ -261,7 +284,10 @@ async fn a_10000_character_model_name_is_capped_in_every_record() {
     };
     assert_eq!(rows.len(), 1, "{rows:?}");
     let row_model = rows[0]["model"].as_str().unwrap();
-    assert!(row_model.len() <= 128 && row_model.starts_with("gpt-4o-x"), "{row_model}");
+    assert!(
+        row_model.len() <= 128 && row_model.starts_with("gpt-4o-x"),
+        "{row_model}"
+    );
 
     // Spans and metric attributes (exported at the graceful stop).
     app.shut_down().await;
@@ -270,10 +296,19 @@ async fn a_10000_character_model_name_is_capped_in_every_record() {
         let received = receiver.received.lock().unwrap();
         assert!(!received.traces.is_empty() && !received.metrics.is_empty());
         let mut bytes = Vec::new();
-        received.traces.iter().for_each(|t| bytes.extend(t.encode_to_vec()));
-        received.metrics.iter().for_each(|m| bytes.extend(m.encode_to_vec()));
+        received
+            .traces
+            .iter()
+            .for_each(|t| bytes.extend(t.encode_to_vec()));
+        received
+            .metrics
+            .iter()
+            .for_each(|m| bytes.extend(m.encode_to_vec()));
         String::from_utf8_lossy(&bytes).into_owned()
     };
     assert!(exported.contains("gpt-4o-xxx"), "the model is an attribute");
-    assert!(!exported.contains(&long), "an uncapped model name in the OTLP export");
+    assert!(
+        !exported.contains(&long),
+        "an uncapped model name in the OTLP export"
+    );
 }

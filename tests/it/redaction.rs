@@ -129,8 +129,12 @@ async fn echoed_credentials_reach_no_response_log_or_export() {
     let admin = |method: &'static str, path: &'static str, body: Value| {
         let (http, base, token) = (http.clone(), server.admin.clone(), token.clone());
         async move {
-            let (status, _, text) = call(&http, &base, method, path, Some(&token), Some(body)).await;
-            assert!(status == 201 || status == 200, "{method} {path}: {status} {text}");
+            let (status, _, text) =
+                call(&http, &base, method, path, Some(&token), Some(body)).await;
+            assert!(
+                status == 201 || status == 200,
+                "{method} {path}: {status} {text}"
+            );
         }
     };
 
@@ -167,8 +171,10 @@ async fn echoed_credentials_reach_no_response_log_or_export() {
             "POST",
             "/services",
             Some(&token),
-            Some(json!({"name": name, "provider": "openai", "credential": name,
-                        "upstream_url": format!("{upstream}/v1/chat/completions?region=eu")})),
+            Some(
+                json!({"name": name, "provider": "openai", "credential": name,
+                        "upstream_url": format!("{upstream}/v1/chat/completions?region=eu")}),
+            ),
         )
         .await;
         assert_eq!(status, 201, "{text}");
@@ -230,7 +236,11 @@ async fn echoed_credentials_reach_no_response_log_or_export() {
     assert_eq!(seen.len(), 9);
     let seen_all = seen.join("\n");
     for planted in [&header, &query, &body] {
-        assert!(seen_all.contains(&planted.core), "{} not sent", planted.core);
+        assert!(
+            seen_all.contains(&planted.core),
+            "{} not sent",
+            planted.core
+        );
     }
     let query_encoded: String =
         url::form_urlencoded::byte_serialize(query.value.as_bytes()).collect();

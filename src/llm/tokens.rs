@@ -64,7 +64,9 @@ const CONTROL_KEYS: &[&str] = &[
 ];
 
 /// Keys whose object values are structured data the model reads as JSON (tool parameter
-/// schemas, tool-call arguments given as objects): counted as their compact JSON text.
+/// schemas, tool-call arguments given as objects): counted as their compact JSON text —
+/// only inside a named object (a tool, a tool call, a JSON schema), since the same names
+/// elsewhere are request settings (TGI's `parameters`).
 const STRUCTURED_KEYS: &[&str] = &[
     "parameters",
     "input_schema",
@@ -126,7 +128,7 @@ impl Counter {
             if skip == Some(key.as_str()) {
                 continue;
             }
-            total += self.count_field(key, value);
+            total += self.count_field(key, value, map.contains_key("name"));
             if key == "messages"
                 && let Value::Array(messages) = value
                 && !messages.is_empty()
@@ -137,7 +139,7 @@ impl Counter {
         total
     }
 
-    fn count_field(self, key: &str, value: &Value) -> u64 {
+    fn count_field(self, key: &str, value: &Value, in_named: bool) -> u64 {
         if CONTROL_KEYS.contains(&key) {
             return 0;
         }
@@ -154,7 +156,7 @@ impl Counter {
                 _ => IMAGE_TOKENS,
             };
         }
-        if STRUCTURED_KEYS.contains(&key) && (value.is_object() || value.is_array()) {
+        if in_named && STRUCTURED_KEYS.contains(&key) && (value.is_object() || value.is_array()) {
             return self.count(&value.to_string());
         }
         self.count_value(value)
@@ -164,7 +166,10 @@ impl Counter {
         match value {
             Value::String(s) => self.count(s),
             Value::Array(items) => items.iter().map(|v| self.count_value(v)).sum(),
-            Value::Object(map) => map.iter().map(|(k, v)| self.count_field(k, v)).sum(),
+            Value::Object(map) => {
+                let named = map.contains_key("name");
+                map.iter().map(|(k, v)| self.count_field(k, v, named)).sum()
+            }
             Value::Number(_) | Value::Bool(_) | Value::Null => 0,
         }
     }
@@ -329,6 +334,8 @@ mod tests {
                 {"type": "tool_use", "id": "t1", "name": "abcd", "input": {"a": 1}},
             ]}],
             "tools": [{"name": "abcd", "description": "abcd", "input_schema": {"type": "object"}}],
+            // TGI's generation settings are not a schema: only their strings count.
+            "parameters": {"max_new_tokens": 64, "details": true, "stop": ["</s>"]},
         });
         let expected = 2 // system
             + 1 // role "user"

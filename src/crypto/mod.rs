@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod jwt;
 pub mod keyring;
 pub mod password;
+pub mod redact;
 pub mod secret;
 
 pub use api_key::{

@@ -196,7 +196,8 @@ pub struct Tollgate<'a> {
     /// How a stream ended: `done`, `failed` (in-band error) or `client_disconnected`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_end: Option<&'static str>,
-    /// Some counts are estimates (4 characters per token) because the provider did not
-    /// report them (e.g. a stream the client left before the provider's usage event).
+    /// Some counts are the gateway's estimates because the provider did not report them
+    /// (e.g. a stream cut before the provider's usage event; docs/architecture.md,
+    /// Streaming, "Accounting").
     pub usage_estimated: bool,
 }

@@ -7,6 +7,7 @@
 mod admin_api;
 mod auth;
 mod bad_secret;
+mod billing;
 mod cli;
 mod conformance;
 mod deploy;
@@ -18,6 +19,7 @@ mod otlp;
 mod process;
 mod provider_streams;
 mod proxy;
+mod redaction;
 mod sdk;
 mod secrets;
 mod store;

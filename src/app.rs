@@ -93,13 +93,14 @@ impl Application {
         let jwt = Arc::new(jwt_keys(&settings)?);
         let store = open_store(&settings, settings.migrate_on_start).await?;
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
+        // Before the first snapshot, so the bootstrap admin's tokens verify at once.
+        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
         let data = store
             .load_config()
             .await
             .context("cannot load the configuration")?;
         // A secret no configured key can decrypt is a hard error here, not a broken route later.
         let snapshot = SnapshotHandle::new(Snapshot::compile(data, &keyring)?);
-        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
 
         let state = web::Data::new(AppState {
             settings: settings.clone(),
@@ -110,6 +111,8 @@ impl Application {
             snapshot,
             node_id: node_id(),
             started_at: chrono::Utc::now(),
+            login_guard: Default::default(),
+            trusted_proxies: settings.trusted_proxies()?,
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -139,7 +142,9 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config());
             let (app, api) = admin::register(app).split_for_parts();
-            app.wrap(tracing_actix_web::TracingLogger::default())
+            app.wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::admin_span::AdminRootSpan,
+            >::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",

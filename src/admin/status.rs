@@ -1,12 +1,17 @@
 //! `/status`, `/healthz`, `/readyz`.
 
+use std::collections::HashSet;
+
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use uuid::Uuid;
+
 use crate::admin::ErrorBody;
-use crate::admin::auth::Principal;
+use crate::admin::auth::{Principal, Role};
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +37,8 @@ pub struct SnapshotStatus {
     pub version: i64,
     pub built_at: DateTime<Utc>,
     pub age_seconds: f64,
+    /// For a tenant_admin, this and the following counts cover only its own tenant: the
+    /// routes it may use, their services, itself and its API keys.
     pub routes: usize,
     pub services: usize,
     pub tenants: usize,
@@ -41,9 +48,10 @@ pub struct SnapshotStatus {
 /// Version, configuration snapshot, database reachability and node id.
 #[utoipa::path(tag = "status", responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 #[get("/status")]
-pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse {
+pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse {
     let reachable = state.store.ping().await.is_ok();
     let snap = state.snapshot.load();
+    let counts = counts_for(&snap, &who);
     HttpResponse::Ok().json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_id: state.node_id.clone(),
@@ -56,12 +64,56 @@ pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse
             version: snap.version,
             built_at: snap.built_at,
             age_seconds: snap.built_instant.elapsed().as_secs_f64(),
+            routes: counts.routes,
+            services: counts.services,
+            tenants: counts.tenants,
+            api_keys: counts.api_keys,
+        },
+    })
+}
+
+struct Counts {
+    routes: usize,
+    services: usize,
+    tenants: usize,
+    api_keys: usize,
+}
+
+/// Global counts for admin and viewer; a tenant_admin counts only what its tenant can
+/// see: the routes it may use, their services, itself and its own keys.
+fn counts_for(snap: &Snapshot, who: &Principal) -> Counts {
+    if who.role != Role::TenantAdmin {
+        return Counts {
             routes: snap.routes.len(),
             services: snap.services.len(),
             tenants: snap.tenants.len(),
             api_keys: snap.keys_by_hash.len(),
-        },
-    })
+        };
+    }
+    let Some(tenant) = who.tenant_id.filter(|t| snap.tenants.contains_key(t)) else {
+        return Counts {
+            routes: 0,
+            services: 0,
+            tenants: 0,
+            api_keys: 0,
+        };
+    };
+    let usable: Vec<_> = snap
+        .routes
+        .values()
+        .filter(|r| r.allows_tenant(tenant))
+        .collect();
+    let services: HashSet<Uuid> = usable.iter().map(|r| r.record.service_id).collect();
+    Counts {
+        routes: usable.len(),
+        services: services.len(),
+        tenants: 1,
+        api_keys: snap
+            .keys_by_hash
+            .values()
+            .filter(|k| k.record.tenant_id == tenant)
+            .count(),
+    }
 }
 
 /// The process is alive.

@@ -6,6 +6,8 @@
 //! Writers (the admin API after each write, the change poller) rebuild a complete new
 //! snapshot from the store and swap it in; a rebuild that fails keeps the last good one.
 
+pub mod admins;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -157,6 +159,8 @@ pub struct Snapshot {
     /// Route path prefixes, longest first.
     pub paths: Vec<(String, Arc<RouteEntry>)>,
     pub aliases: HashMap<String, Arc<RouteEntry>>,
+    /// Admin users for token checks (ids, roles, tenants, token generations).
+    pub admins: admins::AdminDirectory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,11 +188,12 @@ impl Snapshot {
             routes: HashMap::new(),
             paths: Vec::new(),
             aliases: HashMap::new(),
+            admins: admins::AdminDirectory::default(),
         }
     }
 
     /// Compiles stored configuration, decrypting every credential.
-    pub fn compile(data: ConfigData, keyring: &Keyring) -> Result<Snapshot, SnapshotError> {
+    pub fn compile(mut data: ConfigData, keyring: &Keyring) -> Result<Snapshot, SnapshotError> {
         let decrypt = |id: Uuid, name: &str, field: &str, ct: &Option<Vec<u8>>| {
             ct.as_ref()
                 .map(|ct| {
@@ -256,6 +261,7 @@ impl Snapshot {
             .into_iter()
             .map(|k| (k.key_hash.clone(), KeyEntry { record: k }))
             .collect();
+        let admins = admins::AdminDirectory::compile(std::mem::take(&mut data.admins));
         let tenants_by_name = data
             .tenants
             .iter()
@@ -274,6 +280,7 @@ impl Snapshot {
             routes,
             paths,
             aliases,
+            admins,
         })
     }
 

@@ -145,7 +145,6 @@ impl Resource for Admins {
     const KIND: &'static str = "admin";
     const PATH: &'static str = "/admins";
     const NAME_FIELD: &'static str = "username";
-    const CONFIG: bool = false;
 
     fn id(record: &AdminRecord) -> Uuid {
         record.id

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_security;
 mod auth;
 mod cli;
 mod conformance;

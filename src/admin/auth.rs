@@ -315,7 +315,7 @@ pub async fn login(
         if elapsed < FAILED_LOGIN_FLOOR {
             actix_web::rt::time::sleep(FAILED_LOGIN_FLOOR - elapsed).await;
         }
-        tracing::info!(username = %request.username, client = ?client, "admin login failed");
+        tracing::info!(username = %request.username, client = %shown(client), "admin login failed");
         return Err(Error::unauthorized("invalid username or password"));
     };
     attempt.succeeded();
@@ -343,8 +343,13 @@ pub async fn login(
             ttl,
         )
         .map_err(|e| Error::internal(format!("cannot issue token: {e}")))?;
-    tracing::info!(username = %admin.name, role = %admin.role, client = ?client, "admin logged in");
+    tracing::info!(username = %admin.name, role = %admin.role, client = %shown(client), "admin logged in");
     Ok(HttpResponse::Ok().json(LoginResponse { token, expires_at }))
+}
+
+/// A client address for the log ("-" when unknown).
+fn shown(client: Option<std::net::IpAddr>) -> String {
+    client.map_or_else(|| "-".to_string(), |c| c.to_string())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -525,6 +525,44 @@ MCowBQYDK2VwAyEAP3UP9jVa2KusFAbZXekKeGFMo2MqdQvGJgFViuc3ukg=
     }
 
     #[test]
+    fn bound_tokens_carry_generation_and_tenant_id() {
+        let keys = keys();
+        let tenant_id = uuid::Uuid::now_v7();
+        let binding = Binding {
+            tenant_id: Some(tenant_id),
+            generation: Some(3),
+        };
+        let (token, _) = keys
+            .issue_bound(
+                "id-1",
+                "tenant_admin",
+                Some("acme"),
+                binding,
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!(
+            (claims.generation, claims.tenant_id),
+            (Some(3), Some(tenant_id))
+        );
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["gen"], 3);
+        assert_eq!(payload["tenant_id"], tenant_id.to_string());
+        // Unbound tokens carry neither claim.
+        let (token, _) = keys
+            .issue("cli", "admin", None, chrono::Duration::hours(1))
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.generation, claims.tenant_id), (None, None));
+    }
+
+    #[test]
     fn tampered_payload_is_rejected() {
         let keys = keys();
         let (token, _) = keys

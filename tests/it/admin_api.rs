@@ -1565,7 +1565,10 @@ async fn every_config_write_is_live_before_the_response() {
     let viewer = json!({"username": "v", "password": "password-123", "role": "viewer"});
     expect_status(&app.post("/admins", viewer).await, 201);
     let now = snapshot(&app).await;
-    assert!(version(&now) > version(&last), "POST /admins: {last} → {now}");
+    assert!(
+        version(&now) > version(&last),
+        "POST /admins: {last} → {now}"
+    );
     assert_eq!(counts(&now), counts(&last));
 }
 

@@ -438,6 +438,35 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_from_env_are_checked_and_shown() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")]),
+        )
+        .unwrap();
+        assert!(
+            s.trusted_proxies()
+                .unwrap()
+                .trusts("10.2.3.4".parse().unwrap())
+        );
+        assert!(
+            s.masked_toml()
+                .contains("trusted_proxies = \"10.0.0.0/8, 192.168.1.7\"")
+        );
+        let err = Settings::load_from(
+            None,
+            &env(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, lb")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("'lb'"),
+            "{err}"
+        );
+        assert!(Settings::default().trusted_proxies().unwrap().is_empty());
+    }
+
+    #[test]
     fn defaults_match_the_spec() {
         let s = Settings::load_from(None, &env(&[])).unwrap();
         assert_eq!(s.proxy_listen, "0.0.0.0:8080");

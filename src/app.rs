@@ -95,6 +95,8 @@ impl Application {
         let jwt = Arc::new(jwt_keys(&settings)?);
         let store = open_store(&settings, settings.migrate_on_start).await?;
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
+        // Before the first snapshot, so the bootstrap admin's tokens verify at once.
+        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
         let data = store
             .load_config()
             .await
@@ -104,7 +106,6 @@ impl Application {
         let compiled = Snapshot::compile(data, &keyring);
         compiled.log_credential_changes(&Snapshot::empty());
         let snapshot = SnapshotHandle::new(compiled);
-        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
 
         let state = web::Data::new(AppState {
             settings: settings.clone(),
@@ -115,6 +116,8 @@ impl Application {
             snapshot,
             node_id: node_id(),
             started_at: chrono::Utc::now(),
+            login_guard: Default::default(),
+            trusted_proxies: settings.trusted_proxies()?,
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -144,7 +147,9 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config());
             let (app, api) = admin::register(app).split_for_parts();
-            app.wrap(tracing_actix_web::TracingLogger::default())
+            app.wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::admin_span::AdminRootSpan,
+            >::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",

@@ -273,6 +273,7 @@ pub async fn ensure_bootstrap_admin(
             tags: sqlx::types::Json(vec![]),
             created_at: now,
             updated_at: now,
+            token_generation: 0,
         })
         .await;
     match inserted {

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     Unavailable,
+    /// 429: too many attempts (login), with `retry-after`.
+    RateLimited,
     PayloadTooLarge,
     UnsupportedMediaType,
     Internal,
@@ -47,6 +49,8 @@ pub struct Error {
     pub openai: Option<Box<OpenAiDetail>>,
     /// Already logged where it arose (once per change, not per request).
     pub logged: bool,
+    /// Sent as `retry-after` (whole seconds, at least 1) by the admin rendering.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// What the OpenAI error shape adds: the offending parameter, and `type`/`code` when the
@@ -76,7 +80,26 @@ impl Error {
             fields: BTreeMap::new(),
             openai: None,
             logged: false,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `retry-after` to the response.
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// 429: too many attempts; the caller may retry after `after`.
+    pub fn too_many_requests(message: impl Into<String>, after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            ErrorSource::Client,
+            message,
+        );
+        e.retryable = true;
+        e.with_retry_after(after)
     }
 
     fn openai_detail(&mut self) -> &mut OpenAiDetail {
@@ -323,7 +346,13 @@ impl ResponseError for Error {
         if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         }
-        HttpResponse::build(self.status).json(AdminErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up, never 0 (RFC 9110 §10.2.3).
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.max(1)));
+        }
+        response.json(AdminErrorBody {
             error: AdminErrorInner {
                 code: self.code,
                 message: &self.message,

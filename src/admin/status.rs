@@ -1,9 +1,13 @@
 //! `/status`, `/healthz`, `/readyz`.
 
+use std::collections::HashSet;
+
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use uuid::Uuid;
 
 use crate::admin::ErrorBody;
 use crate::admin::auth::{Principal, Role};
@@ -33,6 +37,8 @@ pub struct SnapshotStatus {
     pub version: i64,
     pub built_at: DateTime<Utc>,
     pub age_seconds: f64,
+    /// For a tenant_admin, this and the following counts cover only its own tenant: the
+    /// routes it may use, their services, itself and its API keys.
     pub routes: usize,
     pub services: usize,
     pub tenants: usize,
@@ -57,9 +63,8 @@ pub struct UnavailableCredentialStatus {
 /// The undecryptable credentials `who` may know about: all of them, except for a
 /// tenant_admin, who sees only those used by its own tenant's or shared services.
 fn unavailable_for(snap: &Snapshot, who: &Principal) -> Vec<UnavailableCredentialStatus> {
-    let tenant = match (&who.role, &who.tenant) {
-        (Role::TenantAdmin, Some(name)) => Some(snap.tenants_by_name.get(name).copied()),
-        (Role::TenantAdmin, None) => Some(None),
+    let tenant = match who.role {
+        Role::TenantAdmin => Some(who.tenant_id.filter(|t| snap.tenants.contains_key(t))),
         _ => None,
     };
     snap.unavailable_credentials
@@ -89,6 +94,7 @@ fn unavailable_for(snap: &Snapshot, who: &Principal) -> Vec<UnavailableCredentia
 pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse {
     let reachable = state.store.ping().await.is_ok();
     let snap = state.snapshot.load();
+    let counts = counts_for(&snap, &who);
     HttpResponse::Ok().json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_id: state.node_id.clone(),
@@ -101,14 +107,58 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
             version: snap.version,
             built_at: snap.built_at,
             age_seconds: snap.built_instant.elapsed().as_secs_f64(),
-            routes: snap.routes.len(),
-            services: snap.services.len(),
-            tenants: snap.tenants.len(),
-            api_keys: snap.keys_by_hash.len(),
+            routes: counts.routes,
+            services: counts.services,
+            tenants: counts.tenants,
+            api_keys: counts.api_keys,
             degraded: !snap.unavailable_credentials.is_empty(),
             unavailable_credentials: unavailable_for(&snap, &who),
         },
     })
+}
+
+struct Counts {
+    routes: usize,
+    services: usize,
+    tenants: usize,
+    api_keys: usize,
+}
+
+/// Global counts for admin and viewer; a tenant_admin counts only what its tenant can
+/// see: the routes it may use, their services, itself and its own keys.
+fn counts_for(snap: &Snapshot, who: &Principal) -> Counts {
+    if who.role != Role::TenantAdmin {
+        return Counts {
+            routes: snap.routes.len(),
+            services: snap.services.len(),
+            tenants: snap.tenants.len(),
+            api_keys: snap.keys_by_hash.len(),
+        };
+    }
+    let Some(tenant) = who.tenant_id.filter(|t| snap.tenants.contains_key(t)) else {
+        return Counts {
+            routes: 0,
+            services: 0,
+            tenants: 0,
+            api_keys: 0,
+        };
+    };
+    let usable: Vec<_> = snap
+        .routes
+        .values()
+        .filter(|r| r.allows_tenant(tenant))
+        .collect();
+    let services: HashSet<Uuid> = usable.iter().map(|r| r.record.service_id).collect();
+    Counts {
+        routes: usable.len(),
+        services: services.len(),
+        tenants: 1,
+        api_keys: snap
+            .keys_by_hash
+            .values()
+            .filter(|k| k.record.tenant_id == tenant)
+            .count(),
+    }
 }
 
 /// The process is alive.

@@ -8,6 +8,8 @@
 //! last good one. A stored credential that cannot be decrypted never stops a rebuild: it
 //! disables only the services that use it (docs/architecture.md, "Configuration snapshot").
 
+pub mod admins;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -178,6 +180,8 @@ pub struct Snapshot {
     pub aliases: HashMap<String, Arc<RouteEntry>>,
     /// Credentials that cannot be decrypted, by name; their services are disabled.
     pub unavailable_credentials: Vec<UnavailableCredential>,
+    /// Admin users for token checks (ids, roles, tenants, token generations).
+    pub admins: admins::AdminDirectory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,13 +205,14 @@ impl Snapshot {
             paths: Vec::new(),
             aliases: HashMap::new(),
             unavailable_credentials: Vec::new(),
+            admins: admins::AdminDirectory::default(),
         }
     }
 
     /// Compiles stored configuration, decrypting every credential. A credential that does
     /// not decrypt is left out and its services are compiled disabled, so one bad row never
     /// holds back the rest of the configuration (key revocations above all).
-    pub fn compile(data: ConfigData, keyring: &Keyring) -> Snapshot {
+    pub fn compile(mut data: ConfigData, keyring: &Keyring) -> Snapshot {
         let decrypt = |id: Uuid, field: &str, ct: &Option<Vec<u8>>| {
             ct.as_ref()
                 .map(|ct| {
@@ -298,6 +303,7 @@ impl Snapshot {
             .into_iter()
             .map(|k| (k.key_hash.clone(), KeyEntry { record: k }))
             .collect();
+        let admins = admins::AdminDirectory::compile(std::mem::take(&mut data.admins));
         let tenants_by_name = data
             .tenants
             .iter()
@@ -317,6 +323,7 @@ impl Snapshot {
             paths,
             aliases,
             unavailable_credentials,
+            admins,
         }
     }
 

@@ -82,7 +82,8 @@ pub trait Store: Send + Sync + 'static {
     /// Everything the snapshot needs, read in one transaction.
     async fn load_config(&self) -> StoreResult<ConfigData>;
 
-    // --- admins (not part of the proxy's configuration: no version bump) ---
+    // --- admins (their ids, roles, tenants and token generations are in the snapshot,
+    // so every admin write bumps the configuration version) ---
     async fn count_admins(&self) -> StoreResult<i64>;
     async fn list_admins(&self, page: Page) -> StoreResult<Vec<AdminRecord>>;
     async fn get_admin(&self, key: &Lookup) -> StoreResult<Option<AdminRecord>>;
@@ -91,6 +92,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the row with `r.id`; `NotFound` if it is gone.
     async fn update_admin(&self, r: &AdminRecord) -> StoreResult<()>;
     async fn delete_admin(&self, id: Uuid) -> StoreResult<()>;
+    /// Revokes every token issued to this admin so far (logout-all). `NotFound` if absent.
+    async fn bump_admin_generation(&self, id: Uuid) -> StoreResult<()>;
 
     // --- tenants ---
     async fn list_tenants(&self, page: Page) -> StoreResult<Vec<TenantRecord>>;

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_security;
 mod auth;
 mod bad_secret;
 mod billing;

@@ -36,6 +36,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the final usage write may retry at shutdown (a database that is briefly gone).
 const USAGE_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the stop waits for the analytics log's last write (a stalled sink blocks it).
+const ANALYTICS_FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Application {
     admin_addr: SocketAddr,
@@ -47,6 +49,9 @@ pub struct Application {
     aggregator: Addr<MetricsAggregator>,
     usage: UsageSink,
     otel: Option<Otel>,
+    /// Installed before the listeners exist, so a SIGTERM right after "Tollgate listening"
+    /// is a graceful stop, not the default (killing) action.
+    signals: Option<StopSignals>,
 }
 
 /// Opens the store named by the settings and applies migrations when asked.
@@ -90,6 +95,7 @@ fn node_id() -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let signals = StopSignals::install();
         let settings = Arc::new(settings);
         let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
         let jwt = Arc::new(jwt_keys(&settings)?);
@@ -221,6 +227,7 @@ impl Application {
             aggregator,
             usage,
             otel,
+            signals,
         })
     }
 
@@ -253,13 +260,27 @@ impl Application {
     /// accepting and let in-flight requests and streams finish within the drain time;
     /// then the usage rows are written (retrying a while if the database is down), the
     /// telemetry is exported, and the store is closed.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         let poller = actix_web::rt::spawn(poll_config_changes(self.state.clone()));
-        let signals = actix_web::rt::spawn(stop_on_signals(self.stop_handle()));
+        let signals = self
+            .signals
+            .take()
+            .map(|s| actix_web::rt::spawn(stop_on_signals(s, self.stop_handle())));
         let result = futures::future::try_join(self.admin_server, self.proxy_server).await;
         poller.abort();
-        signals.abort();
-        self.analytics.flush();
+        if let Some(signals) = signals {
+            signals.abort();
+        }
+        // Off this thread and bounded: on a stalled sink (a pipe nobody reads) the write
+        // blocks, and the stop must go on (docs/architecture.md, "The process log").
+        let analytics = self.analytics.clone();
+        let flush = actix_web::rt::task::spawn_blocking(move || analytics.flush());
+        if actix_web::rt::time::timeout(ANALYTICS_FLUSH_DEADLINE, flush)
+            .await
+            .is_err()
+        {
+            tracing::error!("the analytics log sink is stalled; lines still pending are lost");
+        }
         match self
             .aggregator
             .send(Shutdown {
@@ -299,17 +320,33 @@ impl StopHandle {
     }
 }
 
+/// The SIGTERM and SIGINT listeners. Creating them replaces the default action (exit) at
+/// once; a signal that arrives before `stop_on_signals` polls them is kept, not lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Option<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(StopSignals { term, int }),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+                None
+            }
+        }
+    }
+}
+
 /// SIGTERM or SIGINT: a graceful stop (stop accepting, let in-flight requests and streams
 /// finish within the drain time); a second signal stops at once.
-async fn stop_on_signals(stop: StopHandle) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
-        return;
-    };
+async fn stop_on_signals(signals: StopSignals, stop: StopHandle) {
+    let StopSignals { mut term, mut int } = signals;
     let first = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",

@@ -282,10 +282,11 @@ pub async fn ensure_bootstrap_admin(
         other => other?,
     }
     if generated {
-        eprintln!(
-            "\n==== Tollgate bootstrap admin ====\n  username: admin\n  password: {}\nThis password is shown once. Set TOLLGATE_ADMIN_PASSWORD to choose it.\n=================================\n",
+        // Not `eprintln!`, which panics on a closed stderr: a failed write is counted.
+        crate::telemetry::write_stderr(&format!(
+            "\n==== Tollgate bootstrap admin ====\n  username: admin\n  password: {}\nThis password is shown once. Set TOLLGATE_ADMIN_PASSWORD to choose it.\n=================================\n\n",
             password.expose()
-        );
+        ));
     } else {
         tracing::info!(
             "created the bootstrap admin user 'admin' with the password from TOLLGATE_ADMIN_PASSWORD"

@@ -86,12 +86,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         let path = file.as_ref().or(cli.config.as_ref());
         let settings = Settings::load(path.map(PathBuf::as_path))?;
-        println!("# effective Tollgate configuration (secrets masked)");
-        print!("{}", settings.masked_toml());
-        return Ok(());
+        return print_stdout(&format!(
+            "# effective Tollgate configuration (secrets masked)\n{}",
+            settings.masked_toml()
+        ));
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    crate::telemetry::init_logging(&settings.log_format);
+    // Dropped when the command returns: writes what the log still has queued.
+    let _log = crate::telemetry::init_logging(&settings.log_format);
     match command {
         Command::Serve => {
             let app = Application::build(settings).await?;
@@ -100,7 +102,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let store = open_store(&settings, true).await?;
             store.close().await;
-            eprintln!("migrations applied ({})", store.backend().as_str());
+            crate::telemetry::write_stderr(&format!(
+                "migrations applied ({})\n",
+                store.backend().as_str()
+            ));
             Ok(())
         }
         Command::Admin {
@@ -138,8 +143,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (token, _) = keys
                 .issue_bound(&sub, role.as_str(), tenant.as_deref(), binding, ttl)
                 .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
-            println!("{token}");
-            Ok(())
+            print_stdout(&format!("{token}\n"))
         }
         Command::Keys {
             command: KeysCommand::RotateMaster,
@@ -156,11 +160,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("rotation failed; nothing was changed")?;
             store.close().await;
-            eprintln!("re-encrypted {count} stored secrets under master key '{newest}'");
+            crate::telemetry::write_stderr(&format!(
+                "re-encrypted {count} stored secrets under master key '{newest}'\n"
+            ));
             Ok(())
         }
         Command::Config { .. } => Ok(()),
     }
+}
+
+/// A command's result on stdout: a failed write (a closed pipe) is the command's error, not
+/// a panic (`println!` panics).
+fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("cannot write to stdout")
 }
 
 /// The id of the tenant named `name` (or with that id).

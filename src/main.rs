@@ -10,7 +10,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Never `eprintln!`: it panics when stderr is closed (docs/architecture.md,
+            // "The process log").
+            tollgate::telemetry::write_stderr(&format!("error: {e:#}\n"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -22,6 +22,17 @@ pub struct Status {
     pub started_at: DateTime<Utc>,
     pub database: DatabaseStatus,
     pub snapshot: SnapshotStatus,
+    pub process_log: ProcessLogStatus,
+}
+
+/// What this node's process log (stderr) lost since it started: a broken or stalled sink
+/// never stops the gateway, and these counts are then the only record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessLogStatus {
+    /// Lines whose write failed (closed pipe, full disk).
+    pub write_failures: u64,
+    /// Lines dropped because the sink did not keep up.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -113,6 +124,13 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
             api_keys: counts.api_keys,
             degraded: !snap.unavailable_credentials.is_empty(),
             unavailable_credentials: unavailable_for(&snap, &who),
+        },
+        process_log: {
+            let stats = crate::telemetry::log_stats();
+            ProcessLogStatus {
+                write_failures: stats.write_failures,
+                dropped: stats.dropped,
+            }
         },
     })
 }

@@ -1,32 +1,140 @@
-//! Process logging. OTLP export arrives with the telemetry issue.
+//! Process logging. A broken log sink never stops the gateway (docs/architecture.md,
+//! "The process log"): events go through a bounded, lossy queue to one writer thread
+//! (`tracing-appender`), so a stalled stderr never blocks a worker; a failed write is
+//! counted, never reported by panicking (`eprintln!` panics on a closed pipe), and what the
+//! queue or the sink loses is counted in [`log_stats`].
 
 use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+/// Log lines queued for the writer thread before new ones are dropped (and counted).
+const QUEUED_LINES: usize = 16 * 1024;
+/// How long the exit waits for the writer thread to write what is queued.
+const EXIT_FLUSH_WAIT: Duration = Duration::from_millis(1500);
+
+/// Log lines (and direct stderr messages) whose write failed: closed pipe, full disk.
+static WRITE_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped because the writer thread's queue was full (a stalled sink).
+static QUEUE_DROPS: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// What the process log lost since the start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Lines the sink refused (EPIPE, ENOSPC, ...).
+    pub write_failures: u64,
+    /// Lines dropped because the sink did not keep up (queue full).
+    pub dropped: u64,
+}
+
+impl LogStats {
+    pub fn lost(&self) -> u64 {
+        self.write_failures.saturating_add(self.dropped)
+    }
+}
+
+pub fn log_stats() -> LogStats {
+    LogStats {
+        write_failures: WRITE_FAILURES.load(Ordering::Relaxed),
+        dropped: QUEUE_DROPS
+            .get()
+            .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// Writes `text` to stderr on the caller's thread, counting a failure instead of panicking
+/// (for the few messages that are not log events: the bootstrap password, a fatal error).
+pub fn write_stderr(text: &str) {
+    if std::io::stderr().write_all(text.as_bytes()).is_err() {
+        WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The writer thread's sink: stderr, where a failed write is counted and reported as
+/// written (the appender's worker would otherwise abandon the rest of its batch).
+struct CountingStderr;
+
+impl Write for CountingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One call per queued event: the fmt layer writes each event in one piece.
+        if std::io::stderr().write_all(buf).is_err() {
+            WRITE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps the log's writer thread; dropping it (at exit) writes what is queued, waiting at
+/// most `EXIT_FLUSH_WAIT`.
+#[must_use]
+pub struct LogGuard(Option<WorkerGuard>);
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let Some(guard) = self.0.take() else { return };
+        // The appender's own drop waits up to 1.1 s, and when its queue stays full it
+        // reports that with `println!`, which panics on a closed stdout and blocks on a
+        // stalled one: drop it on a thread of its own and wait for a bounded time.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-log-exit".into())
+            .spawn(move || {
+                drop(guard);
+                let _ = done_tx.send(());
+            });
+        if spawned.is_ok() {
+            let _ = done_rx.recv_timeout(EXIT_FLUSH_WAIT);
+        }
+    }
+}
+
 /// Installs the global subscriber: `RUST_LOG` filter (default `info`), text or JSON lines
 /// on stderr (stdout is for the analytics log and for CLI output such as `admin token`).
-pub fn init_logging(format: &str) {
+pub fn init_logging(format: &str) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (queue, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("tollgate-log")
+        .finish(CountingStderr);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_span_events(FmtSpan::NONE);
+        .with_span_events(FmtSpan::NONE)
+        // On a failed write the fmt layer would report it with `eprintln!` (a panic on a
+        // closed stderr); the sink counts failures instead and never returns an error.
+        .log_internal_errors(false);
+    let counter = queue.error_counter();
     let result = if format == "json" {
         // JSON strings escape control characters already.
-        builder.with_writer(std::io::stderr).json().try_init()
+        builder.with_writer(queue).json().try_init()
     } else {
         builder
             .with_writer(move || EscapingWriter {
-                inner: std::io::stderr(),
+                inner: queue.clone(),
                 keep_escape: ansi,
             })
             .try_init()
     };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
+    match result {
+        Ok(()) => {
+            let _ = QUEUE_DROPS.set(counter);
+            LogGuard(Some(guard))
+        }
+        Err(e) => {
+            write_stderr(&format!("logging already initialised: {e}\n"));
+            LogGuard(None)
+        }
     }
 }
 

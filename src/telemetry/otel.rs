@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, ObservableCounter};
 use opentelemetry::trace::{
     Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
     TraceFlags, TraceId, TraceState, Tracer as _, TracerProvider as _,
@@ -57,6 +57,8 @@ struct Instruments {
     cost: Counter<f64>,
     overhead: Histogram<f64>,
     usage_dropped: Counter<u64>,
+    /// Reads `telemetry::log_stats()` at each export (a process-wide total).
+    _log_dropped: ObservableCounter<u64>,
 }
 
 impl Instruments {
@@ -103,6 +105,11 @@ impl Instruments {
             usage_dropped: meter
                 .u64_counter(semconv::METRIC_USAGE_DROPPED)
                 .with_unit(unit(semconv::METRIC_USAGE_DROPPED))
+                .build(),
+            _log_dropped: meter
+                .u64_observable_counter(semconv::METRIC_LOG_DROPPED)
+                .with_unit(unit(semconv::METRIC_LOG_DROPPED))
+                .with_callback(|counter| counter.observe(crate::telemetry::log_stats().lost(), &[]))
                 .build(),
         }
     }

@@ -13,6 +13,7 @@ mod cli;
 mod conformance;
 mod deploy;
 mod kong;
+mod logging;
 #[allow(dead_code)]
 mod mock_upstream;
 mod otlp;

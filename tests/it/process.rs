@@ -195,6 +195,83 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Starts `tollgate serve`, waits for "Tollgate listening", then closes the read ends
+    /// of its stdout and stderr: from then on every write of the process to them fails
+    /// (EPIPE). The returned [`Server`]'s output is what it printed up to that line.
+    pub fn serve_then_close_output(&self) -> Server {
+        let mut child = Guard(Some(
+            self.command(&["serve"]).spawn().expect("spawn tollgate"),
+        ));
+        let stdout = child.get().stdout.take().expect("stdout piped");
+        let stderr = child.get().stderr.take().expect("stderr piped");
+        let log = Log::default();
+        let (lines_tx, lines) = mpsc::channel();
+        // Reads stderr up to the listening line, then returns, dropping (closing) the pipe.
+        let reader = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut pipe = BufReader::new(stderr);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match pipe.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    log.inner
+                        .lock()
+                        .expect("log lock")
+                        .interleaved
+                        .push_str(&line);
+                    let listening = line.contains("Tollgate listening");
+                    let _ = lines_tx.send(strip_ansi(&line));
+                    if listening {
+                        return;
+                    }
+                }
+            })
+        };
+        let started = Instant::now();
+        let listening = loop {
+            match lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) if line.contains("Tollgate listening") => break line,
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("tollgate serve exited before listening:\n{}", log.text())
+                }
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "tollgate serve did not listen within {DEADLINE:?}:\n{}",
+                log.text()
+            );
+        };
+        reader.join().expect("stderr reader");
+        drop(stdout);
+        let addr = |field: &str| {
+            let addr = log_field(&listening, field)
+                .unwrap_or_else(|| panic!("no {field} in the listening line: {listening}"));
+            format!("http://{addr}")
+        };
+        Server {
+            admin: addr("admin_addr"),
+            proxy: addr("proxy_addr"),
+            child,
+            log,
+            readers: Vec::new(),
+        }
+    }
+}
+
+/// Which signals a process catches (the `SigCgt` mask of `/proc/<pid>/status`), or `None`
+/// when it is gone.
+pub fn caught_signals(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+    u64::from_str_radix(mask.trim(), 16).ok()
+}
+
 /// A running `tollgate serve`.
 pub struct Server {
     pub admin: String,

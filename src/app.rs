@@ -272,13 +272,23 @@ impl Application {
             signals.abort();
         }
         // Off this thread and bounded: on a stalled sink (a pipe nobody reads) the write
-        // blocks, and the stop must go on (docs/architecture.md, "The process log").
+        // blocks, and the stop must go on (docs/architecture.md, "The process log"). A
+        // plain thread, not `spawn_blocking`: the runtime's drop would wait for it.
         let analytics = self.analytics.clone();
-        let flush = actix_web::rt::task::spawn_blocking(move || analytics.flush());
-        if actix_web::rt::time::timeout(ANALYTICS_FLUSH_DEADLINE, flush)
-            .await
-            .is_err()
-        {
+        let (flushed_tx, flushed) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-analytics-flush".into())
+            .spawn(move || {
+                analytics.flush();
+                let _ = flushed_tx.send(());
+            });
+        let flushed = match spawned {
+            Ok(_) => actix_web::rt::time::timeout(ANALYTICS_FLUSH_DEADLINE, flushed)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !flushed {
             tracing::error!("the analytics log sink is stalled; lines still pending are lost");
         }
         match self

@@ -17,8 +17,19 @@ const SIGTERM: u64 = 1 << (15 - 1);
 
 #[actix_web::test]
 async fn closed_stdout_and_stderr_never_stop_the_gateway() {
+    broken_output_never_stops_the_gateway(false).await;
+}
+
+/// Pipes that nobody reads fill up and then block every write: workers still answer and
+/// the stop is not held up by the stalled writers.
+#[actix_web::test]
+async fn stalled_stdout_and_stderr_never_stop_the_gateway() {
+    broken_output_never_stops_the_gateway(true).await;
+}
+
+async fn broken_output_never_stops_the_gateway(stall: bool) {
     let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
-    // Configure through an in-process app (analytics lines on: they go to the closed
+    // Configure through an in-process app (analytics lines with payloads on: they go to
     // stdout), then hand its database to the binary.
     let app = crate::support::spawn_app().await;
     let key = configure_openai(
@@ -29,36 +40,47 @@ async fn closed_stdout_and_stderr_never_stop_the_gateway() {
     .await;
     let (settings, dir) = app.shut_down().await;
     let drain = Duration::from_secs(10);
-    let server = Env::for_settings(&settings)
+    let env = Env::for_settings(&settings)
         .set("TOLLGATE_DRAIN_TIMEOUT", "10s")
         .set("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "true")
         .set("TOLLGATE_ANALYTICS_LOG", "stdout")
-        // Every admin request and proxied request leaves log lines behind.
-        .set("RUST_LOG", "debug")
-        .serve_then_close_output();
+        // Every admin request and proxied request leaves log lines behind (enough to fill
+        // a stalled pipe at trace).
+        .set("RUST_LOG", if stall { "trace" } else { "debug" });
+    let server = if stall {
+        env.serve_then_stall_output()
+    } else {
+        env.serve_then_close_output()
+    };
     let client = client();
 
-    // Proxy traffic, several requests at once.
-    const REQUESTS: u64 = 24;
-    let replies = futures::future::join_all((0..REQUESTS).map(|i| {
-        let client = client.clone();
-        let url = format!("{}/openai/chat", server.proxy);
-        let key = key.clone();
-        async move {
-            let mut resp = client
-                .post(url)
-                .insert_header(("Authorization", format!("Bearer {key}")))
-                .send_json(&json!({"messages": [{"role": "user", "content": format!("hi {i}")}]}))
-                .await
-                .expect("a proxied request gets an answer");
-            let body = resp.body().await.expect("body");
-            (resp.status().as_u16(), body)
+    // Proxy traffic, several requests at once; enough to fill a 64 KiB pipe with
+    // analytics lines.
+    let rounds: u64 = if stall { 8 } else { 1 };
+    const AT_ONCE: u64 = 24;
+    for round in 0..rounds {
+        let replies = futures::future::join_all((0..AT_ONCE).map(|i| {
+            let client = client.clone();
+            let url = format!("{}/openai/chat", server.proxy);
+            let key = key.clone();
+            let padding = "x".repeat(400);
+            async move {
+                let mut resp = client
+                    .post(url)
+                    .insert_header(("Authorization", format!("Bearer {key}")))
+                    .send_json(&json!({"messages": [{"role": "user",
+                                                     "content": format!("hi {round} {i} {padding}")}]}))
+                    .await
+                    .expect("a proxied request gets an answer");
+                let body = resp.body().await.expect("body");
+                (resp.status().as_u16(), body)
+            }
+        }))
+        .await;
+        for (status, body) in &replies {
+            assert_eq!(*status, 200, "{}", String::from_utf8_lossy(body));
+            assert!(String::from_utf8_lossy(body).contains("Hello there"));
         }
-    }))
-    .await;
-    for (status, body) in &replies {
-        assert_eq!(*status, 200, "{}", String::from_utf8_lossy(body));
-        assert!(String::from_utf8_lossy(body).contains("Hello there"));
     }
 
     // Admin logins, failed ones (logged as warnings) and a good one.
@@ -84,11 +106,29 @@ async fn closed_stdout_and_stderr_never_stop_the_gateway() {
     let failures = body["process_log"]["write_failures"]
         .as_u64()
         .unwrap_or_else(|| panic!("process_log.write_failures in {text}"));
-    assert!(failures > 0, "failed log writes are counted: {text}");
-    assert_eq!(body["process_log"]["dropped"].as_u64(), Some(0), "{text}");
+    let dropped = body["process_log"]["dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("process_log.dropped in {text}"));
+    if stall {
+        // Nothing failed: the lines wait in the queue (or are dropped when it is full).
+        assert_eq!(failures, 0, "{text}");
+    } else {
+        assert!(failures > 0, "failed log writes are counted: {text}");
+        assert_eq!(dropped, 0, "{text}");
+    }
 
     let stopping = Instant::now();
-    let (exit, output) = server.stop_async().await;
+    let (exit, output) = if stall {
+        let (exit, output, left) = server.stop_stalled().await;
+        // The pipes really were full while the process stopped: a pipe holds 64 KiB, the
+        // analytics lines alone (each with its 400-byte padding) are more than that, and a
+        // write that does not fit whole blocks.
+        assert!(left[0] >= 48 * 1024, "stdout held {} bytes", left[0]);
+        assert!(left[1] >= 48 * 1024, "stderr held {} bytes", left[1]);
+        (exit, output)
+    } else {
+        server.stop_async().await
+    };
     let took = stopping.elapsed();
     assert!(exit.success(), "exit {exit}:\n{output}");
     assert!(took < drain, "stopped in {took:?}");
@@ -103,7 +143,7 @@ async fn closed_stdout_and_stderr_never_stop_the_gateway() {
         .iter()
         .map(|row| row["requests"].as_u64().unwrap_or(0))
         .sum();
-    assert_eq!(requests, REQUESTS, "{}", r.text);
+    assert_eq!(requests, rounds * AT_ONCE, "{}", r.text);
 }
 
 /// The SIGTERM handler is in place before the listeners announce themselves: the process

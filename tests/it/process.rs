@@ -191,6 +191,7 @@ impl Env {
             child,
             log,
             readers,
+            stalled: None,
         }
     }
 }
@@ -200,6 +201,16 @@ impl Env {
     /// of its stdout and stderr: from then on every write of the process to them fails
     /// (EPIPE). The returned [`Server`]'s output is what it printed up to that line.
     pub fn serve_then_close_output(&self) -> Server {
+        self.serve_then_stop_reading(true)
+    }
+
+    /// Like [`Env::serve_then_close_output`], but the pipes stay open and are never read
+    /// again: once they are full, every write of the process to them blocks.
+    pub fn serve_then_stall_output(&self) -> Server {
+        self.serve_then_stop_reading(false)
+    }
+
+    fn serve_then_stop_reading(&self, close: bool) -> Server {
         let mut child = Guard(Some(
             self.command(&["serve"]).spawn().expect("spawn tollgate"),
         ));
@@ -207,7 +218,7 @@ impl Env {
         let stderr = child.get().stderr.take().expect("stderr piped");
         let log = Log::default();
         let (lines_tx, lines) = mpsc::channel();
-        // Reads stderr up to the listening line, then returns, dropping (closing) the pipe.
+        // Reads stderr up to the listening line, then hands the pipe back.
         let reader = {
             let log = log.clone();
             std::thread::spawn(move || {
@@ -216,7 +227,7 @@ impl Env {
                 loop {
                     line.clear();
                     match pipe.read_line(&mut line) {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => return pipe.into_inner(),
                         Ok(_) => {}
                     }
                     log.inner
@@ -227,7 +238,7 @@ impl Env {
                     let listening = line.contains("Tollgate listening");
                     let _ = lines_tx.send(strip_ansi(&line));
                     if listening {
-                        return;
+                        return pipe.into_inner();
                     }
                 }
             })
@@ -247,8 +258,8 @@ impl Env {
                 log.text()
             );
         };
-        reader.join().expect("stderr reader");
-        drop(stdout);
+        let stderr = reader.join().expect("stderr reader");
+        let held = if close { None } else { Some((stdout, stderr)) };
         let addr = |field: &str| {
             let addr = log_field(&listening, field)
                 .unwrap_or_else(|| panic!("no {field} in the listening line: {listening}"));
@@ -260,6 +271,7 @@ impl Env {
             child,
             log,
             readers: Vec::new(),
+            stalled: held,
         }
     }
 }
@@ -279,6 +291,8 @@ pub struct Server {
     child: Guard,
     log: Log,
     readers: Vec<JoinHandle<()>>,
+    /// stdout and stderr kept open but not read (a stalled log reader).
+    stalled: Option<(ChildStdout, ChildStderr)>,
 }
 
 impl Server {
@@ -318,6 +332,23 @@ impl Server {
             let _ = r.join();
         }
         (status, self.log.text())
+    }
+
+    /// [`Server::stop`] for a server from [`Env::serve_then_stall_output`], with the number
+    /// of bytes then waiting in its stdout and stderr pipes (a full pipe holds 64 KiB).
+    pub async fn stop_stalled(mut self) -> (ExitStatus, String, [usize; 2]) {
+        let (mut stdout, mut stderr) = self.stalled.take().expect("stalled pipes");
+        let (status, output) = self.stop_async().await;
+        let mut left = [0; 2];
+        for (i, pipe) in [&mut stdout as &mut dyn Read, &mut stderr]
+            .into_iter()
+            .enumerate()
+        {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            left[i] = buf.len();
+        }
+        (status, output, left)
     }
 
     /// [`Server::stop`] on a blocking thread.

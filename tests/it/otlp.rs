@@ -640,6 +640,17 @@ fn spans_and_metrics_reach_an_otlp_receiver() {
     let dropped = sum_points(metric(&metrics, semconv::METRIC_USAGE_DROPPED));
     assert_eq!(dropped.iter().map(number).sum::<f64>(), 3.0);
 
+    // Lost process-log lines: a process-wide total read at each export (this test process
+    // has no log sink, so nothing was lost).
+    let log_metric = metric(&metrics, semconv::METRIC_LOG_DROPPED);
+    assert_eq!(log_metric.unit, "{line}");
+    let log_dropped = sum_points(log_metric);
+    assert_eq!(log_dropped.len(), 1, "{log_dropped:?}");
+    assert_eq!(
+        number(&log_dropped[0]),
+        tollgate::telemetry::log_stats().lost() as f64
+    );
+
     drop(received);
     otel.shutdown().unwrap();
 }

@@ -88,10 +88,19 @@ fn node_id() -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = open_store(&settings, settings.migrate_on_start).await?;
+        Self::build_with_store(settings, store).await
+    }
+
+    /// `build` on a store opened (and migrated) by the caller: the storage-fault tests
+    /// hand in a store whose connections they can make fail.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: SharedStore,
+    ) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
         let jwt = Arc::new(jwt_keys(&settings)?);
-        let store = open_store(&settings, settings.migrate_on_start).await?;
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
         let data = store
             .load_config()

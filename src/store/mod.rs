@@ -246,10 +246,12 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// The fault a database error code names, if it is one: an SQLite (extended) result code
-/// is a number, a PostgreSQL SQLSTATE five characters.
+/// The fault a database error code names, if it is one: a PostgreSQL SQLSTATE has five
+/// characters, an SQLite (extended) result code is a number of at most four digits.
 fn database_fault(code: &str) -> Option<&'static str> {
-    if let Ok(extended) = code.parse::<i32>() {
+    if code.len() < 5
+        && let Ok(extended) = code.parse::<i32>()
+    {
         // The primary result code is the low byte of the extended one.
         return match extended & 0xff {
             13 => Some(DB_FULL),                  // SQLITE_FULL

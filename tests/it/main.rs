@@ -19,6 +19,7 @@ mod provider_streams;
 mod proxy;
 mod sdk;
 mod secrets;
+mod storage_faults;
 mod store;
 mod streaming;
 #[allow(dead_code)]

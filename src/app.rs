@@ -110,6 +110,8 @@ impl Application {
         let snapshot = SnapshotHandle::new(Snapshot::compile(data, &keyring)?);
         bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
 
+        let analytics = AnalyticsLog::open(&settings.analytics_log)
+            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -119,6 +121,7 @@ impl Application {
             snapshot,
             node_id: node_id(),
             started_at: chrono::Utc::now(),
+            analytics: analytics.clone(),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -174,12 +177,13 @@ impl Application {
         }
         let admin_server = admin_server.run();
 
-        let analytics = AnalyticsLog::open(&settings.analytics_log)
-            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let proxy_state = state.clone();
         let analytics_for_shutdown = analytics.clone();
         let allow_private = settings.allow_private_upstreams;
         let otel = Otel::from_settings_for_node(&settings, Some(&state.node_id))?;
+        if let Some(otel) = &otel {
+            otel.watch_analytics(analytics.clone());
+        }
         let (aggregator, usage) = MetricsAggregator::new(
             crate::store::usage_writer(state.store.clone()),
             otel.clone()

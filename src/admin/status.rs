@@ -17,6 +17,17 @@ pub struct Status {
     pub started_at: DateTime<Utc>,
     pub database: DatabaseStatus,
     pub snapshot: SnapshotStatus,
+    pub analytics: AnalyticsStatus,
+}
+
+/// Analytics lines lost since start (never silently; also exported as
+/// `tollgate.analytics.lost`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyticsStatus {
+    /// Lines whose write to the sink failed (full disk, closed pipe).
+    pub write_failures: u64,
+    /// Lines dropped because the writer was behind and the buffer full.
+    pub dropped: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -60,6 +71,10 @@ pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse
             services: snap.services.len(),
             tenants: snap.tenants.len(),
             api_keys: snap.keys_by_hash.len(),
+        },
+        analytics: AnalyticsStatus {
+            write_failures: state.analytics.write_failures(),
+            dropped: state.analytics.dropped(),
         },
     })
 }

@@ -42,6 +42,8 @@ pub const METRIC_COST: &str = "tollgate.cost";
 pub const METRIC_OVERHEAD_DURATION: &str = "tollgate.overhead.duration";
 /// Usage events the aggregator had to drop (a full buffer): never silent.
 pub const METRIC_USAGE_DROPPED: &str = "tollgate.usage.dropped";
+/// Analytics lines lost: the sink failed (full disk, closed pipe) or the buffer was full.
+pub const METRIC_ANALYTICS_LOST: &str = "tollgate.analytics.lost";
 
 /// `gen_ai.client.token.usage` buckets advised by the conventions (v1.41.1).
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
@@ -77,6 +79,7 @@ pub const METRICS: &[(&str, &str, MetricKind)] = &[
     (METRIC_COST, "USD", MetricKind::Counter),
     (METRIC_OVERHEAD_DURATION, "s", MetricKind::Histogram),
     (METRIC_USAGE_DROPPED, "{event}", MetricKind::Counter),
+    (METRIC_ANALYTICS_LOST, "{line}", MetricKind::Counter),
 ];
 
 /// `gen_ai.provider.name`: the conventions' well-known values where they exist, else

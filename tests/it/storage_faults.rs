@@ -427,3 +427,37 @@ async fn admin_write_with_postgres_gone_is_503_within_about_a_second() {
         .unwrap();
     admin.close().await.unwrap();
 }
+
+/// An analytics sink that cannot be written (`/dev/full`: every write is ENOSPC): the
+/// proxy keeps answering, the lost lines are counted and `/status` shows them.
+#[actix_web::test]
+async fn analytics_write_failures_are_counted_and_shown_while_the_proxy_answers() {
+    if !Path::new("/dev/full").exists() {
+        println!("skipped: no /dev/full");
+        return;
+    }
+    let mock = crate::mock_upstream::MockUpstream::start(crate::mock_upstream::Behaviour::json(
+        200,
+        crate::proxy::openai_completion(),
+    ))
+    .await;
+    let app = support::spawn_app_with(|s| s.analytics_log = "/dev/full".into()).await;
+    let key = crate::proxy::configure_openai(&app, &mock, json!({})).await;
+    let hello = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello"}]});
+    for _ in 0..5 {
+        let r = crate::proxy::chat(&app, "/openai/chat", &key, hello.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = app.get("/status").await;
+        assert_eq!(status.status, 200, "{}", status.text);
+        if status.body["analytics"]["write_failures"] == 5 {
+            assert_eq!(status.body["analytics"]["dropped"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", status.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.state.analytics.write_failures(), 5);
+}

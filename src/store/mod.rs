@@ -254,10 +254,10 @@ fn database_fault(code: &str) -> Option<&'static str> {
     {
         // The primary result code is the low byte of the extended one.
         return match extended & 0xff {
-            13 => Some(DB_FULL),                  // SQLITE_FULL
-            5 | 6 => Some(DB_LOCKED),             // SQLITE_BUSY, SQLITE_LOCKED
-            10 | 14 => Some(DB_IO),               // SQLITE_IOERR, SQLITE_CANTOPEN
-            8 => Some(DB_READ_ONLY),              // SQLITE_READONLY
+            13 => Some(DB_FULL),      // SQLITE_FULL
+            5 | 6 => Some(DB_LOCKED), // SQLITE_BUSY, SQLITE_LOCKED
+            10 | 14 => Some(DB_IO),   // SQLITE_IOERR, SQLITE_CANTOPEN
+            8 => Some(DB_READ_ONLY),  // SQLITE_READONLY
             _ => None,
         };
     }

@@ -835,7 +835,8 @@ macro_rules! impl_store {
                 async fn insert_credential(&self, r: &CredentialRecord) -> StoreResult<()> {
                     in_tx!(self.write_tx, |tx| {
                         q::bump(&mut tx).await?;
-                        let owner = q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
+                        let owner =
+                            q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
                         sql::check_free(owner, r.id, |_| {
                             format!("a credential named '{}' already exists", r.name)
                         })?;
@@ -854,7 +855,8 @@ macro_rules! impl_store {
                         {
                             return Err(StoreError::NotFound(format!("credential {}", r.id)));
                         }
-                        let owner = q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
+                        let owner =
+                            q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
                         sql::check_free(owner, r.id, |_| {
                             format!("a credential named '{}' already exists", r.name)
                         })?;
@@ -869,10 +871,12 @@ macro_rules! impl_store {
                 async fn delete_credential(&self, id: Uuid) -> StoreResult<()> {
                     in_tx!(self.write_tx, |tx| {
                         q::bump(&mut tx).await?;
-                        let Some(name) = q::name_of(&mut tx, sql::CREDENTIAL_NAME, id).await? else {
+                        let Some(name) = q::name_of(&mut tx, sql::CREDENTIAL_NAME, id).await?
+                        else {
                             return Err(StoreError::NotFound(format!("credential {id}")));
                         };
-                        let services = q::names(&mut tx, sql::SERVICE_NAMES_BY_CREDENTIAL, id).await?;
+                        let services =
+                            q::names(&mut tx, sql::SERVICE_NAMES_BY_CREDENTIAL, id).await?;
                         sql::check_unreferenced("credential", &name, &[("services", services)])?;
                         let query = sqlx::query(sql::CREDENTIAL_DELETE).bind(id);
                         q::rows_affected(&mut tx, query).await?;

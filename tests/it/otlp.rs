@@ -763,7 +763,10 @@ fn lost_analytics_lines_are_exported() {
     log.flush();
     otel.flush();
     let received = receiver.received.lock().unwrap();
-    let lost = sum_points(metric(&latest_metrics(&received), semconv::METRIC_ANALYTICS_LOST));
+    let lost = sum_points(metric(
+        &latest_metrics(&received),
+        semconv::METRIC_ANALYTICS_LOST,
+    ));
     assert_eq!(lost.iter().map(number).sum::<f64>(), 4.0);
     drop(received);
     otel.shutdown().unwrap();

@@ -88,8 +88,12 @@ fn node_id() -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        // Keys first: generating them creates the data directory with mode 0700.
+        let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
+        let jwt = Arc::new(jwt_keys(&settings)?);
         let store = open_store(&settings, settings.migrate_on_start).await?;
-        Self::build_with_store(settings, store).await
+        Self::assemble(settings, keyring, jwt, store).await
     }
 
     /// `build` on a store opened (and migrated) by the caller: the storage-fault tests
@@ -101,6 +105,15 @@ impl Application {
         let settings = Arc::new(settings);
         let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
         let jwt = Arc::new(jwt_keys(&settings)?);
+        Self::assemble(settings, keyring, jwt, store).await
+    }
+
+    async fn assemble(
+        settings: Arc<Settings>,
+        keyring: Arc<crate::crypto::Keyring>,
+        jwt: Arc<JwtKeys>,
+        store: SharedStore,
+    ) -> anyhow::Result<Application> {
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
         let data = store
             .load_config()

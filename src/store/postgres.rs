@@ -7,7 +7,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
-use super::{StoreResult, map_sqlx};
+use super::{StoreError, StoreResult, map_sqlx};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -33,16 +33,19 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(map_sqlx)?;
         let pool = Self::pool_options().connect_lazy_with(options);
         let started = Instant::now();
-        // Each try is bounded by the acquire timeout; a refused connection fails at once.
+        // Each try is bounded by the acquire timeout; only an unreachable server is worth
+        // another (a wrong password or database name is not).
         loop {
-            match pool.acquire().await {
+            let e = match pool.acquire().await {
                 Ok(_) => break,
-                Err(e) if started.elapsed() + ACQUIRE_TIMEOUT >= CONNECT_PATIENCE => {
-                    pool.close().await;
-                    return Err(map_sqlx(e));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(e) => map_sqlx(e),
+            };
+            let unreachable = matches!(e, StoreError::Unavailable(_));
+            if !unreachable || started.elapsed() + ACQUIRE_TIMEOUT >= CONNECT_PATIENCE {
+                pool.close().await;
+                return Err(e);
             }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Ok(Self { pool })
     }

@@ -828,9 +828,11 @@ fn dashboard_queries_only_what_the_gateway_exports() {
                 if expr.contains(variable) {
                     continue;
                 }
-                // Only the dropped-usage panels are not per tenant/route/model.
+                // Only the dropped-usage and lost-analytics panels are not per
+                // tenant/route/model.
                 assert!(
-                    expr.contains("tollgate_usage_dropped"),
+                    expr.contains("tollgate_usage_dropped")
+                        || expr.contains("tollgate_analytics_lost"),
                     "{title}: {expr} ignores {variable}"
                 );
             }

@@ -62,6 +62,8 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Sh
     if migrate {
         store.migrate().await.context("database migration failed")?;
     }
+    // After opening (and migrating): the SQLite `-wal`/`-shm` files exist only now.
+    bootstrap::tighten_permissions(settings);
     Ok(store)
 }
 
@@ -115,13 +117,17 @@ impl Application {
         store: SharedStore,
     ) -> anyhow::Result<Application> {
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
+        // Before the first snapshot, so the bootstrap admin's tokens verify at once.
+        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
         let data = store
             .load_config()
             .await
             .context("cannot load the configuration")?;
-        // A secret no configured key can decrypt is a hard error here, not a broken route later.
-        let snapshot = SnapshotHandle::new(Snapshot::compile(data, &keyring)?);
-        bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
+        // System secrets (the pepper, above) that do not decrypt stop the start; a credential
+        // that does not decrypt only disables its services, logged here once.
+        let compiled = Snapshot::compile(data, &keyring);
+        compiled.log_credential_changes(&Snapshot::empty());
+        let snapshot = SnapshotHandle::new(compiled);
 
         let analytics = AnalyticsLog::open(&settings.analytics_log)
             .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
@@ -135,6 +141,8 @@ impl Application {
             node_id: node_id(),
             started_at: chrono::Utc::now(),
             analytics: analytics.clone(),
+            login_guard: Default::default(),
+            trusted_proxies: settings.trusted_proxies()?,
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -164,7 +172,9 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config());
             let (app, api) = admin::register(app).split_for_parts();
-            app.wrap(tracing_actix_web::TracingLogger::default())
+            app.wrap(tracing_actix_web::TracingLogger::<
+                crate::telemetry::admin_span::AdminRootSpan,
+            >::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",

@@ -19,7 +19,8 @@ use crate::store::{
 pub const MASTER_KEY_FILE: &str = "master.key";
 pub const JWT_SECRET_FILE: &str = "jwt.secret";
 
-/// Creates the data directory (mode 0700) when missing.
+/// Creates the data directory (mode 0700) when missing (an existing one is tightened by
+/// [`tighten_permissions`]).
 pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         std::fs::create_dir_all(dir)
@@ -29,27 +30,102 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// For `sqlite://path/to/file.db`, makes sure the file's directory exists.
-pub fn ensure_sqlite_parent(url: &str) -> anyhow::Result<()> {
-    let Some(rest) = url
+/// The database file of a `sqlite://path/to/file.db` URL (None: not SQLite, or in memory).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
         .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    else {
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+/// For `sqlite://path/to/file.db`, makes sure the file's directory exists (a new one
+/// owner-only) and creates a missing database file with mode 0600 before SQLite opens it:
+/// SQLite gives its `-wal` and `-shm` files the database file's mode.
+pub fn ensure_sqlite_parent(url: &str) -> anyhow::Result<()> {
+    let Some(path) = sqlite_path(url) else {
         return Ok(());
     };
-    let path = rest.split('?').next().unwrap_or("");
-    if path.is_empty() || path.contains(":memory:") {
-        return Ok(());
-    }
-    if let Some(parent) = Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
     {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create database directory {}", parent.display()))?;
+        set_mode(parent, 0o700)?;
+    }
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&path) {
+            Ok(_) => {}
+            // Another process created it meanwhile: tightened after opening.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot create the database file {}", path.display())
+                });
+            }
+        }
     }
     Ok(())
 }
+
+/// Makes what the gateway keeps on disk owner-only even when it existed before (created by
+/// an older version, a copy, a restore): the data directory 0700; the generated secrets,
+/// the SQLite database and its `-wal`/`-shm` files 0600. Runs after the store is open, when
+/// the WAL files exist. A path that cannot be changed (another owner) is a warning.
+pub fn tighten_permissions(settings: &Settings) {
+    if settings.data_dir.is_dir() {
+        tighten(&settings.data_dir, 0o700);
+        for name in [MASTER_KEY_FILE, JWT_SECRET_FILE] {
+            tighten(&settings.data_dir.join(name), 0o600);
+        }
+    }
+    if let Some(db) = sqlite_path(&settings.database_url()) {
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let mut shm = db.clone().into_os_string();
+        shm.push("-shm");
+        for path in [db, PathBuf::from(wal), PathBuf::from(shm)] {
+            tighten(&path, 0o600);
+        }
+    }
+}
+
+/// Sets `mode` on `path` when it exists with any other permission bits.
+#[cfg(unix)]
+pub fn tighten(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let current = meta.permissions().mode() & 0o777;
+    if current == mode {
+        return;
+    }
+    match set_mode(path, mode) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            from = %format!("{current:o}"),
+            to = %format!("{mode:o}"),
+            "tightened permissions to owner-only"
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "cannot make this owner-only")
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn tighten(_: &Path, _: u32) {}
 
 #[cfg(unix)]
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
@@ -197,6 +273,7 @@ pub async fn ensure_bootstrap_admin(
             tags: sqlx::types::Json(vec![]),
             created_at: now,
             updated_at: now,
+            token_generation: 0,
         })
         .await;
     match inserted {

@@ -125,8 +125,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let ttl = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let ttl = chrono::Duration::from_std(ttl).context("--ttl is too long")?;
             let keys = jwt_keys(&settings)?;
+            // A tenant_admin token is bound to the tenant's id (spec §3.1), so the tenant
+            // is looked up in the database now.
+            let tenant_id = match &tenant {
+                Some(name) => Some(cli_tenant_id(&settings, name).await?),
+                None => None,
+            };
+            let binding = crate::crypto::Binding {
+                tenant_id,
+                generation: None,
+            };
             let (token, _) = keys
-                .issue(&sub, role.as_str(), tenant.as_deref(), ttl)
+                .issue_bound(&sub, role.as_str(), tenant.as_deref(), binding, ttl)
                 .map_err(|e| anyhow::anyhow!("cannot sign the token: {e}"))?;
             println!("{token}");
             Ok(())
@@ -151,4 +161,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config { .. } => Ok(()),
     }
+}
+
+/// The id of the tenant named `name` (or with that id).
+async fn cli_tenant_id(settings: &Settings, name: &str) -> anyhow::Result<uuid::Uuid> {
+    let store = open_store(settings, false).await?;
+    let found = store
+        .get_tenant(&crate::store::Lookup::parse(name))
+        .await
+        .context("cannot look up --tenant in the database")?;
+    store.close().await;
+    found
+        .map(|t| t.id)
+        .ok_or_else(|| anyhow::anyhow!("--tenant: tenant '{name}' does not exist"))
 }

@@ -40,6 +40,9 @@ pub struct Settings {
     /// Admin request body limit in bytes (413 beyond).
     pub admin_max_body_size: usize,
     pub allow_private_upstreams: bool,
+    /// Comma-separated addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is
+    /// believed (the client address for login limits and logs); none by default.
+    pub trusted_proxies: Option<String>,
     /// `stdout`, `off`, or a file path.
     pub analytics_log: String,
     /// Run migrations on `serve`.
@@ -91,6 +94,7 @@ impl Default for Settings {
             admin_password: None,
             admin_max_body_size: 1024 * 1024,
             allow_private_upstreams: false,
+            trusted_proxies: None,
             analytics_log: "stdout".into(),
             migrate_on_start: true,
             drain_timeout: "15s".into(),
@@ -126,6 +130,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "TOLLGATE_ALLOW_PRIVATE_UPSTREAMS",
         "allow_private_upstreams",
     ),
+    ("TOLLGATE_TRUSTED_PROXIES", "trusted_proxies"),
     ("TOLLGATE_ANALYTICS_LOG", "analytics_log"),
     ("TOLLGATE_MIGRATE_ON_START", "migrate_on_start"),
     ("TOLLGATE_DRAIN_TIMEOUT", "drain_timeout"),
@@ -258,6 +263,7 @@ impl Settings {
         }
         self.otlp_protocol()?;
         self.otel_metric_export_interval()?;
+        self.trusted_proxies()?;
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -277,6 +283,15 @@ impl Settings {
             Some(url) => url.expose().clone(),
             None => format!("sqlite://{}", self.data_dir.join("tollgate.db").display()),
         }
+    }
+
+    /// `trusted_proxies`, parsed.
+    pub fn trusted_proxies(&self) -> Result<crate::client_addr::TrustedProxies, ConfigError> {
+        crate::client_addr::TrustedProxies::parse(self.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|reason| ConfigError::Invalid {
+                key: "trusted_proxies".into(),
+                reason,
+            })
     }
 
     pub fn admin_token_ttl(&self) -> Duration {
@@ -420,6 +435,35 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn trusted_proxies_from_env_are_checked_and_shown() {
+        let s = Settings::load_from(
+            None,
+            &env(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7")]),
+        )
+        .unwrap();
+        assert!(
+            s.trusted_proxies()
+                .unwrap()
+                .trusts("10.2.3.4".parse().unwrap())
+        );
+        assert!(
+            s.masked_toml()
+                .contains("trusted_proxies = \"10.0.0.0/8, 192.168.1.7\"")
+        );
+        let err = Settings::load_from(
+            None,
+            &env(&[("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, lb")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("trusted_proxies") && err.contains("'lb'"),
+            "{err}"
+        );
+        assert!(Settings::default().trusted_proxies().unwrap().is_empty());
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     Unavailable,
+    /// 429: too many attempts (login), with `retry-after`.
+    RateLimited,
     PayloadTooLarge,
     UnsupportedMediaType,
     Internal,
@@ -45,6 +47,10 @@ pub struct Error {
     pub fields: BTreeMap<String, String>,
     /// OpenAI shape only (boxed: rare, and it keeps `Result<_, Error>` small).
     pub openai: Option<Box<OpenAiDetail>>,
+    /// Already logged where it arose (once per change, not per request).
+    pub logged: bool,
+    /// Sent as `retry-after` (whole seconds, at least 1) by the admin rendering.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// What the OpenAI error shape adds: the offending parameter, and `type`/`code` when the
@@ -73,7 +79,27 @@ impl Error {
             message: message.into(),
             fields: BTreeMap::new(),
             openai: None,
+            logged: false,
+            retry_after: None,
         }
+    }
+
+    /// Adds a `retry-after` to the response.
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// 429: too many attempts; the caller may retry after `after`.
+    pub fn too_many_requests(message: impl Into<String>, after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            ErrorSource::Client,
+            message,
+        );
+        e.retryable = true;
+        e.with_retry_after(after)
     }
 
     fn openai_detail(&mut self) -> &mut OpenAiDetail {
@@ -113,7 +139,7 @@ impl Error {
     /// The proxy's rendering: OpenAI's `{"error":{"message","type","param","code"}}`, a
     /// superset of Kong's `{"error":{"message"}}` (spec §4.3).
     pub fn openai_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway {
+        if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         }
         let default_type = match self.status.as_u16() {
@@ -260,6 +286,24 @@ impl Error {
         e
     }
 
+    /// 503 `credential_unavailable` (spec §4.4): the service's stored credential cannot be
+    /// decrypted. Names the credential, never a value. Logged when the snapshot was built,
+    /// so not again per request.
+    pub fn credential_unavailable(service: &str, credential: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            ErrorSource::Gateway,
+            format!(
+                "service '{service}' is unavailable: its credential '{credential}' cannot be decrypted by this gateway"
+            ),
+        )
+        .with_openai_code("credential_unavailable")
+        .with_openai_type("service_unavailable");
+        e.logged = true;
+        e
+    }
+
     /// A fault of the gateway itself. The message is shown to the client, so it must not
     /// carry secrets; details belong in the log.
     pub fn internal(message: impl Into<String>) -> Self {
@@ -299,10 +343,16 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway {
+        if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
         }
-        HttpResponse::build(self.status).json(AdminErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(after) = self.retry_after {
+            // Whole seconds, rounded up, never 0 (RFC 9110 §10.2.3).
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.max(1)));
+        }
+        response.json(AdminErrorBody {
             error: AdminErrorInner {
                 code: self.code,
                 message: &self.message,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod app;
 pub mod bootstrap;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod error;

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::admin::login_guard::LoginGuard;
+use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
 use crate::snapshot::SnapshotHandle;
@@ -22,9 +24,19 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// The per-request analytics log (its loss counters show in `/status`).
     pub analytics: AnalyticsLog,
+    /// Login attempt limits and the bound on concurrent password hashing.
+    pub login_guard: LoginGuard,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
+    /// The client address of an admin request (`X-Forwarded-For` only via trusted proxies).
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+        self.trusted_proxies
+            .client_ip(req.peer_addr(), req.headers())
+    }
+
     /// Called after every successful configuration write: the snapshot is rebuilt before
     /// the admin API answers, so the proxy of this node serves the change immediately.
     /// The write is already durable, so a failed rebuild is logged (the poller retries)

@@ -9,6 +9,10 @@
 //! `flush_interval` the rows go to the store in one batch. A failed write keeps the rows
 //! and retries; past `MAX_UNWRITTEN_ROWS` the oldest are dropped and counted (never
 //! silently). `Shutdown` drains, flushes and retries until its deadline.
+//!
+//! The same flush writes each API key's `last_used_at` (the latest request end per key
+//! since the last flush): one transaction per flush instead of a write per request, and
+//! no configuration version bump.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -104,6 +108,8 @@ impl UsageSink {
 #[async_trait::async_trait]
 pub trait UsageStore: Send + Sync {
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String>;
+    /// Records when each key was last used (never moving a stored time back).
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String>;
 }
 
 /// Sees every event (OTLP spans and metrics); runs on the aggregator's thread.
@@ -133,6 +139,8 @@ pub struct MetricsAggregator {
     current: HashMap<RowKey, UsageRow>,
     /// Rows taken out of `current` whose write has not succeeded yet, oldest first.
     unwritten: Vec<UsageRow>,
+    /// Latest use of each key since its last successful `last_used_at` write.
+    keys_used: HashMap<Uuid, DateTime<Utc>>,
     flush_interval: Duration,
     last_flush: Instant,
     /// A write is in flight (its rows come back to `unwritten` if it fails).
@@ -161,6 +169,7 @@ impl MetricsAggregator {
             observer,
             current: HashMap::new(),
             unwritten: Vec::new(),
+            keys_used: HashMap::new(),
             flush_interval,
             last_flush: Instant::now(),
             flushing: Arc::new(AtomicBool::new(false)),
@@ -198,6 +207,7 @@ impl MetricsAggregator {
         let minute = finished
             .duration_trunc(chrono::Duration::minutes(1))
             .unwrap_or(finished);
+        self.note_key_used(event.key_id, finished);
         let key = RowKey {
             minute,
             tenant_id: event.tenant_id,
@@ -234,6 +244,13 @@ impl MetricsAggregator {
         row.latency_histogram[UsageRow::latency_bucket(latency_ms)] += 1;
     }
 
+    fn note_key_used(&mut self, key: Uuid, at: DateTime<Utc>) {
+        let latest = self.keys_used.entry(key).or_insert(at);
+        if *latest < at {
+            *latest = at;
+        }
+    }
+
     /// Moves the current rows to the write queue, bounded.
     fn seal(&mut self) {
         self.unwritten
@@ -255,26 +272,38 @@ impl MetricsAggregator {
             return;
         }
         self.seal();
-        if self.unwritten.is_empty() {
+        if self.unwritten.is_empty() && self.keys_used.is_empty() {
             return;
         }
         self.flushing.store(true, Ordering::Release);
         self.last_flush = Instant::now();
         let rows = std::mem::take(&mut self.unwritten);
+        let keys: Vec<(Uuid, DateTime<Utc>)> = self.keys_used.drain().collect();
         let store = self.store.clone();
         let write = async move {
             let result = store.add_usage(&rows).await;
-            (rows, result)
+            let touched = store.touch_api_keys(&keys).await;
+            (rows, result, keys, touched)
         };
-        ctx.spawn(write.into_actor(self).map(|(rows, result), act, _| {
-            act.flushing.store(false, Ordering::Release);
-            if let Err(e) = result {
-                tracing::warn!(error = %e, rows = rows.len(), "usage rows not written yet; will retry");
-                // Keep them ahead of anything sealed meanwhile (oldest first).
-                let newer = std::mem::replace(&mut act.unwritten, rows);
-                act.unwritten.extend(newer);
-            }
-        }));
+        ctx.spawn(
+            write
+                .into_actor(self)
+                .map(|(rows, result, keys, touched), act, _| {
+                    act.flushing.store(false, Ordering::Release);
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, rows = rows.len(), "usage rows not written yet; will retry");
+                        // Keep them ahead of anything sealed meanwhile (oldest first).
+                        let newer = std::mem::replace(&mut act.unwritten, rows);
+                        act.unwritten.extend(newer);
+                    }
+                    if let Err(e) = touched {
+                        tracing::warn!(error = %e, keys = keys.len(), "API key last_used_at not written yet; will retry");
+                        for (key, at) in keys {
+                            act.note_key_used(key, at);
+                        }
+                    }
+                }),
+        );
     }
 
     /// Rows not yet in the store (for `/status` and tests).
@@ -326,7 +355,12 @@ impl Handler<Shutdown> for MetricsAggregator {
                 act.drain();
                 act.seal();
                 let mut rows = std::mem::take(&mut act.unwritten);
+                let keys: Vec<(Uuid, DateTime<Utc>)> = act.keys_used.drain().collect();
                 async move {
+                    // Best effort, once: a missed `last_used_at` is not worth delaying exit.
+                    if let Err(e) = store.touch_api_keys(&keys).await {
+                        tracing::warn!(error = %e, keys = keys.len(), "API key last_used_at not written at shutdown");
+                    }
                     while !rows.is_empty() {
                         match store.add_usage(&rows).await {
                             Ok(()) => rows.clear(),
@@ -368,6 +402,7 @@ mod tests {
     struct FakeStore {
         down: AtomicBool,
         rows: Mutex<Vec<UsageRow>>,
+        touched: Mutex<Vec<(Uuid, DateTime<Utc>)>>,
         attempts: AtomicU64,
     }
 
@@ -379,6 +414,14 @@ mod tests {
                 return Err("database unreachable".into());
             }
             self.rows.lock().expect("lock").extend_from_slice(rows);
+            Ok(())
+        }
+
+        async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err("database unreachable".into());
+            }
+            self.touched.lock().expect("lock").extend_from_slice(used);
             Ok(())
         }
     }
@@ -475,6 +518,46 @@ mod tests {
             Some(0)
         );
         assert!(seen.flushed.load(Ordering::Relaxed));
+    }
+
+    /// One `last_used_at` per key and flush, with the key's latest request end; kept and
+    /// written later while the database is down.
+    #[actix::test]
+    async fn keys_used_are_written_once_per_flush_with_their_latest_time() {
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (aggregator, sink) =
+            MetricsAggregator::new(store.clone(), None, Duration::from_millis(50));
+        let addr = aggregator.start();
+        let tenant = Uuid::now_v7();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let base = SystemTime::now();
+        for (key, offset) in [(a, 3), (a, 9), (a, 1), (b, 2)] {
+            let mut e = event(tenant, "m", 1, 1, 200);
+            e.key_id = key;
+            e.started_at = base + Duration::from_secs(offset);
+            sink.record(e);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.touched.lock().expect("lock").is_empty());
+        store.down.store(false, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut touched = store.touched.lock().expect("lock").clone();
+        touched.sort();
+        let end = |offset: u64| -> DateTime<Utc> {
+            (base + Duration::from_secs(offset) + Duration::from_millis(120)).into()
+        };
+        let mut expected = vec![(a, end(9)), (b, end(2))];
+        expected.sort();
+        assert_eq!(touched, expected, "one write per key, its latest time");
+        assert_eq!(
+            addr.send(Shutdown {
+                deadline: Duration::from_secs(1)
+            })
+            .await
+            .ok(),
+            Some(0)
+        );
     }
 
     #[actix::test]

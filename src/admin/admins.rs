@@ -1,4 +1,6 @@
 //! `/admins`: admin users (admin role only). Passwords are Argon2id hashes and write-only.
+//! Changing an admin's role, tenant or password, or deleting it, revokes its earlier
+//! tokens (the store bumps its token generation; docs/architecture.md, "Admin tokens").
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
@@ -109,9 +111,8 @@ async fn to_record(
     };
     problems.finish()?;
     let password_hash = match input.password {
-        Some(p) => web::block(move || hash_password(&p))
-            .await
-            .map_err(|_| Error::internal("password hashing was interrupted"))??,
+        // Same bounded pool as logins: creating admins cannot exhaust memory either.
+        Some(p) => state.login_guard.hash(move || hash_password(&p)).await??,
         None => existing
             .map(|e| e.password_hash.clone())
             .unwrap_or_default(),
@@ -126,6 +127,8 @@ async fn to_record(
         tags: Json(input.tags),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
+        // The store owns it: role, tenant and password changes bump it there.
+        token_generation: existing.map_or(0, |e| e.token_generation),
     })
 }
 
@@ -142,7 +145,6 @@ impl Resource for Admins {
     const KIND: &'static str = "admin";
     const PATH: &'static str = "/admins";
     const NAME_FIELD: &'static str = "username";
-    const CONFIG: bool = false;
 
     fn id(record: &AdminRecord) -> Uuid {
         record.id

@@ -32,6 +32,11 @@ pub trait Resource {
 
     fn id(record: &Self::Record) -> Uuid;
     fn view(state: &AppState, record: &Self::Record) -> Self::View;
+    /// The view a reader gets; scoped readers may see less (a tenant_admin never sees
+    /// other tenants' names in a route).
+    fn view_for(state: &AppState, _who: &Principal, record: &Self::Record) -> Self::View {
+        Self::view(state, record)
+    }
     /// The submitted shape of a stored record (without write-only values): the base a
     /// PATCH is merged into.
     fn as_input(state: &AppState, record: &Self::Record) -> Value;
@@ -119,7 +124,10 @@ pub async fn list<R: Resource>(
 ) -> Result<HttpResponse> {
     let page = query.page()?;
     let records = R::list_for(&state, &who, page).await?;
-    let views = records.iter().map(|r| R::view(&state, r)).collect();
+    let views = records
+        .iter()
+        .map(|r| R::view_for(&state, &who, r))
+        .collect();
     Ok(HttpResponse::Ok().json(Paged::from_fetched(views, page, R::PATH)))
 }
 
@@ -144,7 +152,7 @@ pub async fn get_one<R: Resource>(
 ) -> Result<HttpResponse> {
     R::can_read(&who)?;
     let record = find::<R>(&state, &who, &key).await?;
-    Ok(HttpResponse::Ok().json(R::view(&state, &record)))
+    Ok(HttpResponse::Ok().json(R::view_for(&state, &who, &record)))
 }
 
 pub async fn update<R: Resource>(

@@ -131,7 +131,7 @@ async fn create(
     body: JsonObject,
 ) -> Result<HttpResponse> {
     let tenant = visible_tenant(&state, &who, &path).await?;
-    who.require_tenant_write(&tenant.name)?;
+    who.require_tenant_write(tenant.id, &tenant.name)?;
     let input: ApiKeyInput = parse_typed(Value::Object(body.0))?;
     let mut problems = Problems::default();
     problems.check("name", validate::object_name(&input.name));
@@ -235,7 +235,7 @@ async fn revoke(
 ) -> Result<HttpResponse> {
     let (tenant_key, key_id) = path.into_inner();
     let tenant = visible_tenant(&state, &who, &tenant_key).await?;
-    who.require_tenant_write(&tenant.name)?;
+    who.require_tenant_write(tenant.id, &tenant.name)?;
     let record = find(&state, &tenant, &key_id).await?;
     state
         .store

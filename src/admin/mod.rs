@@ -8,6 +8,7 @@ pub mod body;
 pub mod credentials;
 pub mod crud;
 pub mod keys;
+pub mod login_guard;
 pub mod routes;
 pub mod services;
 pub mod status;
@@ -33,7 +34,7 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// validation_failed | not_found | conflict | unauthorized | forbidden | unavailable | payload_too_large | unsupported_media_type | internal
+    /// validation_failed | not_found | conflict | unauthorized | forbidden | unavailable | rate_limited | payload_too_large | unsupported_media_type | internal
     pub code: String,
     pub message: String,
     /// Offending fields by dotted path, e.g. `options.azure_instance`.
@@ -133,6 +134,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Internal => "internal",
@@ -186,6 +188,7 @@ where
 {
     app.service(auth::login)
         .service(auth::whoami)
+        .service(auth::logout_all)
         .service(status::status)
         .service(status::healthz)
         .service(status::readyz)

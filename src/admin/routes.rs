@@ -390,9 +390,8 @@ pub fn tenant_may_use(route: &RouteRecord, service_tenant: Option<Uuid>, tenant:
 }
 
 /// For a tenant_admin: its tenant id, from the snapshot.
-fn own_tenant(state: &AppState, who: &Principal) -> Option<Uuid> {
-    let name = who.tenant.as_deref()?;
-    state.snapshot.load().tenants_by_name.get(name).copied()
+fn own_tenant(who: &Principal) -> Option<Uuid> {
+    who.tenant_id
 }
 
 fn visible_to(state: &AppState, who: &Principal, route: &RouteRecord) -> bool {
@@ -404,7 +403,7 @@ fn visible_to(state: &AppState, who: &Principal, route: &RouteRecord) -> bool {
         .services
         .get(&route.service_id)
         .and_then(|s| s.record.tenant_id);
-    own_tenant(state, who).is_some_and(|t| tenant_may_use(route, service_tenant, t))
+    own_tenant(who).is_some_and(|t| tenant_may_use(route, service_tenant, t))
 }
 
 pub struct Routes;
@@ -421,6 +420,26 @@ impl Resource for Routes {
 
     fn view(state: &AppState, record: &RouteRecord) -> RouteView {
         RouteView::new(record, &state.snapshot.load())
+    }
+
+    /// A tenant_admin sees only its own tenant in `tenants` (other tenants' names stay
+    /// hidden; null still means every tenant).
+    fn view_for(state: &AppState, who: &Principal, record: &RouteRecord) -> RouteView {
+        let mut view = RouteView::new(record, &state.snapshot.load());
+        if who.role == Role::TenantAdmin {
+            let own = who.tenant.clone();
+            view.tenants = view.tenants.map(|_| {
+                record
+                    .tenants
+                    .as_ref()
+                    .is_some_and(|ids| who.tenant_id.is_some_and(|t| ids.0.contains(&t)))
+                    .then_some(own)
+                    .flatten()
+                    .into_iter()
+                    .collect()
+            });
+        }
+        view
     }
 
     fn as_input(state: &AppState, record: &RouteRecord) -> Value {

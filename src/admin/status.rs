@@ -1,12 +1,17 @@
 //! `/status`, `/healthz`, `/readyz`.
 
+use std::collections::HashSet;
+
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use uuid::Uuid;
+
 use crate::admin::ErrorBody;
-use crate::admin::auth::Principal;
+use crate::admin::auth::{Principal, Role};
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,7 +25,7 @@ pub struct Status {
     pub analytics: AnalyticsStatus,
 }
 
-/// Analytics lines lost since start (never silently; also exported as
+/// Analytics lines this node lost since start (never silently; also exported as
 /// `tollgate.analytics.lost`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnalyticsStatus {
@@ -43,18 +48,64 @@ pub struct SnapshotStatus {
     pub version: i64,
     pub built_at: DateTime<Utc>,
     pub age_seconds: f64,
+    /// For a tenant_admin, this and the following counts cover only its own tenant: the
+    /// routes it may use, their services, itself and its API keys.
     pub routes: usize,
     pub services: usize,
     pub tenants: usize,
     pub api_keys: usize,
+    /// True when some services are disabled (listed in `unavailable_credentials`).
+    pub degraded: bool,
+    /// Stored credentials this node cannot decrypt, with the services they disable
+    /// (spec §6). For a tenant_admin: only its own and shared services.
+    pub unavailable_credentials: Vec<UnavailableCredentialStatus>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnavailableCredentialStatus {
+    /// The credential's name (never its value).
+    pub credential: String,
+    /// Which field failed to decrypt, and why.
+    pub reason: String,
+    /// Names of the services answering 503 `credential_unavailable`.
+    pub disabled_services: Vec<String>,
+}
+
+/// The undecryptable credentials `who` may know about: all of them, except for a
+/// tenant_admin, who sees only those used by its own tenant's or shared services.
+fn unavailable_for(snap: &Snapshot, who: &Principal) -> Vec<UnavailableCredentialStatus> {
+    let tenant = match who.role {
+        Role::TenantAdmin => Some(who.tenant_id.filter(|t| snap.tenants.contains_key(t))),
+        _ => None,
+    };
+    snap.unavailable_credentials
+        .iter()
+        .filter_map(|u| {
+            let services: Vec<String> = u
+                .services
+                .iter()
+                .filter(|(_, _, owner)| match (tenant, owner) {
+                    (None, _) | (Some(_), None) => true,
+                    (Some(mine), Some(owner)) => mine == Some(*owner),
+                })
+                .map(|(_, name, _)| name.clone())
+                .collect();
+            (tenant.is_none() || !services.is_empty()).then(|| UnavailableCredentialStatus {
+                credential: u.name.clone(),
+                reason: u.reason.clone(),
+                disabled_services: services,
+            })
+        })
+        .collect()
 }
 
 /// Version, configuration snapshot, database reachability and node id.
 #[utoipa::path(tag = "status", responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 #[get("/status")]
-pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse {
+pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse {
     let reachable = state.store.ping().await.is_ok();
     let snap = state.snapshot.load();
+    let counts = counts_for(&snap, &who);
     HttpResponse::Ok().json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         node_id: state.node_id.clone(),
@@ -67,16 +118,62 @@ pub async fn status(state: web::Data<AppState>, _who: Principal) -> HttpResponse
             version: snap.version,
             built_at: snap.built_at,
             age_seconds: snap.built_instant.elapsed().as_secs_f64(),
-            routes: snap.routes.len(),
-            services: snap.services.len(),
-            tenants: snap.tenants.len(),
-            api_keys: snap.keys_by_hash.len(),
+            routes: counts.routes,
+            services: counts.services,
+            tenants: counts.tenants,
+            api_keys: counts.api_keys,
+            degraded: !snap.unavailable_credentials.is_empty(),
+            unavailable_credentials: unavailable_for(&snap, &who),
         },
         analytics: AnalyticsStatus {
             write_failures: state.analytics.write_failures(),
             dropped: state.analytics.dropped(),
         },
     })
+}
+
+struct Counts {
+    routes: usize,
+    services: usize,
+    tenants: usize,
+    api_keys: usize,
+}
+
+/// Global counts for admin and viewer; a tenant_admin counts only what its tenant can
+/// see: the routes it may use, their services, itself and its own keys.
+fn counts_for(snap: &Snapshot, who: &Principal) -> Counts {
+    if who.role != Role::TenantAdmin {
+        return Counts {
+            routes: snap.routes.len(),
+            services: snap.services.len(),
+            tenants: snap.tenants.len(),
+            api_keys: snap.keys_by_hash.len(),
+        };
+    }
+    let Some(tenant) = who.tenant_id.filter(|t| snap.tenants.contains_key(t)) else {
+        return Counts {
+            routes: 0,
+            services: 0,
+            tenants: 0,
+            api_keys: 0,
+        };
+    };
+    let usable: Vec<_> = snap
+        .routes
+        .values()
+        .filter(|r| r.allows_tenant(tenant))
+        .collect();
+    let services: HashSet<Uuid> = usable.iter().map(|r| r.record.service_id).collect();
+    Counts {
+        routes: usable.len(),
+        services: services.len(),
+        tenants: 1,
+        api_keys: snap
+            .keys_by_hash
+            .values()
+            .filter(|k| k.record.tenant_id == tenant)
+            .count(),
+    }
 }
 
 /// The process is alive.
@@ -87,13 +184,30 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// A configuration snapshot is loaded (stays ready while the database is down).
+/// Some services disabled by an undecryptable credential: still 200, with
+/// `"status":"degraded"` — the rest of the traffic works, and every node shares the same
+/// stored configuration, so a 503 would take all of them out of the load balancer at once.
 #[utoipa::path(tag = "status",
-    responses((status = 200, description = "ready"), (status = 503, description = "no snapshot yet")),
+    responses((status = 200, description = "ready, or degraded (some services disabled)"),
+        (status = 503, description = "no snapshot yet")),
     security(()))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let snap = state.snapshot.load();
-    if snap.version >= 0 {
+    if snap.version >= 0 && !snap.unavailable_credentials.is_empty() {
+        // Counts only: this endpoint is unauthenticated, names are in `/status`.
+        let services: usize = snap
+            .unavailable_credentials
+            .iter()
+            .map(|u| u.services.len())
+            .sum();
+        HttpResponse::Ok().json(serde_json::json!({
+            "status": "degraded",
+            "snapshot_version": snap.version,
+            "unavailable_credentials": snap.unavailable_credentials.len(),
+            "disabled_services": services,
+        }))
+    } else if snap.version >= 0 {
         HttpResponse::Ok()
             .json(serde_json::json!({ "status": "ready", "snapshot_version": snap.version }))
     } else {

@@ -92,7 +92,7 @@ fn to_record(input: TenantInput, existing: Option<&TenantRecord>) -> Result<Tena
 pub async fn visible_tenant(state: &AppState, who: &Principal, key: &str) -> Result<TenantRecord> {
     let tenant = state.store.get_tenant(&Lookup::parse(key)).await?;
     match tenant {
-        Some(t) if who.can_see_tenant(&t.name) => Ok(t),
+        Some(t) if who.can_see_tenant(t.id) => Ok(t),
         _ => Err(Error::not_found(format!("tenant '{key}'"))),
     }
 }
@@ -152,20 +152,15 @@ impl Resource for Tenants {
     }
 
     fn visible(_: &AppState, who: &Principal, record: &TenantRecord) -> bool {
-        who.can_see_tenant(&record.name)
+        who.can_see_tenant(record.id)
     }
 
     async fn list_for(state: &AppState, who: &Principal, page: Page) -> Result<Vec<TenantRecord>> {
         if who.role != Role::TenantAdmin {
             return Ok(state.store.list_tenants(fetch_page(page)).await?);
         }
-        let own = match who.tenant.as_deref() {
-            Some(name) => {
-                state
-                    .store
-                    .get_tenant(&Lookup::Name(name.to_string()))
-                    .await?
-            }
+        let own = match who.tenant_id {
+            Some(id) => state.store.get_tenant(&Lookup::Id(id)).await?,
             None => None,
         };
         Ok(page_in_memory(own, page))

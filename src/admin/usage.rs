@@ -252,7 +252,12 @@ async fn tenant_filter(
 ) -> Result<Option<Uuid>> {
     let wanted = match (who.role, named) {
         (_, Some(name)) => name,
-        (Role::TenantAdmin, None) => who.tenant.as_deref().unwrap_or_default(),
+        (Role::TenantAdmin, None) => {
+            return who
+                .tenant_id
+                .map(Some)
+                .ok_or_else(|| Error::not_found("tenant"));
+        }
         (Role::Admin | Role::Viewer, None) => return Ok(None),
     };
     match visible_tenant(state, who, wanted).await {

@@ -32,6 +32,14 @@ pub struct Claims {
     /// The tenant's name, for `tenant_admin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The tenant's id, for `tenant_admin` tokens Tollgate issues: the token is bound to
+    /// the id, so a renamed tenant keeps its token and a recreated one does not inherit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<uuid::Uuid>,
+    /// The stored admin's token generation (`sub` is then the admin's id); tokens with an
+    /// older generation than the admin's current one are revoked.
+    #[serde(rename = "gen", default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     pub iat: i64,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +87,14 @@ impl From<JwtError> for crate::error::Error {
     fn from(e: JwtError) -> Self {
         crate::error::Error::unauthorized(e.to_string())
     }
+}
+
+/// Who a token is for, beyond `sub`, `role` and the optional tenant name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Binding {
+    pub tenant_id: Option<uuid::Uuid>,
+    /// A stored admin's token generation.
+    pub generation: Option<i64>,
 }
 
 /// Signing and verification keys built once from [`JwtSettings`].
@@ -230,6 +246,18 @@ impl JwtKeys {
         tenant: Option<&str>,
         ttl: chrono::Duration,
     ) -> Result<(String, DateTime<Utc>), String> {
+        self.issue_bound(sub, role, tenant, Binding::default(), ttl)
+    }
+
+    /// As [`JwtKeys::issue`], with the tenant id and/or the admin's token generation.
+    pub fn issue_bound(
+        &self,
+        sub: &str,
+        role: &str,
+        tenant: Option<&str>,
+        binding: Binding,
+        ttl: chrono::Duration,
+    ) -> Result<(String, DateTime<Utc>), String> {
         if ttl <= chrono::Duration::zero() {
             return Err("token lifetime must be positive".into());
         }
@@ -241,6 +269,8 @@ impl JwtKeys {
             sub: sub.to_string(),
             role: role.to_string(),
             tenant: tenant.map(str::to_string),
+            tenant_id: binding.tenant_id,
+            generation: binding.generation,
             iat: now.timestamp(),
             exp: expires.timestamp(),
             iss: self.issuer.clone(),
@@ -492,6 +522,44 @@ MCowBQYDK2VwAyEAP3UP9jVa2KusFAbZXekKeGFMo2MqdQvGJgFViuc3ukg=
             keys.issue("bob", "viewer", None, chrono::Duration::seconds(-5))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn bound_tokens_carry_generation_and_tenant_id() {
+        let keys = keys();
+        let tenant_id = uuid::Uuid::now_v7();
+        let binding = Binding {
+            tenant_id: Some(tenant_id),
+            generation: Some(3),
+        };
+        let (token, _) = keys
+            .issue_bound(
+                "id-1",
+                "tenant_admin",
+                Some("acme"),
+                binding,
+                chrono::Duration::hours(1),
+            )
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!(
+            (claims.generation, claims.tenant_id),
+            (Some(3), Some(tenant_id))
+        );
+        let payload: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(payload["gen"], 3);
+        assert_eq!(payload["tenant_id"], tenant_id.to_string());
+        // Unbound tokens carry neither claim.
+        let (token, _) = keys
+            .issue("cli", "admin", None, chrono::Duration::hours(1))
+            .unwrap();
+        let claims = keys.verify(&token).unwrap();
+        assert_eq!((claims.generation, claims.tenant_id), (None, None));
     }
 
     #[test]

@@ -5,12 +5,13 @@ pub mod api_key;
 pub mod jwt;
 pub mod keyring;
 pub mod password;
+pub mod redact;
 pub mod secret;
 
 pub use api_key::{
     ApiKeyHasher, generate_api_key, generate_pepper, is_well_formed_api_key, key_prefix,
 };
-pub use jwt::{Claims, JwtError, JwtKeys, JwtSettings};
+pub use jwt::{Binding, Claims, JwtError, JwtKeys, JwtSettings};
 pub use keyring::{DecryptError, Keyring, KeyringError, envelope_key_id};
 pub use password::{
     generate_password, hash_password, init_dummy_hash, verify_against_dummy, verify_password,

@@ -11,6 +11,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::tokens::PromptEstimate;
+use crate::crypto::redact::LazyRedactor;
 use crate::providers::{RouteKind, UpstreamError};
 
 /// What stays constant for one streamed response.
@@ -64,7 +66,9 @@ pub struct ChunkEmitter {
     ident: Option<Ident>,
     /// The gateway's estimate of the prompt, used only when the provider reports none, so
     /// the client's usage chunk and the usage record agree (spec §9.3: counted once).
-    prompt_estimate: u64,
+    prompt_estimate: PromptEstimate,
+    /// Masks the service's credential values in in-band errors (the upstream's text).
+    redactor: LazyRedactor,
 }
 
 struct Ident {
@@ -157,13 +161,18 @@ impl ChunkEmitter {
             response_model: None,
             streamed_chars: 0,
             text: String::new(),
-            prompt_estimate: 0,
+            prompt_estimate: PromptEstimate::default(),
+            redactor: LazyRedactor::default(),
             ident: None,
         }
     }
 
-    pub fn set_prompt_estimate(&mut self, tokens: u64) {
-        self.prompt_estimate = tokens;
+    pub fn set_redactor(&mut self, redactor: LazyRedactor) {
+        self.redactor = redactor;
+    }
+
+    pub fn set_prompt_estimate(&mut self, estimate: PromptEstimate) {
+        self.prompt_estimate = estimate;
     }
 
     pub fn meta(&self) -> &StreamMeta {
@@ -415,7 +424,11 @@ impl ChunkEmitter {
         if self.end != StreamEnd::Open {
             return;
         }
-        self.write(&error.to_openai());
+        // The error's text comes from the upstream (or names its URL): credential values
+        // it echoes are masked before the client or a log sees them.
+        let mut frame = error.to_openai();
+        self.redactor.get().redact_value(&mut frame);
+        self.write(&frame);
         self.end = StreamEnd::Failed;
     }
 
@@ -500,7 +513,11 @@ impl ChunkEmitter {
     /// completion count the provider has not closed is at least the streamed text's
     /// estimate (4 characters per token).
     pub fn tokens(&self) -> (u64, u64) {
-        let prompt = self.usage.prompt.unwrap_or(self.prompt_estimate);
+        // The estimate is only computed here, when the provider's count is missing.
+        let prompt = self
+            .usage
+            .prompt
+            .unwrap_or_else(|| self.prompt_estimate.tokens());
         let estimate = self.streamed_chars.div_ceil(4);
         let completion = match (self.usage.completion, self.usage_final) {
             (Some(c), true) => c,

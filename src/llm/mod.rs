@@ -8,6 +8,7 @@
 
 pub mod chunks;
 pub mod framing;
+pub mod tokens;
 
 pub use chunks::{ChunkEmitter, ReportedUsage, StreamEnd, StreamMeta};
 pub use framing::{FramingError, LineBuffer, NdjsonDecoder, SseDecoder, SseEvent};
@@ -56,8 +57,14 @@ impl Transcode {
     }
 
     /// The prompt's size estimate, reported only if the provider reports no prompt count.
-    pub fn with_prompt_estimate(mut self, tokens: u64) -> Transcode {
-        self.emitter.set_prompt_estimate(tokens);
+    pub fn with_prompt_estimate(mut self, estimate: tokens::PromptEstimate) -> Transcode {
+        self.emitter.set_prompt_estimate(estimate);
+        self
+    }
+
+    /// Masks the service's credential values in in-band error frames.
+    pub fn with_redactor(mut self, redactor: crate::crypto::redact::LazyRedactor) -> Transcode {
+        self.emitter.set_redactor(redactor);
         self
     }
 

@@ -14,7 +14,9 @@ use crate::actors::upstream::{
     Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
 };
 use crate::admin::routes::{ResponseStreaming, RouteType};
+use crate::crypto::redact::LazyRedactor;
 use crate::error::Error;
+use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
 use crate::snapshot::{RouteEntry, Snapshot};
@@ -23,8 +25,10 @@ use crate::telemetry::analytics;
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
 
+use super::accounting::preserve_usage;
 use super::auth::{Caller, authenticate, authorize};
 use super::inject::inject;
+use super::redact;
 use super::stream::{SseBody, StreamAccount};
 use super::{Pools, Recorder};
 
@@ -255,27 +259,6 @@ enum Reply {
 struct StreamPlan {
     transcoder: Box<dyn StreamTranscoder>,
     include_usage: bool,
-    prompt_estimate: u64,
-}
-
-/// The prompt's size in tokens at 4 characters per token (spec §9.3: used only when the
-/// provider reports no count, e.g. a stream the client left before the usage event).
-fn prompt_estimate(body: &Map<String, Value>) -> u64 {
-    fn chars(v: &Value) -> u64 {
-        match v {
-            Value::String(s) => s.chars().count() as u64,
-            Value::Array(parts) => parts.iter().map(|p| p.get("text").map_or(0, chars)).sum(),
-            _ => 0,
-        }
-    }
-    let messages: u64 = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .map_or(0, |m| {
-            m.iter().map(|m| m.get("content").map_or(0, chars)).sum()
-        });
-    let prompt = body.get("prompt").map_or(0, chars);
-    (messages + prompt).div_ceil(4)
 }
 
 struct Outcome {
@@ -321,12 +304,17 @@ impl Attempt {
     }
 }
 
-fn map_failure(failure: UpstreamFailure) -> Error {
+/// An upstream failure as the client's error; its text (which may name the upstream URL,
+/// query credential included) is masked.
+fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
     let status = match failure {
         UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
     };
-    let error = Error::upstream(status, failure.to_string());
+    let error = Error::upstream(
+        status,
+        redactor.get().redact(&failure.to_string()).into_owned(),
+    );
     match failure {
         UpstreamFailure::Refused => error.with_openai_code("upstream_destination_not_allowed"),
         _ => error,
@@ -367,6 +355,12 @@ async fn dispatch(
     let ClientBody { raw, parsed } = body;
     let mut plan: Option<StreamPlan> = None;
     let service = &route.service;
+    if let Some(credential) = &service.unavailable_credential {
+        return Err(Error::credential_unavailable(
+            &service.record.name,
+            credential,
+        ));
+    }
     let provider = service.provider;
     let kind = match route.route_type {
         RouteType::Chat => Some(RouteKind::Chat),
@@ -448,7 +442,6 @@ async fn dispatch(
                 plan = Some(StreamPlan {
                     transcoder,
                     include_usage,
-                    prompt_estimate: prompt_estimate(&body),
                 });
             }
             let upstream = translator(provider)
@@ -481,7 +474,10 @@ async fn dispatch(
     let pool = pools
         .get(provider.name())
         .ok_or_else(|| Error::internal("no upstream pool for this provider"))?;
-    let logged_request = route.logging.log_payloads.then(|| upstream.body.clone());
+    let logged_request = route
+        .logging
+        .log_payloads
+        .then(|| redact::logged_request(service.credential.as_deref(), &upstream.body));
     let forward = Forward {
         url: upstream.url,
         headers: upstream.headers,
@@ -491,6 +487,10 @@ async fn dispatch(
         max_response_bytes: MAX_UPSTREAM_BODY,
     };
     attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
+    // Upstream text on error paths is masked (src/crypto/redact.rs); built on first use.
+    let redactor = LazyRedactor::new(service.credential.clone());
+    let map_failure = |f: UpstreamFailure| redacted_failure(&redactor, f);
+    let body_sent = forward.body.clone();
     let reply: UpstreamReply = match (plan, kind) {
         (Some(plan), Some(kind)) => {
             let upstream_sent = Instant::now();
@@ -513,10 +513,21 @@ async fn dispatch(
                     include_usage: plan.include_usage,
                     collect_text: route.logging.log_payloads,
                 };
+                // Counted only if the provider reports no prompt tokens (src/llm/tokens.rs).
+                let estimate = PromptEstimate::lazy(
+                    body_sent,
+                    Counter::for_model(provider.name(), &request_model),
+                    service
+                        .credential
+                        .as_ref()
+                        .filter(|c| c.param_location.as_deref() == Some("body"))
+                        .and_then(|c| c.param_name.clone()),
+                );
                 return Ok(Reply::Stream(StreamStart {
                     upstream: stream,
                     transcode: Transcode::new(plan.transcoder, meta, provider.name())
-                        .with_prompt_estimate(plan.prompt_estimate),
+                        .with_prompt_estimate(estimate)
+                        .with_redactor(redactor),
                     request_model,
                     upstream_body: logged_request,
                     upstream_sent,
@@ -524,7 +535,7 @@ async fn dispatch(
             }
             // An error answer to a streaming request is read whole and normalised like
             // any other (spec §4.4); only 2xx answers are transcoded as streams.
-            collect_error(stream).await?
+            collect_error(stream, &redactor).await?
         }
         _ => pool
             .send(forward)
@@ -557,8 +568,13 @@ async fn dispatch(
             }
             if reply.status >= 400 {
                 error_type = Some(reply.status.to_string());
+                let body = Bytes::from(redactor.get().redact_body(&reply.body).into_owned());
+                (builder.body(body), None, None)
+            } else {
+                // Kong records usage from a `preserve` answer that carries it.
+                let usage = preserve_usage(&reply.body);
+                (builder.body(reply.body.clone()), None, usage)
             }
-            (builder.body(reply.body.clone()), None, None)
         }
         Some(kind) if (200..300).contains(&reply.status) => {
             let ctx = translate_context(route, &request_model, state.settings.default_max_tokens);
@@ -586,14 +602,20 @@ async fn dispatch(
                 .map(str::to_string);
             let response = builder.json(&translated);
             if route.logging.log_payloads {
-                logged_response = Some(translated);
+                let mut logged = translated;
+                redactor.get().redact_value(&mut logged);
+                logged_response = Some(logged);
             }
             (response, model, usage)
         }
         Some(_) => {
+            // The provider's text may echo the credential: masked after parsing, so an
+            // escaped echo is found in its decoded form too.
             let error = translator(provider).error(reply.status, &reply.body);
-            error_type = Some(error.kind.clone());
-            (builder.json(error.to_openai()), None, None)
+            let mut body = error.to_openai();
+            redactor.get().redact_value(&mut body);
+            error_type = Some(redactor.get().redact(&error.kind).into_owned());
+            (builder.json(body), None, None)
         }
     };
     Ok(Reply::Whole(Outcome {
@@ -623,10 +645,13 @@ fn openai_id(kind: RouteKind) -> String {
 const MAX_ERROR_BODY: usize = 1024 * 1024;
 
 /// Reads a streamed non-2xx answer whole, as if it had not been streamed.
-async fn collect_error(mut stream: UpstreamStream) -> Result<UpstreamReply, Error> {
+async fn collect_error(
+    mut stream: UpstreamStream,
+    redactor: &LazyRedactor,
+) -> Result<UpstreamReply, Error> {
     let mut body = web::BytesMut::new();
     while let Some(piece) = stream.body.recv().await {
-        let piece = piece.map_err(map_failure)?;
+        let piece = piece.map_err(|f| redacted_failure(redactor, f))?;
         let room = MAX_ERROR_BODY.saturating_sub(body.len());
         body.extend_from_slice(&piece[..piece.len().min(room)]);
         if room <= piece.len() {
@@ -682,6 +707,9 @@ fn cost_of(route: &RouteEntry, (prompt, completion): (u64, u64)) -> f64 {
 /// reached the provider.
 pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
     let route = record.route;
+    // A client-chosen (or upstream-echoed) model name is capped before any record.
+    let request_model = redact::cap_model_name(record.request_model);
+    let response_model = record.response_model.map(redact::cap_model_name);
     let cost = record.usage.map_or(0.0, |u| cost_of(route, u));
     if let Some(sink) = &recorder.usage {
         sink.record(UsageEvent {
@@ -694,8 +722,8 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             route: route.record.name.clone(),
             provider: route.service.provider.name(),
             operation: semconv::operation_name(route.route_type.as_str()),
-            request_model: record.request_model.to_string(),
-            response_model: record.response_model.map(str::to_string),
+            request_model: request_model.to_string(),
+            response_model: response_model.as_deref().map(str::to_string),
             status: record.status,
             error_type: record.error_type.clone(),
             prompt_tokens: record.usage.map(|u| u.0),
@@ -730,8 +758,8 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
                 meta: analytics::Meta {
                     plugin_id: route.record.id,
                     provider_name: route.service.provider.name(),
-                    request_model: record.request_model,
-                    response_model: record.response_model.unwrap_or(record.request_model),
+                    request_model: &request_model,
+                    response_model: response_model.as_deref().unwrap_or(&request_model),
                     llm_latency: upstream_ms,
                 },
                 usage: analytics::Usage {
@@ -776,7 +804,11 @@ fn set_gateway_headers(
     if route.record.model_name_header {
         set(
             "x-tollgate-llm-model",
-            format!("{}/{}", route.service.provider.name(), request_model),
+            format!(
+                "{}/{}",
+                route.service.provider.name(),
+                redact::cap_model_name(request_model)
+            ),
         );
     }
     set(

@@ -4,9 +4,11 @@
 //! the snapshot's hash map, validates in the order of §4.3, translates with the provider's
 //! pure translator, and hands the upstream call to this worker's pool actor.
 
+mod accounting;
 mod auth;
 mod handler;
 mod inject;
+mod redact;
 mod stream;
 
 use std::collections::HashMap;

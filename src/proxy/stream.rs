@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
 use crate::actors::upstream::UpstreamFailure;
+use crate::crypto::redact::Redactor;
 use crate::llm::{StreamEnd, Transcode};
 use crate::snapshot::RouteEntry;
 use crate::telemetry::trace::TraceContext;
@@ -164,15 +165,19 @@ impl Drop for SseBody {
             .unwrap_or_else(Instant::now)
             .saturating_duration_since(account.upstream_sent);
         let logged_response: Option<Value> = account.route.logging.log_payloads.then(|| {
-            // Kong's composite of a streamed answer, for the payload log.
-            json!({
+            // Kong's composite of a streamed answer, for the payload log; credential values
+            // the upstream echoed in it are masked (src/crypto/redact.rs).
+            let mut logged = json!({
                 "object": "chat.completion",
                 "model": emitter.response_model().unwrap_or(&account.request_model),
                 "choices": [{"index": 0, "finish_reason": emitter.finish_reason(),
                              "message": {"role": "assistant", "content": emitter.text()}}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt.saturating_add(completion)},
-            })
+            });
+            Redactor::for_credential(account.route.service.credential.as_deref())
+                .redact_value(&mut logged);
+            logged
         });
         let now = Instant::now();
         finish_record(

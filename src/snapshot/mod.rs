@@ -4,7 +4,11 @@
 //! Readers (the proxy, on every request) call [`SnapshotHandle::load`]: one atomic
 //! pointer load through `arc-swap`, no lock, no database, no clone of configuration.
 //! Writers (the admin API after each write, the change poller) rebuild a complete new
-//! snapshot from the store and swap it in; a rebuild that fails keeps the last good one.
+//! snapshot from the store and swap it in; a rebuild that cannot read the store keeps the
+//! last good one. A stored credential that cannot be decrypted never stops a rebuild: it
+//! disables only the services that use it (docs/architecture.md, "Configuration snapshot").
+
+pub mod admins;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,11 +41,26 @@ pub struct CredentialEntry {
     pub allow_override: bool,
 }
 
+/// A stored credential that no configured master key decrypts, and the services it
+/// disables. Names and the decryption error only: never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnavailableCredential {
+    pub id: Uuid,
+    pub name: String,
+    /// Which field failed and why (`header_value: authentication failed under key …`).
+    pub reason: String,
+    /// The services that use it, by id and name, with their owning tenant.
+    pub services: Vec<(Uuid, String, Option<Uuid>)>,
+}
+
 /// A service with its JSON columns parsed once, at compile time, not per request.
 #[derive(Debug)]
 pub struct ServiceEntry {
     pub record: ServiceRecord,
     pub credential: Option<Arc<CredentialEntry>>,
+    /// Name of the service's credential when it cannot be decrypted: the service answers
+    /// 503 `credential_unavailable` instead of calling the provider without it.
+    pub unavailable_credential: Option<String>,
     pub provider: ProviderKind,
     pub options: ServiceOptions,
     pub timeouts: Timeouts,
@@ -96,6 +115,7 @@ fn provider_kind(provider: &str, options: &ServiceOptions) -> Option<ProviderKin
 fn compile_service(
     s: ServiceRecord,
     credential: Option<Arc<CredentialEntry>>,
+    unavailable_credential: Option<String>,
 ) -> Option<ServiceEntry> {
     let options: ServiceOptions = parse_column("services", &s.name, &s.options.0)?;
     let timeouts: Timeouts = parse_column("services", &s.name, &s.timeouts.0)?;
@@ -106,6 +126,7 @@ fn compile_service(
     Some(ServiceEntry {
         record: s,
         credential,
+        unavailable_credential,
         provider,
         options,
         timeouts,
@@ -157,17 +178,16 @@ pub struct Snapshot {
     /// Route path prefixes, longest first.
     pub paths: Vec<(String, Arc<RouteEntry>)>,
     pub aliases: HashMap<String, Arc<RouteEntry>>,
+    /// Credentials that cannot be decrypted, by name; their services are disabled.
+    pub unavailable_credentials: Vec<UnavailableCredential>,
+    /// Admin users for token checks (ids, roles, tenants, token generations).
+    pub admins: admins::AdminDirectory,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{0}")]
     Store(#[from] crate::store::StoreError),
-    /// Stored secrets that no configured master key can decrypt: a hard start-up error.
-    #[error(
-        "stored secret {what} cannot be decrypted: {reason}. Configure the master key it was encrypted with (TOLLGATE_MASTER_KEY accepts several, 'new:…,old:…')"
-    )]
-    Decrypt { what: String, reason: String },
 }
 
 impl Snapshot {
@@ -184,52 +204,79 @@ impl Snapshot {
             routes: HashMap::new(),
             paths: Vec::new(),
             aliases: HashMap::new(),
+            unavailable_credentials: Vec::new(),
+            admins: admins::AdminDirectory::default(),
         }
     }
 
-    /// Compiles stored configuration, decrypting every credential.
-    pub fn compile(data: ConfigData, keyring: &Keyring) -> Result<Snapshot, SnapshotError> {
-        let decrypt = |id: Uuid, name: &str, field: &str, ct: &Option<Vec<u8>>| {
+    /// Compiles stored configuration, decrypting every credential. A credential that does
+    /// not decrypt is left out and its services are compiled disabled, so one bad row never
+    /// holds back the rest of the configuration (key revocations above all).
+    pub fn compile(mut data: ConfigData, keyring: &Keyring) -> Snapshot {
+        let decrypt = |id: Uuid, field: &str, ct: &Option<Vec<u8>>| {
             ct.as_ref()
                 .map(|ct| {
                     let plain = keyring
                         .decrypt(&credential_aad(id, field), ct)
-                        .map_err(|e| SnapshotError::Decrypt {
-                            what: format!("credentials/{name}.{field}"),
-                            reason: e.to_string(),
-                        })?;
+                        .map_err(|e| format!("{field}: {e}"))?;
                     String::from_utf8(plain)
                         .map(Secret::new)
-                        .map_err(|_| SnapshotError::Decrypt {
-                            what: format!("credentials/{name}.{field}"),
-                            reason: "plaintext is not UTF-8".into(),
-                        })
+                        .map_err(|_| format!("{field}: plaintext is not UTF-8"))
                 })
                 .transpose()
         };
         let mut credentials = HashMap::new();
+        let mut unavailable: HashMap<Uuid, UnavailableCredential> = HashMap::new();
         for c in &data.credentials {
-            let entry = CredentialEntry {
-                id: c.id,
-                name: c.name.clone(),
-                header_name: c.header_name.clone(),
-                header_value: decrypt(c.id, &c.name, "header_value", &c.header_value)?,
-                param_name: c.param_name.clone(),
-                param_value: decrypt(c.id, &c.name, "param_value", &c.param_value)?,
-                param_location: c.param_location.clone(),
-                allow_override: c.allow_override,
-            };
-            credentials.insert(c.id, Arc::new(entry));
+            let values = decrypt(c.id, "header_value", &c.header_value).and_then(|header| {
+                decrypt(c.id, "param_value", &c.param_value).map(|param| (header, param))
+            });
+            match values {
+                Ok((header_value, param_value)) => {
+                    let entry = CredentialEntry {
+                        id: c.id,
+                        name: c.name.clone(),
+                        header_name: c.header_name.clone(),
+                        header_value,
+                        param_name: c.param_name.clone(),
+                        param_value,
+                        param_location: c.param_location.clone(),
+                        allow_override: c.allow_override,
+                    };
+                    credentials.insert(c.id, Arc::new(entry));
+                }
+                Err(reason) => {
+                    unavailable.insert(
+                        c.id,
+                        UnavailableCredential {
+                            id: c.id,
+                            name: c.name.clone(),
+                            reason,
+                            services: Vec::new(),
+                        },
+                    );
+                }
+            }
         }
-        let services: HashMap<Uuid, Arc<ServiceEntry>> = data
-            .services
-            .into_iter()
-            .filter_map(|s| {
-                let credential = s.credential_id.and_then(|id| credentials.get(&id).cloned());
-                let id = s.id;
-                compile_service(s, credential).map(|entry| (id, Arc::new(entry)))
-            })
-            .collect();
+        let mut services: HashMap<Uuid, Arc<ServiceEntry>> = HashMap::new();
+        for s in data.services {
+            let credential = s.credential_id.and_then(|id| credentials.get(&id).cloned());
+            let broken = s.credential_id.and_then(|id| unavailable.get_mut(&id));
+            let broken_name = broken.map(|u| {
+                u.services.push((s.id, s.name.clone(), s.tenant_id));
+                u.name.clone()
+            });
+            let id = s.id;
+            if let Some(entry) = compile_service(s, credential, broken_name) {
+                services.insert(id, Arc::new(entry));
+            }
+        }
+        let mut unavailable_credentials: Vec<UnavailableCredential> =
+            unavailable.into_values().collect();
+        for u in &mut unavailable_credentials {
+            u.services.sort_by(|a, b| a.1.cmp(&b.1));
+        }
+        unavailable_credentials.sort_by(|a, b| a.name.cmp(&b.name));
         let mut routes = HashMap::new();
         let mut paths = Vec::new();
         let mut aliases = HashMap::new();
@@ -256,13 +303,14 @@ impl Snapshot {
             .into_iter()
             .map(|k| (k.key_hash.clone(), KeyEntry { record: k }))
             .collect();
+        let admins = admins::AdminDirectory::compile(std::mem::take(&mut data.admins));
         let tenants_by_name = data
             .tenants
             .iter()
             .map(|t| (t.name.clone(), t.id))
             .collect();
         let tenants = data.tenants.into_iter().map(|t| (t.id, t)).collect();
-        Ok(Snapshot {
+        Snapshot {
             version: data.version,
             built_at: Utc::now(),
             built_instant: Instant::now(),
@@ -274,7 +322,36 @@ impl Snapshot {
             routes,
             paths,
             aliases,
-        })
+            unavailable_credentials,
+            admins,
+        }
+    }
+
+    /// Logs what changed in the set of undecryptable credentials from `previous` to this
+    /// snapshot: an error when one breaks (or breaks differently), an info line when it is
+    /// usable again. Unchanged state logs nothing, so rebuilds and polls do not repeat it.
+    pub fn log_credential_changes(&self, previous: &Snapshot) {
+        for u in &self.unavailable_credentials {
+            let before = previous
+                .unavailable_credentials
+                .iter()
+                .find(|p| p.id == u.id);
+            if before.is_some_and(|p| p.reason == u.reason && p.services == u.services) {
+                continue;
+            }
+            let services: Vec<&str> = u.services.iter().map(|s| s.1.as_str()).collect();
+            tracing::error!(
+                credential = %u.name,
+                reason = %u.reason,
+                disabled_services = %services.join(","),
+                "stored credential cannot be decrypted; the services using it answer 503 credential_unavailable. Configure the master key it was encrypted with (TOLLGATE_MASTER_KEY accepts several, 'new:…,old:…') or set the credential's value again"
+            );
+        }
+        for p in &previous.unavailable_credentials {
+            if self.unavailable_credentials.iter().all(|u| u.id != p.id) {
+                tracing::info!(credential = %p.name, "credential is usable again (or gone); its services are enabled");
+            }
+        }
     }
 
     pub fn tenant_name(&self, id: Uuid) -> Option<&str> {
@@ -282,7 +359,15 @@ impl Snapshot {
     }
 
     pub fn credential_name(&self, id: Uuid) -> Option<&str> {
-        self.credentials.get(&id).map(|c| c.name.as_str())
+        self.credentials
+            .get(&id)
+            .map(|c| c.name.as_str())
+            .or_else(|| {
+                self.unavailable_credentials
+                    .iter()
+                    .find(|u| u.id == id)
+                    .map(|u| u.name.as_str())
+            })
     }
 
     pub fn service_name(&self, id: Uuid) -> Option<&str> {
@@ -335,8 +420,9 @@ impl SnapshotHandle {
         if data.version == self.current.load().version {
             return Ok(data.version);
         }
-        let snapshot = Snapshot::compile(data, keyring)?;
+        let snapshot = Snapshot::compile(data, keyring);
         let version = snapshot.version;
+        snapshot.log_credential_changes(&self.current.load());
         self.current.store(Arc::new(snapshot));
         tracing::debug!(version, "configuration snapshot swapped");
         Ok(version)

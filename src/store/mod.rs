@@ -106,7 +106,8 @@ pub trait Store: Send + Sync + 'static {
     /// Everything the snapshot needs, read in one transaction.
     async fn load_config(&self) -> StoreResult<ConfigData>;
 
-    // --- admins (not part of the proxy's configuration: no version bump) ---
+    // --- admins (their ids, roles, tenants and token generations are in the snapshot,
+    // so every admin write bumps the configuration version) ---
     async fn count_admins(&self) -> StoreResult<i64>;
     async fn list_admins(&self, page: Page) -> StoreResult<Vec<AdminRecord>>;
     async fn get_admin(&self, key: &Lookup) -> StoreResult<Option<AdminRecord>>;
@@ -115,6 +116,8 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces the row with `r.id`; `NotFound` if it is gone.
     async fn update_admin(&self, r: &AdminRecord) -> StoreResult<()>;
     async fn delete_admin(&self, id: Uuid) -> StoreResult<()>;
+    /// Revokes every token issued to this admin so far (logout-all). `NotFound` if absent.
+    async fn bump_admin_generation(&self, id: Uuid) -> StoreResult<()>;
 
     // --- tenants ---
     async fn list_tenants(&self, page: Page) -> StoreResult<Vec<TenantRecord>>;
@@ -138,6 +141,11 @@ pub trait Store: Send + Sync + 'static {
         id: Uuid,
         at: DateTime<Utc>,
     ) -> StoreResult<ApiKeyRecord>;
+
+    /// Sets each key's `last_used_at` to the given time unless it is already later, all in
+    /// one transaction. Not configuration: no version bump (the usage aggregator calls it
+    /// at every flush). Unknown ids are ignored (a key deleted meanwhile).
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
 
     // --- credentials ---
     async fn list_credentials(&self, page: Page) -> StoreResult<Vec<CredentialRecord>>;
@@ -194,6 +202,12 @@ pub type SharedStore = Arc<dyn Store>;
 impl crate::actors::metrics::UsageStore for SharedStore {
     async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
         Store::add_usage(self.as_ref(), rows)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String> {
+        Store::touch_api_keys(self.as_ref(), used)
             .await
             .map_err(|e| e.to_string())
     }

@@ -27,6 +27,21 @@ pub struct AdminRecord {
     pub tags: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Bumped by the store whenever the role, tenant or password changes and by
+    /// logout-all; tokens carrying an older generation are refused (spec §3.1). The
+    /// value in a record passed to `insert_admin`/`update_admin` is ignored: the store
+    /// owns it.
+    pub token_generation: i64,
+}
+
+/// What the snapshot keeps of an admin user to check tokens: never the password hash.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AdminTokenRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub tenant_id: Option<Uuid>,
+    pub token_generation: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -138,6 +153,8 @@ pub struct ConfigData {
     pub services: Vec<ServiceRecord>,
     pub routes: Vec<RouteRecord>,
     pub system_secrets: Vec<SystemSecretRecord>,
+    /// Admin users without their password hashes, for token checks on every node.
+    pub admins: Vec<AdminTokenRecord>,
 }
 
 /// How an admin URL names an object: by UUID or by unique name.

@@ -10,7 +10,7 @@
 //! every committed change; on SQLite the `BEGIN IMMEDIATE` write lock does the same. A
 //! failed check returns early and `in_tx!` rolls the bump back. The two
 //! single-statement writes (`revoke_api_key`, `insert_system_secret`) bump only when they
-//! changed a row. Admin and usage writes never bump. The unique indexes and foreign keys stay as the
+//! changed a row. Admin writes bump too (the snapshot holds the admins' token generations); usage writes never bump. The unique indexes and foreign keys stay as the
 //! last line of defence (`map_sqlx` turns their violations into `Conflict`).
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -33,9 +33,18 @@ pub(super) const ADMIN_NAME: &str = "SELECT name FROM admins WHERE id = $1";
 pub(super) const ADMIN_INSERT: &str = "INSERT INTO admins \
     (id, name, password_hash, role, tenant_id, tags, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+// A new role, tenant or password hash (every submitted password gets a fresh salt) bumps
+// the token generation, compared against the row as it is at the write, so a concurrent
+// logout-all is never undone by a stale record.
 pub(super) const ADMIN_UPDATE: &str = "UPDATE admins SET name = $2, password_hash = $3, \
-    role = $4, tenant_id = $5, tags = $6, created_at = $7, updated_at = $8 WHERE id = $1";
+    role = $4, tenant_id = $5, tags = $6, created_at = $7, updated_at = $8, \
+    token_generation = token_generation + CASE WHEN password_hash <> $3 OR role <> $4 \
+    OR tenant_id IS DISTINCT FROM $5 THEN 1 ELSE 0 END WHERE id = $1";
 pub(super) const ADMIN_DELETE: &str = "DELETE FROM admins WHERE id = $1";
+pub(super) const ADMIN_BUMP_GENERATION: &str =
+    "UPDATE admins SET token_generation = token_generation + 1 WHERE id = $1";
+pub(super) const ADMIN_TOKENS_ALL: &str = "SELECT id, name, role, tenant_id, token_generation \
+    FROM admins ORDER BY created_at, id";
 pub(super) const ADMIN_NAMES_BY_TENANT: &str =
     "SELECT name FROM admins WHERE tenant_id = $1 ORDER BY created_at, id";
 
@@ -68,6 +77,9 @@ pub(super) const API_KEY_INSERT: &str = "INSERT INTO api_keys \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 pub(super) const API_KEY_REVOKE: &str = "UPDATE api_keys SET revoked_at = $3 \
     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
+/// Never moves `last_used_at` back (another node may have written a later time).
+pub(super) const API_KEY_TOUCH: &str = "UPDATE api_keys SET last_used_at = $2 \
+    WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 pub(super) const API_KEY_DELETE_BY_TENANT: &str = "DELETE FROM api_keys WHERE tenant_id = $1";
 /// `(tenant name, key name, routes)` of every key restricted to a list of routes.
 pub(super) const API_KEY_ROUTE_LISTS: &str = "SELECT t.name, k.name, k.routes \
@@ -597,6 +609,7 @@ macro_rules! impl_store {
                             services: q::all(&mut tx, sql::SERVICE_ALL).await?,
                             routes: q::all(&mut tx, sql::ROUTE_ALL).await?,
                             system_secrets: q::all(&mut tx, sql::SECRET_ALL).await?,
+                            admins: q::all(&mut tx, sql::ADMIN_TOKENS_ALL).await?,
                         };
                         Ok(data)
                     })
@@ -626,6 +639,7 @@ macro_rules! impl_store {
 
                 async fn insert_admin(&self, r: &AdminRecord) -> StoreResult<()> {
                     in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
                         q::check_admin(&mut tx, r).await?;
                         let query = bind_admin!(sqlx::query(sql::ADMIN_INSERT), r);
                         q::rows_affected(&mut tx, query).await?;
@@ -635,6 +649,7 @@ macro_rules! impl_store {
 
                 async fn update_admin(&self, r: &AdminRecord) -> StoreResult<()> {
                     in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
                         if q::name_of(&mut tx, sql::ADMIN_NAME, r.id).await?.is_none() {
                             return Err(StoreError::NotFound(format!("admin {}", r.id)));
                         }
@@ -649,7 +664,19 @@ macro_rules! impl_store {
 
                 async fn delete_admin(&self, id: Uuid) -> StoreResult<()> {
                     in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
                         let query = sqlx::query(sql::ADMIN_DELETE).bind(id);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("admin {id}")));
+                        }
+                        Ok(())
+                    })
+                }
+
+                async fn bump_admin_generation(&self, id: Uuid) -> StoreResult<()> {
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let query = sqlx::query(sql::ADMIN_BUMP_GENERATION).bind(id);
                         if q::rows_affected(&mut tx, query).await? == 0 {
                             return Err(StoreError::NotFound(format!("admin {id}")));
                         }
@@ -810,6 +837,19 @@ macro_rules! impl_store {
                         let record =
                             record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
                         Ok(record)
+                    })
+                }
+
+                async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+                    if used.is_empty() {
+                        return Ok(());
+                    }
+                    in_tx!(self.write_tx, |tx| {
+                        for (id, at) in used {
+                            let query = sqlx::query(sql::API_KEY_TOUCH).bind(id).bind(at);
+                            q::rows_affected(&mut tx, query).await?;
+                        }
+                        Ok(())
                     })
                 }
 

@@ -64,23 +64,38 @@ impl Shared {
     }
 }
 
+/// Opens `path` for appending, created with mode 0600; an existing file is set to 0600.
+fn open_owner_only(path: &str) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        if file.metadata()?.permissions().mode() & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            tracing::info!(path, "tightened the analytics log's permissions to 0600");
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
+}
+
 #[derive(Clone)]
 pub struct AnalyticsLog {
     shared: Option<Arc<Shared>>,
 }
 
 impl AnalyticsLog {
-    /// `stdout`, `off`, or a file path (appended to).
+    /// `stdout`, `off`, or a file path (appended to). The file is owner-only (0600), also
+    /// when it existed before: its lines name tenants, keys and, when logged, payloads.
     pub fn open(sink: &str) -> std::io::Result<AnalyticsLog> {
         let writer: Box<dyn Write + Send> = match sink {
             "off" => return Ok(AnalyticsLog::off()),
             "stdout" => Box::new(std::io::stdout()),
-            path => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            path => Box::new(open_owner_only(path)?),
         };
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
@@ -216,8 +231,9 @@ pub struct Tollgate<'a> {
     /// How a stream ended: `done`, `failed` (in-band error) or `client_disconnected`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_end: Option<&'static str>,
-    /// Some counts are estimates (4 characters per token) because the provider did not
-    /// report them (e.g. a stream the client left before the provider's usage event).
+    /// Some counts are the gateway's estimates because the provider did not report them
+    /// (e.g. a stream cut before the provider's usage event; docs/architecture.md,
+    /// Streaming, "Accounting").
     pub usage_estimated: bool,
 }
 

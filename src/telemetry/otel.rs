@@ -194,6 +194,7 @@ impl Otel {
                 )?;
                 let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
+                    .with_http_client(super::otlp_http::blocking_client(timeout)?)
                     .with_protocol(Protocol::HttpBinary)
                     .with_endpoint(signal_url(endpoint, "v1/metrics"))
                     .with_headers(headers)

@@ -584,7 +584,7 @@ async fn secrets_and_passwords_are_write_only() {
 
 #[actix_web::test]
 async fn duplicates_and_references_in_use_are_conflicts() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
     app.seed().await;
     created(&app, "/tenants/acme/keys", json!({"name": "ci"})).await;
     let before = all_config(&app).await;
@@ -730,6 +730,8 @@ async fn duplicates_and_references_in_use_are_conflicts() {
         .await;
     expect_status(&r, 201);
     expect_status(&app.delete("/admins/admin").await, 204);
+    // Deleting `admin` revoked its token; carry on as root2.
+    app.token = app.login("root2", "password-123").await;
     expect_error(&app.delete("/admins/root2").await, 409, "conflict");
     assert_eq!(admin_role(&app).await, ["root2"]);
 }
@@ -745,7 +747,9 @@ async fn admin_role(app: &TestApp) -> Vec<String> {
 
 #[actix_web::test]
 async fn the_last_admin_survives_concurrent_removals() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    // Removing a stored admin revokes its tokens: act with a CLI-minted one.
+    app.token = app.token_for("admin", None);
     let demote = || Some(json!({"role": "viewer"}));
     // Each round: two admins, both removed (deleted or demoted) at the same time.
     let rounds = [
@@ -1550,15 +1554,22 @@ async fn every_config_write_is_live_before_the_response() {
         last = now;
     }
 
-    // Refused writes and admin-user writes (not part of the snapshot) leave it alone.
+    // Refused writes leave it alone.
     expect_invalid(
         &app.post("/tenants", json!({"name": "Bad"})).await,
         &["name"],
     );
     expect_error(&app.delete("/tenants/nobody").await, 404, "not_found");
+    assert_eq!(snapshot(&app).await["version"], last["version"]);
+    // Admin-user writes are live too (the snapshot holds their token generations).
     let viewer = json!({"username": "v", "password": "password-123", "role": "viewer"});
     expect_status(&app.post("/admins", viewer).await, 201);
-    assert_eq!(snapshot(&app).await["version"], last["version"]);
+    let now = snapshot(&app).await;
+    assert!(
+        version(&now) > version(&last),
+        "POST /admins: {last} → {now}"
+    );
+    assert_eq!(counts(&now), counts(&last));
 }
 
 // --- 9, 10: OpenAPI, Swagger UI, the admin UI, health ---
@@ -1721,6 +1732,7 @@ async fn health_is_public_and_status_needs_a_token() {
     assert_eq!(r.body["database"]["reachable"], true);
     assert!(r.body["node_id"].as_str().is_some_and(|n| !n.is_empty()));
     // Every role may read it.
+    expect_status(&app.post("/tenants", json!({"name": "acme"})).await, 201);
     for role in ["viewer", "tenant_admin"] {
         let token = app.token_for(role, Some("acme"));
         expect_status(&app.send("GET", "/status", Some(&token), None).await, 200);

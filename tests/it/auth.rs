@@ -417,8 +417,15 @@ async fn failed_logins_look_alike_and_take_at_least_300ms() {
 async fn whoami_reports_sub_role_and_tenant() {
     let app = spawn_app().await;
     app.seed().await;
+    // A logged-in admin is named by id (and its name); CLI-minted tokens by their subject.
+    let admin_id = app.get("/admins/admin").await.body["id"].clone();
+    let me = whoami(&app, &app.token).await;
+    assert_status(&me, 200, "admin");
+    assert_eq!(
+        me.body,
+        json!({"sub": admin_id, "name": "admin", "role": "admin", "tenant": null})
+    );
     let cases = [
-        (app.token.clone(), "admin", "admin", Value::Null),
         (app.token_for("viewer", None), "test", "viewer", Value::Null),
         (
             app.token_for("tenant_admin", Some("acme")),
@@ -467,6 +474,7 @@ async fn admin_users_created_through_the_api_can_log_in() {
         body["password"] = password.into();
         let r = app.post("/admins", body.clone()).await;
         assert_status(&r, 201, username);
+        let id = r.body["id"].clone();
         for text in [&r.text, &app.get("/admins").await.text] {
             assert!(!text.contains(password), "{username}: password shown");
             assert!(!text.contains("$argon2"), "{username}: password hash shown");
@@ -475,7 +483,7 @@ async fn admin_users_created_through_the_api_can_log_in() {
         let me = whoami(&app, &token).await;
         assert_eq!(
             me.body,
-            json!({"sub": username, "role": body["role"], "tenant": tenant}),
+            json!({"sub": id, "name": username, "role": body["role"], "tenant": tenant}),
             "{username}"
         );
     }

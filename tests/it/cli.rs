@@ -494,7 +494,7 @@ async fn first_serve_generates_0600_keys_and_prints_the_bootstrap_password_once(
         None,
     )
     .await;
-    assert_eq!((status, &body["sub"]), (200, &json!("admin")), "{text}");
+    assert_eq!((status, &body["name"]), (200, &json!("admin")), "{text}");
     process::login(&client, &server.admin, "admin", &password).await;
     let (status, output) = server.stop_async().await;
     assert!(status.success(), "{status}:\n{output}");

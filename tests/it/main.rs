@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin_api;
+mod admin_security;
 mod auth;
+mod bad_secret;
+mod billing;
 mod cli;
 mod conformance;
 mod deploy;
@@ -17,6 +20,7 @@ mod otlp;
 mod process;
 mod provider_streams;
 mod proxy;
+mod redaction;
 mod sdk;
 mod secrets;
 mod storage_faults;

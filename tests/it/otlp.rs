@@ -27,16 +27,16 @@ use tollgate::telemetry::semconv;
 use tollgate::telemetry::trace::TraceContext;
 
 #[derive(Default)]
-struct Received {
-    traces: Vec<ExportTraceServiceRequest>,
-    metrics: Vec<ExportMetricsServiceRequest>,
+pub(crate) struct Received {
+    pub(crate) traces: Vec<ExportTraceServiceRequest>,
+    pub(crate) metrics: Vec<ExportMetricsServiceRequest>,
 }
 
 type Shared = Arc<Mutex<Received>>;
 
-struct Receiver {
-    url: String,
-    received: Shared,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) received: Shared,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -87,7 +87,7 @@ async fn metrics(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) ->
     }
 }
 
-fn start_receiver() -> Receiver {
+pub(crate) fn start_receiver() -> Receiver {
     let received = Shared::default();
     let shared = received.clone();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -205,6 +205,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The process id (to read `/proc/<pid>/status`).
+    pub fn pid(&mut self) -> u32 {
+        self.child.get().id()
+    }
+
     /// Everything printed so far (stdout and stderr, interleaved).
     pub fn output(&self) -> String {
         self.log.text()

@@ -547,8 +547,9 @@ async fn llama2_raw_tgi_token_stream() {
         tools: vec![],
         finish: "stop",
         // TGI reports no prompt count: the usage chunk carries the gateway's estimate,
-        // the same number as the analytics line (17 characters of messages, 4 per token).
-        usage: (5, 5),
+        // the same number as the analytics line (the 54 characters of the templated
+        // `inputs` sent upstream, 4 per token).
+        usage: (14, 5),
     };
     let sent = both_ways(&app, &mock, &key, body, &expect).await;
     for r in &sent {
@@ -598,9 +599,10 @@ async fn anthropic_legacy_complete_stream_on_a_completions_route() {
         tools: vec![],
         // Spec §9.4: stop_sequence → stop.
         finish: "stop",
-        // /v1/complete reports no usage: the prompt is estimated from its 13 characters
-        // and the completion from the 26 streamed ones (4 per token).
-        usage: (4, 7),
+        // /v1/complete reports no usage: the prompt is estimated from the 32 characters
+        // sent upstream (`Human: …\n\nAssistant:`) and the completion from the 26
+        // streamed ones (4 per token).
+        usage: (8, 7),
     };
     let sent = both_ways(
         &app,

@@ -102,12 +102,13 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(
-    admins_crud_and_no_version_bump,
+    admins_crud_bump_version_and_token_generation,
     tenants_crud,
     credentials_crud,
     services_crud,
     routes_crud_and_path_index,
     api_keys_crud,
+    api_key_last_used_moves_forward_only,
     pagination_is_ordered_by_created_at_then_id,
     duplicate_names_conflict,
     route_alias_and_path_conflicts,
@@ -175,6 +176,7 @@ fn admin(name: &str, tenant_id: Option<Uuid>) -> AdminRecord {
         tags: Json(vec![]),
         created_at: t,
         updated_at: t,
+        token_generation: 0,
     }
 }
 
@@ -299,7 +301,7 @@ async fn base(s: &SharedStore) -> (TenantRecord, CredentialRecord, ServiceRecord
 
 // --- CRUD ---
 
-async fn admins_crud_and_no_version_bump(s: SharedStore) {
+async fn admins_crud_bump_version_and_token_generation(s: SharedStore) {
     let t = tenant("acme");
     s.insert_tenant(&t).await.unwrap();
     let v0 = s.config_version().await.unwrap();
@@ -327,6 +329,24 @@ async fn admins_crud_and_no_version_bump(s: SharedStore) {
         vec![root.clone(), ta.clone()]
     );
 
+    let generation = |s: SharedStore, id: Uuid| async move {
+        s.get_admin(&Lookup::Id(id))
+            .await
+            .unwrap()
+            .unwrap()
+            .token_generation
+    };
+    // Tags and name only: the generation stays.
+    let mut renamed = ta.clone();
+    renamed.tags = Json(vec!["y".into()]);
+    renamed.token_generation = 99; // ignored: the store owns the generation
+    s.update_admin(&renamed).await.unwrap();
+    assert_eq!(
+        generation(s.clone(), ta.id).await,
+        0,
+        "a tag change revokes nothing"
+    );
+
     let mut changed = ta.clone();
     changed.name = "acme-owner".into();
     changed.role = "admin".into();
@@ -334,6 +354,7 @@ async fn admins_crud_and_no_version_bump(s: SharedStore) {
     changed.password_hash = "other".into();
     changed.updated_at = now() + chrono::Duration::seconds(5);
     s.update_admin(&changed).await.unwrap();
+    changed.token_generation = 1;
     assert_eq!(
         s.get_admin(&Lookup::Id(ta.id)).await.unwrap(),
         Some(changed.clone())
@@ -344,16 +365,50 @@ async fn admins_crud_and_no_version_bump(s: SharedStore) {
             .unwrap(),
         None
     );
+    // Each of role, tenant (including to/from none) and password bumps on its own.
+    let mut step = changed.clone();
+    for (what, change) in [
+        (
+            "role",
+            &(|a: &mut AdminRecord, _| a.role = "viewer".into()) as &dyn Fn(&mut AdminRecord, Uuid),
+        ),
+        ("tenant set", &|a: &mut AdminRecord, t| {
+            a.tenant_id = Some(t)
+        }),
+        ("tenant cleared", &|a: &mut AdminRecord, _| {
+            a.tenant_id = None
+        }),
+        ("password", &|a: &mut AdminRecord, _| {
+            a.password_hash = "third".into()
+        }),
+    ] {
+        let before = generation(s.clone(), ta.id).await;
+        change(&mut step, t.id);
+        s.update_admin(&step).await.unwrap();
+        assert_eq!(generation(s.clone(), ta.id).await, before + 1, "{what}");
+    }
+    let before = generation(s.clone(), ta.id).await;
+    s.bump_admin_generation(ta.id).await.unwrap();
+    assert_eq!(generation(s.clone(), ta.id).await, before + 1, "logout-all");
+    not_found(s.bump_admin_generation(new_id()).await);
+
+    // The snapshot's view of admins: no password hashes, current generations.
+    let cfg = s.load_config().await.unwrap();
+    let listed: Vec<(Uuid, i64)> = cfg
+        .admins
+        .iter()
+        .map(|a| (a.id, a.token_generation))
+        .collect();
+    assert_eq!(listed, vec![(root.id, 0), (ta.id, before + 1)]);
 
     s.delete_admin(root.id).await.unwrap();
     assert_eq!(s.get_admin(&Lookup::Id(root.id)).await.unwrap(), None);
     not_found(s.delete_admin(root.id).await);
     assert_eq!(s.count_admins().await.unwrap(), 1);
 
-    assert_eq!(
-        s.config_version().await.unwrap(),
-        v0,
-        "admin writes must not bump"
+    assert!(
+        s.config_version().await.unwrap() > v0,
+        "admin writes bump the version (the snapshot holds token generations)"
     );
 }
 
@@ -566,6 +621,46 @@ async fn api_keys_crud(s: SharedStore) {
         vec![c.clone()]
     );
     assert_eq!(s.list_api_keys(new_id(), ALL).await.unwrap(), vec![]);
+}
+
+/// `touch_api_keys`: one batch, never moves a time back (another node may have written a
+/// later one; fractions of a second included), ignores unknown ids, bumps no version.
+async fn api_key_last_used_moves_forward_only(s: SharedStore) {
+    let (t, _, _) = base(&s).await;
+    let a = api_key(t.id, "a");
+    let b = api_key(t.id, "b");
+    s.insert_api_key(&a).await.unwrap();
+    s.insert_api_key(&b).await.unwrap();
+    let version = s.config_version().await.unwrap();
+    let last_used = |id: Uuid| {
+        let s = s.clone();
+        async move { s.get_api_key(t.id, id).await.unwrap().unwrap().last_used_at }
+    };
+
+    s.touch_api_keys(&[(a.id, at(10, 0)), (new_id(), at(10, 0))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 0)));
+    assert_eq!(last_used(b.id).await, None);
+    s.touch_api_keys(&[(a.id, at(10, 5)), (b.id, at(20, 0))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 5)));
+    assert_eq!(last_used(b.id).await, Some(at(20, 0)));
+    // Earlier times (a slower node's flush) leave the stored ones.
+    s.touch_api_keys(&[(a.id, at(10, 0)), (b.id, at(19, 999_999))])
+        .await
+        .unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(10, 5)));
+    assert_eq!(last_used(b.id).await, Some(at(20, 0)));
+    s.touch_api_keys(&[(a.id, at(11, 0))]).await.unwrap();
+    assert_eq!(last_used(a.id).await, Some(at(11, 0)));
+    s.touch_api_keys(&[]).await.unwrap();
+    assert_eq!(
+        s.config_version().await.unwrap(),
+        version,
+        "no version bump"
+    );
 }
 
 async fn pagination_is_ordered_by_created_at_then_id(s: SharedStore) {
@@ -991,11 +1086,18 @@ async fn config_writes_bump_version(s: SharedStore) {
     s.delete_tenant(t.id).await.unwrap();
     bumped!("delete_tenant");
 
-    // Admin writes, no-op writes and failed writes leave the version alone.
+    // Admin writes bump: the snapshot holds admins' token generations.
     let a = admin("root", None);
     s.insert_admin(&a).await.unwrap();
+    bumped!("insert_admin");
     s.update_admin(&a).await.unwrap();
+    bumped!("update_admin");
+    s.bump_admin_generation(a.id).await.unwrap();
+    bumped!("bump_admin_generation");
     s.delete_admin(a.id).await.unwrap();
+    bumped!("delete_admin");
+
+    // No-op writes and failed writes leave the version alone.
     s.insert_system_secret(&secret("pepper", b"y"))
         .await
         .unwrap();
@@ -1024,7 +1126,7 @@ async fn load_config_is_consistent(s: SharedStore) {
 
     let cfg = s.load_config().await.unwrap();
     assert_eq!(cfg.version, s.config_version().await.unwrap());
-    assert_eq!(cfg.version, 6);
+    assert_eq!(cfg.version, 7);
     assert_eq!(cfg.tenants, vec![t.clone()]);
     assert_eq!(cfg.credentials, vec![c]);
     assert_eq!(cfg.services, vec![svc]);
@@ -1305,7 +1407,8 @@ async fn concurrent_writers_all_succeed(s: SharedStore) {
         t.await.unwrap();
     }
     let cfg = s.load_config().await.unwrap();
-    assert_eq!(cfg.version, 80);
+    // 40 tenants, 40 credentials, 40 admins: every one bumps.
+    assert_eq!(cfg.version, 120);
     assert_eq!((cfg.tenants.len(), cfg.credentials.len()), (40, 40));
     assert_eq!(s.count_admins().await.unwrap(), 40);
 }

@@ -95,11 +95,34 @@ fn node_id() -> String {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let signals = StopSignals::install();
         let settings = Arc::new(settings);
+        // Keys first: generating them creates the data directory with mode 0700.
         let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
         let jwt = Arc::new(jwt_keys(&settings)?);
         let store = open_store(&settings, settings.migrate_on_start).await?;
+        Self::assemble(settings, keyring, jwt, store).await
+    }
+
+    /// `build` on a store opened (and migrated) by the caller: the storage-fault tests
+    /// hand in a store whose connections they can make fail.
+    pub async fn build_with_store(
+        settings: Settings,
+        store: SharedStore,
+    ) -> anyhow::Result<Application> {
+        let settings = Arc::new(settings);
+        let keyring = Arc::new(bootstrap::load_keyring(&settings)?);
+        let jwt = Arc::new(jwt_keys(&settings)?);
+        Self::assemble(settings, keyring, jwt, store).await
+    }
+
+    async fn assemble(
+        settings: Arc<Settings>,
+        keyring: Arc<crate::crypto::Keyring>,
+        jwt: Arc<JwtKeys>,
+        store: SharedStore,
+    ) -> anyhow::Result<Application> {
+        // Before the listeners exist (docs/architecture.md, "The process log").
+        let signals = StopSignals::install();
         let api_keys = Arc::new(bootstrap::load_pepper(&store, &keyring).await?);
         // Before the first snapshot, so the bootstrap admin's tokens verify at once.
         bootstrap::ensure_bootstrap_admin(&store, &settings).await?;
@@ -113,6 +136,8 @@ impl Application {
         compiled.log_credential_changes(&Snapshot::empty());
         let snapshot = SnapshotHandle::new(compiled);
 
+        let analytics = AnalyticsLog::open(&settings.analytics_log)
+            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -122,6 +147,7 @@ impl Application {
             snapshot,
             node_id: node_id(),
             started_at: chrono::Utc::now(),
+            analytics: analytics.clone(),
             login_guard: Default::default(),
             trusted_proxies: settings.trusted_proxies()?,
         });
@@ -181,12 +207,13 @@ impl Application {
         }
         let admin_server = admin_server.run();
 
-        let analytics = AnalyticsLog::open(&settings.analytics_log)
-            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let proxy_state = state.clone();
         let analytics_for_shutdown = analytics.clone();
         let allow_private = settings.allow_private_upstreams;
         let otel = Otel::from_settings_for_node(&settings, Some(&state.node_id))?;
+        if let Some(otel) = &otel {
+            otel.watch_analytics(analytics.clone());
+        }
         let (aggregator, usage) = MetricsAggregator::new(
             crate::store::usage_writer(state.store.clone()),
             otel.clone()

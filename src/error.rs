@@ -369,9 +369,9 @@ impl From<crate::store::StoreError> for Error {
             StoreError::Conflict(msg) => Error::conflict(msg),
             StoreError::NotFound(what) => Error::not_found(what),
             StoreError::InvalidReference { field, message } => Error::invalid_field(field, message),
-            StoreError::Unavailable(msg) => {
-                tracing::warn!(error = %msg, "database unavailable");
-                Error::unavailable("the database is unreachable; try again later")
+            StoreError::Unavailable(u) => {
+                tracing::warn!(reason = u.reason, error = %u.detail, "database unavailable");
+                Error::unavailable(format!("{}; try again later", u.reason))
             }
             StoreError::Other(msg) => {
                 tracing::error!(error = %msg, "database error");

@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
 use crate::snapshot::SnapshotHandle;
 use crate::store::SharedStore;
+use crate::telemetry::analytics::AnalyticsLog;
 
 pub struct AppState {
     pub settings: Arc<Settings>,
@@ -21,6 +22,8 @@ pub struct AppState {
     /// Identifies this gateway process in `/status` (several nodes may share a database).
     pub node_id: String,
     pub started_at: DateTime<Utc>,
+    /// The per-request analytics log (its loss counters show in `/status`).
+    pub analytics: AnalyticsLog,
     /// Login attempt limits and the bound on concurrent password hashing.
     pub login_guard: LoginGuard,
     /// Peers whose `X-Forwarded-For` is believed.

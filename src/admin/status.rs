@@ -23,6 +23,7 @@ pub struct Status {
     pub database: DatabaseStatus,
     pub snapshot: SnapshotStatus,
     pub process_log: ProcessLogStatus,
+    pub analytics: AnalyticsStatus,
 }
 
 /// What this node's process log (stderr) lost since it started: a broken or stalled sink
@@ -32,6 +33,16 @@ pub struct ProcessLogStatus {
     /// Lines whose write failed (closed pipe, full disk).
     pub write_failures: u64,
     /// Lines dropped because the sink did not keep up.
+    pub dropped: u64,
+}
+
+/// Analytics lines this node lost since start (never silently; also exported as
+/// `tollgate.analytics.lost`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyticsStatus {
+    /// Lines whose write to the sink failed (full disk, closed pipe).
+    pub write_failures: u64,
+    /// Lines dropped because the writer was behind and the buffer full.
     pub dropped: u64,
 }
 
@@ -131,6 +142,10 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
                 write_failures: stats.write_failures,
                 dropped: stats.dropped,
             }
+        },
+        analytics: AnalyticsStatus {
+            write_failures: state.analytics.write_failures(),
+            dropped: state.analytics.dropped(),
         },
     })
 }

@@ -11,6 +11,7 @@ pub mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod tx;
 
 use std::sync::Arc;
 
@@ -32,14 +33,37 @@ pub enum StoreError {
     /// A reference (service → credential, …) to an object that does not exist.
     #[error("{field}: {message}")]
     InvalidReference { field: String, message: String },
-    /// The database cannot be reached (connection refused, pool timed out, closed).
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    /// The database cannot take the request now: unreachable, full, locked or failing I/O
+    /// (→ 503). Retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(Unavailable),
     #[error("database error: {0}")]
     Other(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Why the database is unavailable: `reason` is safe to show a client, `detail` (the driver's
+/// text) belongs in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "database unavailable: {} ({})", self.reason, self.detail)
+    }
+}
+
+/// The client-facing reasons (`Unavailable::reason`).
+pub const DB_UNREACHABLE: &str = "the database is unreachable";
+pub const DB_FULL: &str = "the database is full (no space left to write)";
+pub const DB_LOCKED: &str = "the database is locked by another writer";
+pub const DB_IO: &str = "the database cannot read or write its files";
+pub const DB_READ_ONLY: &str = "the database is read-only";
+pub const DB_EXHAUSTED: &str = "the database is out of resources";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -202,14 +226,25 @@ pub async fn connect(url: &str) -> StoreResult<SharedStore> {
     }
 }
 
-/// Classifies an sqlx error: connection-level failures are `Unavailable` (→ 503).
+/// Classifies an sqlx error. Faults of the database rather than of the request are
+/// `Unavailable` (→ 503, never 500): unreachable (I/O, TLS, pool timed out or closed,
+/// PostgreSQL class 08 and shutdown states), full (SQLite `SQLITE_FULL`, PostgreSQL class
+/// 53), locked (SQLite `SQLITE_BUSY`/`SQLITE_LOCKED` once the busy timeout has passed,
+/// PostgreSQL `lock_not_available`), failing I/O (`SQLITE_IOERR`, `SQLITE_CANTOPEN`) and
+/// read-only files or standbys.
 pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
+    let unavailable = |reason| {
+        StoreError::Unavailable(Unavailable {
+            reason,
+            detail: e.to_string(),
+        })
+    };
     match &e {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+        | sqlx::Error::Tls(_) => unavailable(DB_UNREACHABLE),
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(format!("duplicate value: {}", db.message()))
         }
@@ -217,7 +252,38 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
             StoreError::Conflict(format!("reference violation: {}", db.message()))
         }
+        sqlx::Error::Database(db) => match db.code().as_deref().and_then(database_fault) {
+            Some(reason) => unavailable(reason),
+            None => StoreError::Other(e.to_string()),
+        },
         _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// The fault a database error code names, if it is one: a PostgreSQL SQLSTATE has five
+/// characters, an SQLite (extended) result code is a number of at most four digits.
+fn database_fault(code: &str) -> Option<&'static str> {
+    if code.len() < 5
+        && let Ok(extended) = code.parse::<i32>()
+    {
+        // The primary result code is the low byte of the extended one.
+        return match extended & 0xff {
+            13 => Some(DB_FULL),      // SQLITE_FULL
+            5 | 6 => Some(DB_LOCKED), // SQLITE_BUSY, SQLITE_LOCKED
+            10 | 14 => Some(DB_IO),   // SQLITE_IOERR, SQLITE_CANTOPEN
+            8 => Some(DB_READ_ONLY),  // SQLITE_READONLY
+            _ => None,
+        };
+    }
+    match code {
+        "53100" => Some(DB_FULL),
+        "55P03" => Some(DB_LOCKED),
+        "25006" => Some(DB_READ_ONLY),
+        "57P01" | "57P02" | "57P03" => Some(DB_UNREACHABLE),
+        _ if code.starts_with("08") => Some(DB_UNREACHABLE),
+        _ if code.starts_with("53") => Some(DB_EXHAUSTED),
+        "58030" => Some(DB_IO),
+        _ => None,
     }
 }
 
@@ -228,6 +294,39 @@ pub fn usage_writer(store: SharedStore) -> Arc<dyn crate::actors::metrics::Usage
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn database_faults_are_classified() {
+        // SQLite: primary and extended codes.
+        assert_eq!(database_fault("13"), Some(DB_FULL));
+        assert_eq!(database_fault("5"), Some(DB_LOCKED));
+        assert_eq!(database_fault("517"), Some(DB_LOCKED)); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(database_fault("6"), Some(DB_LOCKED));
+        assert_eq!(database_fault("778"), Some(DB_IO)); // SQLITE_IOERR_WRITE
+        assert_eq!(database_fault("1032"), Some(DB_READ_ONLY)); // SQLITE_READONLY_DBMOVED
+        assert_eq!(database_fault("19"), None); // SQLITE_CONSTRAINT: the request's fault
+        assert_eq!(database_fault("1"), None);
+        // PostgreSQL SQLSTATEs.
+        assert_eq!(database_fault("53100"), Some(DB_FULL));
+        assert_eq!(database_fault("53300"), Some(DB_EXHAUSTED));
+        assert_eq!(database_fault("08006"), Some(DB_UNREACHABLE));
+        assert_eq!(database_fault("57P01"), Some(DB_UNREACHABLE));
+        assert_eq!(database_fault("55P03"), Some(DB_LOCKED));
+        assert_eq!(database_fault("23505"), None);
+        assert_eq!(database_fault("42P01"), None);
+    }
+
+    #[test]
+    fn pool_faults_are_unavailable() {
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            match map_sqlx(e) {
+                StoreError::Unavailable(u) => assert_eq!(u.reason, DB_UNREACHABLE),
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+    }
+
     /// Both trees must list the same migrations so a schema change lands on both backends.
     #[test]
     fn migrators_are_in_lockstep() {

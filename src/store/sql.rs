@@ -8,7 +8,7 @@
 //! `config_state.version`. On PostgreSQL that row lock serialises configuration writers, so
 //! the checks that follow (duplicate names, missing references, remaining referrers) see
 //! every committed change; on SQLite the `BEGIN IMMEDIATE` write lock does the same. A
-//! failed check returns early and the dropped transaction rolls the bump back. The two
+//! failed check returns early and `in_tx!` rolls the bump back. The two
 //! single-statement writes (`revoke_api_key`, `insert_system_secret`) bump only when they
 //! changed a row. Admin writes bump too (the snapshot holds the admins' token generations); usage writes never bump. The unique indexes and foreign keys stay as the
 //! last line of defence (`map_sqlx` turns their violations into `Conflict`).
@@ -278,9 +278,45 @@ pub(super) fn check_unreferenced(
     }
 }
 
+/// Runs `$body` (which uses `$tx`) in a transaction begun by `Self::$begin` on a connection
+/// checked out for it: commits when the body returns `Ok`, rolls back explicitly when it
+/// returns `Err`, and then hands the connection to `tx::settle`, which discards it if it is
+/// still inside a transaction (a failed COMMIT or ROLLBACK; docs/architecture.md, "Storage
+/// faults"). `return` in the body leaves the body only.
+macro_rules! in_tx {
+    ($self:ident . $begin:ident, |$tx:ident| $body:block) => {{
+        let mut conn = $self
+            .pool
+            .acquire()
+            .await
+            .map_err($crate::store::map_sqlx)?;
+        let result = $crate::store::tx::typed(async {
+            let mut $tx = Self::$begin(&mut conn)
+                .await
+                .map_err($crate::store::map_sqlx)?;
+            match $crate::store::tx::typed(async { $body }).await {
+                Ok(value) => {
+                    $tx.commit().await.map_err($crate::store::map_sqlx)?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    if let Err(rollback) = $tx.rollback().await {
+                        tracing::debug!(error = %rollback, "rollback failed");
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await;
+        $crate::store::tx::settle(conn, result).await
+    }};
+}
+pub(super) use in_tx;
+
 /// Generates `impl Store for $store` over `sqlx::Pool<$db>`. The invoking module provides:
-/// a `pool: sqlx::Pool<$db>` field, `async fn write_tx(&self)` / `async fn read_tx(&self)`
-/// returning a `sqlx::Transaction<'static, $db>`, and `fn migrator() -> &'static Migrator`.
+/// a `pool: sqlx::Pool<$db>` field, `async fn write_tx(conn)` / `async fn read_tx(conn)`
+/// beginning a `sqlx::Transaction` on the given connection, and
+/// `fn migrator() -> &'static Migrator`. Every transaction runs through `in_tx!`.
 macro_rules! impl_store {
     ($store:ident, $db:ty, $backend:ident) => {
         mod imp {
@@ -290,7 +326,7 @@ macro_rules! impl_store {
 
             use super::{migrator, $store};
             use $crate::store::sql::{
-                self, bind_admin, bind_credential, bind_route, bind_service, bind_tenant,
+                self, bind_admin, bind_credential, bind_route, bind_service, bind_tenant, in_tx,
             };
             use $crate::store::{
                 AdminRecord, ApiKeyRecord, ConfigData, CredentialRecord, Lookup, Page, Reencrypt,
@@ -560,23 +596,23 @@ macro_rules! impl_store {
                 }
 
                 async fn load_config(&self) -> StoreResult<ConfigData> {
-                    let mut tx = self.read_tx().await.map_err(map_sqlx)?;
-                    let version = sqlx::query_scalar(sql::CONFIG_VERSION)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(map_sqlx)?;
-                    let data = ConfigData {
-                        version,
-                        tenants: q::all(&mut tx, sql::TENANT_ALL).await?,
-                        api_keys: q::all(&mut tx, sql::API_KEY_ALL).await?,
-                        credentials: q::all(&mut tx, sql::CREDENTIAL_ALL).await?,
-                        services: q::all(&mut tx, sql::SERVICE_ALL).await?,
-                        routes: q::all(&mut tx, sql::ROUTE_ALL).await?,
-                        system_secrets: q::all(&mut tx, sql::SECRET_ALL).await?,
-                        admins: q::all(&mut tx, sql::ADMIN_TOKENS_ALL).await?,
-                    };
-                    tx.commit().await.map_err(map_sqlx)?;
-                    Ok(data)
+                    in_tx!(self.read_tx, |tx| {
+                        let version = sqlx::query_scalar(sql::CONFIG_VERSION)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        let data = ConfigData {
+                            version,
+                            tenants: q::all(&mut tx, sql::TENANT_ALL).await?,
+                            api_keys: q::all(&mut tx, sql::API_KEY_ALL).await?,
+                            credentials: q::all(&mut tx, sql::CREDENTIAL_ALL).await?,
+                            services: q::all(&mut tx, sql::SERVICE_ALL).await?,
+                            routes: q::all(&mut tx, sql::ROUTE_ALL).await?,
+                            system_secrets: q::all(&mut tx, sql::SECRET_ALL).await?,
+                            admins: q::all(&mut tx, sql::ADMIN_TOKENS_ALL).await?,
+                        };
+                        Ok(data)
+                    })
                 }
 
                 // --- admins ---
@@ -602,46 +638,50 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_admin(&self, r: &AdminRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    q::check_admin(&mut tx, r).await?;
-                    let query = bind_admin!(sqlx::query(sql::ADMIN_INSERT), r);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        q::check_admin(&mut tx, r).await?;
+                        let query = bind_admin!(sqlx::query(sql::ADMIN_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn update_admin(&self, r: &AdminRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    if q::name_of(&mut tx, sql::ADMIN_NAME, r.id).await?.is_none() {
-                        return Err(StoreError::NotFound(format!("admin {}", r.id)));
-                    }
-                    q::check_admin(&mut tx, r).await?;
-                    let query = bind_admin!(sqlx::query(sql::ADMIN_UPDATE), r);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("admin {}", r.id)));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::ADMIN_NAME, r.id).await?.is_none() {
+                            return Err(StoreError::NotFound(format!("admin {}", r.id)));
+                        }
+                        q::check_admin(&mut tx, r).await?;
+                        let query = bind_admin!(sqlx::query(sql::ADMIN_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("admin {}", r.id)));
+                        }
+                        Ok(())
+                    })
                 }
 
                 async fn delete_admin(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let query = sqlx::query(sql::ADMIN_DELETE).bind(id);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("admin {id}")));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let query = sqlx::query(sql::ADMIN_DELETE).bind(id);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("admin {id}")));
+                        }
+                        Ok(())
+                    })
                 }
 
                 async fn bump_admin_generation(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let query = sqlx::query(sql::ADMIN_BUMP_GENERATION).bind(id);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("admin {id}")));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let query = sqlx::query(sql::ADMIN_BUMP_GENERATION).bind(id);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("admin {id}")));
+                        }
+                        Ok(())
+                    })
                 }
 
                 // --- tenants ---
@@ -661,63 +701,66 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_tenant(&self, r: &TenantRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let owner = q::owner(&mut tx, sql::TENANT_OWNER_OF_NAME, &r.name).await?;
-                    sql::check_free(owner, r.id, |_| {
-                        format!("a tenant named '{}' already exists", r.name)
-                    })?;
-                    let query = bind_tenant!(sqlx::query(sql::TENANT_INSERT), r);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let owner = q::owner(&mut tx, sql::TENANT_OWNER_OF_NAME, &r.name).await?;
+                        sql::check_free(owner, r.id, |_| {
+                            format!("a tenant named '{}' already exists", r.name)
+                        })?;
+                        let query = bind_tenant!(sqlx::query(sql::TENANT_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn update_tenant(&self, r: &TenantRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    if q::name_of(&mut tx, sql::TENANT_NAME, r.id).await?.is_none() {
-                        return Err(StoreError::NotFound(format!("tenant {}", r.id)));
-                    }
-                    let owner = q::owner(&mut tx, sql::TENANT_OWNER_OF_NAME, &r.name).await?;
-                    sql::check_free(owner, r.id, |_| {
-                        format!("a tenant named '{}' already exists", r.name)
-                    })?;
-                    let query = bind_tenant!(sqlx::query(sql::TENANT_UPDATE), r);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("tenant {}", r.id)));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::TENANT_NAME, r.id).await?.is_none() {
+                            return Err(StoreError::NotFound(format!("tenant {}", r.id)));
+                        }
+                        let owner = q::owner(&mut tx, sql::TENANT_OWNER_OF_NAME, &r.name).await?;
+                        sql::check_free(owner, r.id, |_| {
+                            format!("a tenant named '{}' already exists", r.name)
+                        })?;
+                        let query = bind_tenant!(sqlx::query(sql::TENANT_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("tenant {}", r.id)));
+                        }
+                        Ok(())
+                    })
                 }
 
                 async fn delete_tenant(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let Some(name) = q::name_of(&mut tx, sql::TENANT_NAME, id).await? else {
-                        return Err(StoreError::NotFound(format!("tenant {id}")));
-                    };
-                    let services = q::names(&mut tx, sql::SERVICE_NAMES_BY_TENANT, id).await?;
-                    let route_lists: Vec<(String, Json<Vec<Uuid>>)> =
-                        q::all(&mut tx, sql::ROUTE_TENANT_LISTS).await?;
-                    let routes: Vec<String> = route_lists
-                        .into_iter()
-                        .filter(|(_, tenants)| tenants.0.contains(&id))
-                        .map(|(route, _)| route)
-                        .collect();
-                    let admins = q::names(&mut tx, sql::ADMIN_NAMES_BY_TENANT, id).await?;
-                    sql::check_unreferenced(
-                        "tenant",
-                        &name,
-                        &[
-                            ("services", services),
-                            ("routes", routes),
-                            ("admins", admins),
-                        ],
-                    )?;
-                    let query = sqlx::query(sql::API_KEY_DELETE_BY_TENANT).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    let query = sqlx::query(sql::TENANT_DELETE).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let Some(name) = q::name_of(&mut tx, sql::TENANT_NAME, id).await? else {
+                            return Err(StoreError::NotFound(format!("tenant {id}")));
+                        };
+                        let services = q::names(&mut tx, sql::SERVICE_NAMES_BY_TENANT, id).await?;
+                        let route_lists: Vec<(String, Json<Vec<Uuid>>)> =
+                            q::all(&mut tx, sql::ROUTE_TENANT_LISTS).await?;
+                        let routes: Vec<String> = route_lists
+                            .into_iter()
+                            .filter(|(_, tenants)| tenants.0.contains(&id))
+                            .map(|(route, _)| route)
+                            .collect();
+                        let admins = q::names(&mut tx, sql::ADMIN_NAMES_BY_TENANT, id).await?;
+                        sql::check_unreferenced(
+                            "tenant",
+                            &name,
+                            &[
+                                ("services", services),
+                                ("routes", routes),
+                                ("admins", admins),
+                            ],
+                        )?;
+                        let query = sqlx::query(sql::API_KEY_DELETE_BY_TENANT).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        let query = sqlx::query(sql::TENANT_DELETE).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 // --- API keys ---
@@ -750,24 +793,25 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_api_key(&self, r: &ApiKeyRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    q::check_api_key(&mut tx, r).await?;
-                    let query = sqlx::query(sql::API_KEY_INSERT)
-                        .bind(r.id)
-                        .bind(r.tenant_id)
-                        .bind(&r.name)
-                        .bind(&r.prefix)
-                        .bind(&r.key_hash)
-                        .bind(&r.routes)
-                        .bind(&r.tags)
-                        .bind(r.expires_at)
-                        .bind(r.last_used_at)
-                        .bind(r.revoked_at)
-                        .bind(r.created_at)
-                        .bind(r.updated_at);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        q::check_api_key(&mut tx, r).await?;
+                        let query = sqlx::query(sql::API_KEY_INSERT)
+                            .bind(r.id)
+                            .bind(r.tenant_id)
+                            .bind(&r.name)
+                            .bind(&r.prefix)
+                            .bind(&r.key_hash)
+                            .bind(&r.routes)
+                            .bind(&r.tags)
+                            .bind(r.expires_at)
+                            .bind(r.last_used_at)
+                            .bind(r.revoked_at)
+                            .bind(r.created_at)
+                            .bind(r.updated_at);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn revoke_api_key(
@@ -776,36 +820,37 @@ macro_rules! impl_store {
                     id: Uuid,
                     at: DateTime<Utc>,
                 ) -> StoreResult<ApiKeyRecord> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    let query = sqlx::query(sql::API_KEY_REVOKE)
-                        .bind(tenant_id)
-                        .bind(id)
-                        .bind(at);
-                    if q::rows_affected(&mut tx, query).await? > 0 {
-                        q::bump(&mut tx).await?;
-                    }
-                    let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
-                        .bind(tenant_id)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(map_sqlx)?;
-                    let record =
-                        record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
-                    tx.commit().await.map_err(map_sqlx)?;
-                    Ok(record)
+                    in_tx!(self.write_tx, |tx| {
+                        let query = sqlx::query(sql::API_KEY_REVOKE)
+                            .bind(tenant_id)
+                            .bind(id)
+                            .bind(at);
+                        if q::rows_affected(&mut tx, query).await? > 0 {
+                            q::bump(&mut tx).await?;
+                        }
+                        let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
+                            .bind(tenant_id)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        let record =
+                            record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
+                        Ok(record)
+                    })
                 }
 
                 async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
                     if used.is_empty() {
                         return Ok(());
                     }
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    for (id, at) in used {
-                        let query = sqlx::query(sql::API_KEY_TOUCH).bind(id).bind(at);
-                        q::rows_affected(&mut tx, query).await?;
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        for (id, at) in used {
+                            let query = sqlx::query(sql::API_KEY_TOUCH).bind(id).bind(at);
+                            q::rows_affected(&mut tx, query).await?;
+                        }
+                        Ok(())
+                    })
                 }
 
                 // --- credentials ---
@@ -828,48 +873,55 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_credential(&self, r: &CredentialRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let owner = q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
-                    sql::check_free(owner, r.id, |_| {
-                        format!("a credential named '{}' already exists", r.name)
-                    })?;
-                    let query = bind_credential!(sqlx::query(sql::CREDENTIAL_INSERT), r);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let owner =
+                            q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
+                        sql::check_free(owner, r.id, |_| {
+                            format!("a credential named '{}' already exists", r.name)
+                        })?;
+                        let query = bind_credential!(sqlx::query(sql::CREDENTIAL_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn update_credential(&self, r: &CredentialRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    if q::name_of(&mut tx, sql::CREDENTIAL_NAME, r.id)
-                        .await?
-                        .is_none()
-                    {
-                        return Err(StoreError::NotFound(format!("credential {}", r.id)));
-                    }
-                    let owner = q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
-                    sql::check_free(owner, r.id, |_| {
-                        format!("a credential named '{}' already exists", r.name)
-                    })?;
-                    let query = bind_credential!(sqlx::query(sql::CREDENTIAL_UPDATE), r);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("credential {}", r.id)));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::CREDENTIAL_NAME, r.id)
+                            .await?
+                            .is_none()
+                        {
+                            return Err(StoreError::NotFound(format!("credential {}", r.id)));
+                        }
+                        let owner =
+                            q::owner(&mut tx, sql::CREDENTIAL_OWNER_OF_NAME, &r.name).await?;
+                        sql::check_free(owner, r.id, |_| {
+                            format!("a credential named '{}' already exists", r.name)
+                        })?;
+                        let query = bind_credential!(sqlx::query(sql::CREDENTIAL_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("credential {}", r.id)));
+                        }
+                        Ok(())
+                    })
                 }
 
                 async fn delete_credential(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let Some(name) = q::name_of(&mut tx, sql::CREDENTIAL_NAME, id).await? else {
-                        return Err(StoreError::NotFound(format!("credential {id}")));
-                    };
-                    let services = q::names(&mut tx, sql::SERVICE_NAMES_BY_CREDENTIAL, id).await?;
-                    sql::check_unreferenced("credential", &name, &[("services", services)])?;
-                    let query = sqlx::query(sql::CREDENTIAL_DELETE).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let Some(name) = q::name_of(&mut tx, sql::CREDENTIAL_NAME, id).await?
+                        else {
+                            return Err(StoreError::NotFound(format!("credential {id}")));
+                        };
+                        let services =
+                            q::names(&mut tx, sql::SERVICE_NAMES_BY_CREDENTIAL, id).await?;
+                        sql::check_unreferenced("credential", &name, &[("services", services)])?;
+                        let query = sqlx::query(sql::CREDENTIAL_DELETE).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 // --- services ---
@@ -889,42 +941,45 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_service(&self, r: &ServiceRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    q::check_service(&mut tx, r).await?;
-                    let query = bind_service!(sqlx::query(sql::SERVICE_INSERT), r);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        q::check_service(&mut tx, r).await?;
+                        let query = bind_service!(sqlx::query(sql::SERVICE_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn update_service(&self, r: &ServiceRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    if q::name_of(&mut tx, sql::SERVICE_NAME, r.id)
-                        .await?
-                        .is_none()
-                    {
-                        return Err(StoreError::NotFound(format!("service {}", r.id)));
-                    }
-                    q::check_service(&mut tx, r).await?;
-                    let query = bind_service!(sqlx::query(sql::SERVICE_UPDATE), r);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("service {}", r.id)));
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::SERVICE_NAME, r.id)
+                            .await?
+                            .is_none()
+                        {
+                            return Err(StoreError::NotFound(format!("service {}", r.id)));
+                        }
+                        q::check_service(&mut tx, r).await?;
+                        let query = bind_service!(sqlx::query(sql::SERVICE_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("service {}", r.id)));
+                        }
+                        Ok(())
+                    })
                 }
 
                 async fn delete_service(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let Some(name) = q::name_of(&mut tx, sql::SERVICE_NAME, id).await? else {
-                        return Err(StoreError::NotFound(format!("service {id}")));
-                    };
-                    let routes = q::names(&mut tx, sql::ROUTE_NAMES_BY_SERVICE, id).await?;
-                    sql::check_unreferenced("service", &name, &[("routes", routes)])?;
-                    let query = sqlx::query(sql::SERVICE_DELETE).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let Some(name) = q::name_of(&mut tx, sql::SERVICE_NAME, id).await? else {
+                            return Err(StoreError::NotFound(format!("service {id}")));
+                        };
+                        let routes = q::names(&mut tx, sql::ROUTE_NAMES_BY_SERVICE, id).await?;
+                        sql::check_unreferenced("service", &name, &[("routes", routes)])?;
+                        let query = sqlx::query(sql::SERVICE_DELETE).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 // --- routes ---
@@ -943,49 +998,52 @@ macro_rules! impl_store {
                 }
 
                 async fn insert_route(&self, r: &RouteRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    q::check_route(&mut tx, r).await?;
-                    let query = bind_route!(sqlx::query(sql::ROUTE_INSERT), r);
-                    q::rows_affected(&mut tx, query).await?;
-                    q::set_route_paths(&mut tx, r).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        q::check_route(&mut tx, r).await?;
+                        let query = bind_route!(sqlx::query(sql::ROUTE_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        q::set_route_paths(&mut tx, r).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn update_route(&self, r: &RouteRecord) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    if q::name_of(&mut tx, sql::ROUTE_NAME, r.id).await?.is_none() {
-                        return Err(StoreError::NotFound(format!("route {}", r.id)));
-                    }
-                    q::check_route(&mut tx, r).await?;
-                    let query = bind_route!(sqlx::query(sql::ROUTE_UPDATE), r);
-                    if q::rows_affected(&mut tx, query).await? == 0 {
-                        return Err(StoreError::NotFound(format!("route {}", r.id)));
-                    }
-                    q::set_route_paths(&mut tx, r).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::ROUTE_NAME, r.id).await?.is_none() {
+                            return Err(StoreError::NotFound(format!("route {}", r.id)));
+                        }
+                        q::check_route(&mut tx, r).await?;
+                        let query = bind_route!(sqlx::query(sql::ROUTE_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("route {}", r.id)));
+                        }
+                        q::set_route_paths(&mut tx, r).await?;
+                        Ok(())
+                    })
                 }
 
                 async fn delete_route(&self, id: Uuid) -> StoreResult<()> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let Some(name) = q::name_of(&mut tx, sql::ROUTE_NAME, id).await? else {
-                        return Err(StoreError::NotFound(format!("route {id}")));
-                    };
-                    let key_lists: Vec<(String, String, Json<Vec<Uuid>>)> =
-                        q::all(&mut tx, sql::API_KEY_ROUTE_LISTS).await?;
-                    let keys: Vec<String> = key_lists
-                        .into_iter()
-                        .filter(|(_, _, routes)| routes.0.contains(&id))
-                        .map(|(tenant, key, _)| format!("{tenant}/{key}"))
-                        .collect();
-                    sql::check_unreferenced("route", &name, &[("API keys", keys)])?;
-                    let query = sqlx::query(sql::ROUTE_PATH_DELETE).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    let query = sqlx::query(sql::ROUTE_DELETE).bind(id);
-                    q::rows_affected(&mut tx, query).await?;
-                    tx.commit().await.map_err(map_sqlx)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let Some(name) = q::name_of(&mut tx, sql::ROUTE_NAME, id).await? else {
+                            return Err(StoreError::NotFound(format!("route {id}")));
+                        };
+                        let key_lists: Vec<(String, String, Json<Vec<Uuid>>)> =
+                            q::all(&mut tx, sql::API_KEY_ROUTE_LISTS).await?;
+                        let keys: Vec<String> = key_lists
+                            .into_iter()
+                            .filter(|(_, _, routes)| routes.0.contains(&id))
+                            .map(|(tenant, key, _)| format!("{tenant}/{key}"))
+                            .collect();
+                        sql::check_unreferenced("route", &name, &[("API keys", keys)])?;
+                        let query = sqlx::query(sql::ROUTE_PATH_DELETE).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        let query = sqlx::query(sql::ROUTE_DELETE).bind(id);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
                 }
 
                 // --- gateway secrets and key rotation ---
@@ -1005,61 +1063,61 @@ macro_rules! impl_store {
                     &self,
                     r: &SystemSecretRecord,
                 ) -> StoreResult<SystemSecretRecord> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    let query = sqlx::query(sql::SECRET_INSERT)
-                        .bind(&r.name)
-                        .bind(&r.value)
-                        .bind(r.created_at);
-                    if q::rows_affected(&mut tx, query).await? > 0 {
-                        q::bump(&mut tx).await?;
-                    }
-                    let stored = sqlx::query_as(sql::SECRET_GET)
-                        .bind(&r.name)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(map_sqlx)?;
-                    tx.commit().await.map_err(map_sqlx)?;
-                    Ok(stored)
+                    in_tx!(self.write_tx, |tx| {
+                        let query = sqlx::query(sql::SECRET_INSERT)
+                            .bind(&r.name)
+                            .bind(&r.value)
+                            .bind(r.created_at);
+                        if q::rows_affected(&mut tx, query).await? > 0 {
+                            q::bump(&mut tx).await?;
+                        }
+                        let stored = sqlx::query_as(sql::SECRET_GET)
+                            .bind(&r.name)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        Ok(stored)
+                    })
                 }
 
                 async fn reencrypt_all(&self, f: Reencrypt<'_>) -> StoreResult<usize> {
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    q::bump(&mut tx).await?;
-                    let mut count = 0;
-                    let credentials: Vec<(Uuid, Option<Vec<u8>>, Option<Vec<u8>>)> =
-                        q::all(&mut tx, sql::CREDENTIAL_SECRETS).await?;
-                    for (id, header_value, param_value) in credentials {
-                        if header_value.is_none() && param_value.is_none() {
-                            continue;
-                        }
-                        let mut redo = |field: &str, value: Option<Vec<u8>>| match value {
-                            Some(v) => {
-                                count += 1;
-                                f(&$crate::store::credential_aad(id, field), &v)
-                                    .map(Some)
-                                    .map_err(StoreError::Other)
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let mut count = 0;
+                        let credentials: Vec<(Uuid, Option<Vec<u8>>, Option<Vec<u8>>)> =
+                            q::all(&mut tx, sql::CREDENTIAL_SECRETS).await?;
+                        for (id, header_value, param_value) in credentials {
+                            if header_value.is_none() && param_value.is_none() {
+                                continue;
                             }
-                            None => Ok(None),
-                        };
-                        let header_value = redo("header_value", header_value)?;
-                        let param_value = redo("param_value", param_value)?;
-                        let query = sqlx::query(sql::CREDENTIAL_SET_SECRETS)
-                            .bind(id)
-                            .bind(header_value)
-                            .bind(param_value);
-                        q::rows_affected(&mut tx, query).await?;
-                    }
-                    let secrets: Vec<(String, Vec<u8>)> =
-                        q::all(&mut tx, sql::SECRET_VALUES).await?;
-                    for (name, value) in secrets {
-                        let value = f(&$crate::store::system_secret_aad(&name), &value)
-                            .map_err(StoreError::Other)?;
-                        count += 1;
-                        let query = sqlx::query(sql::SECRET_SET_VALUE).bind(&name).bind(value);
-                        q::rows_affected(&mut tx, query).await?;
-                    }
-                    tx.commit().await.map_err(map_sqlx)?;
-                    Ok(count)
+                            let mut redo = |field: &str, value: Option<Vec<u8>>| match value {
+                                Some(v) => {
+                                    count += 1;
+                                    f(&$crate::store::credential_aad(id, field), &v)
+                                        .map(Some)
+                                        .map_err(StoreError::Other)
+                                }
+                                None => Ok(None),
+                            };
+                            let header_value = redo("header_value", header_value)?;
+                            let param_value = redo("param_value", param_value)?;
+                            let query = sqlx::query(sql::CREDENTIAL_SET_SECRETS)
+                                .bind(id)
+                                .bind(header_value)
+                                .bind(param_value);
+                            q::rows_affected(&mut tx, query).await?;
+                        }
+                        let secrets: Vec<(String, Vec<u8>)> =
+                            q::all(&mut tx, sql::SECRET_VALUES).await?;
+                        for (name, value) in secrets {
+                            let value = f(&$crate::store::system_secret_aad(&name), &value)
+                                .map_err(StoreError::Other)?;
+                            count += 1;
+                            let query = sqlx::query(sql::SECRET_SET_VALUE).bind(&name).bind(value);
+                            q::rows_affected(&mut tx, query).await?;
+                        }
+                        Ok(count)
+                    })
                 }
 
                 // --- usage history (no version bump) ---
@@ -1068,26 +1126,27 @@ macro_rules! impl_store {
                     if rows.is_empty() {
                         return Ok(());
                     }
-                    let mut tx = self.write_tx().await.map_err(map_sqlx)?;
-                    for r in rows {
-                        let mut query = sqlx::query(sql::USAGE_ADD)
-                            .bind(sql::usage_minute(r.bucket_start))
-                            .bind(r.tenant_id)
-                            .bind(r.key_id)
-                            .bind(r.route_id)
-                            .bind(&r.model)
-                            .bind(r.requests)
-                            .bind(r.errors)
-                            .bind(r.prompt_tokens)
-                            .bind(r.completion_tokens)
-                            .bind(r.cost)
-                            .bind(r.latency_ms_sum);
-                        for count in r.latency_histogram {
-                            query = query.bind(count);
+                    in_tx!(self.write_tx, |tx| {
+                        for r in rows {
+                            let mut query = sqlx::query(sql::USAGE_ADD)
+                                .bind(sql::usage_minute(r.bucket_start))
+                                .bind(r.tenant_id)
+                                .bind(r.key_id)
+                                .bind(r.route_id)
+                                .bind(&r.model)
+                                .bind(r.requests)
+                                .bind(r.errors)
+                                .bind(r.prompt_tokens)
+                                .bind(r.completion_tokens)
+                                .bind(r.cost)
+                                .bind(r.latency_ms_sum);
+                            for count in r.latency_histogram {
+                                query = query.bind(count);
+                            }
+                            q::rows_affected(&mut tx, query).await?;
                         }
-                        q::rows_affected(&mut tx, query).await?;
-                    }
-                    tx.commit().await.map_err(map_sqlx)
+                        Ok(())
+                    })
                 }
 
                 async fn query_usage(&self, uq: &UsageQuery) -> StoreResult<Vec<UsageRow>> {

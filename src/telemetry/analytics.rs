@@ -5,12 +5,15 @@
 //! `FLUSH_EVERY`. A worker never blocks on `write(2)` and never wakes a thread per line
 //! (the benchmark's profile showed both costing more than the rest of the log path). The
 //! buffer is bounded: when the writer falls behind, lines are dropped and counted, never
-//! silently. `flush()` drains it at shutdown.
+//! silently. `flush()` drains it at shutdown. A failed write (full disk, closed pipe) loses
+//! the lines of its batch: they are counted (`write_failures`, exported with the usage
+//! metrics and shown in `/status`) and logged at most once per `FAILURE_LOG_EVERY`; the
+//! writer thread never panics and workers never wait for it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -19,11 +22,18 @@ use uuid::Uuid;
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Bytes waiting for the writer before new lines are dropped.
 const MAX_PENDING: usize = 16 * 1024 * 1024;
+/// At most one log message per this interval about failed writes (the log may share the
+/// failing disk or pipe; one message per line would make things worse).
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
     sink: Mutex<Box<dyn Write + Send>>,
     dropped: AtomicU64,
+    /// Lines lost because writing them failed.
+    write_failures: AtomicU64,
+    /// When a failed write was last logged (guarded by the sink lock's holder only).
+    last_failure_log: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -31,9 +41,25 @@ impl Shared {
     fn drain(&self) {
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if !batch.is_empty() {
-            let _ = sink.write_all(&batch);
-            let _ = sink.flush();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = sink.write_all(&batch).and_then(|()| sink.flush()) {
+            // Part of the batch may have been written; counting all of it errs on the side
+            // of reporting a loss.
+            let lines = batch.iter().filter(|&&b| b == b'\n').count();
+            let total = self
+                .write_failures
+                .fetch_add(u64::try_from(lines).unwrap_or(u64::MAX), Ordering::Relaxed)
+                .saturating_add(u64::try_from(lines).unwrap_or(u64::MAX));
+            let mut last = self
+                .last_failure_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|at| at.elapsed() >= FAILURE_LOG_EVERY) {
+                *last = Some(Instant::now());
+                tracing::error!(error = %e, lost_lines = total, "analytics log write failed; lines lost");
+            }
         }
     }
 }
@@ -75,6 +101,8 @@ impl AnalyticsLog {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
             sink: Mutex::new(writer),
             dropped: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            last_failure_log: Mutex::new(None),
         });
         let writer = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -131,6 +159,13 @@ impl AnalyticsLog {
         self.shared
             .as_ref()
             .map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Lines lost because writing them to the sink failed (full disk, closed pipe).
+    pub fn write_failures(&self) -> u64 {
+        self.shared
+            .as_ref()
+            .map_or(0, |s| s.write_failures.load(Ordering::Relaxed))
     }
 }
 
@@ -200,4 +235,49 @@ pub struct Tollgate<'a> {
     /// (e.g. a stream cut before the provider's usage event; docs/architecture.md,
     /// Streaming, "Accounting").
     pub usage_estimated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Probe {
+        n: u32,
+    }
+
+    /// `/dev/full` answers every write with ENOSPC: the lines are counted as lost, nothing
+    /// panics and writing more never blocks.
+    #[test]
+    fn failed_writes_are_counted() {
+        if !std::path::Path::new("/dev/full").exists() {
+            println!("skipped: no /dev/full");
+            return;
+        }
+        let log = AnalyticsLog::open("/dev/full").expect("open /dev/full");
+        for n in 0..5 {
+            log.write(&Probe { n });
+        }
+        log.flush();
+        assert_eq!(log.write_failures(), 5);
+        let started = Instant::now();
+        for n in 0..1000 {
+            log.write(&Probe { n });
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        log.flush();
+        assert_eq!(log.write_failures(), 1005);
+        assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn good_writes_count_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("analytics.log");
+        let log = AnalyticsLog::open(path.to_str().expect("utf-8 path")).expect("open");
+        log.write(&Probe { n: 1 });
+        log.flush();
+        assert_eq!(log.write_failures(), 0);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"n\":1}\n");
+    }
 }

@@ -39,6 +39,8 @@ pub struct Otel {
     tracer_provider: SdkTracerProvider,
     meter_provider: SdkMeterProvider,
     tracer: SdkTracer,
+    /// For instruments registered later (`watch_analytics`).
+    meter: Meter,
     instruments: Instruments,
     /// The last `dropped` total seen, so the counter gets deltas.
     dropped_seen: u64,
@@ -199,6 +201,7 @@ impl Otel {
                 )?;
                 let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
+                    .with_http_client(super::otlp_http::blocking_client(timeout)?)
                     .with_protocol(Protocol::HttpBinary)
                     .with_endpoint(signal_url(endpoint, "v1/metrics"))
                     .with_headers(headers)
@@ -245,11 +248,31 @@ impl Otel {
             meter_provider,
             tracer,
             instruments: Instruments::new(&meter),
+            meter,
             dropped_seen: 0,
             labels: LabelCache::default(),
             #[cfg(feature = "otlp-grpc")]
             _runtime: None,
         }
+    }
+
+    /// Exports `tollgate.analytics.lost`: analytics lines lost to failed writes or a full
+    /// buffer, read from `log` at each export (never silent, docs/architecture.md).
+    pub fn watch_analytics(&self, log: crate::telemetry::analytics::AnalyticsLog) {
+        let name = semconv::METRIC_ANALYTICS_LOST;
+        let unit = semconv::METRICS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or("", |(_, unit, _)| *unit);
+        // The SDK keeps the callback registered after the handle is dropped.
+        let _lost = self
+            .meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_callback(move |observer| {
+                observer.observe(log.write_failures() + log.dropped(), &[]);
+            })
+            .build();
     }
 
     /// End of the process: exports what is buffered and stops the exporters.

@@ -44,6 +44,23 @@ impl fmt::Debug for OtlpHttpSpanExporter {
     }
 }
 
+/// The blocking HTTP client of both OTLP exporters. Redirects are not followed: the
+/// export headers may carry the collector's credential, which must not travel to another
+/// origin (docs/security.md).
+pub(crate) fn blocking_client(timeout: Duration) -> anyhow::Result<reqwest::blocking::Client> {
+    // The blocking client starts its own runtime, which panics when built on a Tokio
+    // thread (this may run inside actix's), hence a plain thread.
+    let client = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("building the OTLP http client panicked"))??;
+    Ok(client)
+}
+
 impl OtlpHttpSpanExporter {
     /// `url` is the full signal URL; header entries that are not valid HTTP are skipped
     /// (as opentelemetry-otlp does).
@@ -69,15 +86,7 @@ impl OtlpHttpSpanExporter {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
-        // The blocking client starts its own runtime, which panics when built on a Tokio
-        // thread (this may run inside actix's), hence a plain thread.
-        let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("building the OTLP http client panicked"))??;
+        let client = blocking_client(timeout)?;
         Ok(OtlpHttpSpanExporter {
             client,
             url,
@@ -806,10 +815,11 @@ mod tests {
     }
 
     /// One HTTP exchange on a raw socket: returns the request head and body length.
-    fn serve_once(status: &'static str) -> (String, std::thread::JoinHandle<(String, usize)>) {
+    fn serve_once(status: &str) -> (String, std::thread::JoinHandle<(String, usize)>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let status = status.to_string();
         let handle = std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = BufReader::new(stream);
@@ -875,6 +885,30 @@ mod tests {
 
         exporter.shutdown().unwrap();
         assert!(futures::executor::block_on(exporter.export(batch)).is_err());
+    }
+
+    #[test]
+    fn a_redirecting_collector_is_an_error_and_its_target_hears_nothing() {
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        target.set_nonblocking(true).unwrap();
+        let location = format!("http://{}/v1/traces", target.local_addr().unwrap());
+        let headers: std::collections::HashMap<String, String> =
+            [("x-api-key".to_string(), "s3cret".to_string())].into();
+        for status in ["301 Moved Permanently", "307 Temporary Redirect"] {
+            // The status line carries the Location header after it.
+            let (url, server) = serve_once(&format!("{status}\r\nlocation: {location}"));
+            let exporter =
+                OtlpHttpSpanExporter::new(url, &headers, Duration::from_secs(5)).unwrap();
+            let err = futures::executor::block_on(exporter.export(vec![span(1, scope("t"))]))
+                .unwrap_err();
+            assert!(err.to_string().contains(&status[..3]), "{err}");
+            server.join().unwrap();
+            assert_eq!(
+                target.accept().map(|_| ()).unwrap_err().kind(),
+                std::io::ErrorKind::WouldBlock,
+                "the exporter followed a {status}"
+            );
+        }
     }
 
     #[test]

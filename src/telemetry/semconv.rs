@@ -45,6 +45,8 @@ pub const METRIC_USAGE_DROPPED: &str = "tollgate.usage.dropped";
 /// Process-log lines lost to a broken or stalled sink (closed pipe, full disk): a counter
 /// is their only record, the log itself being what failed.
 pub const METRIC_LOG_DROPPED: &str = "tollgate.log.dropped";
+/// Analytics lines lost: the sink failed (full disk, closed pipe) or the buffer was full.
+pub const METRIC_ANALYTICS_LOST: &str = "tollgate.analytics.lost";
 
 /// `gen_ai.client.token.usage` buckets advised by the conventions (v1.41.1).
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
@@ -81,6 +83,7 @@ pub const METRICS: &[(&str, &str, MetricKind)] = &[
     (METRIC_OVERHEAD_DURATION, "s", MetricKind::Histogram),
     (METRIC_USAGE_DROPPED, "{event}", MetricKind::Counter),
     (METRIC_LOG_DROPPED, "{line}", MetricKind::Counter),
+    (METRIC_ANALYTICS_LOST, "{line}", MetricKind::Counter),
 ];
 
 /// `gen_ai.provider.name`: the conventions' well-known values where they exist, else

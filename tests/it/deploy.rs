@@ -828,10 +828,11 @@ fn dashboard_queries_only_what_the_gateway_exports() {
                 if expr.contains(variable) {
                     continue;
                 }
-                // Only the dropped-usage and lost-log-line panels are not per
-                // tenant/route/model (process-wide counters without those labels).
+                // Only the dropped-usage, lost-analytics and lost-log-line panels are not
+                // per tenant/route/model (process-wide counters without those labels).
                 assert!(
                     expr.contains("tollgate_usage_dropped")
+                        || expr.contains("tollgate_analytics_lost")
                         || expr.contains("tollgate_log_dropped"),
                     "{title}: {expr} ignores {variable}"
                 );

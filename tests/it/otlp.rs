@@ -756,3 +756,29 @@ async fn proxied_requests_become_spans_and_metrics_and_carry_the_trace_upstream(
     let requests = sum_points(metric(&metrics, semconv::METRIC_REQUESTS));
     assert_eq!(requests.iter().map(number).sum::<f64>(), 3.0);
 }
+
+/// Analytics lines lost to a failing sink are exported as `tollgate.analytics.lost`.
+#[test]
+fn lost_analytics_lines_are_exported() {
+    if !std::path::Path::new("/dev/full").exists() {
+        println!("skipped: no /dev/full");
+        return;
+    }
+    let receiver = start_receiver();
+    let mut otel = otel_for(&receiver);
+    let log = tollgate::telemetry::analytics::AnalyticsLog::open("/dev/full").unwrap();
+    otel.watch_analytics(log.clone());
+    for n in 0..4 {
+        log.write(&serde_json::json!({ "n": n }));
+    }
+    log.flush();
+    otel.flush();
+    let received = receiver.received.lock().unwrap();
+    let lost = sum_points(metric(
+        &latest_metrics(&received),
+        semconv::METRIC_ANALYTICS_LOST,
+    ));
+    assert_eq!(lost.iter().map(number).sum::<f64>(), 4.0);
+    drop(received);
+    otel.shutdown().unwrap();
+}

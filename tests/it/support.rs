@@ -98,6 +98,23 @@ pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
     let app = Application::build(settings.clone())
         .await
         .expect("build app");
+    run(app, settings, dir).await
+}
+
+/// Starts an app on a store the test opened and migrated (storage-fault tests).
+pub async fn start_with_store(
+    settings: Settings,
+    dir: TempDir,
+    store: tollgate::store::SharedStore,
+) -> TestApp {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = Application::build_with_store(settings.clone(), store)
+        .await
+        .expect("build app");
+    run(app, settings, dir).await
+}
+
+async fn run(app: Application, settings: Settings, dir: TempDir) -> TestApp {
     let admin = format!("http://{}", app.admin_addr());
     let proxy = format!("http://{}", app.proxy_addr());
     let stop = app.stop_handle();

@@ -115,6 +115,11 @@ async fn broken_output_never_stops_the_gateway(stall: bool) {
     } else {
         assert!(failures > 0, "failed log writes are counted: {text}");
         assert_eq!(dropped, 0, "{text}");
+        // The analytics lines went to the closed stdout: counted too.
+        assert!(
+            body["analytics"]["write_failures"].as_u64() > Some(0),
+            "failed analytics writes are counted: {text}"
+        );
     }
 
     let stopping = Instant::now();

@@ -3,8 +3,10 @@
 //! that accepted the request — no cross-thread hop, no channel per response.
 //!
 //! One `UpstreamPool` per provider per worker holds that provider's clients, one per
-//! connect timeout (awc sets the connect timeout on the connector), each bounded to
-//! `MAX_CONNECTIONS_PER_CLIENT` concurrent connections. The read timeout is per request.
+//! connect timeout (awc sets the connect timeout on the connector). Concurrency is bounded
+//! per service (`Forward::max_connections`) by the pool's own semaphores, so the wait for
+//! a free connection has its own bound (`Forward::pool_wait`, a 503 when it runs out) and
+//! never counts against the read timeout, which starts once a connection is ours.
 //! Clients never follow redirects, and their TCP step (`GuardedConnector`) checks every
 //! address it dials against `crate::netguard`.
 
@@ -27,8 +29,8 @@ use crate::netguard;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 
-/// Concurrent upstream connections per worker, provider and connect timeout.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One upstream call, fully described (the translator built URL, headers and body).
 pub struct Forward {
@@ -39,6 +41,12 @@ pub struct Forward {
     pub read_timeout: Duration,
     /// Larger upstream bodies are an error, never buffered.
     pub max_response_bytes: usize,
+    /// The service the call is for: connection limits are per service.
+    pub service: uuid::Uuid,
+    /// Concurrent upstream connections of this service on this worker.
+    pub max_connections: usize,
+    /// Longest wait for one of them.
+    pub pool_wait: Duration,
 }
 
 /// The upstream's answer, read in full (non-streaming).
@@ -69,6 +77,10 @@ pub enum UpstreamFailure {
     Broken(&'static str),
     #[error("upstream response is larger than {0} bytes")]
     TooLarge(usize),
+    /// Every connection the service may open was busy for the whole pool wait: the gateway
+    /// is saturated, the upstream has not failed.
+    #[error("the gateway's connections to this upstream were all busy for {0} ms; retry later")]
+    PoolExhausted(u128),
 }
 
 impl Message for Forward {
@@ -106,6 +118,8 @@ pub struct UpstreamPool {
     provider: &'static str,
     allow_private: bool,
     clients: HashMap<Duration, awc::Client>,
+    /// Per service: its configured limit and the permits bounding it.
+    limits: HashMap<uuid::Uuid, (usize, Arc<Semaphore>)>,
 }
 
 /// The TCP step of every upstream client: finds the addresses to dial — an IP literal as
@@ -183,7 +197,21 @@ impl UpstreamPool {
             provider,
             allow_private,
             clients: HashMap::new(),
+            limits: HashMap::new(),
         }
+    }
+
+    /// The permits of `service`; a changed limit starts a new semaphore (calls holding the
+    /// old one finish under it).
+    fn limit(&mut self, service: uuid::Uuid, max: usize) -> Arc<Semaphore> {
+        let entry = self
+            .limits
+            .entry(service)
+            .or_insert_with(|| (max, Arc::new(Semaphore::new(max))));
+        if entry.0 != max {
+            *entry = (max, Arc::new(Semaphore::new(max)));
+        }
+        entry.1.clone()
     }
 
     fn client(&mut self, connect_timeout: Duration) -> awc::Client {
@@ -194,7 +222,9 @@ impl UpstreamPool {
                 let connector = awc::Connector::new()
                     .connector(GuardedConnector { allow_private })
                     .timeout(connect_timeout)
-                    .limit(MAX_CONNECTIONS_PER_CLIENT);
+                    // No limit in awc: its wait would sit inside `send`, under the read
+                    // timeout. The per-service semaphores bound concurrency instead.
+                    .limit(0);
                 awc::Client::builder()
                     .connector(connector)
                     // A redirect is answered to the client as an upstream error
@@ -269,6 +299,67 @@ fn payload_error(
     failure
 }
 
+/// Waits for a connection slot of the service, at most `wait`.
+async fn acquire(
+    permits: Arc<Semaphore>,
+    wait: Duration,
+) -> Result<OwnedSemaphorePermit, UpstreamFailure> {
+    match tokio::time::timeout(wait, permits.acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // The semaphore is never closed; treat it like a wait that ran out.
+        Ok(Err(_)) | Err(_) => Err(UpstreamFailure::PoolExhausted(wait.as_millis())),
+    }
+}
+
+/// True when the connection closed before any byte of the answer arrived — what a pooled
+/// keep-alive connection the upstream closed meanwhile gives. awc checks an idle connection
+/// for a close when it takes it from the pool; this covers a close that races the send.
+fn closed_before_answer(e: &SendRequestError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let dropped = |io: &std::io::Error| {
+        matches!(
+            io.kind(),
+            BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+        )
+    };
+    match e {
+        SendRequestError::Connect(ConnectError::Disconnected) => true,
+        SendRequestError::Send(io) => dropped(io),
+        SendRequestError::Response(actix_web::error::ParseError::Io(io)) => dropped(io),
+        _ => false,
+    }
+}
+
+/// Sends the request; a connection that closed before any byte of the answer arrived is
+/// retried once, on a connection awc opens or checks anew (the body is `Bytes`: cheap to
+/// resend).
+async fn send_once_more_if_closed(
+    client: &awc::Client,
+    msg: &Forward,
+    timeout: Option<Duration>,
+) -> Result<
+    awc::ClientResponse<actix_web::dev::Decompress<actix_web::dev::Payload>>,
+    SendRequestError,
+> {
+    let build = || {
+        let mut request = client.post(&msg.url);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        for (name, value) in &msg.headers {
+            request = request.insert_header((name.as_str(), value.as_str()));
+        }
+        request
+    };
+    match build().send_body(msg.body.clone()).await {
+        Err(e) if closed_before_answer(&e) => {
+            tracing::debug!(host = %host_of(&msg.url), error = %e, "upstream connection closed before the answer; sending once more");
+            build().send_body(msg.body.clone()).await
+        }
+        other => other,
+    }
+}
+
 fn header_pairs(headers: &actix_web::http::header::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
@@ -285,16 +376,14 @@ impl Handler<Forward> for UpstreamPool {
 
     fn handle(&mut self, msg: Forward, _: &mut Context<Self>) -> Self::Result {
         let client = self.client(msg.connect_timeout);
+        let permits = self.limit(msg.service, msg.max_connections);
         let provider = self.provider;
         Box::pin(async move {
+            // Held until the answer is read: the connection is busy until then.
+            let _permit = acquire(permits, msg.pool_wait).await?;
             let started = Instant::now();
-            let mut request = client.post(&msg.url).timeout(msg.read_timeout);
-            for (name, value) in &msg.headers {
-                request = request.insert_header((name.as_str(), value.as_str()));
-            }
             let timeout_ms = msg.read_timeout.as_millis();
-            let mut response = request
-                .send_body(msg.body)
+            let mut response = send_once_more_if_closed(&client, &msg, Some(msg.read_timeout))
                 .await
                 .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
             let status = response.status().as_u16();
@@ -326,20 +415,20 @@ impl Handler<ForwardStream> for UpstreamPool {
             idle_timeout,
         } = msg;
         let client = self.client(msg.connect_timeout);
+        let permits = self.limit(msg.service, msg.max_connections);
         let provider = self.provider;
         Box::pin(async move {
+            // Held by the reader task until the stream ends.
+            let permit = acquire(permits, msg.pool_wait).await?;
             let started = Instant::now();
             // No request-wide timeout: awc would apply it to the whole body, and a stream
             // may legitimately last longer than the read timeout. Silence is bounded instead.
-            let mut request = client.post(&msg.url);
-            for (name, value) in &msg.headers {
-                request = request.insert_header((name.as_str(), value.as_str()));
-            }
             let timeout_ms = idle_timeout.as_millis();
-            let mut response = tokio::time::timeout(idle_timeout, request.send_body(msg.body))
-                .await
-                .map_err(|_| UpstreamFailure::Timeout(timeout_ms))?
-                .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
+            let mut response =
+                tokio::time::timeout(idle_timeout, send_once_more_if_closed(&client, &msg, None))
+                    .await
+                    .map_err(|_| UpstreamFailure::Timeout(timeout_ms))?
+                    .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
             let status = response.status().as_u16();
             let headers = header_pairs(response.headers());
             let latency = started.elapsed();
@@ -348,6 +437,7 @@ impl Handler<ForwardStream> for UpstreamPool {
             let url = msg.url;
             // The reader stays on this worker's thread (the response is `!Send`).
             actix::spawn(async move {
+                let _permit = permit;
                 let mut read = 0usize;
                 loop {
                     let next = tokio::select! {
@@ -458,5 +548,30 @@ mod tests {
         );
         assert_eq!(host_of("http://[::ffff:127.0.0.1]:80/x"), "[::ffff:7f00:1]");
         assert_eq!(host_of("not a url"), "");
+    }
+
+    /// Only a connection that closed before any byte of the answer is sent once more;
+    /// timeouts, refused connects and malformed answers are not.
+    #[test]
+    fn only_a_connection_closed_before_the_answer_is_retried() {
+        let io = |kind| std::io::Error::new(kind, "x");
+        use std::io::ErrorKind::*;
+        for e in [
+            SendRequestError::Connect(ConnectError::Disconnected),
+            SendRequestError::Send(io(BrokenPipe)),
+            SendRequestError::Send(io(ConnectionReset)),
+            SendRequestError::Response(actix_web::error::ParseError::Io(io(ConnectionReset))),
+        ] {
+            assert!(closed_before_answer(&e), "{e:?}");
+        }
+        for e in [
+            SendRequestError::Timeout,
+            SendRequestError::Connect(ConnectError::Io(io(ConnectionRefused))),
+            SendRequestError::Connect(ConnectError::Timeout),
+            SendRequestError::Send(io(TimedOut)),
+            SendRequestError::Response(actix_web::error::ParseError::Header),
+        ] {
+            assert!(!closed_before_answer(&e), "{e:?}");
+        }
     }
 }

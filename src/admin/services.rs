@@ -104,6 +104,26 @@ pub struct Timeouts {
     /// Read timeout in milliseconds (1..=3600000, default 60000).
     #[serde(default = "default_read_ms")]
     pub read_ms: u64,
+    /// Concurrent upstream connections per proxy worker for this service (1..=65536,
+    /// default 1024); requests beyond it wait for a free one (docs/architecture.md,
+    /// "Upstream pools and the address guard").
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Longest wait for a free upstream connection in milliseconds (1..=300000, default
+    /// 10000); running out is a 503, never an upstream timeout.
+    #[serde(default = "default_pool_wait_ms")]
+    pub pool_wait_ms: u64,
+}
+
+/// Per worker: 1 000 concurrent streams through one worker stay below it.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_pool_wait_ms() -> u64 {
+    10_000
 }
 
 fn default_connect_ms() -> u64 {
@@ -119,6 +139,8 @@ impl Default for Timeouts {
         Timeouts {
             connect_ms: default_connect_ms(),
             read_ms: default_read_ms(),
+            max_connections: default_max_connections(),
+            pool_wait_ms: default_pool_wait_ms(),
         }
     }
 }
@@ -331,6 +353,12 @@ async fn to_record(
     }
     if !(1..=3_600_000).contains(&input.timeouts.read_ms) {
         problems.add("timeouts.read_ms", "must be between 1 and 3600000");
+    }
+    if !(1..=65_536).contains(&input.timeouts.max_connections) {
+        problems.add("timeouts.max_connections", "must be between 1 and 65536");
+    }
+    if !(1..=300_000).contains(&input.timeouts.pool_wait_ms) {
+        problems.add("timeouts.pool_wait_ms", "must be between 1 and 300000");
     }
     let credential_id = match &input.credential {
         Some(c) => match state.store.get_credential(&Lookup::parse(c)).await? {

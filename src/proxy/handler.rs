@@ -309,6 +309,8 @@ impl Attempt {
 fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
     let status = match failure {
         UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        // The gateway is saturated; the upstream has not failed.
+        UpstreamFailure::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let error = Error::upstream(
@@ -317,6 +319,7 @@ fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error 
     );
     match failure {
         UpstreamFailure::Refused => error.with_openai_code("upstream_destination_not_allowed"),
+        UpstreamFailure::PoolExhausted(_) => error.with_openai_code("upstream_pool_exhausted"),
         _ => error,
     }
 }
@@ -485,6 +488,9 @@ async fn dispatch(
         connect_timeout: Duration::from_millis(service.timeouts.connect_ms),
         read_timeout: Duration::from_millis(service.timeouts.read_ms),
         max_response_bytes: MAX_UPSTREAM_BODY,
+        service: service.record.id,
+        max_connections: service.timeouts.max_connections,
+        pool_wait: Duration::from_millis(service.timeouts.pool_wait_ms),
     };
     attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
     // Upstream text on error paths is masked (src/crypto/redact.rs); built on first use.

@@ -95,6 +95,7 @@ fn failure_code(failure: &UpstreamFailure) -> &'static str {
         UpstreamFailure::TooLarge(_) => "upstream_response_too_large",
         UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
         UpstreamFailure::Refused => "upstream_destination_not_allowed",
+        UpstreamFailure::PoolExhausted(_) => "upstream_pool_exhausted",
     }
 }
 

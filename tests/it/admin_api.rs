@@ -213,7 +213,10 @@ fn resources() -> Vec<Resource> {
             name_field: "name",
             body: json!({"provider": "openai", "credential": "openai-key", "tags": ["a"]}),
             patch: json!({"timeouts": {"read_ms": 1000}}),
-            patched: vec![("/timeouts", json!({"connect_ms": 5000, "read_ms": 1000}))],
+            patched: vec![(
+                "/timeouts",
+                json!({"connect_ms": 5000, "read_ms": 1000, "max_connections": 1024, "pool_wait_ms": 10_000}),
+            )],
             replace: json!({"provider": "cohere"}),
             replaced: vec![
                 ("/provider", json!("cohere")),
@@ -1404,6 +1407,13 @@ async fn huge_numbers_are_refused_or_kept_sanely() {
     let timeouts = [
         (json!({"connect_ms": 1e30}), "timeouts.connect_ms"),
         (json!({"read_ms": u64::MAX}), "timeouts.read_ms"),
+        (json!({"max_connections": 0}), "timeouts.max_connections"),
+        (
+            json!({"max_connections": 65_537}),
+            "timeouts.max_connections",
+        ),
+        (json!({"max_connections": -1}), "timeouts.max_connections"),
+        (json!({"pool_wait_ms": 0}), "timeouts.pool_wait_ms"),
     ];
     for (value, field) in timeouts {
         let body = with_field(&svc, "timeouts", value);

@@ -30,5 +30,6 @@ mod streaming;
 #[allow(dead_code)]
 mod support;
 mod upstream_guard;
+mod upstream_load;
 mod usage;
 mod usage_flow;

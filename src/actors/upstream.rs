@@ -341,7 +341,7 @@ async fn send_once_more_if_closed(
     awc::ClientResponse<actix_web::dev::Decompress<actix_web::dev::Payload>>,
     SendRequestError,
 > {
-    let build = || {
+    let build = |timeout: Option<Duration>| {
         let mut request = client.post(&msg.url);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
@@ -351,10 +351,16 @@ async fn send_once_more_if_closed(
         }
         request
     };
-    match build().send_body(msg.body.clone()).await {
+    let started = Instant::now();
+    match build(timeout).send_body(msg.body.clone()).await {
         Err(e) if closed_before_answer(&e) => {
             tracing::debug!(host = %host_of(&msg.url), error = %e, "upstream connection closed before the answer; sending once more");
-            build().send_body(msg.body.clone()).await
+            // Both attempts share the one read timeout.
+            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+            if left.is_some_and(|t| t.is_zero()) {
+                return Err(SendRequestError::Timeout);
+            }
+            build(left).send_body(msg.body.clone()).await
         }
         other => other,
     }

@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let ttl = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let ttl = chrono::Duration::from_std(ttl).context("--ttl is too long")?;
             let keys = jwt_keys(&settings)?;
-            // A tenant_admin token is bound to the tenant's id (spec §3.1), so the tenant
+            // A tenant_admin token is bound to the tenant's id (docs/security.md, "The admin door"), so the tenant
             // is looked up in the database now.
             let tenant_id = match &tenant {
                 Some(name) => Some(cli_tenant_id(&settings, name).await?),

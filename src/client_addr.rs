@@ -1,5 +1,5 @@
 //! The client's address: the TCP peer, or — only when that peer is a configured trusted
-//! proxy (`TOLLGATE_TRUSTED_PROXIES`, spec §2) — the rightmost `X-Forwarded-For` hop that
+//! proxy (`TOLLGATE_TRUSTED_PROXIES`, docs/security.md) — the rightmost `X-Forwarded-For` hop that
 //! is not itself trusted. A client can put anything in `X-Forwarded-For`; only the hops
 //! appended by proxies we trust are believed, so walking from the right and stopping at
 //! the first untrusted address gives the address that connected to our outermost proxy.

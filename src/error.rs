@@ -286,7 +286,7 @@ impl Error {
         e
     }
 
-    /// 503 `credential_unavailable` (spec §4.4): the service's stored credential cannot be
+    /// 503 `credential_unavailable` (docs/security.md): the service's stored credential cannot be
     /// decrypted. Names the credential, never a value. Logged when the snapshot was built,
     /// so not again per request.
     pub fn credential_unavailable(service: &str, credential: &str) -> Self {

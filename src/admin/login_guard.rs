@@ -1,5 +1,5 @@
 //! What keeps `/auth/login` from exhausting the machine or serving as a password oracle
-//! (spec §3.1):
+//! (docs/security.md, "The admin door"):
 //!
 //! - **Bounded hashing.** Argon2 costs 19 MiB and tens of milliseconds of CPU per
 //!   verification. At most [`hashing_slots`] run at once, on as many dedicated threads

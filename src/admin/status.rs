@@ -68,7 +68,7 @@ pub struct SnapshotStatus {
     /// True when some services are disabled (listed in `unavailable_credentials`).
     pub degraded: bool,
     /// Stored credentials this node cannot decrypt, with the services they disable
-    /// (spec §6). For a tenant_admin: only its own and shared services.
+    /// (docs/security.md, "A bad secret never fails open"). For a tenant_admin: only its own and shared services.
     pub unavailable_credentials: Vec<UnavailableCredentialStatus>,
 }
 

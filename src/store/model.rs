@@ -28,7 +28,7 @@ pub struct AdminRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Bumped by the store whenever the role, tenant or password changes and by
-    /// logout-all; tokens carrying an older generation are refused (spec §3.1). The
+    /// logout-all; tokens carrying an older generation are refused (docs/security.md, "The admin door"). The
     /// value in a record passed to `insert_admin`/`update_admin` is ignored: the store
     /// owns it.
     pub token_generation: i64,

@@ -1,4 +1,4 @@
-//! The admin door (spec §3.1): revocable admin tokens (deleted, demoted, re-passworded,
+//! The admin door (docs/security.md): revocable admin tokens (deleted, demoted, re-passworded,
 //! logout-all — on every node), tenant_admin tokens bound to the tenant's id, login attempt
 //! limits and bounded password hashing, the client address behind trusted proxies only,
 //! escaped text-log lines, and a tenant_admin's scoped route views and `/status` counts.

@@ -1,4 +1,4 @@
-//! A bad secret never fails open (spec §4.4, §6): a stored credential that cannot be
+//! A bad secret never fails open (docs/security.md): a stored credential that cannot be
 //! decrypted disables only the services that use it (503 `credential_unavailable`), at
 //! start-up and at every reload, while every other change — a key revocation above all —
 //! still reaches every node within a second. Also: `last_used_at` of a key is written in

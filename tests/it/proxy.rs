@@ -65,9 +65,8 @@ pub async fn chat(app: &TestApp, path: &str, key: &str, body: Value) -> ProxyRep
     .await
 }
 
-/// Tenant `acme` with a key, a credential, an OpenAI service at the mock and route `chat`
-/// (`/openai/chat`, alias `gpt-4o`). Returns the tenant key.
-pub async fn configure_openai(app: &TestApp, mock: &MockUpstream, route_extra: Value) -> String {
+/// Tenant `acme` and a header credential `credential` holding `Bearer UPSTREAM_SECRET`.
+pub async fn acme_with_credential(app: &TestApp, credential: &str) {
     assert_eq!(
         app.post("/tenants", json!({"name": "acme"})).await.status,
         201
@@ -75,11 +74,17 @@ pub async fn configure_openai(app: &TestApp, mock: &MockUpstream, route_extra: V
     let r = app
         .post(
             "/credentials",
-            json!({"name": "openai-key", "header_name": "Authorization",
-                                     "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
+            json!({"name": credential, "header_name": "Authorization",
+                   "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
+}
+
+/// Tenant `acme` with a key, a credential, an OpenAI service at the mock and route `chat`
+/// (`/openai/chat`, alias `gpt-4o`). Returns the tenant key.
+pub async fn configure_openai(app: &TestApp, mock: &MockUpstream, route_extra: Value) -> String {
+    acme_with_credential(app, "openai-key").await;
     let r = app
         .post(
             "/services",

@@ -1,4 +1,4 @@
-//! Storage faults (docs/architecture.md, "Storage faults"; spec §3.2, §5): a full or locked
+//! Storage faults (docs/architecture.md, "Storage faults"): a full or locked
 //! SQLite file and an unreachable PostgreSQL answer admin writes with 503 `unavailable`
 //! within about a second, never 500; once the fault ends, usage and admin writes work again
 //! on the same pool, and the usage the aggregator held meanwhile arrives.

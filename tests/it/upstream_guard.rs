@@ -92,18 +92,7 @@ async fn redirects_are_never_followed_and_their_target_hears_nothing() {
 /// Services at 127.0.0.1, at `localhost` and at `[::ffff:127.0.0.1]`, created while private
 /// upstreams were allowed, each with a route `/<name>`; returns the tenant key.
 async fn loopback_services(app: &TestApp, port: u16) -> String {
-    assert_eq!(
-        app.post("/tenants", json!({"name": "acme"})).await.status,
-        201
-    );
-    let r = app
-        .post(
-            "/credentials",
-            json!({"name": "k", "header_name": "Authorization",
-                   "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    crate::proxy::acme_with_credential(app, "k").await;
     for (name, host) in [
         ("literal", "127.0.0.1"),
         ("name", "localhost"),

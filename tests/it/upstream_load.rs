@@ -10,24 +10,13 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::mock_upstream::{MockUpstream, Tail};
-use crate::proxy::{UPSTREAM_SECRET, chat, new_key, openai_completion};
+use crate::proxy::{chat, new_key, openai_completion};
 use crate::streaming::{openai_sse, parse_frames, sse};
 use crate::support::{TestApp, spawn_app};
 
 /// Tenant `acme`, an OpenAI service at `upstream` with `timeouts`, route `/load`; the key.
 async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
-    assert_eq!(
-        app.post("/tenants", json!({"name": "acme"})).await.status,
-        201
-    );
-    let r = app
-        .post(
-            "/credentials",
-            json!({"name": "k", "header_name": "Authorization",
-                   "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    crate::proxy::acme_with_credential(app, "k").await;
     let r = app
         .post(
             "/services",

@@ -12,7 +12,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --home /var/lib/tollgate --create-home tollgate
+ && useradd --system --home /var/lib/tollgate --create-home tollgate \
+ && install -d -o tollgate -g tollgate -m 0700 /var/lib/tollgate/data
 COPY --from=build /src/target/release/tollgate /usr/local/bin/tollgate
 USER tollgate
 WORKDIR /var/lib/tollgate

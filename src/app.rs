@@ -14,7 +14,7 @@ use utoipa::OpenApi;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::actors::metrics::{MetricsAggregator, Shutdown, UsageSink};
+use crate::actors::metrics::{MetricsAggregator, Shutdown, ShutdownReport, UsageSink};
 use crate::admin::body::{BodyLimit, path_config, query_config};
 use crate::admin::{self, ApiDoc};
 use crate::bootstrap;
@@ -36,6 +36,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the final usage write may retry at shutdown (a database that is briefly gone).
 const USAGE_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the stop waits for the database's connections to close.
+const STORE_CLOSE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long the stop waits for the analytics log's last write (a stalled sink blocks it).
 const ANALYTICS_FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -136,6 +138,9 @@ impl Application {
         compiled.log_credential_changes(&Snapshot::empty());
         let snapshot = SnapshotHandle::new(compiled);
 
+        let spool_dir = settings.usage_spool_dir();
+        let (usage, usage_events) = UsageSink::open(&spool_dir)
+            .with_context(|| format!("cannot open the usage spool {}", spool_dir.display()))?;
         let analytics = AnalyticsLog::open(&settings.analytics_log)
             .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
         let state = web::Data::new(AppState {
@@ -148,6 +153,7 @@ impl Application {
             node_id: node_id(),
             started_at: chrono::Utc::now(),
             analytics: analytics.clone(),
+            usage_spool: usage.spool().clone(),
             login_guard: Default::default(),
             trusted_proxies: settings.trusted_proxies()?,
         });
@@ -214,7 +220,9 @@ impl Application {
         if let Some(otel) = &otel {
             otel.watch_analytics(analytics.clone());
         }
-        let (aggregator, usage) = MetricsAggregator::new(
+        let aggregator = MetricsAggregator::new(
+            usage.clone(),
+            usage_events,
             crate::store::usage_writer(state.store.clone()),
             otel.clone()
                 .map(|o| Box::new(o) as Box<dyn crate::actors::metrics::UsageObserver>),
@@ -318,6 +326,7 @@ impl Application {
         if !flushed {
             tracing::error!("the analytics log sink is stalled; lines still pending are lost");
         }
+        let mut spool_failed = false;
         match self
             .aggregator
             .send(Shutdown {
@@ -325,12 +334,28 @@ impl Application {
             })
             .await
         {
-            Ok(0) => tracing::info!(
-                dropped_events = self.usage.dropped(),
-                "usage written at shutdown"
+            Ok(ShutdownReport {
+                lost: 0,
+                segments_left: 0,
+            }) => tracing::info!("usage written at shutdown"),
+            Ok(ShutdownReport {
+                lost: 0,
+                segments_left,
+            }) => tracing::warn!(
+                segments_left,
+                "the database did not take all usage in time; it stays in the spool and is counted at the next start"
             ),
-            Ok(lost) => tracing::error!(requests = lost, "usage could not be written at shutdown"),
-            Err(e) => tracing::error!(error = %e, "usage aggregator gone at shutdown"),
+            Ok(report) => {
+                spool_failed = true;
+                tracing::error!(
+                    lost = report.lost,
+                    "usage events were lost before reaching the spool"
+                );
+            }
+            Err(e) => {
+                spool_failed = true;
+                tracing::error!(error = %e, "usage aggregator gone at shutdown");
+            }
         }
         if let Some(otel) = &self.otel {
             // The exporters block on HTTP: keep that off the runtime's thread.
@@ -340,8 +365,19 @@ impl Application {
                 tracing::warn!(error = %e, "telemetry shutdown incomplete");
             }
         }
-        self.state.store.close().await;
-        result.map(|_| ()).context("server error")
+        // Bounded: closing waits for every pooled connection, and one stuck in a statement
+        // on a frozen or locked database never comes back.
+        if actix_web::rt::time::timeout(STORE_CLOSE_DEADLINE, self.state.store.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the database did not close its connections in time");
+        }
+        result.map(|_| ()).context("server error")?;
+        if spool_failed {
+            anyhow::bail!("usage events were lost: the usage spool failed (see the log)");
+        }
+        Ok(())
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Settings {
     pub trusted_proxies: Option<String>,
     /// `stdout`, `off`, or a file path.
     pub analytics_log: String,
+    /// The usage spool's directory (one process each); default `<data_dir>/spool`.
+    pub usage_spool_dir: Option<PathBuf>,
     /// Run migrations on `serve`.
     pub migrate_on_start: bool,
     /// Grace period for in-flight requests on SIGTERM, e.g. `15s`.
@@ -96,6 +98,7 @@ impl Default for Settings {
             allow_private_upstreams: false,
             trusted_proxies: None,
             analytics_log: "stdout".into(),
+            usage_spool_dir: None,
             migrate_on_start: true,
             drain_timeout: "15s".into(),
             default_max_tokens: 4096,
@@ -132,6 +135,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ),
     ("TOLLGATE_TRUSTED_PROXIES", "trusted_proxies"),
     ("TOLLGATE_ANALYTICS_LOG", "analytics_log"),
+    ("TOLLGATE_USAGE_SPOOL_DIR", "usage_spool_dir"),
     ("TOLLGATE_MIGRATE_ON_START", "migrate_on_start"),
     ("TOLLGATE_DRAIN_TIMEOUT", "drain_timeout"),
     ("TOLLGATE_DEFAULT_MAX_TOKENS", "default_max_tokens"),
@@ -278,6 +282,13 @@ impl Settings {
     }
 
     /// The database URL, defaulting to the SQLite file in the data directory.
+    /// Where the usage spool lives (docs/architecture.md, "The usage spool").
+    pub fn usage_spool_dir(&self) -> PathBuf {
+        self.usage_spool_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("spool"))
+    }
+
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.expose().clone(),

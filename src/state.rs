@@ -24,6 +24,8 @@ pub struct AppState {
     pub started_at: DateTime<Utc>,
     /// The per-request analytics log (its loss counters show in `/status`).
     pub analytics: AnalyticsLog,
+    /// The usage spool (its backlog and loss counters show in `/status`).
+    pub usage_spool: Arc<crate::actors::spool::Spool>,
     /// Login attempt limits and the bound on concurrent password hashing.
     pub login_guard: LoginGuard,
     /// Peers whose `X-Forwarded-For` is believed.

@@ -1,44 +1,53 @@
-//! The metrics aggregator (design card; spec §5). Every proxied request whose tenant and
-//! route are known ends in one `UsageEvent`, streamed or not, successful or failed. The
-//! proxy hands it to a `UsageSink` (`try_send` on a bounded channel: the request never
-//! waits); a full channel drops the event and counts it, and the count is exported.
+//! The metrics aggregator (design card; docs/architecture.md, "Usage and telemetry").
+//! Every proxied request whose tenant and route are known ends in one `UsageEvent`,
+//! streamed or not, successful or failed. The proxy hands it to a `UsageSink`, which
+//! queues it for the usage spool's writer thread (src/actors/spool.rs; the request never
+//! waits; a full queue drops the event and counts it, exported).
 //!
-//! The actor drains the channel every `DRAIN_INTERVAL`, passes each event to the
-//! telemetry observer (OTLP spans and metrics are built here, off the request path), and
-//! adds it to the current minute's row for its tenant × key × route × model. Every
-//! `flush_interval` the rows go to the store in one batch. A failed write keeps the rows
-//! and retries; past `MAX_UNWRITTEN_ROWS` the oldest are dropped and counted (never
-//! silently). `Shutdown` drains, flushes and retries until its deadline.
+//! The spool writer passes each written event on to this actor, which gives it to the
+//! telemetry observer (OTLP spans and metrics, built here, off the request path). Every
+//! `flush_interval` the actor reads what the spool gained since its last write, sums it
+//! into one row per minute × tenant × key × route × model and writes the rows to the store
+//! in one transaction together with how far the spool is counted: the usage store is
+//! filled from the spool only, so a failed write loses nothing (the next one reads the
+//! same bytes again) and a kill loses nothing the spool has. `Shutdown` stops the writer,
+//! then writes what is left until its deadline; what the database does not take stays in
+//! the spool for the next start.
 //!
-//! The same flush writes each API key's `last_used_at` (the latest request end per key
-//! since the last flush): one transaction per flush instead of a write per request, and
-//! no configuration version bump.
+//! The same write records each API key's `last_used_at` (the latest request end per key):
+//! one transaction per flush instead of a write per request, and no configuration version
+//! bump.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message,
+    ResponseActFuture, WrapFuture,
 };
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::store::model::{LATENCY_BUCKETS, UsageRow};
+use crate::actors::spool::{self, Entry, Kind, Spool, SpoolRecord, SpoolSender};
+use crate::store::model::{SpoolMark, UsageRow};
 use crate::telemetry::trace::TraceContext;
 
-/// Events waiting between the proxy workers and the aggregator.
+/// Events waiting between the spool writer and the aggregator (telemetry only: usage is
+/// already in the spool).
 pub const EVENT_QUEUE: usize = 65_536;
-/// Rows kept in memory while the database cannot take them (a minute × key × route ×
-/// model each; far more than a busy node produces in an hour).
-pub const MAX_UNWRITTEN_ROWS: usize = 200_000;
+/// Spool bytes read into one store write (about 50 000 events).
+const BATCH_BYTES: u64 = 16 << 20;
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// One proxied request, as the aggregator and the telemetry need it.
 #[derive(Debug, Clone)]
 pub struct UsageEvent {
+    /// The usage event id (a stream's spooled `begin` record shares it).
+    pub id: Uuid,
     pub started_at: SystemTime,
     pub duration: Duration,
     pub tenant_id: Uuid,
@@ -87,27 +96,96 @@ impl UsageEvent {
 /// The proxy's handle: cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct UsageSink {
-    tx: mpsc::Sender<UsageEvent>,
-    dropped: Arc<AtomicU64>,
+    spool: SpoolSender<UsageEvent>,
 }
 
+/// The written events on their way to the aggregator (for the telemetry).
+pub struct UsageEvents(mpsc::Receiver<UsageEvent>);
+
 impl UsageSink {
-    pub fn record(&self, event: UsageEvent) {
-        if self.tx.try_send(event).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Opens the usage spool in `dir` (what earlier runs left there is counted once the
+    /// aggregator's store answers).
+    pub fn open(dir: &Path) -> std::io::Result<(UsageSink, UsageEvents)> {
+        Self::open_sized(dir, spool::SEGMENT_MAX_BYTES)
     }
 
-    /// Events dropped because the queue was full (or the aggregator gone).
+    /// `open` with spool segments of `segment_max` bytes (tests use small ones).
+    pub fn open_sized(dir: &Path, segment_max: u64) -> std::io::Result<(UsageSink, UsageEvents)> {
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let sink = UsageSink {
+            spool: spool::open_sized(dir, tx, segment_max)?,
+        };
+        Ok((sink, UsageEvents(rx)))
+    }
+
+    /// A request ended.
+    pub fn record(&self, event: UsageEvent) {
+        let record = SpoolRecord {
+            id: event.id,
+            kind: Kind::Done,
+            at_ms: spool::unix_ms(event.started_at + event.duration),
+            tenant_id: event.tenant_id,
+            key_id: event.key_id,
+            route_id: event.route_id,
+            model: event.request_model.clone(),
+            error: event.is_error(),
+            prompt_tokens: event.prompt_tokens.unwrap_or(0),
+            completion_tokens: event.completion_tokens.unwrap_or(0),
+            cost: event.cost,
+            latency_ms: event.duration.as_secs_f64() * 1000.0,
+        };
+        self.spool.send(Entry {
+            record,
+            forward: Some(event),
+        });
+    }
+
+    /// A stream started: spooled so that a kill mid-stream still leaves a billed record.
+    pub fn begin(&self, record: SpoolRecord) {
+        self.spool.send(Entry {
+            record,
+            forward: None,
+        });
+    }
+
+    /// Events lost: never written to the spool (queue full, or the spool's disk failing
+    /// too long).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.spool.spool().stats.lost.load(Ordering::Relaxed)
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        self.spool.spool()
+    }
+}
+
+/// Why a usage write failed.
+#[derive(Debug)]
+pub enum UsageWriteError {
+    /// Another writer already counted those spool bytes: re-read its progress.
+    Counted(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for UsageWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageWriteError::Counted(m) | UsageWriteError::Failed(m) => f.write_str(m),
+        }
     }
 }
 
 /// Where rows are written (the store; a fake in tests).
 #[async_trait::async_trait]
 pub trait UsageStore: Send + Sync {
-    async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String>;
+    /// The rows and the spool progress they cover, in one transaction.
+    async fn apply_usage(
+        &self,
+        rows: &[UsageRow],
+        marks: &[SpoolMark],
+    ) -> Result<(), UsageWriteError>;
+    /// A segment's stored progress: `(bytes counted, complete)`.
+    async fn spool_mark(&self, segment: &str) -> Result<Option<(u64, bool)>, String>;
     /// Records when each key was last used (never moving a stored time back).
     async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String>;
 }
@@ -115,7 +193,7 @@ pub trait UsageStore: Send + Sync {
 /// Sees every event (OTLP spans and metrics); runs on the aggregator's thread.
 pub trait UsageObserver {
     fn observe(&mut self, event: &UsageEvent);
-    /// The running total of dropped events and rows, exported as a counter.
+    /// The running total of lost events, exported as a counter.
     fn dropped(&mut self, total: u64);
     /// Shutdown: export what is buffered.
     fn flush(&mut self);
@@ -123,68 +201,84 @@ pub trait UsageObserver {
     fn drained(&mut self) {}
 }
 
-#[derive(Hash, PartialEq, Eq, Clone)]
-struct RowKey {
-    minute: DateTime<Utc>,
-    tenant_id: Uuid,
-    key_id: Uuid,
-    route_id: Uuid,
-    model: String,
-}
-
 pub struct MetricsAggregator {
     rx: mpsc::Receiver<UsageEvent>,
     store: Arc<dyn UsageStore>,
     observer: Option<Box<dyn UsageObserver>>,
-    current: HashMap<RowKey, UsageRow>,
-    /// Rows taken out of `current` whose write has not succeeded yet, oldest first.
-    unwritten: Vec<UsageRow>,
-    /// Latest use of each key since its last successful `last_used_at` write.
+    sink: UsageSink,
+    /// Latest use of each key whose `last_used_at` write has not succeeded yet.
     keys_used: HashMap<Uuid, DateTime<Utc>>,
     flush_interval: Duration,
     last_flush: Instant,
-    /// A write is in flight (its rows come back to `unwritten` if it fails).
+    /// A write is in flight.
     flushing: Arc<AtomicBool>,
-    queue_dropped: Arc<AtomicU64>,
-    rows_dropped: u64,
+    /// The last write failed (logged once until one succeeds).
+    failing: bool,
     reported_dropped: u64,
 }
 
+/// One write: the spool's progress from the store, the new bytes summed, the rows and
+/// progress stored together. `Ok(true)` when more is waiting.
+async fn write_once(
+    store: &dyn UsageStore,
+    spool: &Arc<Spool>,
+    budget: u64,
+) -> Result<(bool, HashMap<Uuid, DateTime<Utc>>), String> {
+    for name in spool.unknown_marks() {
+        let mark = store.spool_mark(&name).await?;
+        spool.set_mark(&name, mark);
+    }
+    let reader = spool.clone();
+    let batch = tokio::task::spawn_blocking(move || reader.collect(budget))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read the usage spool: {e}"))?;
+    if batch.is_empty() {
+        return Ok((false, HashMap::new()));
+    }
+    match store.apply_usage(&batch.rows(), &batch.marks).await {
+        Ok(()) => {
+            spool.counted(&batch.marks);
+            Ok((batch.more, batch.keys))
+        }
+        Err(UsageWriteError::Counted(m)) => {
+            spool.forget_marks(&batch.marks);
+            Err(m)
+        }
+        Err(UsageWriteError::Failed(m)) => Err(m),
+    }
+}
+
 impl MetricsAggregator {
-    /// The actor and the sink the proxy workers share.
+    /// The actor that feeds the telemetry from `events` and the store from `sink`'s spool.
     pub fn new(
+        sink: UsageSink,
+        events: UsageEvents,
         store: Arc<dyn UsageStore>,
         observer: Option<Box<dyn UsageObserver>>,
         flush_interval: Duration,
-    ) -> (MetricsAggregator, UsageSink) {
-        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let sink = UsageSink {
-            tx,
-            dropped: dropped.clone(),
-        };
-        let aggregator = MetricsAggregator {
-            rx,
+    ) -> MetricsAggregator {
+        MetricsAggregator {
+            rx: events.0,
             store,
             observer,
-            current: HashMap::new(),
-            unwritten: Vec::new(),
+            sink,
             keys_used: HashMap::new(),
             flush_interval,
-            last_flush: Instant::now(),
+            // The first tick counts what an earlier run left.
+            last_flush: Instant::now()
+                .checked_sub(flush_interval)
+                .unwrap_or_else(Instant::now),
             flushing: Arc::new(AtomicBool::new(false)),
-            queue_dropped: dropped,
-            rows_dropped: 0,
+            failing: false,
             reported_dropped: 0,
-        };
-        (aggregator, sink)
+        }
     }
 
     fn drain(&mut self) {
         let mut any = false;
         while let Ok(event) = self.rx.try_recv() {
             any = true;
-            self.add(&event);
             if let Some(observer) = self.observer.as_mut() {
                 observer.observe(&event);
             }
@@ -192,123 +286,86 @@ impl MetricsAggregator {
         if any && let Some(observer) = self.observer.as_mut() {
             observer.drained();
         }
-        let dropped = self.queue_dropped.load(Ordering::Relaxed) + self.rows_dropped;
+        let dropped = self.sink.dropped();
         if dropped != self.reported_dropped {
             self.reported_dropped = dropped;
-            tracing::warn!(dropped, "usage events or rows dropped (buffer full)");
+            tracing::warn!(
+                dropped,
+                "usage events lost (spool queue full or disk failing)"
+            );
             if let Some(observer) = self.observer.as_mut() {
                 observer.dropped(dropped);
             }
         }
     }
 
-    fn add(&mut self, event: &UsageEvent) {
-        let finished: DateTime<Utc> = (event.started_at + event.duration).into();
-        let minute = finished
-            .duration_trunc(chrono::Duration::minutes(1))
-            .unwrap_or(finished);
-        self.note_key_used(event.key_id, finished);
-        let key = RowKey {
-            minute,
-            tenant_id: event.tenant_id,
-            key_id: event.key_id,
-            route_id: event.route_id,
-            model: event.request_model.clone(),
-        };
-        let row = self.current.entry(key).or_insert_with(|| UsageRow {
-            bucket_start: minute,
-            tenant_id: event.tenant_id,
-            key_id: event.key_id,
-            route_id: event.route_id,
-            model: event.request_model.clone(),
-            requests: 0,
-            errors: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cost: 0.0,
-            latency_ms_sum: 0.0,
-            latency_histogram: [0; LATENCY_BUCKETS],
-        });
-        let latency_ms = event.duration.as_secs_f64() * 1000.0;
-        let tokens = |t: Option<u64>| i64::try_from(t.unwrap_or(0)).unwrap_or(i64::MAX);
-        row.requests += 1;
-        row.errors += i64::from(event.is_error());
-        row.prompt_tokens = row
-            .prompt_tokens
-            .saturating_add(tokens(event.prompt_tokens));
-        row.completion_tokens = row
-            .completion_tokens
-            .saturating_add(tokens(event.completion_tokens));
-        row.cost += event.cost;
-        row.latency_ms_sum += latency_ms;
-        row.latency_histogram[UsageRow::latency_bucket(latency_ms)] += 1;
-    }
-
-    fn note_key_used(&mut self, key: Uuid, at: DateTime<Utc>) {
-        let latest = self.keys_used.entry(key).or_insert(at);
-        if *latest < at {
-            *latest = at;
-        }
-    }
-
-    /// Moves the current rows to the write queue, bounded.
-    fn seal(&mut self) {
-        self.unwritten
-            .extend(self.current.drain().map(|(_, row)| row));
-        if self.unwritten.len() > MAX_UNWRITTEN_ROWS {
-            let excess = self.unwritten.len() - MAX_UNWRITTEN_ROWS;
-            let lost: i64 = self.unwritten.drain(..excess).map(|r| r.requests).sum();
-            self.rows_dropped += u64::try_from(lost).unwrap_or(0);
-            tracing::error!(
-                rows = excess,
-                requests = lost,
-                "usage rows dropped: the database has been unavailable too long"
-            );
+    fn note_keys(&mut self, keys: HashMap<Uuid, DateTime<Utc>>) {
+        for (key, at) in keys {
+            let latest = self.keys_used.entry(key).or_insert(at);
+            if *latest < at {
+                *latest = at;
+            }
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing.load(Ordering::Acquire) {
+        if self.flushing.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.seal();
-        if self.unwritten.is_empty() && self.keys_used.is_empty() {
-            return;
-        }
-        self.flushing.store(true, Ordering::Release);
         self.last_flush = Instant::now();
-        let rows = std::mem::take(&mut self.unwritten);
-        let keys: Vec<(Uuid, DateTime<Utc>)> = self.keys_used.drain().collect();
         let store = self.store.clone();
+        let spool = self.sink.spool().clone();
+        let keys: Vec<(Uuid, DateTime<Utc>)> = self.keys_used.drain().collect();
         let write = async move {
-            let result = store.add_usage(&rows).await;
-            let touched = store.touch_api_keys(&keys).await;
-            (rows, result, keys, touched)
+            let written = write_once(store.as_ref(), &spool, BATCH_BYTES).await;
+            let mut keys: HashMap<Uuid, DateTime<Utc>> = keys.into_iter().collect();
+            if let Ok((_, used)) = &written {
+                for (key, at) in used {
+                    let latest = keys.entry(*key).or_insert(*at);
+                    if *latest < *at {
+                        *latest = *at;
+                    }
+                }
+            }
+            let list: Vec<(Uuid, DateTime<Utc>)> = keys.iter().map(|(k, v)| (*k, *v)).collect();
+            let touched = store.touch_api_keys(&list).await;
+            (written.map(|(more, _)| more), touched.err().map(|_| keys))
         };
         ctx.spawn(
             write
                 .into_actor(self)
-                .map(|(rows, result, keys, touched), act, _| {
+                .map(|(written, untouched), act, _| {
                     act.flushing.store(false, Ordering::Release);
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, rows = rows.len(), "usage rows not written yet; will retry");
-                        // Keep them ahead of anything sealed meanwhile (oldest first).
-                        let newer = std::mem::replace(&mut act.unwritten, rows);
-                        act.unwritten.extend(newer);
-                    }
-                    if let Err(e) = touched {
-                        tracing::warn!(error = %e, keys = keys.len(), "API key last_used_at not written yet; will retry");
-                        for (key, at) in keys {
-                            act.note_key_used(key, at);
+                    match written {
+                        Ok(more) => {
+                            if act.failing {
+                                tracing::info!("usage writes resumed");
+                                act.failing = false;
+                            }
+                            if more {
+                                // Catching up: the next tick writes again.
+                                act.last_flush = Instant::now()
+                                    .checked_sub(act.flush_interval)
+                                    .unwrap_or(act.last_flush);
+                            }
                         }
+                        Err(e) => {
+                            if !act.failing {
+                                tracing::warn!(error = %e, "usage not written yet; it waits in the spool and is retried");
+                            }
+                            act.failing = true;
+                        }
+                    }
+                    if let Some(keys) = untouched {
+                        act.note_keys(keys);
                     }
                 }),
         );
     }
 
-    /// Rows not yet in the store (for `/status` and tests).
-    pub fn pending_rows(&self) -> usize {
-        self.current.len() + self.unwritten.len()
+    /// Spool bytes not in the store yet (for `/status` and tests).
+    pub fn backlog_bytes(&self) -> u64 {
+        self.sink.spool().backlog_bytes()
     }
 }
 
@@ -325,68 +382,98 @@ impl Actor for MetricsAggregator {
     }
 }
 
-/// Drain, write everything, retrying until `deadline`; answers how many requests could
-/// not be written (0 when all were).
+/// Stops the spool writer (everything queued is written and synced), then writes the
+/// spool to the store, retrying until `deadline`.
 pub struct Shutdown {
     pub deadline: Duration,
 }
 
+/// How the stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Events this run lost before they reached the spool (a spool failure).
+    pub lost: u64,
+    /// Spool segments the store did not take in time: kept, counted at the next start.
+    pub segments_left: usize,
+}
+
 impl Message for Shutdown {
-    type Result = u64;
+    type Result = ShutdownReport;
 }
 
 impl Handler<Shutdown> for MetricsAggregator {
-    type Result = ResponseActFuture<Self, u64>;
+    type Result = ResponseActFuture<Self, ShutdownReport>;
 
     fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
         let until = Instant::now() + msg.deadline;
         self.drain();
         let store = self.store.clone();
         let flushing = self.flushing.clone();
+        let sink = self.sink.clone();
+        let keys: Vec<(Uuid, DateTime<Utc>)> = self.keys_used.drain().collect();
         Box::pin(
             async move {
-                // A write in flight either lands or hands its rows back; wait for it.
+                let writer = sink.clone();
+                let lost = tokio::task::spawn_blocking(move || {
+                    writer.spool.stop(Duration::from_secs(5))
+                })
+                .await
+                .unwrap_or(u64::MAX);
+                // A write in flight finishes first (it holds the spool's progress).
                 while flushing.load(Ordering::Acquire) && Instant::now() < until {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-            }
-            .into_actor(self)
-            .then(move |(), act, _| {
-                act.drain();
-                act.seal();
-                let mut rows = std::mem::take(&mut act.unwritten);
-                let keys: Vec<(Uuid, DateTime<Utc>)> = act.keys_used.drain().collect();
-                async move {
-                    // Best effort, once: a missed `last_used_at` is not worth delaying exit.
-                    if let Err(e) = store.touch_api_keys(&keys).await {
-                        tracing::warn!(error = %e, keys = keys.len(), "API key last_used_at not written at shutdown");
-                    }
-                    while !rows.is_empty() {
-                        match store.add_usage(&rows).await {
-                            Ok(()) => rows.clear(),
-                            Err(e) if Instant::now() < until => {
-                                tracing::warn!(error = %e, "final usage flush failed; retrying");
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, rows = rows.len(), "usage rows lost at shutdown");
+                let spool = sink.spool().clone();
+                let mut used: HashMap<Uuid, DateTime<Utc>> = keys.into_iter().collect();
+                loop {
+                    // Bounded: a frozen database must not hold the stop past its deadline.
+                    let left = until.saturating_duration_since(Instant::now());
+                    let written =
+                        tokio::time::timeout(left, write_once(store.as_ref(), &spool, BATCH_BYTES))
+                            .await
+                            .unwrap_or_else(|_| Err("the database did not answer in time".into()));
+                    match written {
+                        Ok((_, k)) => {
+                            used.extend(k);
+                            if spool.segments() == 0 {
                                 break;
                             }
+                            if Instant::now() >= until {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) if Instant::now() < until => {
+                            tracing::warn!(error = %e, "final usage write failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "final usage write failed");
+                            break;
                         }
                     }
-                    rows
                 }
-                .into_actor(act)
-            })
-            .map(|rows, act, _| {
-                let lost: i64 = rows.iter().map(|r| r.requests).sum();
+                // Best effort, once: a missed `last_used_at` is not worth delaying exit.
+                let list: Vec<(Uuid, DateTime<Utc>)> = used.into_iter().collect();
+                let touched = tokio::time::timeout(Duration::from_secs(1), store.touch_api_keys(&list))
+                    .await
+                    .unwrap_or_else(|_| Err("the database did not answer in time".into()));
+                if let Err(e) = touched {
+                    tracing::warn!(error = %e, keys = list.len(), "API key last_used_at not written at shutdown");
+                }
+                ShutdownReport {
+                    lost,
+                    segments_left: spool.segments(),
+                }
+            }
+            .into_actor(self)
+            .map(|report, act, ctx| {
+                act.drain();
                 if let Some(observer) = act.observer.as_mut() {
-                    if lost > 0 {
-                        observer.dropped(act.reported_dropped + u64::try_from(lost).unwrap_or(0));
-                    }
                     observer.flush();
                 }
-                u64::try_from(lost).unwrap_or(0)
+                ctx.stop();
+                report
             }),
         )
     }
@@ -396,25 +483,54 @@ impl Handler<Shutdown> for MetricsAggregator {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+    use std::sync::atomic::AtomicU64;
 
-    /// A store that fails while `down` is set and keeps what it was given otherwise.
+    /// A store that fails while `down` is set, keeps what it was given otherwise, and
+    /// moves spool progress only from where it stands (as the SQL does).
     #[derive(Default)]
     struct FakeStore {
         down: AtomicBool,
         rows: Mutex<Vec<UsageRow>>,
+        marks: Mutex<HashMap<String, (i64, bool)>>,
         touched: Mutex<Vec<(Uuid, DateTime<Utc>)>>,
         attempts: AtomicU64,
     }
 
     #[async_trait::async_trait]
     impl UsageStore for FakeStore {
-        async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
+        async fn apply_usage(
+            &self,
+            rows: &[UsageRow],
+            marks: &[SpoolMark],
+        ) -> Result<(), UsageWriteError> {
             self.attempts.fetch_add(1, Ordering::Relaxed);
             if self.down.load(Ordering::Relaxed) {
-                return Err("database unreachable".into());
+                return Err(UsageWriteError::Failed("database unreachable".into()));
+            }
+            let mut stored = self.marks.lock().expect("lock");
+            for m in marks {
+                let (at, complete) = stored.get(&m.segment).copied().unwrap_or((0, false));
+                if at != m.from || complete {
+                    return Err(UsageWriteError::Counted(m.segment.clone()));
+                }
+            }
+            for m in marks {
+                stored.insert(m.segment.clone(), (m.to, m.complete));
             }
             self.rows.lock().expect("lock").extend_from_slice(rows);
             Ok(())
+        }
+
+        async fn spool_mark(&self, segment: &str) -> Result<Option<(u64, bool)>, String> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err("database unreachable".into());
+            }
+            Ok(self
+                .marks
+                .lock()
+                .expect("lock")
+                .get(segment)
+                .map(|(at, complete)| (*at as u64, *complete)))
         }
 
         async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String> {
@@ -447,6 +563,7 @@ mod tests {
 
     fn event(tenant: Uuid, model: &str, prompt: u64, completion: u64, status: u16) -> UsageEvent {
         UsageEvent {
+            id: Uuid::now_v7(),
             started_at: SystemTime::now(),
             duration: Duration::from_millis(120),
             tenant_id: tenant,
@@ -473,6 +590,23 @@ mod tests {
         }
     }
 
+    fn begin(id: Uuid, tenant: Uuid, prompt: u64) -> SpoolRecord {
+        SpoolRecord {
+            id,
+            kind: Kind::Begin,
+            at_ms: spool::unix_ms(SystemTime::now()),
+            tenant_id: tenant,
+            key_id: Uuid::nil(),
+            route_id: Uuid::nil(),
+            model: "m".into(),
+            error: false,
+            prompt_tokens: prompt,
+            completion_tokens: 0,
+            cost: 0.5,
+            latency_ms: 0.0,
+        }
+    }
+
     fn totals(rows: &[UsageRow]) -> (i64, i64, i64, i64) {
         rows.iter().fold((0, 0, 0, 0), |t, r| {
             (
@@ -484,23 +618,61 @@ mod tests {
         })
     }
 
+    fn start(
+        dir: &Path,
+        store: &Arc<FakeStore>,
+        observer: Option<Box<dyn UsageObserver>>,
+        flush: Duration,
+    ) -> (actix::Addr<MetricsAggregator>, UsageSink) {
+        let (sink, events) = UsageSink::open_sized(dir, 4096).expect("spool");
+        let aggregator =
+            MetricsAggregator::new(sink.clone(), events, store.clone(), observer, flush);
+        (aggregator.start(), sink)
+    }
+
+    /// The segment files of `dir` in a new directory (another node's copy, or the spool
+    /// of a killed process whose lock is still held in this test process).
+    fn copy_segments(dir: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().expect("dir");
+        for entry in std::fs::read_dir(dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                std::fs::copy(&path, copy.path().join(path.file_name().expect("name")))
+                    .expect("copy");
+            }
+        }
+        copy
+    }
+
+    async fn stop(addr: &actix::Addr<MetricsAggregator>, deadline: Duration) -> ShutdownReport {
+        addr.send(Shutdown { deadline }).await.expect("answer")
+    }
+
+    async fn wait_for_requests(store: &FakeStore, n: i64) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while totals(&store.rows.lock().expect("lock")).0 < n && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[actix::test]
     async fn events_are_aggregated_per_minute_and_key_and_written_in_batches() {
+        let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(FakeStore::default());
         let seen = Seen::default();
-        let (aggregator, sink) = MetricsAggregator::new(
-            store.clone(),
+        let (addr, sink) = start(
+            dir.path(),
+            &store,
             Some(Box::new(seen.clone())),
             Duration::from_millis(100),
         );
-        let addr = aggregator.start();
         let tenant = Uuid::now_v7();
         for _ in 0..10 {
             sink.record(event(tenant, "gpt-4o", 12, 3, 200));
         }
         sink.record(event(tenant, "claude", 7, 1, 200));
         sink.record(event(tenant, "gpt-4o", 0, 0, 502));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        wait_for_requests(&store, 12).await;
         let rows = store.rows.lock().expect("lock").clone();
         assert_eq!(totals(&rows), (12, 1, 127, 31));
         let gpt: Vec<_> = rows.iter().filter(|r| r.model == "gpt-4o").collect();
@@ -508,27 +680,42 @@ mod tests {
         assert!(rows.iter().all(|r| r.bucket_start.timestamp() % 60 == 0));
         let histogram: i64 = rows.iter().flat_map(|r| r.latency_histogram).sum();
         assert_eq!(histogram, 12, "one latency count per request");
-        assert_eq!(seen.events.load(Ordering::Relaxed), 12);
-        assert_eq!(
-            addr.send(Shutdown {
-                deadline: Duration::from_secs(1)
-            })
-            .await
-            .ok(),
-            Some(0)
+        assert!(
+            rows.len() <= 4,
+            "summed per minute and model, not one row per event: {}",
+            rows.len()
         );
+        let report = stop(&addr, Duration::from_secs(2)).await;
+        assert_eq!(
+            report,
+            ShutdownReport {
+                lost: 0,
+                segments_left: 0
+            }
+        );
+        assert_eq!(seen.events.load(Ordering::Relaxed), 12);
         assert!(seen.flushed.load(Ordering::Relaxed));
+        assert_eq!(
+            totals(&store.rows.lock().expect("lock")).0,
+            12,
+            "nothing twice"
+        );
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .collect();
+        assert!(files.is_empty(), "counted segments are deleted");
     }
 
     /// One `last_used_at` per key and flush, with the key's latest request end; kept and
     /// written later while the database is down.
     #[actix::test]
-    async fn keys_used_are_written_once_per_flush_with_their_latest_time() {
+    async fn keys_used_are_written_with_their_latest_time() {
+        let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(FakeStore::default());
         store.down.store(true, Ordering::Relaxed);
-        let (aggregator, sink) =
-            MetricsAggregator::new(store.clone(), None, Duration::from_millis(50));
-        let addr = aggregator.start();
+        let (addr, sink) = start(dir.path(), &store, None, Duration::from_millis(50));
         let tenant = Uuid::now_v7();
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let base = SystemTime::now();
@@ -541,32 +728,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(store.touched.lock().expect("lock").is_empty());
         store.down.store(false, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut touched = store.touched.lock().expect("lock").clone();
-        touched.sort();
-        let end = |offset: u64| -> DateTime<Utc> {
-            (base + Duration::from_secs(offset) + Duration::from_millis(120)).into()
+        wait_for_requests(&store, 4).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut latest: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+        for (k, at) in store.touched.lock().expect("lock").iter() {
+            let l = latest.entry(*k).or_insert(*at);
+            *l = (*l).max(*at);
+        }
+        // The spool keeps milliseconds.
+        let end = |offset: u64| -> i64 {
+            spool::unix_ms(base + Duration::from_secs(offset) + Duration::from_millis(120))
         };
-        let mut expected = vec![(a, end(9)), (b, end(2))];
-        expected.sort();
-        assert_eq!(touched, expected, "one write per key, its latest time");
-        assert_eq!(
-            addr.send(Shutdown {
-                deadline: Duration::from_secs(1)
-            })
-            .await
-            .ok(),
-            Some(0)
-        );
+        assert_eq!(latest[&a].timestamp_millis(), end(9));
+        assert_eq!(latest[&b].timestamp_millis(), end(2));
+        assert_eq!(latest.len(), 2);
+        stop(&addr, Duration::from_secs(1)).await;
     }
 
     #[actix::test]
-    async fn rows_wait_while_the_database_is_down_and_are_written_when_it_returns() {
+    async fn usage_waits_in_the_spool_while_the_database_is_down() {
+        let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(FakeStore::default());
         store.down.store(true, Ordering::Relaxed);
-        let (aggregator, sink) =
-            MetricsAggregator::new(store.clone(), None, Duration::from_millis(50));
-        let addr = aggregator.start();
+        let (addr, sink) = start(dir.path(), &store, None, Duration::from_millis(50));
         let tenant = Uuid::now_v7();
         for i in 0..100 {
             sink.record(event(tenant, "m", i, 1, 200));
@@ -574,100 +758,125 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(store.attempts.load(Ordering::Relaxed) >= 2, "it retries");
         assert!(store.rows.lock().expect("lock").is_empty());
+        assert!(sink.spool().backlog_bytes() > 0);
         store.down.store(false, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_for_requests(&store, 100).await;
         let rows = store.rows.lock().expect("lock").clone();
         assert_eq!(
             totals(&rows),
             (100, 0, (0..100).sum(), 100),
             "nothing lost, nothing doubled"
         );
+        assert_eq!(stop(&addr, Duration::from_secs(1)).await.lost, 0);
+    }
+
+    /// A stop while the database is down keeps the usage in the spool; the next start
+    /// counts it once, and a third start finds nothing left to count.
+    #[actix::test]
+    async fn a_stop_during_an_outage_leaves_the_spool_for_the_next_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (addr, sink) = start(dir.path(), &store, None, Duration::from_secs(3600));
+        for _ in 0..300 {
+            sink.record(event(Uuid::nil(), "m", 2, 1, 200));
+        }
+        let report = stop(&addr, Duration::from_millis(300)).await;
+        assert_eq!(report.lost, 0, "the spool took everything");
+        assert!(report.segments_left > 0);
+        drop(sink);
+        drop(addr);
+
+        store.down.store(false, Ordering::Relaxed);
+        let (addr, _sink) = start(dir.path(), &store, None, Duration::from_millis(50));
+        wait_for_requests(&store, 300).await;
         assert_eq!(
-            addr.send(Shutdown {
-                deadline: Duration::from_secs(1)
-            })
-            .await
-            .ok(),
-            Some(0)
+            stop(&addr, Duration::from_secs(2)).await,
+            ShutdownReport {
+                lost: 0,
+                segments_left: 0
+            }
+        );
+        let (addr, _sink) = start(dir.path(), &store, None, Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop(&addr, Duration::from_secs(2)).await;
+        assert_eq!(
+            totals(&store.rows.lock().expect("lock")),
+            (300, 0, 600, 300)
         );
     }
 
+    /// The same spool counted by two processes (a copy on another node, same database):
+    /// the database's progress marks let only one of them count it.
     #[actix::test]
-    async fn shutdown_retries_until_its_deadline_and_reports_what_it_could_not_write() {
+    async fn a_spool_is_counted_once_even_when_replayed_twice() {
+        let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(FakeStore::default());
         store.down.store(true, Ordering::Relaxed);
-        let seen = Seen::default();
-        let (aggregator, sink) = MetricsAggregator::new(
-            store.clone(),
-            Some(Box::new(seen.clone())),
-            Duration::from_secs(3600),
-        );
-        let addr = aggregator.start();
-        for _ in 0..5 {
-            sink.record(event(Uuid::now_v7(), "m", 1, 1, 200));
-        }
-        let lost = addr
-            .send(Shutdown {
-                deadline: Duration::from_millis(300),
-            })
-            .await
-            .expect("answer");
-        assert_eq!(lost, 5);
-        assert_eq!(
-            seen.dropped.load(Ordering::Relaxed),
-            5,
-            "the loss is exported"
-        );
-
-        // The same with the database back before the deadline: nothing lost.
-        let store = Arc::new(FakeStore::default());
-        store.down.store(true, Ordering::Relaxed);
-        let (aggregator, sink) =
-            MetricsAggregator::new(store.clone(), None, Duration::from_secs(3600));
-        let addr = aggregator.start();
-        for _ in 0..5 {
-            sink.record(event(Uuid::now_v7(), "m", 1, 1, 200));
-        }
-        let revive = store.clone();
-        actix::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            revive.down.store(false, Ordering::Relaxed);
-        });
-        let lost = addr
-            .send(Shutdown {
-                deadline: Duration::from_secs(3),
-            })
-            .await
-            .expect("answer");
-        assert_eq!(lost, 0);
-        assert_eq!(totals(&store.rows.lock().expect("lock")).0, 5);
-    }
-
-    #[actix::test]
-    async fn a_full_queue_drops_and_counts_never_blocks() {
-        let store = Arc::new(FakeStore::default());
-        let seen = Seen::default();
-        // Not started: nothing drains the queue.
-        let (aggregator, sink) = MetricsAggregator::new(
-            store.clone(),
-            Some(Box::new(seen.clone())),
-            Duration::from_millis(50),
-        );
-        for _ in 0..EVENT_QUEUE + 7 {
+        let (addr, sink) = start(dir.path(), &store, None, Duration::from_secs(3600));
+        for _ in 0..50 {
             sink.record(event(Uuid::nil(), "m", 1, 1, 200));
         }
-        assert_eq!(sink.dropped(), 7);
-        let addr = aggregator.start();
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        assert_eq!(seen.dropped.load(Ordering::Relaxed), 7, "exported");
-        let _ = addr
-            .send(Shutdown {
-                deadline: Duration::from_secs(1),
+        stop(&addr, Duration::from_millis(200)).await;
+        drop(sink);
+        let copy = copy_segments(dir.path());
+        store.down.store(false, Ordering::Relaxed);
+        let (one, _a) = start(dir.path(), &store, None, Duration::from_millis(50));
+        let (two, _b) = start(copy.path(), &store, None, Duration::from_millis(50));
+        wait_for_requests(&store, 50).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop(&one, Duration::from_secs(1)).await;
+        stop(&two, Duration::from_secs(1)).await;
+        assert_eq!(totals(&store.rows.lock().expect("lock")).0, 50);
+    }
+
+    /// A process killed mid-stream leaves a `begin` without a `done`: billed once, as an
+    /// error, with its prompt estimate; a stream that ended is billed by its `done` only,
+    /// also when its `begin` was carried into a later segment.
+    #[actix::test]
+    async fn an_interrupted_stream_is_billed_once_from_its_begin_record() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(FakeStore::default());
+        store.down.store(true, Ordering::Relaxed);
+        let (sink, _events) = UsageSink::open_sized(dir.path(), 4096).expect("spool");
+        let tenant = Uuid::now_v7();
+        let (cut, ended) = (Uuid::now_v7(), Uuid::now_v7());
+        sink.begin(begin(cut, tenant, 40));
+        sink.begin(begin(ended, tenant, 7));
+        // Enough to start several segments (4 KiB each): both begins are carried.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for _ in 0..20 {
+                sink.record(event(tenant, "m", 1, 1, 200));
+            }
+        }
+        let mut done = event(tenant, "m", 7, 5, 200);
+        done.id = ended;
+        sink.record(done);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A kill: the writer never closes its run (the sink is leaked, not stopped).
+        std::mem::forget(sink);
+        let segments = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
             })
-            .await;
+            .count();
+        assert!(segments > 2, "{segments} segments");
+
+        // The next process (a copy of the directory: the dead one still holds the lock).
+        let next = copy_segments(dir.path());
+        store.down.store(false, Ordering::Relaxed);
+        let (addr, _sink) = start(next.path(), &store, None, Duration::from_millis(50));
+        wait_for_requests(&store, 62).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop(&addr, Duration::from_secs(2)).await;
+        let rows = store.rows.lock().expect("lock").clone();
         assert_eq!(
-            totals(&store.rows.lock().expect("lock")).0,
-            EVENT_QUEUE as i64
+            totals(&rows),
+            (62, 1, 60 + 7 + 40, 60 + 5),
+            "60 requests, the ended stream, the cut one (an error, prompt estimate only)"
         );
     }
 }

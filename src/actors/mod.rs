@@ -3,4 +3,5 @@
 //! telemetry issue.
 
 pub mod metrics;
+pub mod spool;
 pub mod upstream;

@@ -24,6 +24,7 @@ pub struct Status {
     pub snapshot: SnapshotStatus,
     pub process_log: ProcessLogStatus,
     pub analytics: AnalyticsStatus,
+    pub usage_spool: UsageSpoolStatus,
 }
 
 /// What this node's process log (stderr) lost since it started: a broken or stalled sink
@@ -44,6 +45,23 @@ pub struct AnalyticsStatus {
     pub write_failures: u64,
     /// Lines dropped because the writer was behind and the buffer full.
     pub dropped: u64,
+}
+
+/// The usage spool of this node (docs/architecture.md, "The usage spool").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageSpoolStatus {
+    /// Segment files not yet fully counted in the usage store.
+    pub segments: usize,
+    /// Spooled bytes not yet counted in the usage store (waiting for the database).
+    pub backlog_bytes: u64,
+    /// Usage events written to the spool since start.
+    pub written: u64,
+    /// Usage events lost since start: never written (queue full, disk failing too long).
+    pub lost: u64,
+    /// Failed spool writes (each retried).
+    pub write_failures: u64,
+    /// Spool lines that could not be read back (a torn line after a power loss).
+    pub unreadable: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -146,6 +164,19 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
         analytics: AnalyticsStatus {
             write_failures: state.analytics.write_failures(),
             dropped: state.analytics.dropped(),
+        },
+        usage_spool: {
+            let spool = &state.usage_spool;
+            let read =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            UsageSpoolStatus {
+                segments: spool.segments(),
+                backlog_bytes: spool.backlog_bytes(),
+                written: read(&spool.stats.written),
+                lost: read(&spool.stats.lost),
+                write_failures: read(&spool.stats.write_failures),
+                unreadable: read(&spool.stats.unreadable),
+            }
         },
     })
 }

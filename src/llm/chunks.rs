@@ -509,6 +509,13 @@ impl ChunkEmitter {
         &self.text
     }
 
+    /// The prompt estimate without running the tokenizer: its count when already made,
+    /// else a quarter of the request body's bytes (an upper-side guess, for the record a
+    /// stream leaves in case it never ends).
+    pub fn prompt_estimate_quick(&self) -> u64 {
+        self.prompt_estimate.quick()
+    }
+
     /// Prompt and completion tokens for the usage chunk: the provider's numbers; a
     /// completion count the provider has not closed is at least the streamed text's
     /// estimate (4 characters per token).

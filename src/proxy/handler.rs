@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
 use crate::actors::metrics::{UpstreamTiming, UsageEvent};
+use crate::actors::spool::{self, SpoolRecord};
 use crate::actors::upstream::{
     Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
 };
@@ -674,6 +675,8 @@ async fn collect_error(
 
 /// One proxied request's accounting: the analytics line of spec §5 and the usage event.
 pub(super) struct Record<'a> {
+    /// The usage event id (a stream's spooled `begin` record shares it).
+    pub usage_id: uuid::Uuid,
     pub request_id: &'a str,
     pub route: &'a RouteEntry,
     pub tenant_id: uuid::Uuid,
@@ -719,6 +722,7 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
     let cost = record.usage.map_or(0.0, |u| cost_of(route, u));
     if let Some(sink) = &recorder.usage {
         sink.record(UsageEvent {
+            id: record.usage_id,
             started_at: record.started_at,
             duration: record.duration,
             tenant_id: record.tenant_id,
@@ -847,6 +851,7 @@ impl<'a> Record<'a> {
         let duration = flight.started.elapsed();
         let upstream = attempt.upstream_timing();
         Record {
+            usage_id: uuid::Uuid::now_v7(),
             request_id: &flight.request_id,
             route: party.route,
             tenant_id: party.caller.tenant,
@@ -954,7 +959,28 @@ fn complete_stream(
             builder.insert_header((name.as_str(), value.as_str()));
         }
     }
+    let usage_id = uuid::Uuid::now_v7();
+    if let Some(sink) = &recorder.usage {
+        // Spooled now, so a kill mid-stream still bills the prompt (docs/architecture.md,
+        // "The usage spool").
+        let prompt = start.transcode.emitter().prompt_estimate_quick();
+        sink.begin(SpoolRecord {
+            id: usage_id,
+            kind: spool::Kind::Begin,
+            at_ms: spool::unix_ms(flight.started_at),
+            tenant_id: party.caller.tenant,
+            key_id: party.caller.key.record.id,
+            route_id: route.record.id,
+            model: redact::cap_model_name(&start.request_model).to_string(),
+            error: false,
+            prompt_tokens: prompt,
+            completion_tokens: 0,
+            cost: cost_of(route, (prompt, 0)),
+            latency_ms: 0.0,
+        });
+    }
     let account = StreamAccount {
+        usage_id,
         recorder: recorder.clone(),
         route: Arc::clone(route),
         request_id: flight.request_id.clone(),

@@ -32,6 +32,8 @@ const MAX_TRAILING_BYTES: usize = 64 * 1024;
 
 /// What the accounting of one stream needs, owned (it outlives the handler).
 pub struct StreamAccount {
+    /// The usage event id, shared with the spooled `begin` record.
+    pub usage_id: Uuid,
     pub recorder: Recorder,
     pub route: Arc<RouteEntry>,
     pub request_id: String,
@@ -184,6 +186,7 @@ impl Drop for SseBody {
         finish_record(
             &account.recorder,
             &Record {
+                usage_id: account.usage_id,
                 request_id: &account.request_id,
                 route: &account.route,
                 tenant_id: account.tenant_id,

@@ -190,6 +190,13 @@ pub trait Store: Send + Sync + 'static {
     /// key × route × model (creating it when absent), all rows in one transaction.
     /// `bucket_start` is truncated to the minute.
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Adds `rows` (as `add_usage`) and moves each spool segment's progress from `from`
+    /// to `to` bytes, in one transaction; `Conflict` (and nothing written) when a segment's
+    /// stored progress is not `from` or it is already complete (docs/architecture.md,
+    /// "The usage spool").
+    async fn apply_usage(&self, rows: &[UsageRow], marks: &[SpoolMark]) -> StoreResult<()>;
+    /// A spool segment's stored progress: `(applied bytes, complete)`.
+    async fn spool_mark(&self, segment: &str) -> StoreResult<Option<(i64, bool)>>;
     /// Stored rows with `from <= bucket_start < to` (of one tenant when `tenant_id` is
     /// set), ordered by `bucket_start`, then tenant, key, route and model ids.
     async fn query_usage(&self, q: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
@@ -200,9 +207,24 @@ pub type SharedStore = Arc<dyn Store>;
 /// The metrics aggregator writes its batches through the store.
 #[async_trait]
 impl crate::actors::metrics::UsageStore for SharedStore {
-    async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), String> {
-        Store::add_usage(self.as_ref(), rows)
+    async fn apply_usage(
+        &self,
+        rows: &[UsageRow],
+        marks: &[SpoolMark],
+    ) -> Result<(), crate::actors::metrics::UsageWriteError> {
+        use crate::actors::metrics::UsageWriteError;
+        Store::apply_usage(self.as_ref(), rows, marks)
             .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => UsageWriteError::Counted(m),
+                e => UsageWriteError::Failed(e.to_string()),
+            })
+    }
+
+    async fn spool_mark(&self, segment: &str) -> Result<Option<(u64, bool)>, String> {
+        Store::spool_mark(self.as_ref(), segment)
+            .await
+            .map(|m| m.map(|(bytes, complete)| (u64::try_from(bytes).unwrap_or(0), complete)))
             .map_err(|e| e.to_string())
     }
 

@@ -236,3 +236,14 @@ pub struct UsageQuery {
     pub to: DateTime<Utc>,
     pub tenant_id: Option<Uuid>,
 }
+
+/// How far one usage spool segment is counted, as one write moves it: from `from` to `to`
+/// bytes, `complete` once the whole segment (and the streams it left unfinished) is
+/// counted (docs/architecture.md, "The usage spool").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolMark {
+    pub segment: String,
+    pub from: i64,
+    pub to: i64,
+    pub complete: bool,
+}

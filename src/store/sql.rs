@@ -188,6 +188,18 @@ macro_rules! usage_columns {
 }
 
 /// Adds one row's counts to the stored row of its minute × tenant × key × route × model.
+/// Creates a segment's progress row at 0 unless it exists (docs/architecture.md, "The usage
+/// spool").
+pub(super) const SPOOL_MARK_INIT: &str = "INSERT INTO usage_spool \
+    (segment, applied_bytes, complete, updated_at) VALUES ($1, 0, $2, $3) \
+    ON CONFLICT (segment) DO NOTHING";
+/// Moves a segment's progress on only from where the writer read it: 0 rows when another
+/// writer got there first (the transaction is then rolled back, nothing counted twice).
+pub(super) const SPOOL_MARK_ADVANCE: &str = "UPDATE usage_spool \
+    SET applied_bytes = $2, complete = $3, updated_at = $4 \
+    WHERE segment = $1 AND applied_bytes = $5 AND complete = $6";
+pub(super) const SPOOL_MARK_GET: &str =
+    "SELECT applied_bytes, complete FROM usage_spool WHERE segment = $1";
 pub(super) const USAGE_ADD: &str = concat!(
     "INSERT INTO usage_minutes (",
     usage_columns!(),
@@ -330,7 +342,7 @@ macro_rules! impl_store {
             };
             use $crate::store::{
                 AdminRecord, ApiKeyRecord, ConfigData, CredentialRecord, Lookup, Page, Reencrypt,
-                RouteRecord, ServiceRecord, StoreError, StoreResult, SystemSecretRecord,
+                RouteRecord, ServiceRecord, SpoolMark, StoreError, StoreResult, SystemSecretRecord,
                 TenantRecord, UsageQuery, UsageRow, map_sqlx,
             };
 
@@ -340,7 +352,8 @@ macro_rules! impl_store {
 
                 use $crate::store::sql::{self, check_free, missing};
                 use $crate::store::{
-                    AdminRecord, ApiKeyRecord, RouteRecord, ServiceRecord, StoreResult, map_sqlx,
+                    AdminRecord, ApiKeyRecord, RouteRecord, ServiceRecord, StoreResult, UsageRow,
+                    map_sqlx,
                 };
 
                 pub(super) type Conn = <$db as sqlx::Database>::Connection;
@@ -400,6 +413,32 @@ macro_rules! impl_store {
                         .fetch_all(&mut *c)
                         .await
                         .map_err(map_sqlx)
+                }
+
+                /// Adds each row to the stored row of its minute × tenant × key × route × model.
+                pub(super) async fn add_usage_rows(
+                    c: &mut Conn,
+                    rows: &[UsageRow],
+                ) -> StoreResult<()> {
+                    for r in rows {
+                        let mut query = sqlx::query(sql::USAGE_ADD)
+                            .bind(sql::usage_minute(r.bucket_start))
+                            .bind(r.tenant_id)
+                            .bind(r.key_id)
+                            .bind(r.route_id)
+                            .bind(&r.model)
+                            .bind(r.requests)
+                            .bind(r.errors)
+                            .bind(r.prompt_tokens)
+                            .bind(r.completion_tokens)
+                            .bind(r.cost)
+                            .bind(r.latency_ms_sum);
+                        for count in r.latency_histogram {
+                            query = query.bind(count);
+                        }
+                        rows_affected(c, query).await?;
+                    }
+                    Ok(())
                 }
 
                 pub(super) async fn rows_affected(
@@ -1127,26 +1166,47 @@ macro_rules! impl_store {
                         return Ok(());
                     }
                     in_tx!(self.write_tx, |tx| {
-                        for r in rows {
-                            let mut query = sqlx::query(sql::USAGE_ADD)
-                                .bind(sql::usage_minute(r.bucket_start))
-                                .bind(r.tenant_id)
-                                .bind(r.key_id)
-                                .bind(r.route_id)
-                                .bind(&r.model)
-                                .bind(r.requests)
-                                .bind(r.errors)
-                                .bind(r.prompt_tokens)
-                                .bind(r.completion_tokens)
-                                .bind(r.cost)
-                                .bind(r.latency_ms_sum);
-                            for count in r.latency_histogram {
-                                query = query.bind(count);
-                            }
-                            q::rows_affected(&mut tx, query).await?;
-                        }
-                        Ok(())
+                        q::add_usage_rows(&mut tx, rows).await
                     })
+                }
+
+                async fn apply_usage(
+                    &self,
+                    rows: &[UsageRow],
+                    marks: &[SpoolMark],
+                ) -> StoreResult<()> {
+                    in_tx!(self.write_tx, |tx| {
+                        let now = chrono::Utc::now();
+                        for m in marks {
+                            let init = sqlx::query(sql::SPOOL_MARK_INIT)
+                                .bind(&m.segment)
+                                .bind(false)
+                                .bind(now);
+                            q::rows_affected(&mut tx, init).await?;
+                            let advance = sqlx::query(sql::SPOOL_MARK_ADVANCE)
+                                .bind(&m.segment)
+                                .bind(m.to)
+                                .bind(m.complete)
+                                .bind(now)
+                                .bind(m.from)
+                                .bind(false);
+                            if q::rows_affected(&mut tx, advance).await? != 1 {
+                                return Err(StoreError::Conflict(format!(
+                                    "usage spool segment {} was already counted past byte {}",
+                                    m.segment, m.from
+                                )));
+                            }
+                        }
+                        q::add_usage_rows(&mut tx, rows).await
+                    })
+                }
+
+                async fn spool_mark(&self, segment: &str) -> StoreResult<Option<(i64, bool)>> {
+                    sqlx::query_as(sql::SPOOL_MARK_GET)
+                        .bind(segment)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_sqlx)
                 }
 
                 async fn query_usage(&self, uq: &UsageQuery) -> StoreResult<Vec<UsageRow>> {

@@ -60,9 +60,9 @@ async fn settings_with_master_key(dir: &Path, spec: &str) -> Settings {
 }
 
 /// Stops an in-process app and hands back its directory (to start again on it).
+/// A full stop (usage written, spool closed): the directory can be served again.
 async fn stop(app: TestApp) -> tempfile::TempDir {
-    app.stop.stop(true).await;
-    app.dir
+    app.shut_down().await.1
 }
 
 fn credential(name: &str, secret: &str) -> Value {

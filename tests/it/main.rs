@@ -24,6 +24,7 @@ mod proxy;
 mod redaction;
 mod sdk;
 mod secrets;
+mod spool;
 mod storage_faults;
 mod store;
 mod streaming;

@@ -147,6 +147,7 @@ fn nanos(t: SystemTime) -> u64 {
 fn event(n: u8) -> UsageEvent {
     let started_at = at(u64::from(n) * 10, 0);
     UsageEvent {
+        id: uuid::Uuid::nil(),
         started_at,
         duration: Duration::from_millis(1500),
         tenant_id: uuid::Uuid::nil(),

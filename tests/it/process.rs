@@ -79,7 +79,16 @@ impl Env {
             .set("TOLLGATE_PROXY_LISTEN", "127.0.0.1:0")
             .set("TOLLGATE_PROXY_WORKERS", "1")
             .set("TOLLGATE_DRAIN_TIMEOUT", "1s")
-            .set("TOLLGATE_ADMIN_PASSWORD", ADMIN_PASSWORD);
+            .set("TOLLGATE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Its own usage spool (one process per spool): the in-process app may still run.
+            .set(
+                "TOLLGATE_USAGE_SPOOL_DIR",
+                settings
+                    .data_dir
+                    .join(format!("spool-{}", uuid::Uuid::new_v4().simple()))
+                    .display()
+                    .to_string(),
+            );
         if let Some(key) = &settings.master_key {
             env = env.set("TOLLGATE_MASTER_KEY", key.expose().clone());
         }

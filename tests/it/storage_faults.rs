@@ -14,7 +14,7 @@ use chrono::Utc;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Connection, Executor};
-use tollgate::actors::metrics::{MetricsAggregator, UsageEvent};
+use tollgate::actors::metrics::{MetricsAggregator, UsageEvent, UsageSink};
 use tollgate::store::{
     self, PgStore, SharedStore, SqliteStore, StoreError, StoreResult, TenantRecord, UsageQuery,
     UsageRow, new_id, now,
@@ -194,6 +194,7 @@ async fn sqlite_full_then_freed_usage_and_admin_writes_resume_on_the_same_pool()
 
 fn event(tenant_id: Uuid, key_id: Uuid) -> UsageEvent {
     UsageEvent {
+        id: Uuid::now_v7(),
         started_at: SystemTime::now(),
         duration: Duration::from_millis(20),
         tenant_id,
@@ -220,12 +221,15 @@ fn event(tenant_id: Uuid, key_id: Uuid) -> UsageEvent {
     }
 }
 
-/// What the aggregator holds while the database is full is written once it is freed.
+/// What the spool holds while the database is full is written once it is freed.
 #[actix_web::test]
 async fn usage_held_while_sqlite_is_full_arrives_after_it_is_freed() {
     let dir = tempfile::tempdir().unwrap();
     let db = FillableSqlite::open(dir.path()).await;
-    let (aggregator, sink) = MetricsAggregator::new(
+    let (sink, events) = UsageSink::open(&dir.path().join("spool")).unwrap();
+    let aggregator = MetricsAggregator::new(
+        sink.clone(),
+        events,
         store::usage_writer(db.store.clone()),
         None,
         Duration::from_millis(100),

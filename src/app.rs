@@ -22,6 +22,7 @@ use crate::config::Settings;
 use crate::crypto::{JwtKeys, JwtSettings};
 use crate::error::Error;
 use crate::proxy::Recorder;
+use crate::shutdown::{DrainDeadline, fires_after, server_drain};
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::state::AppState;
 use crate::store::{self, SharedStore};
@@ -156,6 +157,7 @@ impl Application {
             usage_spool: usage.spool().clone(),
             login_guard: Default::default(),
             trusted_proxies: settings.trusted_proxies()?,
+            drain_deadline: DrainDeadline::default(),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -207,7 +209,7 @@ impl Application {
         // System 300 ms after the first server (the idle admin one) is done, which would
         // cut the proxy's streams short of the drain time.
         .disable_signals()
-        .shutdown_timeout(drain.as_secs());
+        .shutdown_timeout(server_drain(drain).as_secs());
         if settings.admin_workers > 0 {
             admin_server = admin_server.workers(settings.admin_workers);
         }
@@ -244,8 +246,12 @@ impl Application {
         // Streams are many small writes; without this, Nagle holds a frame back until the
         // client's delayed ACK (≈40 ms per stream, measured by bench/run).
         .tcp_nodelay(true)
+        // A client that closes its side is gone: its handler is dropped, which cancels
+        // the upstream call and records `client_disconnected` (docs/architecture.md,
+        // "Timeouts and cancellation"). HTTP clients do not half-close to await an answer.
+        .h1_allow_half_closed(false)
         .disable_signals()
-        .shutdown_timeout(drain.as_secs());
+        .shutdown_timeout(server_drain(drain).as_secs());
         if settings.proxy_workers > 0 {
             proxy_server = proxy_server.workers(settings.proxy_workers);
         }
@@ -279,6 +285,8 @@ impl Application {
         StopHandle {
             admin: self.admin_server.handle(),
             proxy: self.proxy_server.handle(),
+            drain_deadline: self.state.drain_deadline.clone(),
+            deadline_after: fires_after(self.state.settings.drain_timeout()),
         }
     }
 
@@ -385,11 +393,31 @@ impl Application {
 pub struct StopHandle {
     admin: actix_web::dev::ServerHandle,
     proxy: actix_web::dev::ServerHandle,
+    drain_deadline: DrainDeadline,
+    /// When a graceful stop fires `drain_deadline` (before the servers' own timeout).
+    deadline_after: Duration,
 }
 
 impl StopHandle {
+    /// A graceful stop lets in-flight work finish within the drain time; shortly before
+    /// it runs out the drain deadline fires, so streams still open end with an in-band
+    /// `shutdown` error before the servers drop their connections.
     pub async fn stop(&self, graceful: bool) {
-        futures::future::join(self.admin.stop(graceful), self.proxy.stop(graceful)).await;
+        let servers = futures::future::join(self.admin.stop(graceful), self.proxy.stop(graceful));
+        if !graceful {
+            self.drain_deadline.fire();
+            servers.await;
+            return;
+        }
+        let deadline = async {
+            actix_web::rt::time::sleep(self.deadline_after).await;
+            self.drain_deadline.fire();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = servers => {}
+            () = deadline => {}
+        }
     }
 }
 

@@ -64,6 +64,10 @@ pub struct OpenAiDetail {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a request or stream cut by a graceful stop's drain deadline is told.
+pub const SHUTDOWN_MESSAGE: &str =
+    "the gateway is shutting down and its drain time ran out; retry the request";
+
 impl Error {
     fn new(
         status: StatusCode,
@@ -300,6 +304,22 @@ impl Error {
         )
         .with_openai_code("credential_unavailable")
         .with_openai_type("service_unavailable");
+        e.logged = true;
+        e
+    }
+
+    /// 503 `shutdown`: a graceful stop's drain time ran out before the answer was ready
+    /// (docs/architecture.md, "Graceful stop"). Expected during a stop, so not logged.
+    pub fn shutting_down() -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            ErrorSource::Gateway,
+            SHUTDOWN_MESSAGE,
+        )
+        .with_openai_code("shutdown")
+        .with_openai_type("service_unavailable");
+        e.retryable = true;
         e.logged = true;
         e
     }

@@ -13,6 +13,7 @@ pub mod llm;
 pub mod netguard;
 pub mod providers;
 pub mod proxy;
+pub mod shutdown;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -8,6 +8,7 @@ use crate::admin::login_guard::LoginGuard;
 use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
+use crate::shutdown::DrainDeadline;
 use crate::snapshot::SnapshotHandle;
 use crate::store::SharedStore;
 use crate::telemetry::analytics::AnalyticsLog;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub login_guard: LoginGuard,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Fired by a graceful stop shortly before its drain time runs out.
+    pub drain_deadline: DrainDeadline,
 }
 
 impl AppState {

@@ -7,6 +7,10 @@
 //! per service (`Forward::max_connections`) by the pool's own semaphores, so the wait for
 //! a free connection has its own bound (`Forward::pool_wait`, a 503 when it runs out) and
 //! never counts against the read timeout, which starts once a connection is ours.
+//! The read timeout bounds a whole answer (head and body) and, for a stream, each silence;
+//! a service's optional total deadline bounds the whole exchange, a stream included. The
+//! caller's `CancellationToken` ends a call whose client has gone (docs/architecture.md,
+//! "Timeouts and cancellation").
 //! Clients never follow redirects, and their TCP step (`GuardedConnector`) checks every
 //! address it dials against `crate::netguard`.
 
@@ -31,6 +35,7 @@ use bytes::Bytes;
 
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// One upstream call, fully described (the translator built URL, headers and body).
 pub struct Forward {
@@ -47,6 +52,12 @@ pub struct Forward {
     pub max_connections: usize,
     /// Longest wait for one of them.
     pub pool_wait: Duration,
+    /// The whole exchange (connect, head, body; a stream to its end), when the service
+    /// sets one. Like the read timeout, it starts once a connection slot is taken.
+    pub total_timeout: Option<Duration>,
+    /// Cancelled when the caller is gone (the client left): the call stops and its
+    /// connection closes. actix runs the handler's future to its end otherwise.
+    pub cancel: CancellationToken,
 }
 
 /// The upstream's answer, read in full (non-streaming).
@@ -73,6 +84,9 @@ pub enum UpstreamFailure {
     Refused,
     #[error("upstream did not answer within {0} ms")]
     Timeout(u128),
+    /// The service's total deadline (`timeouts.total_ms`) ran out.
+    #[error("upstream did not finish within the total deadline of {0} ms")]
+    Deadline(u128),
     #[error("upstream connection failed mid-response: {0}")]
     Broken(&'static str),
     #[error("upstream response is larger than {0} bytes")]
@@ -81,6 +95,18 @@ pub enum UpstreamFailure {
     /// is saturated, the upstream has not failed.
     #[error("the gateway's connections to this upstream were all busy for {0} ms; retry later")]
     PoolExhausted(u128),
+    /// The caller cancelled the call (`Forward::cancel`); nobody is waiting for this.
+    #[error("the request was cancelled")]
+    Cancelled,
+}
+
+/// The bound on an exchange: the read timeout, or the total deadline when that is shorter,
+/// with the failure each one is reported as.
+fn bound(read: Duration, total: Option<Duration>) -> (Duration, UpstreamFailure) {
+    match total {
+        Some(total) if total < read => (total, UpstreamFailure::Deadline(total.as_millis())),
+        _ => (read, UpstreamFailure::Timeout(read.as_millis())),
+    }
 }
 
 impl Message for Forward {
@@ -332,35 +358,25 @@ fn closed_before_answer(e: &SendRequestError) -> bool {
 
 /// Sends the request; a connection that closed before any byte of the answer arrived is
 /// retried once, on a connection awc opens or checks anew (the body is `Bytes`: cheap to
-/// resend).
+/// resend). No timeout here: the caller bounds both attempts together.
 async fn send_once_more_if_closed(
     client: &awc::Client,
     msg: &Forward,
-    timeout: Option<Duration>,
 ) -> Result<
     awc::ClientResponse<actix_web::dev::Decompress<actix_web::dev::Payload>>,
     SendRequestError,
 > {
-    let build = |timeout: Option<Duration>| {
+    let build = || {
         let mut request = client.post(&msg.url);
-        if let Some(timeout) = timeout {
-            request = request.timeout(timeout);
-        }
         for (name, value) in &msg.headers {
             request = request.insert_header((name.as_str(), value.as_str()));
         }
         request
     };
-    let started = Instant::now();
-    match build(timeout).send_body(msg.body.clone()).await {
+    match build().send_body(msg.body.clone()).await {
         Err(e) if closed_before_answer(&e) => {
             tracing::debug!(host = %host_of(&msg.url), error = %e, "upstream connection closed before the answer; sending once more");
-            // Both attempts share the one read timeout.
-            let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
-            if left.is_some_and(|t| t.is_zero()) {
-                return Err(SendRequestError::Timeout);
-            }
-            build(left).send_body(msg.body.clone()).await
+            build().send_body(msg.body.clone()).await
         }
         other => other,
     }
@@ -385,103 +401,159 @@ impl Handler<Forward> for UpstreamPool {
         let permits = self.limit(msg.service, msg.max_connections);
         let provider = self.provider;
         Box::pin(async move {
-            // Held until the answer is read: the connection is busy until then.
-            let _permit = acquire(permits, msg.pool_wait).await?;
-            let started = Instant::now();
-            let timeout_ms = msg.read_timeout.as_millis();
-            let mut response = send_once_more_if_closed(&client, &msg, Some(msg.read_timeout))
-                .await
-                .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
-            let status = response.status().as_u16();
-            let headers = header_pairs(response.headers());
-            let body = response
-                .body()
-                .limit(msg.max_response_bytes)
-                .await
-                .map_err(|e| {
-                    payload_error(e, timeout_ms, msg.max_response_bytes, provider, &msg.url)
-                })?;
-            tracing::debug!(provider, status, bytes = body.len(), "upstream answered");
-            Ok(UpstreamReply {
-                status,
-                headers,
-                body,
-                latency: started.elapsed(),
-            })
+            let cancel = msg.cancel.clone();
+            tokio::select! {
+                // Dropping the exchange drops the response and closes its connection.
+                () = cancel.cancelled() => Err(UpstreamFailure::Cancelled),
+                reply = forward_whole(&client, &msg, permits, provider) => reply,
+            }
         })
     }
+}
+
+/// A non-streamed call: the pool wait under its own bound, then the whole answer — head
+/// and body — under the read timeout (or the total deadline, when shorter).
+async fn forward_whole(
+    client: &awc::Client,
+    msg: &Forward,
+    permits: Arc<Semaphore>,
+    provider: &'static str,
+) -> Result<UpstreamReply, UpstreamFailure> {
+    // Held until the answer is read: the connection is busy until then.
+    let _permit = acquire(permits, msg.pool_wait).await?;
+    let started = Instant::now();
+    let (limit, timed_out) = bound(msg.read_timeout, msg.total_timeout);
+    let timeout_ms = limit.as_millis();
+    let exchange = async {
+        // awc's own timeout would stop at the head (its body reads are not bounded by
+        // it): the one bound around the whole exchange covers both attempts and the body.
+        let mut response = send_once_more_if_closed(client, msg)
+            .await
+            .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
+        let status = response.status().as_u16();
+        let headers = header_pairs(response.headers());
+        let body = response
+            .body()
+            .limit(msg.max_response_bytes)
+            .await
+            .map_err(|e| {
+                payload_error(e, timeout_ms, msg.max_response_bytes, provider, &msg.url)
+            })?;
+        tracing::debug!(provider, status, bytes = body.len(), "upstream answered");
+        Ok(UpstreamReply {
+            status,
+            headers,
+            body,
+            latency: started.elapsed(),
+        })
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .unwrap_or(Err(timed_out))
 }
 
 impl Handler<ForwardStream> for UpstreamPool {
     type Result = ResponseFuture<Result<UpstreamStream, UpstreamFailure>>;
 
     fn handle(&mut self, msg: ForwardStream, _: &mut Context<Self>) -> Self::Result {
-        let ForwardStream {
-            request: msg,
-            idle_timeout,
-        } = msg;
-        let client = self.client(msg.connect_timeout);
-        let permits = self.limit(msg.service, msg.max_connections);
+        let client = self.client(msg.request.connect_timeout);
+        let permits = self.limit(msg.request.service, msg.request.max_connections);
         let provider = self.provider;
         Box::pin(async move {
-            // Held by the reader task until the stream ends.
-            let permit = acquire(permits, msg.pool_wait).await?;
-            let started = Instant::now();
-            // No request-wide timeout: awc would apply it to the whole body, and a stream
-            // may legitimately last longer than the read timeout. Silence is bounded instead.
-            let timeout_ms = idle_timeout.as_millis();
-            let mut response =
-                tokio::time::timeout(idle_timeout, send_once_more_if_closed(&client, &msg, None))
-                    .await
-                    .map_err(|_| UpstreamFailure::Timeout(timeout_ms))?
-                    .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
-            let status = response.status().as_u16();
-            let headers = header_pairs(response.headers());
-            let latency = started.elapsed();
-            let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_DEPTH);
-            let limit = msg.max_response_bytes;
-            let url = msg.url;
-            // The reader stays on this worker's thread (the response is `!Send`).
-            actix::spawn(async move {
-                let _permit = permit;
-                let mut read = 0usize;
-                loop {
-                    let next = tokio::select! {
-                        // The proxy dropped the stream (client gone): stop reading; dropping
-                        // the response closes the upstream connection.
-                        () = tx.closed() => break,
-                        next = tokio::time::timeout(idle_timeout, response.next()) => next,
-                    };
-                    let item = match next {
-                        Err(_) => Err(UpstreamFailure::Timeout(timeout_ms)),
-                        Ok(None) => break,
-                        Ok(Some(Ok(bytes))) => {
-                            read += bytes.len();
-                            if read > limit {
-                                Err(UpstreamFailure::TooLarge(limit))
-                            } else {
-                                Ok(bytes)
-                            }
-                        }
-                        Ok(Some(Err(e))) => {
-                            Err(payload_error(e, timeout_ms, limit, provider, &url))
-                        }
-                    };
-                    let failed = item.is_err();
-                    if tx.send(item).await.is_err() || failed {
-                        break;
-                    }
-                }
-                tracing::debug!(provider, status, bytes = read, "upstream stream ended");
-            });
-            Ok(UpstreamStream {
-                status,
-                headers,
-                body: rx,
-                latency,
-            })
+            // Until the head arrives; the reader task then stops when the body is dropped.
+            let cancel = msg.request.cancel.clone();
+            tokio::select! {
+                () = cancel.cancelled() => Err(UpstreamFailure::Cancelled),
+                stream = open_stream(client, msg, permits, provider) => stream,
+            }
         })
     }
+}
+
+/// A streamed call: the pool wait under its own bound, the head under the idle timeout,
+/// then a reader task that forwards the body piece by piece, each silence bounded by the
+/// idle timeout and the whole stream by the total deadline.
+async fn open_stream(
+    client: awc::Client,
+    msg: ForwardStream,
+    permits: Arc<Semaphore>,
+    provider: &'static str,
+) -> Result<UpstreamStream, UpstreamFailure> {
+    let ForwardStream {
+        request: msg,
+        idle_timeout,
+    } = msg;
+    // Held by the reader task until the stream ends.
+    let permit = acquire(permits, msg.pool_wait).await?;
+    let started = Instant::now();
+    let deadline = msg
+        .total_timeout
+        .map(|t| (tokio::time::Instant::from_std(started + t), t.as_millis()));
+    // No request-wide timeout: awc would apply it to the whole body, and a stream
+    // may legitimately last longer than the read timeout. Silence is bounded instead.
+    let timeout_ms = idle_timeout.as_millis();
+    let (head_limit, head_timed_out) = bound(idle_timeout, msg.total_timeout);
+    let mut response = tokio::time::timeout(head_limit, send_once_more_if_closed(&client, &msg))
+        .await
+        .map_err(|_| head_timed_out)?
+        .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
+    let status = response.status().as_u16();
+    let headers = header_pairs(response.headers());
+    let latency = started.elapsed();
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_DEPTH);
+    let limit = msg.max_response_bytes;
+    let url = msg.url;
+    // The reader stays on this worker's thread (the response is `!Send`).
+    actix::spawn(async move {
+        let _permit = permit;
+        let total = async move {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(total);
+        let mut read = 0usize;
+        loop {
+            let next = tokio::select! {
+                // In this order: a steady flow of pieces must not hide the deadline.
+                biased;
+                // The proxy dropped the stream (client gone): stop reading; dropping
+                // the response closes the upstream connection.
+                () = tx.closed() => break,
+                () = &mut total => {
+                    let ms = deadline.map_or(0, |(_, ms)| ms);
+                    let _ = tx.send(Err(UpstreamFailure::Deadline(ms))).await;
+                    break;
+                }
+                next = tokio::time::timeout(idle_timeout, response.next()) => next,
+            };
+            let item = match next {
+                Err(_) => Err(UpstreamFailure::Timeout(timeout_ms)),
+                Ok(None) => break,
+                Ok(Some(Ok(bytes))) => {
+                    read += bytes.len();
+                    if read > limit {
+                        Err(UpstreamFailure::TooLarge(limit))
+                    } else {
+                        Ok(bytes)
+                    }
+                }
+                Ok(Some(Err(e))) => Err(payload_error(e, timeout_ms, limit, provider, &url)),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        tracing::debug!(provider, status, bytes = read, "upstream stream ended");
+    });
+    Ok(UpstreamStream {
+        status,
+        headers,
+        body: rx,
+        latency,
+    })
 }
 
 #[cfg(test)]

@@ -101,7 +101,8 @@ pub struct Timeouts {
     /// Connect timeout in milliseconds (1..=300000, default 5000).
     #[serde(default = "default_connect_ms")]
     pub connect_ms: u64,
-    /// Read timeout in milliseconds (1..=3600000, default 60000).
+    /// Read timeout in milliseconds (1..=3600000, default 60000): bounds a whole answer
+    /// (head and body) and, for a stream, each silence between two events.
     #[serde(default = "default_read_ms")]
     pub read_ms: u64,
     /// Concurrent upstream connections per proxy worker for this service (1..=65536,
@@ -113,7 +114,16 @@ pub struct Timeouts {
     /// 10000); running out is a 503, never an upstream timeout.
     #[serde(default = "default_pool_wait_ms")]
     pub pool_wait_ms: u64,
+    /// Total deadline in milliseconds (1..=86400000; `null`, the default, for none) for
+    /// the whole upstream exchange — connect, head and body, a stream to its end; the
+    /// wait for a free connection does not count (docs/architecture.md, "Timeouts and
+    /// cancellation").
+    #[serde(default)]
+    pub total_ms: Option<u64>,
 }
+
+/// The longest total deadline: a day.
+const MAX_TOTAL_MS: u64 = 86_400_000;
 
 /// Per worker: 1 000 concurrent streams through one worker stay below it.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -141,6 +151,7 @@ impl Default for Timeouts {
             read_ms: default_read_ms(),
             max_connections: default_max_connections(),
             pool_wait_ms: default_pool_wait_ms(),
+            total_ms: None,
         }
     }
 }
@@ -198,13 +209,20 @@ impl ServiceView {
                 .credential_id
                 .map(|id| name_or_id(snap.credential_name(id), id)),
             options: r.options.0.clone(),
-            timeouts: r.timeouts.0.clone(),
+            timeouts: shown_timeouts(&r.timeouts.0),
             tenant: r.tenant_id.map(|id| name_or_id(snap.tenant_name(id), id)),
             tags: r.tags.0.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
     }
+}
+
+/// Stored timeouts as the proxy reads them: fields stored before they existed show their
+/// defaults (`total_ms: null`).
+fn shown_timeouts(stored: &Value) -> Value {
+    serde_json::from_value::<Timeouts>(stored.clone())
+        .map_or_else(|_| stored.clone(), |t| to_json(&t))
 }
 
 fn as_input(r: &ServiceRecord, snap: &Snapshot) -> Value {
@@ -359,6 +377,14 @@ async fn to_record(
     }
     if !(1..=300_000).contains(&input.timeouts.pool_wait_ms) {
         problems.add("timeouts.pool_wait_ms", "must be between 1 and 300000");
+    }
+    if let Some(total) = input.timeouts.total_ms
+        && !(1..=MAX_TOTAL_MS).contains(&total)
+    {
+        problems.add(
+            "timeouts.total_ms",
+            format!("must be between 1 and {MAX_TOTAL_MS}, or null for no total deadline"),
+        );
     }
     let credential_id = match &input.credential {
         Some(c) => match state.store.get_credential(&Lookup::parse(c)).await? {

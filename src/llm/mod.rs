@@ -113,6 +113,18 @@ impl Transcode {
         self.emitter.take()
     }
 
+    /// The gateway ends the stream (a graceful stop's drain time ran out): the in-band
+    /// error frame, with the gateway's own error type rather than the upstream's.
+    pub fn gateway_failed(&mut self, message: &str, kind: &str, code: &str) -> Vec<u8> {
+        self.emitter.error(&UpstreamError {
+            message: message.to_string(),
+            kind: kind.into(),
+            code: Some(code.into()),
+            param: None,
+        });
+        self.emitter.take()
+    }
+
     pub fn emitter(&self) -> &ChunkEmitter {
         &self.emitter
     }

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::actors::spool::{self, SpoolRecord};
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, StreamTranscoder, Transcode};
 use crate::providers::{RouteKind, TranslateContext, UpstreamRequest, translator};
+use crate::shutdown::DrainDeadline;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
 use crate::telemetry::analytics;
@@ -305,11 +307,87 @@ impl Attempt {
     }
 }
 
+/// The record of a request whose client left before its answer was ready. actix drops the
+/// handler's future then — and with it this guard, which records the request as
+/// `client_disconnected` (or `shutdown`, when a graceful stop's drain time ran out), and
+/// `dispatch`'s cancellation of the upstream call.
+struct Abandoned<'a> {
+    flight: &'a Flight,
+    recorder: &'a Recorder,
+    party: &'a Party<'a>,
+    drain: &'a DrainDeadline,
+    attempt: Attempt,
+    armed: bool,
+}
+
+impl<'a> Abandoned<'a> {
+    fn new(
+        flight: &'a Flight,
+        recorder: &'a Recorder,
+        party: &'a Party<'a>,
+        drain: &'a DrainDeadline,
+    ) -> Abandoned<'a> {
+        Abandoned {
+            flight,
+            recorder,
+            party,
+            drain,
+            attempt: Attempt::new(flight.trace),
+            armed: true,
+        }
+    }
+
+    /// The request is answered here after all; what `dispatch` learnt.
+    fn settle(&mut self) -> &Attempt {
+        self.armed = false;
+        &self.attempt
+    }
+
+    /// A graceful stop's drain time ran out before the answer was ready: 503 `shutdown`
+    /// now, before the server drops the connection.
+    fn stopped(&mut self) -> HttpResponse {
+        self.armed = false;
+        self.record(503, "shutdown");
+        self.flight.fail(Error::shutting_down())
+    }
+
+    fn record(&self, status: u16, error_type: &str) {
+        let attempt = &self.attempt;
+        let model = attempt
+            .request_model
+            .as_deref()
+            .or(self.party.route.model.name.as_deref())
+            .unwrap_or("unknown");
+        finish_record(
+            self.recorder,
+            &Record {
+                error_type: Some(error_type.to_string()),
+                ..Record::of(self.flight, self.party, attempt, model, status)
+            },
+        );
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.drain.passed() {
+            // The server dropped it at the end of a graceful stop.
+            self.record(503, "shutdown");
+        } else {
+            // 499: nginx's "client closed request"; nothing was sent.
+            self.record(499, "client_disconnected");
+        }
+    }
+}
+
 /// An upstream failure as the client's error; its text (which may name the upstream URL,
 /// query credential included) is masked.
 fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
     let status = match failure {
-        UpstreamFailure::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        UpstreamFailure::Timeout(_) | UpstreamFailure::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         // The gateway is saturated; the upstream has not failed.
         UpstreamFailure::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
@@ -482,6 +560,10 @@ async fn dispatch(
         .logging
         .log_payloads
         .then(|| redact::logged_request(service.credential.as_deref(), &upstream.body));
+    // Dropped with this future when the client leaves (actix drops the handler): the pool
+    // actor runs the call on its own, so it is told to stop and close the connection.
+    let cancel = CancellationToken::new();
+    let _cancel_if_abandoned = cancel.clone().drop_guard();
     let forward = Forward {
         url: upstream.url,
         headers: upstream.headers,
@@ -492,6 +574,8 @@ async fn dispatch(
         service: service.record.id,
         max_connections: service.timeouts.max_connections,
         pool_wait: Duration::from_millis(service.timeouts.pool_wait_ms),
+        total_timeout: service.timeouts.total_ms.map(Duration::from_millis),
+        cancel,
     };
     attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
     // Upstream text on error paths is masked (src/crypto/redact.rs); built on first use.
@@ -886,10 +970,11 @@ fn complete(
     party: &Party<'_>,
     attempt: &Attempt,
     reply: Reply,
+    drain: &DrainDeadline,
 ) -> HttpResponse {
     match reply {
         Reply::Whole(outcome) => complete_whole(flight, recorder, party, attempt, outcome),
-        Reply::Stream(start) => complete_stream(flight, recorder, party, attempt, start),
+        Reply::Stream(start) => complete_stream(flight, recorder, party, attempt, start, drain),
     }
 }
 
@@ -944,6 +1029,7 @@ fn complete_stream(
     party: &Party<'_>,
     attempt: &Attempt,
     start: StreamStart,
+    drain: &DrainDeadline,
 ) -> HttpResponse {
     let route = party.route;
     let upstream_latency = start.upstream.latency;
@@ -1003,8 +1089,12 @@ fn complete_stream(
         server_address: attempt.server_address.clone(),
         trace: flight.trace,
     };
-    let mut response =
-        builder.streaming(SseBody::new(start.upstream.body, start.transcode, account));
+    let mut response = builder.streaming(SseBody::new(
+        start.upstream.body,
+        start.transcode,
+        account,
+        drain.clone(),
+    ));
     set_gateway_headers(
         &mut response,
         route,
@@ -1082,20 +1172,31 @@ pub async fn route_path(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut attempt = Attempt::new(flight.trace);
-    match dispatch(
-        &req,
-        &state,
-        &pools,
-        &party,
-        ClientBody { raw, parsed: None },
-        Surface::RoutePath,
-        &mut attempt,
-    )
-    .await
-    {
-        Ok(reply) => complete(&flight, &recorder, &party, &attempt, reply),
-        Err(e) => fail_recorded(&flight, &recorder, &party, &attempt, e),
+    let mut watch = Abandoned::new(&flight, &recorder, &party, &state.drain_deadline);
+    let result = tokio::select! {
+        result = dispatch(
+            &req,
+            &state,
+            &pools,
+            &party,
+            ClientBody { raw, parsed: None },
+            Surface::RoutePath,
+            &mut watch.attempt,
+        ) => result,
+        // A graceful stop's drain time ran out: answered now, not cut by the server.
+        () = state.drain_deadline.wait() => return watch.stopped(),
+    };
+    let attempt = watch.settle();
+    match result {
+        Ok(reply) => complete(
+            &flight,
+            &recorder,
+            &party,
+            attempt,
+            reply,
+            &state.drain_deadline,
+        ),
+        Err(e) => fail_recorded(&flight, &recorder, &party, attempt, e),
     }
 }
 
@@ -1157,23 +1258,34 @@ async fn openai(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut attempt = Attempt::new(flight.trace);
-    match dispatch(
-        &req,
-        &state,
-        &pools,
-        &party,
-        ClientBody {
-            raw,
-            parsed: Some(body),
-        },
-        Surface::OpenAi(endpoint),
-        &mut attempt,
-    )
-    .await
-    {
-        Ok(reply) => complete(&flight, &recorder, &party, &attempt, reply),
-        Err(e) => fail_recorded(&flight, &recorder, &party, &attempt, e),
+    let mut watch = Abandoned::new(&flight, &recorder, &party, &state.drain_deadline);
+    let result = tokio::select! {
+        result = dispatch(
+            &req,
+            &state,
+            &pools,
+            &party,
+            ClientBody {
+                raw,
+                parsed: Some(body),
+            },
+            Surface::OpenAi(endpoint),
+            &mut watch.attempt,
+        ) => result,
+        // A graceful stop's drain time ran out: answered now, not cut by the server.
+        () = state.drain_deadline.wait() => return watch.stopped(),
+    };
+    let attempt = watch.settle();
+    match result {
+        Ok(reply) => complete(
+            &flight,
+            &recorder,
+            &party,
+            attempt,
+            reply,
+            &state.drain_deadline,
+        ),
+        Err(e) => fail_recorded(&flight, &recorder, &party, attempt, e),
     }
 }
 

@@ -2,7 +2,8 @@
 //! bounded channel, is transcoded piece by piece, and goes out as OpenAI SSE frames. The
 //! accounting is done when the body is dropped — after the last frame, or when the client
 //! went away mid-stream — so every stream writes exactly one analytics line, with the
-//! tokens consumed up to that point.
+//! tokens consumed up to that point. A graceful stop's drain deadline ends a stream still
+//! running with an in-band `shutdown` error (docs/architecture.md, "Streaming").
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::actors::metrics::UpstreamTiming;
 use crate::actors::upstream::UpstreamFailure;
 use crate::crypto::redact::Redactor;
 use crate::llm::{StreamEnd, Transcode};
+use crate::shutdown::DrainDeadline;
 use crate::snapshot::RouteEntry;
 use crate::telemetry::trace::TraceContext;
 
@@ -64,6 +66,19 @@ pub struct SseBody {
     /// When the first frame went to the client (time to first token).
     first_sent: Option<Instant>,
     account: Option<StreamAccount>,
+    /// Why the stream was cut, when it was cut for a reason of its own record.
+    cut: Option<Cut>,
+    drain: DrainDeadline,
+    drain_passed: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+/// Ends with their own record (`error_type`, and `stream_end` for a shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The service's total deadline ran out.
+    Deadline,
+    /// A graceful stop's drain time ran out.
+    Shutdown,
 }
 
 impl SseBody {
@@ -71,8 +86,12 @@ impl SseBody {
         upstream: Receiver<Result<Bytes, UpstreamFailure>>,
         transcode: Transcode,
         account: StreamAccount,
+        drain: DrainDeadline,
     ) -> SseBody {
         SseBody {
+            cut: None,
+            drain_passed: Box::pin(drain.wait()),
+            drain,
             upstream: Some(upstream),
             transcode,
             ended: false,
@@ -94,6 +113,8 @@ impl SseBody {
 fn failure_code(failure: &UpstreamFailure) -> &'static str {
     match failure {
         UpstreamFailure::Timeout(_) => "upstream_idle_timeout",
+        UpstreamFailure::Deadline(_) => "upstream_total_timeout",
+        UpstreamFailure::Cancelled => "upstream_cancelled",
         UpstreamFailure::TooLarge(_) => "upstream_response_too_large",
         UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
         UpstreamFailure::Refused => "upstream_destination_not_allowed",
@@ -118,7 +139,7 @@ impl Stream for SseBody {
                         this.trailing += bytes.len();
                         continue;
                     }
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => return this.wait_or_stop(cx),
                     _ => {
                         this.upstream = None;
                         return Poll::Ready(None);
@@ -126,9 +147,12 @@ impl Stream for SseBody {
                 }
             }
             let out = match upstream.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => return this.wait_or_stop(cx),
                 Poll::Ready(Some(Ok(bytes))) => this.transcode.feed(&bytes),
                 Poll::Ready(Some(Err(failure))) => {
+                    if matches!(failure, UpstreamFailure::Deadline(_)) {
+                        this.cut = Some(Cut::Deadline);
+                    }
                     let message = failure.to_string();
                     this.transcode
                         .upstream_failed(&message, failure_code(&failure))
@@ -148,16 +172,56 @@ impl Stream for SseBody {
     }
 }
 
+impl SseBody {
+    /// Nothing from the upstream yet: wait for it, unless a graceful stop's drain time is
+    /// over. Then the stream ends now — with an in-band `shutdown` error if it is still
+    /// open — before the server drops the connection; dropping the receiver stops the
+    /// upstream read. Checked only while waiting (not per piece: the deadline is shared by
+    /// every worker), and a stream waits often, so it hears of the deadline at once.
+    fn wait_or_stop(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
+        if self.drain_passed.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.upstream = None;
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.cut = Some(Cut::Shutdown);
+        let out = self.transcode.gateway_failed(
+            crate::error::SHUTDOWN_MESSAGE,
+            "service_unavailable",
+            "shutdown",
+        );
+        self.mark_ended();
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        self.first_sent.get_or_insert_with(Instant::now);
+        Poll::Ready(Some(Ok(Bytes::from(out))))
+    }
+}
+
 impl Drop for SseBody {
     fn drop(&mut self) {
         let Some(account) = self.account.take() else {
             return;
         };
         let emitter = self.transcode.emitter();
-        let end = match emitter.end() {
-            StreamEnd::Done => "done",
-            StreamEnd::Failed => "failed",
-            StreamEnd::Open => "client_disconnected",
+        // A stream still open when the drain time ran out was cut by the stop (the
+        // server drops it), not by its client.
+        let cut = match (self.cut, emitter.end()) {
+            (None, StreamEnd::Open) if self.drain.passed() => Some(Cut::Shutdown),
+            (cut, _) => cut,
+        };
+        let (end, error_type) = match (cut, emitter.end()) {
+            (Some(Cut::Shutdown), _) => ("shutdown", Some("shutdown")),
+            (_, StreamEnd::Done) => ("done", None),
+            (Some(Cut::Deadline), _) => ("failed", Some("upstream_total_timeout")),
+            (None, StreamEnd::Failed) => ("failed", Some("stream_error")),
+            (None, StreamEnd::Open) => ("client_disconnected", None),
         };
         let reported = emitter.reported_usage();
         let (prompt, completion) = emitter.tokens();
@@ -209,7 +273,7 @@ impl Drop for SseBody {
                     .map(|t| t.saturating_duration_since(account.started)),
                 stream_end: Some(end),
                 finish_reason: emitter.finish_reason(),
-                error_type: (end == "failed").then(|| "stream_error".to_string()),
+                error_type: error_type.map(str::to_string),
                 server_address: account.server_address.as_deref(),
                 trace: account.trace,
                 upstream_body: account.upstream_body.as_deref(),

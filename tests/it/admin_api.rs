@@ -215,7 +215,8 @@ fn resources() -> Vec<Resource> {
             patch: json!({"timeouts": {"read_ms": 1000}}),
             patched: vec![(
                 "/timeouts",
-                json!({"connect_ms": 5000, "read_ms": 1000, "max_connections": 1024, "pool_wait_ms": 10_000}),
+                json!({"connect_ms": 5000, "read_ms": 1000, "max_connections": 1024, "pool_wait_ms": 10_000,
+                       "total_ms": null}),
             )],
             replace: json!({"provider": "cohere"}),
             replaced: vec![

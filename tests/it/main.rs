@@ -30,6 +30,7 @@ mod store;
 mod streaming;
 #[allow(dead_code)]
 mod support;
+mod timeouts;
 mod upstream_guard;
 mod upstream_load;
 mod usage;

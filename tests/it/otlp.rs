@@ -353,7 +353,7 @@ fn expected_request_attrs(e: &UsageEvent) -> HashMap<String, V> {
     m
 }
 
-fn all_spans(received: &Received) -> Vec<Span> {
+pub(crate) fn all_spans(received: &Received) -> Vec<Span> {
     received
         .traces
         .iter()

@@ -37,15 +37,16 @@ async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
     new_key(app, "acme", json!({"name": "app"})).await
 }
 
-/// 1 000 streams at once, each 5 events 150 ms apart, through the default connection limit
-/// with a 1 s read timeout: every one completes (a wait for a pooled connection counted
-/// against the read timeout, or a limit below 1 000, turns some into 504s).
+/// 1 000 streams at once, each 5 events 400 ms apart (2 s), through the default connection
+/// limit with a 3 s read timeout: every one completes (a wait for a pooled connection
+/// counted against the read timeout turns some into 504s). The read timeout leaves room
+/// for the 1 000 connects and heads on a loaded machine.
 #[actix_web::test]
 async fn a_thousand_concurrent_slow_streams_all_succeed() {
     const STREAMS: usize = 1_000;
     let mock = MockUpstream::start(sse(
         openai_sse(&["one", "two", "three"], None),
-        150,
+        400,
         Tail::End,
     ))
     .await;
@@ -53,7 +54,7 @@ async fn a_thousand_concurrent_slow_streams_all_succeed() {
     let key = service_at(
         &app,
         &mock.base,
-        json!({"connect_ms": 2000, "read_ms": 1000}),
+        json!({"connect_ms": 2000, "read_ms": 3000}),
     )
     .await;
     // The test's own client must not be the bottleneck.

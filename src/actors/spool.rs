@@ -43,6 +43,8 @@ const MAX_HELD_BYTES: usize = 64 << 20;
 /// How often a failed write is retried.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 const EXTENSION: &str = "jsonl";
+/// How long a start waits for the spool's previous owner to finish its stop.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -498,12 +500,17 @@ pub fn open_sized<T: Send + 'static>(
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))?;
-    lock.try_lock().map_err(|_| {
-        io::Error::other(format!(
-            "the usage spool {} is in use by another process",
-            dir.display()
-        ))
-    })?;
+    // A process being replaced may still be finishing its stop: wait for it a while.
+    let until = std::time::Instant::now() + LOCK_WAIT;
+    while lock.try_lock().is_err() {
+        if std::time::Instant::now() >= until {
+            return Err(io::Error::other(format!(
+                "the usage spool {} is in use by another process",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut segments = BTreeMap::new();
     let mut last_seq: HashMap<String, String> = HashMap::new();
     for entry in std::fs::read_dir(dir)? {

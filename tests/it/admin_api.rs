@@ -1469,8 +1469,7 @@ async fn configuration_survives_a_restart() {
     let snap_before = snapshot(&app).await;
     assert_eq!(counts(&snap_before), [1, 1, 1, 1]);
 
-    app.stop.stop(true).await;
-    let TestApp { settings, dir, .. } = app;
+    let (settings, dir) = app.shut_down().await;
     let app = start(settings, dir).await; // logs in again with the bootstrap password
 
     for (p, b) in paths.iter().zip(&before) {

@@ -9,6 +9,8 @@ pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(test)]
+mod layering;
 pub mod llm;
 pub mod providers;
 pub mod proxy;

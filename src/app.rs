@@ -187,9 +187,7 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config());
             let (app, api) = admin::register(app).split_for_parts();
-            app.wrap(tracing_actix_web::TracingLogger::<
-                crate::telemetry::admin_span::AdminRootSpan,
-            >::new())
+            app.wrap(tracing_actix_web::TracingLogger::<admin::span::AdminRootSpan>::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
                     "/docs",

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::admin::auth::Role;
 use crate::app::{Application, jwt_keys, open_store};
 use crate::bootstrap;
 use crate::config::{Settings, parse_duration};
+use crate::vocab::Role;
 
 #[derive(Debug, Parser)]
 #[command(name = "tollgate", version, about = "A multi-tenant AI gateway")]

@@ -9,8 +9,9 @@ pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod error;
+#[cfg(test)]
+mod layering;
 pub mod llm;
-pub mod netguard;
 pub mod providers;
 pub mod proxy;
 pub mod shutdown;
@@ -18,3 +19,4 @@ pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod vocab;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::admin::login_guard::LoginGuard;
 use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
+use crate::crypto::login_guard::LoginGuard;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::SnapshotHandle;

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message,
@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::actors::spool::{self, Entry, Kind, Spool, SpoolRecord, SpoolSender};
-use crate::store::model::{SpoolMark, UsageRow};
-use crate::telemetry::trace::TraceContext;
+use crate::store::{UsageStore, UsageWriteError};
+pub use crate::telemetry::event::{UpstreamTiming, UsageEvent, UsageObserver};
 
 /// Events waiting between the spool writer and the aggregator (telemetry only: usage is
 /// already in the spool).
@@ -42,56 +42,6 @@ pub const EVENT_QUEUE: usize = 65_536;
 /// Spool bytes read into one store write (about 50 000 events).
 const BATCH_BYTES: u64 = 16 << 20;
 const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
-
-/// One proxied request, as the aggregator and the telemetry need it.
-#[derive(Debug, Clone)]
-pub struct UsageEvent {
-    /// The usage event id (a stream's spooled `begin` record shares it).
-    pub id: Uuid,
-    pub started_at: SystemTime,
-    pub duration: Duration,
-    pub tenant_id: Uuid,
-    pub tenant: String,
-    pub key_id: Uuid,
-    pub route_id: Uuid,
-    pub route: String,
-    /// Tollgate's provider name (`openai`, `azure`, …).
-    pub provider: &'static str,
-    /// `chat` or `text_completion`.
-    pub operation: &'static str,
-    pub request_model: String,
-    pub response_model: Option<String>,
-    pub status: u16,
-    /// Why it failed (`error.type`): the error's type or code; `None` on success.
-    pub error_type: Option<String>,
-    /// `None` when unknown (no zero points for failed requests).
-    pub prompt_tokens: Option<u64>,
-    pub completion_tokens: Option<u64>,
-    /// USD.
-    pub cost: f64,
-    pub upstream: Option<UpstreamTiming>,
-    /// Streams: from receiving the request to the first chunk sent to the client.
-    pub time_to_first_token: Option<Duration>,
-    /// Time spent in the gateway (total minus upstream).
-    pub overhead: Duration,
-    pub stream: bool,
-    pub finish_reason: Option<String>,
-    /// The upstream host (`server.address`).
-    pub server_address: Option<String>,
-    pub trace: TraceContext,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamTiming {
-    pub started_at: SystemTime,
-    pub duration: Duration,
-}
-
-impl UsageEvent {
-    pub fn is_error(&self) -> bool {
-        self.status >= 400 || self.error_type.is_some()
-    }
-}
 
 /// The proxy's handle: cheap to clone, never blocks.
 #[derive(Clone)]
@@ -157,48 +107,6 @@ impl UsageSink {
     pub fn spool(&self) -> &Arc<Spool> {
         self.spool.spool()
     }
-}
-
-/// Why a usage write failed.
-#[derive(Debug)]
-pub enum UsageWriteError {
-    /// Another writer already counted those spool bytes: re-read its progress.
-    Counted(String),
-    Failed(String),
-}
-
-impl std::fmt::Display for UsageWriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UsageWriteError::Counted(m) | UsageWriteError::Failed(m) => f.write_str(m),
-        }
-    }
-}
-
-/// Where rows are written (the store; a fake in tests).
-#[async_trait::async_trait]
-pub trait UsageStore: Send + Sync {
-    /// The rows and the spool progress they cover, in one transaction.
-    async fn apply_usage(
-        &self,
-        rows: &[UsageRow],
-        marks: &[SpoolMark],
-    ) -> Result<(), UsageWriteError>;
-    /// A segment's stored progress: `(bytes counted, complete)`.
-    async fn spool_mark(&self, segment: &str) -> Result<Option<(u64, bool)>, String>;
-    /// Records when each key was last used (never moving a stored time back).
-    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String>;
-}
-
-/// Sees every event (OTLP spans and metrics); runs on the aggregator's thread.
-pub trait UsageObserver {
-    fn observe(&mut self, event: &UsageEvent);
-    /// The running total of lost events, exported as a counter.
-    fn dropped(&mut self, total: u64);
-    /// Shutdown: export what is buffered.
-    fn flush(&mut self);
-    /// The end of one drain of the queue (events may have been summed until now).
-    fn drained(&mut self) {}
 }
 
 pub struct MetricsAggregator {
@@ -482,8 +390,11 @@ impl Handler<Shutdown> for MetricsAggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::model::{SpoolMark, UsageRow};
+    use crate::telemetry::trace::TraceContext;
     use std::sync::Mutex;
     use std::sync::atomic::AtomicU64;
+    use std::time::SystemTime;
 
     /// A store that fails while `down` is set, keeps what it was given otherwise, and
     /// moves spool progress only from where it stands (as the SQL does).

@@ -12,7 +12,7 @@
 //! caller's `CancellationToken` ends a call whose client has gone (docs/architecture.md,
 //! "Timeouts and cancellation").
 //! Clients never follow redirects, and their TCP step (`GuardedConnector`) checks every
-//! address it dials against `crate::netguard`.
+//! address it dials against `crate::vocab::netguard`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use actix_web::rt::net::TcpStream;
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 
-use crate::netguard;
+use crate::vocab::netguard;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 
@@ -79,7 +79,7 @@ pub enum UpstreamFailure {
     #[error("upstream unreachable: {0}")]
     Unreachable(&'static str),
     /// Every address of the upstream is in a reserved range and private upstreams are not
-    /// allowed (`crate::netguard`).
+    /// allowed (`crate::vocab::netguard`).
     #[error("the upstream destination is not allowed (a private or loopback address)")]
     Refused,
     #[error("upstream did not answer within {0} ms")]
@@ -150,7 +150,7 @@ pub struct UpstreamPool {
 
 /// The TCP step of every upstream client: finds the addresses to dial — an IP literal as
 /// written, a host name through the system resolver — and, unless private upstreams are
-/// allowed, refuses to dial when any of them is in a reserved range (`crate::netguard`).
+/// allowed, refuses to dial when any of them is in a reserved range (`crate::vocab::netguard`).
 /// It sits where the socket is opened, so literals and names are checked alike, at every
 /// connect (the admin API checks literals at write time; DNS and the setting can change).
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
 use crate::admin::crud::{self, EVERYTHING, Resource};
 use crate::admin::validate::{self, Problems};
@@ -20,6 +20,7 @@ use crate::crypto::hash_password;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{AdminRecord, Lookup, Page, StoreResult, new_id, now};
+use crate::vocab::Role;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)

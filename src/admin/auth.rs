@@ -20,37 +20,8 @@ use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::Lookup;
+use crate::vocab::Role;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Only its own tenant: its API keys, its usage, a read-only view of its routes.
-    TenantAdmin,
-    /// Read-only everything; secrets are never shown to anyone.
-    Viewer,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::TenantAdmin => "tenant_admin",
-            Role::Viewer => "viewer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "tenant_admin" => Some(Role::TenantAdmin),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        }
-    }
-}
 
 /// The verified caller of an admin request.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
-use crate::admin::routes::tenant_may_use;
+use crate::admin::routes::route_allows;
 use crate::admin::tenants::visible_tenant;
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged, created, fetch_page};
@@ -149,7 +149,7 @@ async fn create(
                     .get_service(&Lookup::Id(route.service_id))
                     .await?;
                 let service_tenant = service.and_then(|s| s.tenant_id);
-                if !tenant_may_use(&route, service_tenant, tenant.id) {
+                if !route_allows(&route, service_tenant, tenant.id) {
                     problems.add(
                         format!("routes[{i}]"),
                         format!("route '{r}' is not available to tenant '{}'", tenant.name),

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
 use crate::admin::crud::{self, EVERYTHING, Resource, page_in_memory};
 use crate::admin::services::to_json;
@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, RouteRecord, StoreResult, new_id, now};
+use crate::vocab::{Logging, ModelConfig, ResponseStreaming, Role, RouteType, tenant_may_use};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -27,94 +28,6 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(update)
         .service(upsert)
         .service(remove);
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub enum RouteType {
-    #[serde(rename = "llm/v1/chat")]
-    Chat,
-    #[serde(rename = "llm/v1/completions")]
-    Completions,
-    #[serde(rename = "preserve")]
-    Preserve,
-}
-
-impl RouteType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteType::Chat => "llm/v1/chat",
-            RouteType::Completions => "llm/v1/completions",
-            RouteType::Preserve => "preserve",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ResponseStreaming {
-    /// Streams when the client sends `stream: true`.
-    #[default]
-    Allow,
-    /// `stream: true` → 400.
-    Deny,
-    /// Always streams.
-    Always,
-}
-
-impl ResponseStreaming {
-    fn as_str(self) -> &'static str {
-        match self {
-            ResponseStreaming::Allow => "allow",
-            ResponseStreaming::Deny => "deny",
-            ResponseStreaming::Always => "always",
-        }
-    }
-}
-
-/// Tuning options override the client's values (Kong ≥ 3.8); costs are per 1M tokens.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelOptions {
-    pub max_tokens: Option<u32>,
-    /// 0.0 ..= 5.0
-    pub temperature: Option<f64>,
-    /// 0.0 ..= 1.0
-    pub top_p: Option<f64>,
-    /// 0 ..= 500
-    pub top_k: Option<u32>,
-    /// USD per 1M prompt tokens (> 0).
-    pub input_cost: Option<f64>,
-    /// USD per 1M completion tokens (> 0).
-    pub output_cost: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Upstream model; null ⇒ the client's `model` is used.
-    pub name: Option<String>,
-    #[serde(default)]
-    pub options: ModelOptions,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Logging {
-    /// Write the analytics log line (usage records are kept regardless). Default true.
-    #[serde(default = "yes")]
-    pub log_statistics: bool,
-    /// Include request and response bodies in the analytics line. Default false.
-    #[serde(default)]
-    pub log_payloads: bool,
-}
-
-impl Default for Logging {
-    fn default() -> Self {
-        Logging {
-            log_statistics: true,
-            log_payloads: false,
-        }
-    }
 }
 
 fn yes() -> bool {
@@ -378,15 +291,17 @@ async fn to_record(
     })
 }
 
-/// Whether a tenant may use a route: listed (or the list is null) and the service is not
-/// private to someone else.
-pub fn tenant_may_use(route: &RouteRecord, service_tenant: Option<Uuid>, tenant: Uuid) -> bool {
-    let listed = route
-        .tenants
-        .as_ref()
-        .is_none_or(|ids| ids.0.contains(&tenant));
-    let service_ok = service_tenant.is_none_or(|owner| owner == tenant);
-    listed && service_ok
+/// Whether a tenant may use a stored route ([`tenant_may_use`]).
+pub(crate) fn route_allows(
+    route: &RouteRecord,
+    service_tenant: Option<Uuid>,
+    tenant: Uuid,
+) -> bool {
+    tenant_may_use(
+        route.tenants.as_ref().map(|ids| ids.0.as_slice()),
+        service_tenant,
+        tenant,
+    )
 }
 
 /// For a tenant_admin: its tenant id, from the snapshot.
@@ -403,7 +318,7 @@ fn visible_to(state: &AppState, who: &Principal, route: &RouteRecord) -> bool {
         .services
         .get(&route.service_id)
         .and_then(|s| s.record.tenant_id);
-    own_tenant(who).is_some_and(|t| tenant_may_use(route, service_tenant, t))
+    own_tenant(who).is_some_and(|t| route_allows(route, service_tenant, t))
 }
 
 pub struct Routes;

@@ -1,5 +1,5 @@
 //! `/services`: an LLM provider endpoint — where to call and with which credential.
-//! Provider options and their required-ness follow Kong's `model.options` (issue 2).
+//! Provider options and their required-ness follow Kong's `model.options`.
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, ServiceRecord, StoreResult, new_id, now};
+use crate::vocab::{DEFAULT_AZURE_API_VERSION, MistralFormat, Provider, ServiceOptions, Timeouts};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -29,132 +30,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(remove);
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Openai,
-    Azure,
-    Anthropic,
-    Cohere,
-    Mistral,
-    Llama2,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Openai => "openai",
-            Provider::Azure => "azure",
-            Provider::Anthropic => "anthropic",
-            Provider::Cohere => "cohere",
-            Provider::Mistral => "mistral",
-            Provider::Llama2 => "llama2",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MistralFormat {
-    Openai,
-    Ollama,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Llama2Format {
-    Raw,
-    Openai,
-    Ollama,
-}
-
-/// Provider options (Kong's `model.options`, provider part).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceOptions {
-    /// Required for anthropic; sent as `anthropic-version`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub anthropic_version: Option<String>,
-    /// Required for azure: `https://<instance>.openai.azure.com`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub azure_instance: Option<String>,
-    /// Required for azure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub azure_deployment_id: Option<String>,
-    /// azure only; default `2023-05-15` (Kong's default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub azure_api_version: Option<String>,
-    /// Required for mistral: `openai` or `ollama`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mistral_format: Option<MistralFormat>,
-    /// Required for llama2: `raw`, `openai` or `ollama`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub llama2_format: Option<Llama2Format>,
-}
-
-/// Kong's default Azure API version.
-pub const DEFAULT_AZURE_API_VERSION: &str = "2023-05-15";
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Timeouts {
-    /// Connect timeout in milliseconds (1..=300000, default 5000).
-    #[serde(default = "default_connect_ms")]
-    pub connect_ms: u64,
-    /// Read timeout in milliseconds (1..=3600000, default 60000): bounds a whole answer
-    /// (head and body) and, for a stream, each silence between two events.
-    #[serde(default = "default_read_ms")]
-    pub read_ms: u64,
-    /// Concurrent upstream connections per proxy worker for this service (1..=65536,
-    /// default 1024); requests beyond it wait for a free one (docs/architecture.md,
-    /// "Upstream pools and the address guard").
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// Longest wait for a free upstream connection in milliseconds (1..=300000, default
-    /// 10000); running out is a 503, never an upstream timeout.
-    #[serde(default = "default_pool_wait_ms")]
-    pub pool_wait_ms: u64,
-    /// Total deadline in milliseconds (1..=86400000; `null`, the default, for none) for
-    /// the whole upstream exchange — connect, head and body, a stream to its end; the
-    /// wait for a free connection does not count (docs/architecture.md, "Timeouts and
-    /// cancellation").
-    #[serde(default)]
-    pub total_ms: Option<u64>,
-}
-
 /// The longest total deadline: a day.
 const MAX_TOTAL_MS: u64 = 86_400_000;
-
-/// Per worker: 1 000 concurrent streams through one worker stay below it.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
-fn default_max_connections() -> usize {
-    DEFAULT_MAX_CONNECTIONS
-}
-
-fn default_pool_wait_ms() -> u64 {
-    10_000
-}
-
-fn default_connect_ms() -> u64 {
-    5_000
-}
-
-fn default_read_ms() -> u64 {
-    60_000
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect_ms: default_connect_ms(),
-            read_ms: default_read_ms(),
-            max_connections: default_max_connections(),
-            pool_wait_ms: default_pool_wait_ms(),
-            total_ms: None,
-        }
-    }
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -247,11 +124,11 @@ fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
             );
         }
     };
-    let foreign = |problems: &mut Problems, present: bool, field: &str, owner: &str| {
-        if present && p.as_str() != owner {
+    let foreign = |problems: &mut Problems, present: bool, field: &str, owner: Provider| {
+        if present && p != owner {
             problems.add(
                 format!("options.{field}"),
-                format!("only applies to the {owner} provider"),
+                format!("only applies to the {} provider", owner.as_str()),
             );
         }
     };
@@ -259,37 +136,37 @@ fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
         problems,
         o.anthropic_version.is_some(),
         "anthropic_version",
-        "anthropic",
+        Provider::Anthropic,
     );
     foreign(
         problems,
         o.azure_instance.is_some(),
         "azure_instance",
-        "azure",
+        Provider::Azure,
     );
     foreign(
         problems,
         o.azure_deployment_id.is_some(),
         "azure_deployment_id",
-        "azure",
+        Provider::Azure,
     );
     foreign(
         problems,
         o.azure_api_version.is_some(),
         "azure_api_version",
-        "azure",
+        Provider::Azure,
     );
     foreign(
         problems,
         o.mistral_format.is_some(),
         "mistral_format",
-        "mistral",
+        Provider::Mistral,
     );
     foreign(
         problems,
         o.llama2_format.is_some(),
         "llama2_format",
-        "llama2",
+        Provider::Llama2,
     );
     match p {
         Provider::Anthropic => {

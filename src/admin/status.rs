@@ -10,9 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::admin::ErrorBody;
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::Principal;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
+use crate::vocab::Role;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Status {

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery, parse_typed};
 use crate::admin::crud::{self, Resource, page_in_memory};
 use crate::admin::validate::{self, Problems};
@@ -16,6 +16,7 @@ use crate::admin::{ErrorBody, Paged, fetch_page};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{Lookup, Page, StoreResult, TenantRecord, new_id, now};
+use crate::vocab::Role;
 use sqlx::types::Json;
 
 pub fn configure(cfg: &mut ServiceConfig) {

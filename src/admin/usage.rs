@@ -29,12 +29,13 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use crate::admin::ErrorBody;
-use crate::admin::auth::{Principal, Role};
+use crate::admin::auth::Principal;
 use crate::admin::tenants::visible_tenant;
 use crate::admin::validate::Problems;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::{LATENCY_BUCKETS, LATENCY_BUCKETS_MS, UsageQuery, UsageRow};
+use crate::vocab::Role;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(usage);

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::error::Error;
 // The private-address rule is shared with the upstream connector (connect time).
-use crate::netguard::is_private_ip;
+use crate::vocab::netguard::is_private_ip;
 
 /// Collects every problem of one request, then fails once naming them all.
 #[derive(Debug, Default)]

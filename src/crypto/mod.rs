@@ -1,9 +1,11 @@
 //! Secrets: the master keyring (AES-256-GCM), the `Secret` wrapper, tenant API keys,
-//! admin passwords and admin JWTs.
+//! admin passwords (and the guard that bounds their hashing and login attempts), admin
+//! JWTs, and the redaction of credential values.
 
 pub mod api_key;
 pub mod jwt;
 pub mod keyring;
+pub mod login_guard;
 pub mod password;
 pub mod redact;
 pub mod secret;

@@ -5,7 +5,7 @@
 //! Each thread that hashes keeps one Argon2 working buffer and reuses it: allocating
 //! 19 MiB of 64-byte-aligned memory per call left the allocator holding about 19 MiB more
 //! after every call (measured: ~160 MiB per thread after eight verifications). Logins hash
-//! on a few dedicated threads (`admin::login_guard`), so this bounds the total.
+//! on a few dedicated threads (`crypto::login_guard`), so this bounds the total.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

@@ -2,8 +2,8 @@
 //! in-band stream errors) and in logged payloads (docs/architecture.md, "The
 //! analytics line").
 //!
-//! Built from the values of the service's `CredentialEntry` (header value, query/body
-//! parameter value). Each value is searched in the forms an echo may take — raw,
+//! Built from the values of the service's credential (header value, query/body parameter
+//! value), which the snapshot hands over through [`SecretValues`]. Each value is searched in the forms an echo may take — raw,
 //! JSON-escaped (also with `\/`), URL-encoded, HTML-escaped, and for an `Authorization`-style
 //! header the token after its scheme — and partially: any run of at least `PARTIAL` characters
 //! of a value is masked, so a truncated echo ("key sk-abc…xyz is invalid") does not leak
@@ -19,13 +19,19 @@ use aho_corasick::AhoCorasick;
 use serde_json::Value;
 
 use super::secret::MASK;
-use crate::snapshot::CredentialEntry;
 
 /// The shortest run of a secret that is masked on its own (a partial echo).
 const PARTIAL: usize = 12;
 /// Values shorter than this are not searched (masking every "abc" would wreck the text,
 /// and such a value is no secret).
 const MIN_SECRET: usize = 4;
+
+/// Something that holds secret values to mask: a service's credential (the snapshot's
+/// `CredentialEntry`).
+pub trait SecretValues: Send + Sync {
+    /// The values in plaintext.
+    fn secret_values(&self) -> Vec<&str>;
+}
 
 /// A matcher for a set of secret values.
 pub struct Redactor {
@@ -51,16 +57,11 @@ impl Redactor {
     }
 
     /// The service's credential values (header and parameter).
-    pub fn for_credential(credential: Option<&CredentialEntry>) -> Redactor {
+    pub fn for_credential<C: SecretValues + ?Sized>(credential: Option<&C>) -> Redactor {
         let Some(c) = credential else {
             return Redactor { matcher: None };
         };
-        Redactor::new(
-            [&c.header_value, &c.param_value]
-                .into_iter()
-                .flatten()
-                .map(|s| s.expose().as_str()),
-        )
+        Redactor::new(c.secret_values())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -228,15 +229,15 @@ pub struct LazyRedactor {
 
 #[derive(Default)]
 struct LazyInner {
-    credential: Option<Arc<CredentialEntry>>,
+    credential: Option<Arc<dyn SecretValues>>,
     built: OnceLock<Redactor>,
 }
 
 impl LazyRedactor {
-    pub fn new(credential: Option<Arc<CredentialEntry>>) -> LazyRedactor {
+    pub fn new<C: SecretValues + 'static>(credential: Option<Arc<C>>) -> LazyRedactor {
         LazyRedactor {
             inner: Arc::new(LazyInner {
-                credential,
+                credential: credential.map(|c| c as Arc<dyn SecretValues>),
                 built: OnceLock::new(),
             }),
         }
@@ -325,7 +326,7 @@ mod tests {
         r.redact_value(&mut v);
         assert!(!v.to_string().contains(KEY), "{v}");
         assert_eq!(v["error"]["message"], format!("bad {MASK}"));
-        let none = Redactor::for_credential(None);
+        let none = Redactor::for_credential(None::<&dyn SecretValues>);
         assert!(none.is_empty());
         assert!(matches!(none.redact(KEY), Cow::Borrowed(_)));
         // Too short to be searched.

@@ -11,9 +11,10 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::UpstreamError;
 use super::tokens::PromptEstimate;
 use crate::crypto::redact::LazyRedactor;
-use crate::providers::{RouteKind, UpstreamError};
+use crate::vocab::RouteKind;
 
 /// What stays constant for one streamed response.
 #[derive(Debug, Clone)]

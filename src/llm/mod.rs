@@ -13,7 +13,7 @@ pub mod tokens;
 pub use chunks::{ChunkEmitter, ReportedUsage, StreamEnd, StreamMeta};
 pub use framing::{FramingError, LineBuffer, NdjsonDecoder, SseDecoder, SseEvent};
 
-use crate::providers::UpstreamError;
+use serde_json::Value;
 
 /// Why a stream could not be transcoded further.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,6 +23,27 @@ pub enum StreamError {
     /// An event that is not what the provider's format says (e.g. invalid JSON).
     #[error("{0}")]
     Invalid(String),
+}
+
+/// An upstream error normalised into the OpenAI error shape: a translator's reading of a
+/// non-2xx body, or a stream's in-band error frame (docs/architecture.md, "Streaming").
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamError {
+    pub message: String,
+    /// The provider's error type, or `upstream_error` when it gives none.
+    pub kind: String,
+    pub code: Option<Value>,
+    pub param: Option<Value>,
+}
+
+impl UpstreamError {
+    pub fn to_openai(&self) -> Value {
+        serde_json::json!({"error": {
+            "message": self.message, "type": self.kind,
+            "param": self.param.clone().unwrap_or(Value::Null),
+            "code": self.code.clone().unwrap_or(Value::Null),
+        }})
+    }
 }
 
 /// One provider's stream format, for one response.

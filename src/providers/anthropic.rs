@@ -1207,10 +1207,10 @@ fn stream_error(v: &Value) -> UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::routes::ModelOptions;
-    use crate::admin::services::ServiceOptions;
     use crate::llm::sse_payloads as frames;
     use crate::providers::ProviderKind;
+    use crate::vocab::ModelOptions;
+    use crate::vocab::ServiceOptions;
 
     fn fixture(name: &str) -> String {
         let path = format!(

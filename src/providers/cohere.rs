@@ -1250,10 +1250,10 @@ fn tool_call_parts(call: &Value) -> Result<(&str, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::routes::ModelOptions;
-    use crate::admin::services::ServiceOptions;
     use crate::llm::{StreamMeta, Transcode};
     use crate::providers::ProviderKind;
+    use crate::vocab::ModelOptions;
+    use crate::vocab::ServiceOptions;
 
     const CHAT_REQUEST: &str =
         include_str!("../../tests/fixtures/providers/cohere/chat-request.json");

@@ -18,10 +18,10 @@ use super::{
     ProviderKind, RequestError, ResponseError, RouteKind, TranslateContext, Translator,
     UpstreamError, UpstreamRequest, apply_tuning,
 };
-use crate::admin::services::Llama2Format;
 use crate::llm::{
     ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
 };
+use crate::vocab::Llama2Format;
 
 pub struct Llama2;
 

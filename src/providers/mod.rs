@@ -18,52 +18,9 @@ pub mod openai;
 use serde_json::{Map, Value};
 
 use crate::llm::StreamTranscoder;
-
-use crate::admin::routes::ModelOptions;
-use crate::admin::services::{Llama2Format, MistralFormat, ServiceOptions};
-
-/// The two translated route types (`preserve` is passed through by the proxy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RouteKind {
-    /// `llm/v1/chat`
-    Chat,
-    /// `llm/v1/completions`
-    Completions,
-}
-
-impl RouteKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteKind::Chat => "llm/v1/chat",
-            RouteKind::Completions => "llm/v1/completions",
-        }
-    }
-}
-
-/// Which wire format a service speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProviderKind {
-    Openai,
-    Azure,
-    Anthropic,
-    Cohere,
-    Mistral(MistralFormat),
-    Llama2(Llama2Format),
-}
-
-impl ProviderKind {
-    /// Tollgate's provider name (`openai`, `azure`, …), as in `x-tollgate-llm-model`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Cohere => "cohere",
-            ProviderKind::Mistral(_) => "mistral",
-            ProviderKind::Llama2(_) => "llama2",
-        }
-    }
-}
+pub use crate::llm::UpstreamError;
+use crate::vocab::{ModelOptions, ServiceOptions};
+pub use crate::vocab::{ProviderKind, RouteKind};
 
 /// Everything a translator may read besides the request: the service's options and the
 /// route's model configuration.
@@ -112,26 +69,6 @@ impl RequestError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ResponseError(pub String);
-
-/// An upstream error normalised into the OpenAI error shape (spec §4.4).
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamError {
-    pub message: String,
-    /// The provider's error type, or `upstream_error` when it gives none.
-    pub kind: String,
-    pub code: Option<Value>,
-    pub param: Option<Value>,
-}
-
-impl UpstreamError {
-    pub fn to_openai(&self) -> Value {
-        serde_json::json!({"error": {
-            "message": self.message, "type": self.kind,
-            "param": self.param.clone().unwrap_or(Value::Null),
-            "code": self.code.clone().unwrap_or(Value::Null),
-        }})
-    }
-}
 
 /// One provider's wire format.
 pub trait Translator: Send + Sync {

@@ -551,10 +551,10 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::super::openai::test_support::*;
-    use crate::admin::services::Llama2Format;
     use crate::llm::sse_payloads as frames;
     use crate::llm::{StreamMeta, StreamTranscoder, assert_split_invariant};
     use crate::providers::{ProviderKind, RequestError, ResponseError, RouteKind, translator};
+    use crate::vocab::Llama2Format;
 
     const CHAT: RouteKind = RouteKind::Chat;
     const COMPLETIONS: RouteKind = RouteKind::Completions;
@@ -1135,7 +1135,7 @@ mod tests {
         assert_eq!(got[n - 1], json!("[DONE]"));
         // Mistral's ollama format is the same stream.
         let mistral = Setup::new(
-            ProviderKind::Mistral(crate::admin::services::MistralFormat::Ollama),
+            ProviderKind::Mistral(crate::vocab::MistralFormat::Ollama),
             "llama3.2",
         )
         .url(URL);

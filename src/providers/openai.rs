@@ -19,7 +19,7 @@ use super::{
     ProviderKind, RequestError, ResponseError, RouteKind, TranslateContext, Translator,
     UpstreamError, UpstreamRequest, apply_tuning, generic_error,
 };
-use crate::admin::services::{DEFAULT_AZURE_API_VERSION, MistralFormat};
+use crate::vocab::{DEFAULT_AZURE_API_VERSION, MistralFormat};
 
 pub struct OpenAi;
 
@@ -1171,9 +1171,9 @@ pub(super) mod test_support {
 
     use serde_json::{Map, Value};
 
-    use crate::admin::routes::ModelOptions;
-    use crate::admin::services::ServiceOptions;
     use crate::providers::{ProviderKind, TranslateContext};
+    use crate::vocab::ModelOptions;
+    use crate::vocab::ServiceOptions;
 
     /// Owns what a `TranslateContext` borrows.
     pub struct Setup {
@@ -1310,9 +1310,9 @@ mod tests {
 
     use super::test_support::*;
     use super::*;
-    use crate::admin::services::{Llama2Format, MistralFormat};
     use crate::llm::StreamMeta;
     use crate::providers::{ProviderKind, RouteKind, Translator, translator};
+    use crate::vocab::{Llama2Format, MistralFormat};
 
     const CHAT: RouteKind = RouteKind::Chat;
     const COMPLETIONS: RouteKind = RouteKind::Completions;

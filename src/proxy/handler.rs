@@ -15,7 +15,6 @@ use crate::actors::spool::{self, SpoolRecord};
 use crate::actors::upstream::{
     Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
 };
-use crate::admin::routes::{ResponseStreaming, RouteType};
 use crate::crypto::redact::LazyRedactor;
 use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
@@ -27,6 +26,7 @@ use crate::state::AppState;
 use crate::telemetry::analytics;
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
+use crate::vocab::{ResponseStreaming, RouteType};
 
 use super::accounting::preserve_usage;
 use super::auth::{Caller, authenticate, authorize};

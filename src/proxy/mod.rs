@@ -19,6 +19,7 @@ use actix_web::web;
 use crate::actors::metrics::UsageSink;
 use crate::actors::upstream::UpstreamPool;
 use crate::telemetry::analytics::AnalyticsLog;
+use crate::vocab::Provider;
 
 pub use handler::{models, openai_chat, openai_completions, route_path};
 
@@ -30,17 +31,11 @@ pub struct Pools {
 
 impl Pools {
     pub fn start(allow_private_upstreams: bool) -> Pools {
-        let by_provider = [
-            "openai",
-            "azure",
-            "anthropic",
-            "cohere",
-            "mistral",
-            "llama2",
-        ]
-        .into_iter()
-        .map(|p| (p, UpstreamPool::new(p, allow_private_upstreams).start()))
-        .collect();
+        let by_provider = Provider::ALL
+            .into_iter()
+            .map(Provider::as_str)
+            .map(|p| (p, UpstreamPool::new(p, allow_private_upstreams).start()))
+            .collect();
         Pools { by_provider }
     }
 

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::admin::auth::Role;
 use crate::store::AdminTokenRecord;
+use crate::vocab::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminEntry {

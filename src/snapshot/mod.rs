@@ -18,12 +18,14 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::admin::routes::{Logging, ModelConfig, ResponseStreaming, RouteType};
-use crate::admin::services::{ServiceOptions, Timeouts};
+use crate::crypto::redact::SecretValues;
 use crate::crypto::{ApiKeyHasher, Keyring, Secret};
-use crate::providers::ProviderKind;
 use crate::store::{
     ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
+};
+use crate::vocab::{
+    Logging, ModelConfig, Provider, ProviderKind, ResponseStreaming, RouteType, ServiceOptions,
+    Timeouts, tenant_may_use,
 };
 
 /// Name of the system secret holding the API-key pepper.
@@ -39,6 +41,16 @@ pub struct CredentialEntry {
     pub param_value: Option<Secret<String>>,
     pub param_location: Option<String>,
     pub allow_override: bool,
+}
+
+impl SecretValues for CredentialEntry {
+    fn secret_values(&self) -> Vec<&str> {
+        [&self.header_value, &self.param_value]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().as_str())
+            .collect()
+    }
 }
 
 /// A stored credential that no configured master key decrypts, and the services it
@@ -80,7 +92,11 @@ pub struct RouteEntry {
 impl RouteEntry {
     /// May this tenant call the route (listed, and the service not private to another)?
     pub fn allows_tenant(&self, tenant: Uuid) -> bool {
-        crate::admin::routes::tenant_may_use(&self.record, self.service.record.tenant_id, tenant)
+        tenant_may_use(
+            self.record.tenants.as_ref().map(|ids| ids.0.as_slice()),
+            self.service.record.tenant_id,
+            tenant,
+        )
     }
 }
 
@@ -100,18 +116,6 @@ fn parse_column<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn provider_kind(provider: &str, options: &ServiceOptions) -> Option<ProviderKind> {
-    Some(match provider {
-        "openai" => ProviderKind::Openai,
-        "azure" => ProviderKind::Azure,
-        "anthropic" => ProviderKind::Anthropic,
-        "cohere" => ProviderKind::Cohere,
-        "mistral" => ProviderKind::Mistral(options.mistral_format?),
-        "llama2" => ProviderKind::Llama2(options.llama2_format?),
-        _ => return None,
-    })
-}
-
 fn compile_service(
     s: ServiceRecord,
     credential: Option<Arc<CredentialEntry>>,
@@ -119,7 +123,8 @@ fn compile_service(
 ) -> Option<ServiceEntry> {
     let options: ServiceOptions = parse_column("services", &s.name, &s.options.0)?;
     let timeouts: Timeouts = parse_column("services", &s.name, &s.timeouts.0)?;
-    let Some(provider) = provider_kind(&s.provider, &options) else {
+    let provider = Provider::parse(&s.provider).and_then(|p| ProviderKind::new(p, &options));
+    let Some(provider) = provider else {
         tracing::error!(service = %s.name, provider = %s.provider, "unknown provider or missing format; skipping the service");
         return None;
     };

@@ -204,15 +204,46 @@ pub trait Store: Send + Sync + 'static {
 
 pub type SharedStore = Arc<dyn Store>;
 
-/// The metrics aggregator writes its batches through the store.
+/// Why a usage write failed.
+#[derive(Debug)]
+pub enum UsageWriteError {
+    /// Another writer already counted those spool bytes: re-read its progress.
+    Counted(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for UsageWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UsageWriteError::Counted(m) | UsageWriteError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Where the usage aggregator (`actors::metrics`) writes its rows: the store, or a fake
+/// in its tests. Narrower than [`Store`], with the aggregator's own error.
 #[async_trait]
-impl crate::actors::metrics::UsageStore for SharedStore {
+pub trait UsageStore: Send + Sync {
+    /// The rows and the spool progress they cover, in one transaction.
     async fn apply_usage(
         &self,
         rows: &[UsageRow],
         marks: &[SpoolMark],
-    ) -> Result<(), crate::actors::metrics::UsageWriteError> {
-        use crate::actors::metrics::UsageWriteError;
+    ) -> Result<(), UsageWriteError>;
+    /// A segment's stored progress: `(bytes counted, complete)`.
+    async fn spool_mark(&self, segment: &str) -> Result<Option<(u64, bool)>, String>;
+    /// Records when each key was last used (never moving a stored time back).
+    async fn touch_api_keys(&self, used: &[(Uuid, DateTime<Utc>)]) -> Result<(), String>;
+}
+
+/// The metrics aggregator writes its batches through the store.
+#[async_trait]
+impl UsageStore for SharedStore {
+    async fn apply_usage(
+        &self,
+        rows: &[UsageRow],
+        marks: &[SpoolMark],
+    ) -> Result<(), UsageWriteError> {
         Store::apply_usage(self.as_ref(), rows, marks)
             .await
             .map_err(|e| match e {
@@ -310,7 +341,7 @@ fn database_fault(code: &str) -> Option<&'static str> {
 }
 
 /// The usage aggregator's view of the store.
-pub fn usage_writer(store: SharedStore) -> Arc<dyn crate::actors::metrics::UsageStore> {
+pub fn usage_writer(store: SharedStore) -> Arc<dyn UsageStore> {
     Arc::new(store)
 }
 

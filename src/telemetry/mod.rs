@@ -231,8 +231,8 @@ mod tests {
     }
 }
 
-pub mod admin_span;
 pub mod analytics;
+pub mod event;
 pub mod otel;
 pub mod otlp_http;
 pub mod semconv;

@@ -26,8 +26,8 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 
-use crate::actors::metrics::{UsageEvent, UsageObserver};
 use crate::config::{OtlpProtocol, Settings};
+use crate::telemetry::event::{UsageEvent, UsageObserver};
 use crate::telemetry::otlp_http::OtlpHttpSpanExporter;
 use crate::telemetry::semconv;
 

@@ -1,6 +1,8 @@
 //! Every OpenTelemetry name the gateway emits, in one place, so they can follow the GenAI
-//! semantic conventions as those move (spec §5; providers.md §10). The deploy test checks
+//! semantic conventions as those move (docs/architecture.md, "Usage and telemetry"). The deploy test checks
 //! the Grafana dashboard against `METRICS` under the collector's Prometheus naming.
+
+use crate::vocab::Provider;
 
 // --- span and metric attributes ---
 pub const GEN_AI_OPERATION_NAME: &str = "gen_ai.operation.name";
@@ -86,14 +88,9 @@ pub const METRICS: &[(&str, &str, MetricKind)] = &[
     (METRIC_ANALYTICS_LOST, "{line}", MetricKind::Counter),
 ];
 
-/// `gen_ai.provider.name`: the conventions' well-known values where they exist, else
-/// Tollgate's provider name (spec §5).
+/// `gen_ai.provider.name` of Tollgate's provider name ([`Provider::gen_ai_name`]).
 pub fn gen_ai_provider_name(provider: &str) -> &str {
-    match provider {
-        "azure" => "azure.ai.openai",
-        "mistral" => "mistral_ai",
-        other => other,
-    }
+    Provider::parse(provider).map_or(provider, |p| p.gen_ai_name())
 }
 
 /// `gen_ai.operation.name` of a route type.

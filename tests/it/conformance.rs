@@ -18,14 +18,13 @@ use crate::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
 use crate::proxy::{ProxyReply, call, new_key};
 use crate::streaming::{recut, stream};
 use crate::support::{TestApp, spawn_app_with};
-use tollgate::admin::routes::ModelOptions;
-use tollgate::admin::services::ServiceOptions;
 use tollgate::llm::{
     ChunkEmitter, FramingError, NdjsonDecoder, SseDecoder, SseEvent, StreamMeta, StreamTranscoder,
     Transcode,
 };
 use tollgate::providers::openai::OpenAiStream;
 use tollgate::providers::{ProviderKind, RouteKind, TranslateContext, translator};
+use tollgate::vocab::{ModelOptions, ServiceOptions};
 
 // ---- Providers as Kong's specs configure them -----------------------------------------
 

@@ -1,0 +1,71 @@
+//! What the telemetry is told about each proxied request: the `UsageEvent` the proxy
+//! records when a request ends, and the observer that turns events into OTLP spans and
+//! metrics (`otel.rs`). The usage aggregator (`actors::metrics`) delivers the events and
+//! re-exports these types; they live here so the telemetry never imports the actors.
+
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use super::trace::TraceContext;
+
+/// One proxied request, as the aggregator and the telemetry need it.
+#[derive(Debug, Clone)]
+pub struct UsageEvent {
+    /// The usage event id (a stream's spooled `begin` record shares it).
+    pub id: Uuid,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub tenant_id: Uuid,
+    pub tenant: String,
+    pub key_id: Uuid,
+    pub route_id: Uuid,
+    pub route: String,
+    /// Tollgate's provider name (`openai`, `azure`, …).
+    pub provider: &'static str,
+    /// `chat` or `text_completion`.
+    pub operation: &'static str,
+    pub request_model: String,
+    pub response_model: Option<String>,
+    pub status: u16,
+    /// Why it failed (`error.type`): the error's type or code; `None` on success.
+    pub error_type: Option<String>,
+    /// `None` when unknown (no zero points for failed requests).
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// USD.
+    pub cost: f64,
+    pub upstream: Option<UpstreamTiming>,
+    /// Streams: from receiving the request to the first chunk sent to the client.
+    pub time_to_first_token: Option<Duration>,
+    /// Time spent in the gateway (total minus upstream).
+    pub overhead: Duration,
+    pub stream: bool,
+    pub finish_reason: Option<String>,
+    /// The upstream host (`server.address`).
+    pub server_address: Option<String>,
+    pub trace: TraceContext,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTiming {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+}
+
+impl UsageEvent {
+    pub fn is_error(&self) -> bool {
+        self.status >= 400 || self.error_type.is_some()
+    }
+}
+
+/// Sees every event (OTLP spans and metrics); runs on the aggregator's thread.
+pub trait UsageObserver {
+    fn observe(&mut self, event: &UsageEvent);
+    /// The running total of lost events, exported as a counter.
+    fn dropped(&mut self, total: u64);
+    /// Shutdown: export what is buffered.
+    fn flush(&mut self);
+    /// The end of one drain of the queue (events may have been summed until now).
+    fn drained(&mut self) {}
+}

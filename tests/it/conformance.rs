@@ -7,16 +7,17 @@
 //! test prints one "skipped" line and passes. Tables, not one test per file: each case is
 //! named after its fixture, and where Tollgate differs from Kong on purpose (spec §9) the
 //! case label — or the test name, when the whole table differs — says
-//! `deliberate_difference` and names the item. The comparison rules live in `kong.rs`.
+//! `deliberate_difference` and names the item. The comparison rules live in
+//! `support/kong.rs`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde_json::{Value, json};
 
-use crate::kong::{self, Fixtures};
-use crate::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
-use crate::proxy::{ProxyReply, call, new_key};
-use crate::streaming::{recut, stream};
+use crate::support::kong::{self, Fixtures};
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
+use crate::support::proxy::{ProxyReply, call, new_key};
+use crate::support::streaming::{recut, stream};
 use crate::support::{TestApp, spawn_app_with};
 use tollgate::admin::routes::ModelOptions;
 use tollgate::admin::services::ServiceOptions;

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-use crate::proxy::new_key;
-use crate::streaming::sse;
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+use crate::support::proxy::new_key;
+use crate::support::streaming::sse;
 use crate::support::{TestApp, spawn_app};
 
 const ANTHROPIC_SECRET: &str = "sk-ant-upstream-0007";
@@ -457,7 +457,7 @@ fn assert_streams_match_the_whole_answer(summary: &Value, alias: &str) {
 
 /// The three chat calls reached the provider: whole, then streamed twice, the streamed
 /// requests identical to the whole one but for `stream: true`.
-fn assert_streamed_requests(received: &[crate::mock_upstream::Received], alias: &str) {
+fn assert_streamed_requests(received: &[crate::support::mock_upstream::Received], alias: &str) {
     assert_eq!(
         received.len(),
         3,
@@ -475,7 +475,7 @@ fn assert_streamed_requests(received: &[crate::mock_upstream::Received], alias: 
     }
 }
 
-fn assert_key_not_forwarded(sent: &crate::mock_upstream::Received, key: &str) {
+fn assert_key_not_forwarded(sent: &crate::support::mock_upstream::Received, key: &str) {
     assert!(
         sent.headers.iter().all(|(_, v)| !v.contains(key))
             && !String::from_utf8_lossy(&sent.body).contains(key),

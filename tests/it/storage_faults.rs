@@ -461,16 +461,18 @@ async fn analytics_write_failures_are_counted_and_shown_while_the_proxy_answers(
         println!("skipped: no /dev/full");
         return;
     }
-    let mock = crate::mock_upstream::MockUpstream::start(crate::mock_upstream::Behaviour::json(
-        200,
-        crate::proxy::openai_completion(),
-    ))
+    let mock = crate::support::mock_upstream::MockUpstream::start(
+        crate::support::mock_upstream::Behaviour::json(
+            200,
+            crate::support::proxy::openai_completion(),
+        ),
+    )
     .await;
     let app = support::spawn_app_with(|s| s.analytics_log = "/dev/full".into()).await;
-    let key = crate::proxy::configure_openai(&app, &mock, json!({})).await;
+    let key = crate::support::proxy::configure_openai(&app, &mock, json!({})).await;
     let hello = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello"}]});
     for _ in 0..5 {
-        let r = crate::proxy::chat(&app, "/openai/chat", &key, hello.clone()).await;
+        let r = crate::support::proxy::chat(&app, "/openai/chat", &key, hello.clone()).await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let deadline = Instant::now() + Duration::from_secs(5);

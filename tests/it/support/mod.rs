@@ -1,9 +1,17 @@
 //! Test harness: spawns the real application on port 0 with a fresh database (zero2prod's
-//! `spawn_app`), plus a small JSON client for the admin API.
+//! `spawn_app`), plus a small JSON client for the admin API. The helpers several test
+//! files share live in the submodules; test files hold tests.
 //!
 //! Backend: SQLite in a temp dir by default. With `TOLLGATE_TEST_BACKEND=postgres` and
 //! `TOLLGATE_TEST_POSTGRES_URL` set (as `.ci/run` does), each app gets a fresh schema in that
 //! PostgreSQL database instead.
+
+pub mod kong;
+pub mod mock_upstream;
+pub mod otlp;
+pub mod process;
+pub mod proxy;
+pub mod streaming;
 
 use std::path::PathBuf;
 

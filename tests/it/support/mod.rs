@@ -5,6 +5,11 @@
 //! Backend: SQLite in a temp dir by default. With `TOLLGATE_TEST_BACKEND=postgres` and
 //! `TOLLGATE_TEST_POSTGRES_URL` set (as `.ci/run` does), each app gets a fresh schema in that
 //! PostgreSQL database instead.
+//!
+//! Tests that need something outside the repository (Kong's fixtures, the OpenAI Python
+//! SDK, a PostgreSQL server, a CLI tool) are `#[ignore = "needs …"]`, so a plain
+//! `cargo test` lists them as ignored; run with `--ignored` they fail, naming what is
+//! missing ([`required_env`], [`required_tool`]), instead of passing without testing.
 
 pub mod kong;
 pub mod mock_upstream;
@@ -47,6 +52,23 @@ pub fn postgres_url() -> Option<String> {
         (true, Some(url)) => Some(url),
         (true, None) => panic!("TOLLGATE_TEST_BACKEND=postgres needs TOLLGATE_TEST_POSTGRES_URL"),
         _ => None,
+    }
+}
+
+/// The value of `var`, which the calling (ignored) test needs: a failure naming the
+/// variable and `what` it should hold when it is unset or empty, never a silent pass.
+pub fn required_env(var: &str, what: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{var} is unset: this test needs {what} (.ci/run sets it)"),
+    }
+}
+
+/// Fails naming `program` unless `program --version`-style `probe` runs: the calling
+/// (ignored) test needs that tool.
+pub fn required_tool(program: &str, probe: &[&str]) {
+    if let Err(e) = std::process::Command::new(program).args(probe).output() {
+        panic!("this test needs the {program} CLI, which cannot be run: {e}");
     }
 }
 

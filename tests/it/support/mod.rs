@@ -10,6 +10,9 @@
 //! SDK, a PostgreSQL server, a CLI tool) are `#[ignore = "needs …"]`, so a plain
 //! `cargo test` lists them as ignored; run with `--ignored` they fail, naming what is
 //! missing ([`required_env`], [`required_tool`]), instead of passing without testing.
+//!
+//! `TEST_LOG=<filter>` (a `RUST_LOG`-style filter such as `debug` or
+//! `tollgate=trace`) sends the in-process app's log to the test output ([`init_test_log`]).
 
 pub mod kong;
 pub mod mock_upstream;
@@ -72,6 +75,26 @@ pub fn required_tool(program: &str, probe: &[&str]) {
     }
 }
 
+/// With `TEST_LOG` set, a global subscriber writing the app's log (filtered by that value,
+/// as `RUST_LOG` filters the binary's) to the test output; installed once. Without it,
+/// tests stay quiet.
+pub fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(filter) = std::env::var("TEST_LOG") else {
+            return;
+        };
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|e| panic!("TEST_LOG={filter:?} is not a log filter: {e}"));
+        // Another subscriber already installed (none in this binary today) wins.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// A database URL for a fresh, empty schema (PostgreSQL) or file (SQLite).
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match postgres_url() {
@@ -124,6 +147,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts an app on existing settings and directory (restart tests).
 pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
+    init_test_log();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let app = Application::build(settings.clone())
         .await
@@ -137,6 +161,7 @@ pub async fn start_with_store(
     dir: TempDir,
     store: tollgate::store::SharedStore,
 ) -> TestApp {
+    init_test_log();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let app = Application::build_with_store(settings.clone(), store)
         .await

@@ -2645,11 +2645,11 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
     fn kong_unit_fixtures_cohere() {
-        let Ok(root) = std::env::var("TOLLGATE_KONG_FIXTURES") else {
-            println!("skipped: TOLLGATE_KONG_FIXTURES is unset");
-            return;
-        };
+        let root = std::env::var("TOLLGATE_KONG_FIXTURES").expect(
+            "TOLLGATE_KONG_FIXTURES is unset: this test needs Kong's fixtures (.ci/run sets it)",
+        );
         let root = std::path::PathBuf::from(root);
         // Kong's 01-unit_spec.lua config for cohere: model "command".
         let chat_tuning = ModelOptions {

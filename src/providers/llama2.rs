@@ -796,8 +796,9 @@ mod tests {
     /// Kong's driver unit fixtures for llama2 raw and ollama, with its unit-test config:
     /// max_tokens 512, temperature 0.5, plus top_p 1 and top_k 40 for raw chat.
     #[test]
+    #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
     fn kong_unit_fixtures_llama2() {
-        let Some(dir) = kong_dir() else { return };
+        let dir = kong_dir();
         let unit = |rel: &str| kong_json(&dir, &format!("unit/{rel}"));
         for format in [Llama2Format::Raw, Llama2Format::Ollama] {
             for kind in [CHAT, COMPLETIONS] {

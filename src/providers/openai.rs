@@ -1235,15 +1235,12 @@ pub(super) mod test_support {
         serde_json::from_slice(body).expect("upstream body is JSON")
     }
 
-    /// Kong's fixture directory, when `TOLLGATE_KONG_FIXTURES` is set.
-    pub fn kong_dir() -> Option<PathBuf> {
-        match std::env::var_os("TOLLGATE_KONG_FIXTURES") {
-            Some(dir) => Some(PathBuf::from(dir)),
-            None => {
-                println!("skipped: TOLLGATE_KONG_FIXTURES is unset");
-                None
-            }
-        }
+    /// Kong's fixture directory from `TOLLGATE_KONG_FIXTURES`; the (ignored) test fails
+    /// when it is unset.
+    pub fn kong_dir() -> PathBuf {
+        PathBuf::from(std::env::var_os("TOLLGATE_KONG_FIXTURES").expect(
+            "TOLLGATE_KONG_FIXTURES is unset: this test needs Kong's fixtures (.ci/run sets it)",
+        ))
     }
 
     pub fn kong_file(dir: &std::path::Path, rel: &str) -> String {
@@ -2536,8 +2533,9 @@ mod tests {
     /// Kong's driver unit fixtures (`01-unit_spec.lua`) for openai, azure and mistral, with
     /// its unit-test configuration (max_tokens 512, temperature 0.5; azure also top_p 1.0).
     #[test]
+    #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
     fn kong_unit_fixtures_openai() {
-        let Some(dir) = kong_dir() else { return };
+        let dir = kong_dir();
         let unit = |rel: &str| kong_json(&dir, &format!("unit/{rel}"));
         let cases: [(ProviderKind, &str, RouteKind, &str, Option<f64>); 6] = [
             (ProviderKind::Openai, "openai", CHAT, "gpt-4", None),

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tollgate::crypto::Binding;
 
-use crate::process::{self, Env};
+use crate::support::process::{self, Env};
 use crate::support::{ADMIN_PASSWORD, Reply, TestApp, spawn_app, spawn_app_with};
 
 async fn whoami(app: &TestApp, token: &str) -> Reply {

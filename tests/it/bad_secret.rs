@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream};
-use crate::process::{self, Env, Server};
-use crate::proxy::{configure_openai, new_key, openai_completion};
+use crate::support::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::process::{self, Env, Server};
+use crate::support::proxy::{configure_openai, new_key, openai_completion};
 use crate::support::{TestApp, spawn_app};
 
 const BAD_SECRET: &str = "Bearer sk-bad-SECRET-never-shown-9876";

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-use crate::proxy::{chat, configure_openai, new_key, openai_completion};
-use crate::streaming::{analytics_lines, app_with_log, openai_sse, sse, stream};
 use crate::support::TestApp;
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+use crate::support::proxy::{chat, configure_openai, new_key, openai_completion};
+use crate::support::streaming::{analytics_lines, app_with_log, openai_sse, sse, stream};
 
 fn o200k(text: &str) -> u64 {
     tiktoken_rs::o200k_base_singleton()
@@ -224,7 +224,7 @@ async fn preserve_answers_with_openai_or_anthropic_usage_are_billed() {
 #[actix_web::test]
 async fn a_10000_character_model_name_is_capped_in_every_record() {
     let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
-    let receiver = crate::otlp::start_receiver();
+    let receiver = crate::support::otlp::start_receiver();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("analytics.log");
     let (log_path, otlp) = (log.display().to_string(), receiver.url.clone());

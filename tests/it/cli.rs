@@ -12,7 +12,7 @@ use tollgate::config::Settings;
 use tollgate::crypto::{Secret, envelope_key_id};
 use tollgate::store::Page;
 
-use crate::process::{self, Env, Output};
+use crate::support::process::{self, Env, Output};
 use crate::support::{self, TestApp, fresh_database_url, spawn_app, spawn_app_with, start};
 
 // --- helpers ---

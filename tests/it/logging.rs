@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::mock_upstream::{Behaviour, MockUpstream};
-use crate::process::{Env, call, caught_signals, client, login};
-use crate::proxy::{configure_openai, openai_completion};
+use crate::support::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::process::{Env, call, caught_signals, client, login};
+use crate::support::proxy::{configure_openai, openai_completion};
 use crate::support::{ADMIN_PASSWORD, start};
 
 const SIGINT: u64 = 1 << (2 - 1);

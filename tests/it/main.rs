@@ -1,5 +1,6 @@
 //! The crate's one integration-test binary (one link of the whole crate instead of one per
-//! file). Add further test modules here.
+//! file). Add further test modules here; helpers that several of them share go in
+//! `support/`, and test files hold tests.
 
 // clippy's `allow-unwrap-in-tests` only covers `#[test]` fns, not the helpers they share.
 #![allow(clippy::unwrap_used)]
@@ -12,13 +13,8 @@ mod billing;
 mod cli;
 mod conformance;
 mod deploy;
-mod kong;
 mod logging;
-#[allow(dead_code)]
-mod mock_upstream;
 mod otlp;
-#[allow(dead_code)]
-mod process;
 mod provider_streams;
 mod proxy;
 mod redaction;
@@ -28,7 +24,6 @@ mod spool;
 mod storage_faults;
 mod store;
 mod streaming;
-#[allow(dead_code)]
 mod support;
 mod timeouts;
 mod upstream_guard;

@@ -1,126 +1,22 @@
-//! OTLP export end to end: a real http/protobuf receiver on port 0 (actix-web on its own
-//! thread, since `Otel::flush` blocks the caller until the exporters' threads have posted),
-//! decoding with `opentelemetry-proto`; `Otel` is fed known usage events and flushed, and
-//! the decoded spans and metrics are checked value by value.
+//! OTLP export end to end: a real http/protobuf receiver on port 0
+//! (`support::otlp`); `Otel` is fed known usage events and flushed, and the decoded spans
+//! and metrics are checked value by value.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     HistogramDataPoint, Metric, NumberDataPoint, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
-use prost::Message;
 use tollgate::actors::metrics::{UpstreamTiming, UsageEvent, UsageObserver};
 use tollgate::config::Settings;
 use tollgate::telemetry::otel::Otel;
 use tollgate::telemetry::semconv;
 use tollgate::telemetry::trace::TraceContext;
 
-#[derive(Default)]
-pub(crate) struct Received {
-    pub(crate) traces: Vec<ExportTraceServiceRequest>,
-    pub(crate) metrics: Vec<ExportMetricsServiceRequest>,
-}
-
-type Shared = Arc<Mutex<Received>>;
-
-pub(crate) struct Receiver {
-    pub(crate) url: String,
-    pub(crate) received: Shared,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        futures::executor::block_on(self.handle.stop(false));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn is_protobuf(req: &HttpRequest) -> bool {
-    req.headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "application/x-protobuf")
-}
-
-async fn traces(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
-    if !is_protobuf(&req) {
-        return HttpResponse::UnsupportedMediaType().finish();
-    }
-    match ExportTraceServiceRequest::decode(body) {
-        Ok(decoded) => {
-            data.lock().unwrap().traces.push(decoded);
-            HttpResponse::Ok()
-                .content_type("application/x-protobuf")
-                .body(ExportTraceServiceResponse::default().encode_to_vec())
-        }
-        Err(e) => HttpResponse::BadRequest().body(e.to_string()),
-    }
-}
-
-async fn metrics(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
-    if !is_protobuf(&req) {
-        return HttpResponse::UnsupportedMediaType().finish();
-    }
-    match ExportMetricsServiceRequest::decode(body) {
-        Ok(decoded) => {
-            data.lock().unwrap().metrics.push(decoded);
-            HttpResponse::Ok()
-                .content_type("application/x-protobuf")
-                .body(ExportMetricsServiceResponse::default().encode_to_vec())
-        }
-        Err(e) => HttpResponse::BadRequest().body(e.to_string()),
-    }
-}
-
-pub(crate) fn start_receiver() -> Receiver {
-    let received = Shared::default();
-    let shared = received.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let result = actix_web::rt::System::new().block_on(async move {
-            let data = web::Data::new(shared);
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(data.clone())
-                    .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                    .route("/v1/traces", web::post().to(traces))
-                    .route("/v1/metrics", web::post().to(metrics))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))?;
-            let addr = server.addrs()[0];
-            let server = server.run();
-            let _ = tx.send((addr, server.handle()));
-            server.await
-        });
-        if let Err(e) = result {
-            eprintln!("OTLP receiver: {e}");
-        }
-    });
-    let (addr, handle) = rx.recv().expect("receiver started");
-    Receiver {
-        url: format!("http://{addr}"),
-        received,
-        handle,
-        thread: Some(thread),
-    }
-}
+use crate::support::otlp::{Received, Receiver, all_spans, start_receiver};
 
 fn otel_for(receiver: &Receiver) -> Otel {
     let settings = Settings {
@@ -351,16 +247,6 @@ fn expected_request_attrs(e: &UsageEvent) -> HashMap<String, V> {
         V::I(i64::from(e.status)),
     );
     m
-}
-
-pub(crate) fn all_spans(received: &Received) -> Vec<Span> {
-    received
-        .traces
-        .iter()
-        .flat_map(|r| &r.resource_spans)
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| s.spans.clone())
-        .collect()
 }
 
 fn latest_metrics(received: &Received) -> Vec<Metric> {
@@ -664,9 +550,9 @@ fn hex(bytes: &[u8]) -> String {
 /// and metrics to the receiver; the client's trace reaches the upstream.
 #[actix_web::test]
 async fn proxied_requests_become_spans_and_metrics_and_carry_the_trace_upstream() {
-    use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-    use crate::proxy::{configure_openai, openai_completion};
-    use crate::streaming::{openai_sse, sse, stream};
+    use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+    use crate::support::proxy::{configure_openai, openai_completion};
+    use crate::support::streaming::{openai_sse, sse, stream};
 
     let receiver = start_receiver();
     let mock = MockUpstream::start(Behaviour::ByStream {
@@ -760,11 +646,12 @@ async fn proxied_requests_become_spans_and_metrics_and_carry_the_trace_upstream(
 
 /// Analytics lines lost to a failing sink are exported as `tollgate.analytics.lost`.
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "needs /dev/full (Linux)")]
 fn lost_analytics_lines_are_exported() {
-    if !std::path::Path::new("/dev/full").exists() {
-        println!("skipped: no /dev/full");
-        return;
-    }
+    assert!(
+        std::path::Path::new("/dev/full").exists(),
+        "this test needs /dev/full"
+    );
     let receiver = start_receiver();
     let mut otel = otel_for(&receiver);
     let log = tollgate::telemetry::analytics::AnalyticsLog::open("/dev/full").unwrap();

@@ -11,10 +11,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
-use crate::proxy::new_key;
-use crate::streaming::{Streamed, analytics_lines, app_with_log, recut, stream};
 use crate::support::TestApp;
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Received, Tail};
+use crate::support::proxy::new_key;
+use crate::support::streaming::{Streamed, analytics_lines, app_with_log, recut, stream};
 
 /// A service of `provider` at `mock.base + upstream_path`, a route `/p` of `route_type`
 /// with `model`, and a tenant key.

@@ -6,108 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::proxy::{
+    ProxyReply, UPSTREAM_SECRET, call, chat, configure_openai, new_key, openai_completion,
+};
 use crate::support::{TestApp, spawn_app, spawn_app_with};
-
-pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-0042";
-
-/// An OpenAI chat completion as OpenAI sends it.
-pub fn openai_completion() -> Value {
-    json!({
-        "id": "chatcmpl-123", "object": "chat.completion", "created": 1_700_000_000,
-        "model": "gpt-4o-2024-08-06",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"},
-                     "logprobs": null, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
-    })
-}
-
-/// A raw HTTP reply from the proxy listener.
-pub struct ProxyReply {
-    pub status: u16,
-    pub headers: awc::http::header::HeaderMap,
-    pub body: Value,
-    pub text: String,
-}
-
-pub async fn call(
-    app: &TestApp,
-    path: &str,
-    key: Option<&str>,
-    body: &[u8],
-    content_type: Option<&str>,
-) -> ProxyReply {
-    let mut req = app.client.post(format!("{}{}", app.proxy, path));
-    if let Some(k) = key {
-        req = req.insert_header(("Authorization", format!("Bearer {k}")));
-    }
-    if let Some(ct) = content_type {
-        req = req.insert_header(("Content-Type", ct));
-    }
-    let mut resp = req.send_body(body.to_vec()).await.expect("proxy request");
-    let bytes = resp.body().limit(64 * 1024 * 1024).await.expect("body");
-    ProxyReply {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        text: String::from_utf8_lossy(&bytes).to_string(),
-    }
-}
-
-pub async fn chat(app: &TestApp, path: &str, key: &str, body: Value) -> ProxyReply {
-    call(
-        app,
-        path,
-        Some(key),
-        &serde_json::to_vec(&body).unwrap(),
-        Some("application/json"),
-    )
-    .await
-}
-
-/// Tenant `acme` and a header credential `credential` holding `Bearer UPSTREAM_SECRET`.
-pub async fn acme_with_credential(app: &TestApp, credential: &str) {
-    assert_eq!(
-        app.post("/tenants", json!({"name": "acme"})).await.status,
-        201
-    );
-    let r = app
-        .post(
-            "/credentials",
-            json!({"name": credential, "header_name": "Authorization",
-                   "header_value": format!("Bearer {UPSTREAM_SECRET}")}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-}
-
-/// Tenant `acme` with a key, a credential, an OpenAI service at the mock and route `chat`
-/// (`/openai/chat`, alias `gpt-4o`). Returns the tenant key.
-pub async fn configure_openai(app: &TestApp, mock: &MockUpstream, route_extra: Value) -> String {
-    acme_with_credential(app, "openai-key").await;
-    let r = app
-        .post(
-            "/services",
-            json!({"name": "openai", "provider": "openai", "credential": "openai-key",
-                                  "upstream_url": format!("{}/v1/chat/completions", mock.base),
-                                  "timeouts": {"connect_ms": 1000, "read_ms": 2000}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let mut route = json!({"name": "chat", "paths": ["/openai/chat"], "model_alias": "gpt-4o",
-                           "service": "openai", "route_type": "llm/v1/chat",
-                           "model": {"name": "gpt-4o", "options": {"input_cost": 2.5, "output_cost": 10.0}}});
-    tollgate::admin::merge_patch(&mut route, &route_extra);
-    let r = app.post("/routes", route).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    new_key(app, "acme", json!({"name": "app"})).await
-}
-
-pub async fn new_key(app: &TestApp, tenant: &str, body: Value) -> String {
-    let r = app.post(&format!("/tenants/{tenant}/keys"), body).await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    r.body["key"].as_str().unwrap().to_string()
-}
 
 fn hello() -> Value {
     json!({"messages": [{"role": "user", "content": "Say hello"}]})
@@ -636,6 +539,7 @@ async fn credentials_go_in_the_query_or_the_body_and_allow_override_keeps_the_cl
 /// connecting: a host name that resolves to loopback is refused unless private upstreams
 /// are allowed.
 #[actix_web::test]
+#[ignore = "needs this machine's host name (/etc/hostname) to resolve to loopback"]
 async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
     use std::net::ToSocketAddrs;
     let host = std::fs::read_to_string("/etc/hostname")
@@ -646,10 +550,10 @@ async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
         && (host.as_str(), 80)
             .to_socket_addrs()
             .is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback()));
-    if !resolves_to_loopback {
-        println!("skipped: this machine's host name does not resolve to loopback");
-        return;
-    }
+    assert!(
+        resolves_to_loopback,
+        "this test needs this machine's host name ({host:?}) to resolve to loopback only"
+    );
     let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
     let port = mock.base.rsplit(':').next().unwrap().to_string();
     let app = spawn_app_with(|s| s.allow_private_upstreams = false).await;

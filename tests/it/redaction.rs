@@ -11,9 +11,9 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::otlp::start_receiver;
-use crate::process::{Env, call, client, login};
 use crate::support::ADMIN_PASSWORD;
+use crate::support::otlp::start_receiver;
+use crate::support::process::{Env, call, client, login};
 
 /// Everything the echo upstream received, one entry per request.
 type Seen = Arc<Mutex<Vec<String>>>;

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::process::{self, Env};
+use crate::support::process::{self, Env};
 use crate::support::{self, Reply, TestApp, spawn_app};
 
 // --- helpers ---

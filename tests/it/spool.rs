@@ -12,9 +12,9 @@ use serde_json::json;
 use tollgate::config::Settings;
 use tollgate::store::{self, UsageQuery};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-use crate::process::{Env, Server, client};
-use crate::proxy::{configure_openai, openai_completion};
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+use crate::support::process::{Env, Server, client};
+use crate::support::proxy::{configure_openai, openai_completion};
 
 /// `(requests, errors, prompt tokens)` stored for every tenant.
 async fn stored(settings: &Settings) -> (i64, i64, i64) {

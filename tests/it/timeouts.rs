@@ -16,10 +16,10 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate::config::Settings;
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-use crate::otlp::Receiver;
-use crate::proxy::{chat, new_key, openai_completion};
-use crate::streaming::{analytics_lines, openai_sse, parse_frames, sse, stream};
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+use crate::support::otlp::Receiver;
+use crate::support::proxy::{chat, new_key, openai_completion};
+use crate::support::streaming::{analytics_lines, openai_sse, parse_frames, sse, stream};
 use crate::support::{TestApp, spawn_app, spawn_app_with};
 
 /// An app whose records can be read: the analytics log, and the OTLP export (spans are
@@ -32,7 +32,7 @@ struct Recorded {
 }
 
 async fn recorded_app(tweak: impl FnOnce(&mut Settings)) -> Recorded {
-    let otlp = crate::otlp::start_receiver();
+    let otlp = crate::support::otlp::start_receiver();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("analytics.log");
     let (log_path, endpoint) = (log.display().to_string(), otlp.url.clone());
@@ -54,7 +54,7 @@ async fn recorded_app(tweak: impl FnOnce(&mut Settings)) -> Recorded {
 /// The error type of every request span exported so far (the usage event's `error_type`).
 fn span_errors(otlp: &Receiver) -> Vec<String> {
     let received = otlp.received.lock().unwrap();
-    crate::otlp::all_spans(&received)
+    crate::support::otlp::all_spans(&received)
         .into_iter()
         .filter(|s| s.kind == SpanKind::Server as i32)
         .filter_map(|s| s.status.map(|status| status.message))
@@ -64,7 +64,7 @@ fn span_errors(otlp: &Receiver) -> Vec<String> {
 
 /// Tenant `acme`, an OpenAI service at `upstream` with `timeouts`, route `/t`; the key.
 async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
-    crate::proxy::acme_with_credential(app, "k").await;
+    crate::support::proxy::acme_with_credential(app, "k").await;
     let r = app
         .post(
             "/services",

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, RecordingListener};
-use crate::process::{Env, client as process_client};
-use crate::proxy::{
+use crate::support::mock_upstream::{Behaviour, MockUpstream, RecordingListener};
+use crate::support::process::{Env, client as process_client};
+use crate::support::proxy::{
     ProxyReply, UPSTREAM_SECRET, chat, configure_openai, new_key, openai_completion,
 };
 use crate::support::{TestApp, spawn_app, start};
@@ -92,7 +92,7 @@ async fn redirects_are_never_followed_and_their_target_hears_nothing() {
 /// Services at 127.0.0.1, at `localhost` and at `[::ffff:127.0.0.1]`, created while private
 /// upstreams were allowed, each with a route `/<name>`; returns the tenant key.
 async fn loopback_services(app: &TestApp, port: u16) -> String {
-    crate::proxy::acme_with_credential(app, "k").await;
+    crate::support::proxy::acme_with_credential(app, "k").await;
     for (name, host) in [
         ("literal", "127.0.0.1"),
         ("name", "localhost"),

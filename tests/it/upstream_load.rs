@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::mock_upstream::{MockUpstream, Tail};
-use crate::proxy::{chat, new_key, openai_completion};
-use crate::streaming::{openai_sse, parse_frames, sse};
+use crate::support::mock_upstream::{MockUpstream, Tail};
+use crate::support::proxy::{chat, new_key, openai_completion};
+use crate::support::streaming::{openai_sse, parse_frames, sse};
 use crate::support::{TestApp, spawn_app};
 
 /// Tenant `acme`, an OpenAI service at `upstream` with `timeouts`, route `/load`; the key.
 async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
-    crate::proxy::acme_with_credential(app, "k").await;
+    crate::support::proxy::acme_with_credential(app, "k").await;
     let r = app
         .post(
             "/services",
@@ -210,7 +210,7 @@ async fn an_upstream_closing_every_kept_alive_connection_causes_no_errors() {
 /// timed out — while the call holding the connection is still bounded by `read_ms` alone.
 #[actix_web::test]
 async fn a_pool_wait_that_runs_out_is_a_503_not_an_upstream_timeout() {
-    let mock = MockUpstream::start(crate::mock_upstream::Behaviour::Hang).await;
+    let mock = MockUpstream::start(crate::support::mock_upstream::Behaviour::Hang).await;
     let app = spawn_app().await;
     let key = service_at(
         &app,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::mock_upstream::{Behaviour, MockUpstream, Tail};
-use crate::proxy::{chat, configure_openai, openai_completion};
-use crate::streaming::{analytics_lines, openai_sse, sse, stream};
+use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
+use crate::support::proxy::{chat, configure_openai, openai_completion};
+use crate::support::streaming::{analytics_lines, openai_sse, sse, stream};
 use crate::support::{TestApp, start};
 
 /// Sums of `/usage` rows: (requests, errors, prompt, completion).
@@ -220,11 +220,11 @@ async fn sigterm_lets_the_stream_finish_and_writes_every_request() {
     let app = crate::support::spawn_app().await;
     let key = configure_openai(&app, &mock, json!({})).await;
     let (settings, dir) = app.shut_down().await;
-    let server = crate::process::Env::for_settings(&settings)
+    let server = crate::support::process::Env::for_settings(&settings)
         .set("TOLLGATE_DRAIN_TIMEOUT", "10s")
         .set("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "true")
         .serve();
-    let client = crate::process::client();
+    let client = crate::support::process::client();
     for _ in 0..3 {
         let mut resp = client
             .post(format!("{}/openai/chat", server.proxy))
@@ -238,7 +238,7 @@ async fn sigterm_lets_the_stream_finish_and_writes_every_request() {
     let proxy = server.proxy.clone();
     let stream_key = key.clone();
     let in_flight = actix_web::rt::spawn(async move {
-        let mut resp = crate::process::client()
+        let mut resp = crate::support::process::client()
             .post(format!("{proxy}/openai/chat"))
             .insert_header(("Authorization", format!("Bearer {stream_key}")))
             .send_json(&json!({"stream": true, "messages": [{"role": "user", "content": "go"}]}))

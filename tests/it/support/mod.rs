@@ -1,9 +1,25 @@
 //! Test harness: spawns the real application on port 0 with a fresh database (zero2prod's
-//! `spawn_app`), plus a small JSON client for the admin API.
+//! `spawn_app`), plus a small JSON client for the admin API. The helpers several test
+//! files share live in the submodules; test files hold tests.
 //!
 //! Backend: SQLite in a temp dir by default. With `TOLLGATE_TEST_BACKEND=postgres` and
 //! `TOLLGATE_TEST_POSTGRES_URL` set (as `.ci/run` does), each app gets a fresh schema in that
 //! PostgreSQL database instead.
+//!
+//! Tests that need something outside the repository (Kong's fixtures, the OpenAI Python
+//! SDK, a PostgreSQL server, a CLI tool) are `#[ignore = "needs …"]`, so a plain
+//! `cargo test` lists them as ignored; run with `--ignored` they fail, naming what is
+//! missing ([`required_env`], [`required_tool`]), instead of passing without testing.
+//!
+//! `TEST_LOG=<filter>` (a `RUST_LOG`-style filter such as `debug` or
+//! `tollgate=trace`) sends the in-process app's log to the test output ([`init_test_log`]).
+
+pub mod kong;
+pub mod mock_upstream;
+pub mod otlp;
+pub mod process;
+pub mod proxy;
+pub mod streaming;
 
 use std::path::PathBuf;
 
@@ -40,6 +56,43 @@ pub fn postgres_url() -> Option<String> {
         (true, None) => panic!("TOLLGATE_TEST_BACKEND=postgres needs TOLLGATE_TEST_POSTGRES_URL"),
         _ => None,
     }
+}
+
+/// The value of `var`, which the calling (ignored) test needs: a failure naming the
+/// variable and `what` it should hold when it is unset or empty, never a silent pass.
+pub fn required_env(var: &str, what: &str) -> String {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => value,
+        _ => panic!("{var} is unset: this test needs {what} (.ci/run sets it)"),
+    }
+}
+
+/// Fails naming `program` unless `program --version`-style `probe` runs: the calling
+/// (ignored) test needs that tool.
+pub fn required_tool(program: &str, probe: &[&str]) {
+    if let Err(e) = std::process::Command::new(program).args(probe).output() {
+        panic!("this test needs the {program} CLI, which cannot be run: {e}");
+    }
+}
+
+/// With `TEST_LOG` set, a global subscriber writing the app's log (filtered by that value,
+/// as `RUST_LOG` filters the binary's) to the test output; installed once. Without it,
+/// tests stay quiet.
+pub fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(filter) = std::env::var("TEST_LOG") else {
+            return;
+        };
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+            .unwrap_or_else(|e| panic!("TEST_LOG={filter:?} is not a log filter: {e}"));
+        // Another subscriber already installed (none in this binary today) wins.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_test_writer()
+            .try_init();
+    });
 }
 
 /// A database URL for a fresh, empty schema (PostgreSQL) or file (SQLite).
@@ -94,6 +147,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// Starts an app on existing settings and directory (restart tests).
 pub async fn start(settings: Settings, dir: TempDir) -> TestApp {
+    init_test_log();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let app = Application::build(settings.clone())
         .await
@@ -107,6 +161,7 @@ pub async fn start_with_store(
     dir: TempDir,
     store: tollgate::store::SharedStore,
 ) -> TestApp {
+    init_test_log();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let app = Application::build_with_store(settings.clone(), store)
         .await

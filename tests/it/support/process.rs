@@ -100,11 +100,6 @@ impl Env {
         self
     }
 
-    pub fn unset(mut self, key: &str) -> Env {
-        self.vars.remove(key);
-        self
-    }
-
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(args)

@@ -14,17 +14,19 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
-    /// `None` (after one "skipped" line) when `TOLLGATE_KONG_FIXTURES` is unset.
-    pub fn from_env() -> Option<Fixtures> {
-        match std::env::var_os("TOLLGATE_KONG_FIXTURES") {
-            Some(dir) if !dir.is_empty() => Some(Fixtures {
-                root: PathBuf::from(dir),
-            }),
-            _ => {
-                println!("skipped: TOLLGATE_KONG_FIXTURES is unset");
-                None
-            }
-        }
+    /// The directory in `TOLLGATE_KONG_FIXTURES`; the (ignored) test fails when it is
+    /// unset or not a directory.
+    pub fn from_env() -> Fixtures {
+        let root = PathBuf::from(crate::support::required_env(
+            "TOLLGATE_KONG_FIXTURES",
+            "the directory of Kong's ai-proxy fixtures (spec/fixtures/ai-proxy)",
+        ));
+        assert!(
+            root.is_dir(),
+            "TOLLGATE_KONG_FIXTURES={} is not a directory",
+            root.display()
+        );
+        Fixtures { root }
     }
 
     pub fn bytes(&self, rel: &str) -> Vec<u8> {

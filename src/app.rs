@@ -150,6 +150,9 @@ impl Application {
             analytics: analytics.clone(),
             login_guard: Default::default(),
             trusted_proxies: settings.trusted_proxies()?,
+            response_budget: crate::budget::ResponseBudget::new(
+                settings.max_buffered_upstream_bytes,
+            ),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {

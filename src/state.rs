@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::admin::login_guard::LoginGuard;
+use crate::budget::ResponseBudget;
 use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
@@ -28,6 +29,8 @@ pub struct AppState {
     pub login_guard: LoginGuard,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// The process-wide budget of bytes buffered from upstream answers.
+    pub response_budget: ResponseBudget,
 }
 
 impl AppState {

@@ -14,6 +14,7 @@ mod conformance;
 mod deploy;
 mod kong;
 mod logging;
+mod memory;
 #[allow(dead_code)]
 mod mock_upstream;
 mod otlp;

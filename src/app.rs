@@ -158,6 +158,9 @@ impl Application {
             login_guard: Default::default(),
             trusted_proxies: settings.trusted_proxies()?,
             drain_deadline: DrainDeadline::default(),
+            response_budget: crate::budget::ResponseBudget::new(
+                settings.max_buffered_upstream_bytes,
+            ),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {

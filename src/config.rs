@@ -39,6 +39,10 @@ pub struct Settings {
     pub admin_password: Option<Secret<String>>,
     /// Admin request body limit in bytes (413 beyond).
     pub admin_max_body_size: usize,
+    /// Process-wide limit on bytes buffered from upstream answers (whole answers being
+    /// read, streamed pieces in flight); past it a request gets 503
+    /// `gateway_memory_exhausted` (docs/architecture.md, "Memory").
+    pub max_buffered_upstream_bytes: usize,
     pub allow_private_upstreams: bool,
     /// Comma-separated addresses/CIDRs of reverse proxies whose `X-Forwarded-For` is
     /// believed (the client address for login limits and logs); none by default.
@@ -95,6 +99,7 @@ impl Default for Settings {
             admin_token_ttl: "1h".into(),
             admin_password: None,
             admin_max_body_size: 1024 * 1024,
+            max_buffered_upstream_bytes: crate::budget::DEFAULT_LIMIT,
             allow_private_upstreams: false,
             trusted_proxies: None,
             analytics_log: "stdout".into(),
@@ -129,6 +134,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_ADMIN_TOKEN_TTL", "admin_token_ttl"),
     ("TOLLGATE_ADMIN_PASSWORD", "admin_password"),
     ("TOLLGATE_ADMIN_MAX_BODY_SIZE", "admin_max_body_size"),
+    (
+        "TOLLGATE_MAX_BUFFERED_UPSTREAM_BYTES",
+        "max_buffered_upstream_bytes",
+    ),
     (
         "TOLLGATE_ALLOW_PRIVATE_UPSTREAMS",
         "allow_private_upstreams",
@@ -252,6 +261,12 @@ impl Settings {
         if self.admin_max_body_size == 0 {
             return Err(invalid(
                 "admin_max_body_size",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self.max_buffered_upstream_bytes == 0 {
+            return Err(invalid(
+                "max_buffered_upstream_bytes",
                 "must be greater than 0".into(),
             ));
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary and leaves",
-        &["vocab", "client_addr", "shutdown"],
+        &["vocab", "client_addr", "shutdown", "budget"],
     ),
     (
         "foundations",

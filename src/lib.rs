@@ -4,6 +4,7 @@ pub mod actors;
 pub mod admin;
 pub mod app;
 pub mod bootstrap;
+pub mod budget;
 pub mod cli;
 pub mod client_addr;
 pub mod config;

@@ -2,6 +2,16 @@
 
 use clap::Parser;
 
+/// jemalloc, built with `background_thread:true`: a purge thread returns pages freed for
+/// about 10 s (jemalloc's `dirty_decay_ms`) to the OS even when no worker allocates.
+/// glibc's malloc kept a burst's peak for good (180 MB of RSS 60 s after 5 000 connections,
+/// 26 MB idle), as did jemalloc without the thread and mimalloc (which purges only when
+/// the thread that freed the memory allocates again); with it, RSS is back to 1.6× idle
+/// within 10 s (docs/architecture.md, "Memory"; bench/README.md, "Memory scenario").
+/// Operators can tune it with `_RJEM_MALLOC_CONF`.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     // Only `ring` is in the dependency graph; install it before anything builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::budget::ResponseBudget;
 use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
 use crate::crypto::login_guard::LoginGuard;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub trusted_proxies: TrustedProxies,
     /// Fired by a graceful stop shortly before its drain time runs out.
     pub drain_deadline: DrainDeadline,
+    /// The process-wide budget of bytes buffered from upstream answers.
+    pub response_budget: ResponseBudget,
 }
 
 impl AppState {

@@ -12,7 +12,9 @@
 //! caller's `CancellationToken` ends a call whose client has gone (docs/architecture.md,
 //! "Timeouts and cancellation").
 //! Clients never follow redirects, and their TCP step (`GuardedConnector`) checks every
-//! address it dials against `crate::vocab::netguard`.
+//! address it dials against `crate::vocab::netguard`. Every byte of an answer held in memory —
+//! a whole answer as it is read, a streamed piece while it waits in the channel — is
+//! reserved from the process-wide `ResponseBudget` first (`crate::budget`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,6 +31,7 @@ use actix_web::rt::net::TcpStream;
 use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 
+use crate::budget::{Reservation, ResponseBudget};
 use crate::vocab::netguard;
 use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
@@ -58,6 +61,8 @@ pub struct Forward {
     /// Cancelled when the caller is gone (the client left): the call stops and its
     /// connection closes. actix runs the handler's future to its end otherwise.
     pub cancel: CancellationToken,
+    /// The process-wide budget the answer's bytes are reserved from.
+    pub budget: ResponseBudget,
 }
 
 /// The upstream's answer, read in full (non-streaming).
@@ -98,6 +103,12 @@ pub enum UpstreamFailure {
     /// The caller cancelled the call (`Forward::cancel`); nobody is waiting for this.
     #[error("the request was cancelled")]
     Cancelled,
+    /// The process-wide budget of buffered upstream bytes is used up (`crate::budget`):
+    /// the gateway is saturated, the upstream has not failed.
+    #[error(
+        "the gateway is holding too many upstream answers in memory to take this one; retry later"
+    )]
+    MemoryExhausted,
 }
 
 /// The bound on an exchange: the read timeout, or the total deadline when that is shorter,
@@ -131,9 +142,34 @@ pub const STREAM_CHANNEL_DEPTH: usize = 16;
 pub struct UpstreamStream {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: tokio::sync::mpsc::Receiver<Result<Bytes, UpstreamFailure>>,
+    pub body: StreamBody,
     /// From sending the request to the response head.
     pub latency: Duration,
+}
+
+/// A piece in the channel, with its bytes' reservation.
+type Piece = Result<(Bytes, Reservation), UpstreamFailure>;
+
+/// The receiving end of a streamed body. A piece's bytes stay reserved in the budget while
+/// they wait in the channel and are given back when the piece is taken.
+#[derive(Debug)]
+pub struct StreamBody {
+    rx: tokio::sync::mpsc::Receiver<Piece>,
+}
+
+impl StreamBody {
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, UpstreamFailure>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|piece| piece.map(|p| p.map(|(bytes, _reserved)| bytes)))
+    }
+
+    pub async fn recv(&mut self) -> Option<Result<Bytes, UpstreamFailure>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
 }
 
 impl Message for ForwardStream {
@@ -325,6 +361,59 @@ fn payload_error(
     failure
 }
 
+/// Reads a whole answer, at most `limit` bytes, reserving what it holds from `budget`:
+/// a declared length is reserved and allocated at once (no growth by doubling); otherwise
+/// the buffer's capacity is reserved before it grows — doubled, or just enough when the
+/// budget cannot cover the doubling. The bytes returned hold the reservation until their
+/// last clone is dropped.
+async fn read_whole(
+    response: &mut awc::ClientResponse<actix_web::dev::Decompress<actix_web::dev::Payload>>,
+    limit: usize,
+    budget: &ResponseBudget,
+    timeout_ms: u128,
+    provider: &str,
+    url: &str,
+) -> Result<Bytes, UpstreamFailure> {
+    let declared = response
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(UpstreamFailure::TooLarge(limit));
+    }
+    let exhausted = |_| UpstreamFailure::MemoryExhausted;
+    let mut reservation = budget.reservation();
+    // A `Vec`, not `BytesMut`: `reserve_exact` allocates what was reserved, no more.
+    let mut body: Vec<u8> = Vec::new();
+    if let Some(n) = declared {
+        reservation.grow_to(n).map_err(exhausted)?;
+        body.reserve_exact(n);
+    }
+    while let Some(chunk) = response.next().await {
+        let chunk = chunk.map_err(|e| payload_error(e, timeout_ms, limit, provider, url))?;
+        let needed = body.len() + chunk.len();
+        if needed > limit {
+            return Err(UpstreamFailure::TooLarge(limit));
+        }
+        if needed > body.capacity() {
+            let doubled = needed.max(body.capacity().saturating_mul(2)).min(limit);
+            let target = if reservation.try_grow_to(doubled) {
+                doubled
+            } else {
+                reservation.grow_to(needed).map_err(exhausted)?;
+                needed
+            };
+            body.reserve_exact(target - body.len());
+        }
+        body.extend_from_slice(&chunk);
+        reservation.grow_to(body.capacity()).map_err(exhausted)?;
+    }
+    if body.is_empty() {
+        return Ok(Bytes::new());
+    }
+    Ok(reservation.attach(Bytes::from(body)))
+}
+
 /// Waits for a connection slot of the service, at most `wait`.
 async fn acquire(
     permits: Arc<Semaphore>,
@@ -432,13 +521,15 @@ async fn forward_whole(
             .map_err(|e| send_error(e, timeout_ms, provider, &msg.url))?;
         let status = response.status().as_u16();
         let headers = header_pairs(response.headers());
-        let body = response
-            .body()
-            .limit(msg.max_response_bytes)
-            .await
-            .map_err(|e| {
-                payload_error(e, timeout_ms, msg.max_response_bytes, provider, &msg.url)
-            })?;
+        let body = read_whole(
+            &mut response,
+            msg.max_response_bytes,
+            &msg.budget,
+            timeout_ms,
+            provider,
+            &msg.url,
+        )
+        .await?;
         tracing::debug!(provider, status, bytes = body.len(), "upstream answered");
         Ok(UpstreamReply {
             status,
@@ -502,6 +593,7 @@ async fn open_stream(
     let latency = started.elapsed();
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHANNEL_DEPTH);
     let limit = msg.max_response_bytes;
+    let budget = msg.budget;
     let url = msg.url;
     // The reader stays on this worker's thread (the response is `!Send`).
     actix::spawn(async move {
@@ -536,7 +628,10 @@ async fn open_stream(
                     if read > limit {
                         Err(UpstreamFailure::TooLarge(limit))
                     } else {
-                        Ok(bytes)
+                        budget
+                            .reserve(bytes.len())
+                            .map(|reserved| (bytes, reserved))
+                            .map_err(|_| UpstreamFailure::MemoryExhausted)
                     }
                 }
                 Ok(Some(Err(e))) => Err(payload_error(e, timeout_ms, limit, provider, &url)),
@@ -551,7 +646,7 @@ async fn open_stream(
     Ok(UpstreamStream {
         status,
         headers,
-        body: rx,
+        body: StreamBody { rx },
         latency,
     })
 }

@@ -26,6 +26,19 @@ pub struct Status {
     pub process_log: ProcessLogStatus,
     pub analytics: AnalyticsStatus,
     pub usage_spool: UsageSpoolStatus,
+    pub upstream_buffer: UpstreamBufferStatus,
+}
+
+/// This node's budget of bytes buffered from upstream answers (docs/architecture.md,
+/// "Memory").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpstreamBufferStatus {
+    /// `max_buffered_upstream_bytes`.
+    pub limit_bytes: usize,
+    /// Reserved right now by answers being read or held and streamed pieces in flight.
+    pub in_use_bytes: usize,
+    /// Requests answered 503 `gateway_memory_exhausted` (or streams cut) since start.
+    pub refused: u64,
 }
 
 /// What this node's process log (stderr) lost since it started: a broken or stalled sink
@@ -178,6 +191,11 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
                 write_failures: read(&spool.stats.write_failures),
                 unreadable: read(&spool.stats.unreadable),
             }
+        },
+        upstream_buffer: UpstreamBufferStatus {
+            limit_bytes: state.response_budget.limit(),
+            in_use_bytes: state.response_budget.in_use(),
+            refused: state.response_budget.refused(),
         },
     })
 }

@@ -386,6 +386,15 @@ impl Drop for Abandoned<'_> {
 /// An upstream failure as the client's error; its text (which may name the upstream URL,
 /// query credential included) is masked.
 fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
+    if failure == UpstreamFailure::MemoryExhausted {
+        // The gateway's own limit (docs/architecture.md, "Memory"); the budget logs it, at
+        // most once per 10 s, so not again per request.
+        let mut error = Error::unavailable(failure.to_string())
+            .with_openai_code("gateway_memory_exhausted")
+            .with_openai_type("service_unavailable");
+        error.logged = true;
+        return error;
+    }
     let status = match failure {
         UpstreamFailure::Timeout(_) | UpstreamFailure::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         // The gateway is saturated; the upstream has not failed.
@@ -576,6 +585,7 @@ async fn dispatch(
         pool_wait: Duration::from_millis(service.timeouts.pool_wait_ms),
         total_timeout: service.timeouts.total_ms.map(Duration::from_millis),
         cancel,
+        budget: state.response_budget.clone(),
     };
     attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
     // Upstream text on error paths is masked (src/crypto/redact.rs); built on first use.

@@ -13,11 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures::Stream;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::Receiver;
 use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
-use crate::actors::upstream::UpstreamFailure;
+use crate::actors::upstream::{StreamBody, UpstreamFailure};
 use crate::crypto::redact::Redactor;
 use crate::llm::{StreamEnd, Transcode};
 use crate::shutdown::DrainDeadline;
@@ -57,7 +56,7 @@ pub struct StreamAccount {
 }
 
 pub struct SseBody {
-    upstream: Option<Receiver<Result<Bytes, UpstreamFailure>>>,
+    upstream: Option<StreamBody>,
     transcode: Transcode,
     /// Set once the transcoded stream has ended (upstream marker, error, or close).
     ended: bool,
@@ -83,7 +82,7 @@ enum Cut {
 
 impl SseBody {
     pub fn new(
-        upstream: Receiver<Result<Bytes, UpstreamFailure>>,
+        upstream: StreamBody,
         transcode: Transcode,
         account: StreamAccount,
         drain: DrainDeadline,
@@ -119,6 +118,7 @@ fn failure_code(failure: &UpstreamFailure) -> &'static str {
         UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
         UpstreamFailure::Refused => "upstream_destination_not_allowed",
         UpstreamFailure::PoolExhausted(_) => "upstream_pool_exhausted",
+        UpstreamFailure::MemoryExhausted => "gateway_memory_exhausted",
     }
 }
 

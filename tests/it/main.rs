@@ -14,6 +14,7 @@ mod cli;
 mod conformance;
 mod deploy;
 mod logging;
+mod memory;
 mod otlp;
 mod provider_streams;
 mod proxy;

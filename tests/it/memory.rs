@@ -135,6 +135,14 @@ async fn concurrent_answers_share_the_budget() {
     .await;
     let app = app_with_budget(BUDGET).await;
     let key = configure_openai(&app, &mock, json!({})).await;
+    // The read timeout bounds the whole answer: leave room for the 3 s pause.
+    let r = app
+        .patch(
+            "/services/openai",
+            json!({"timeouts": {"connect_ms": 1000, "read_ms": 10000}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 
     let slow = {
         let (client, url, key) = (

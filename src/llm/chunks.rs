@@ -66,7 +66,8 @@ pub struct ChunkEmitter {
     /// usage chunk included, carries them so they stay constant across the stream.
     ident: Option<Ident>,
     /// The gateway's estimate of the prompt, used only when the provider reports none, so
-    /// the client's usage chunk and the usage record agree (spec §9.3: counted once).
+    /// the client's usage chunk and the usage record agree (docs/behaviour.md, "Differences from
+    /// Kong", 3: counted once).
     prompt_estimate: PromptEstimate,
     /// Masks the service's credential values in in-band errors (the upstream's text).
     redactor: LazyRedactor,

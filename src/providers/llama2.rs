@@ -1,6 +1,7 @@
 //! Llama 2 family, self-hosted (`upstream_url` required), in three formats:
 //! - `raw`: a Llama 2 chat prompt in `{"inputs", "parameters"}` (HF TGI style, Kong's raw
-//!   format), built with the standard template and keeping assistant turns (spec §9.7);
+//!   format), built with the standard template and keeping assistant turns (docs/behaviour.md,
+//!   "Differences from Kong", 7);
 //! - `ollama`: Ollama's native API, mapped in `ollama.rs` (shared with Mistral);
 //! - `openai`: an OpenAI-compatible server, the pass-through of `openai.rs`.
 //!
@@ -176,11 +177,11 @@ enum Turn {
     Assistant,
 }
 
-/// The standard Llama 2 chat template (spec §9.7, Meta's `chat_completion`):
-/// `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]`.
-/// System/developer messages are joined into the system block wherever they stand;
-/// consecutive same-role turns are merged so roles alternate starting with the user; a
-/// trailing assistant turn is left open so the model continues it.
+/// The standard Llama 2 chat template (docs/wire-formats.md, "Llama 2 and Ollama"; Meta's
+/// `chat_completion`): `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant}
+/// </s><s>[INST] {user} [/INST]`. System/developer messages are joined into the system block
+/// wherever they stand; consecutive same-role turns are merged so roles alternate starting with the
+/// user; a trailing assistant turn is left open so the model continues it.
 fn chat_prompt(messages: &[Value]) -> Result<String, RequestError> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(Turn, String)> = Vec::new();
@@ -859,7 +860,7 @@ mod tests {
                 //   fixture's ("You cannot divide…" vs the real "Because I said so.") and
                 //   Kong only asserts `choices[1].message`, absent for completions.
                 // Fields we add beyond Kong's (id, created, model for raw, finish_reason)
-                // are spec §4.4 requirements (mapped finish_reason, §9.4-style id).
+                // are required by docs/behaviour.md, "Responses" (mapped finish_reason, an id).
                 let skip: &[&str] = match (format, kind) {
                     (Llama2Format::Ollama, RouteKind::Chat) => &["/usage"],
                     (Llama2Format::Ollama, RouteKind::Completions) => {

@@ -1,4 +1,5 @@
-//! OpenTelemetry over OTLP (spec §5; providers.md §10). Enabled by
+//! OpenTelemetry over OTLP (docs/behaviour.md, "Usage, analytics and telemetry";
+//! docs/wire-formats.md, "OpenTelemetry"). Enabled by
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`. Spans and metrics are built from each finished request's
 //! `UsageEvent` on the aggregator's thread, off the request path: the request span (SERVER)
 //! and its upstream child (CLIENT) get the ids chosen when the request started (the
@@ -334,7 +335,7 @@ impl Otel {
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
         }
         // SERVER: the gateway's span for the incoming request; the upstream attempt is the
-        // GenAI CLIENT span under it (providers.md §10.4).
+        // GenAI CLIENT span under it (docs/wire-formats.md, "OpenTelemetry").
         let builder = SpanBuilder::from_name(labels.span_name.clone())
             .with_kind(SpanKind::Server)
             .with_start_time(event.started_at)

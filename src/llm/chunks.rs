@@ -3,10 +3,11 @@
 //! (usage, finish reason, streamed text) for the analytics line and the usage record.
 //!
 //! Provider transcoders call its methods as events arrive; it enforces the rules of spec
-//! §4.5 in one place: `id`/`created`/`model` constant across chunks, the role chunk first,
-//! tool-call `index` as given by the transcoder, at most one finish chunk, exactly one usage
-//! chunk (`choices: []`) only when the client asked, `data: [DONE]\n\n` at the end, and an
-//! in-band `data: {"error":…}` frame ending the stream on a mid-stream failure.
+//! The streaming rules (docs/behaviour.md, "Streaming rules") in one place: `id`/`created`/`model`
+//! constant across chunks, the role chunk first, tool-call `index` as given by the transcoder, at
+//! most one finish chunk, exactly one usage chunk (`choices: []`) only when the client asked,
+//! `data: [DONE]\n\n` at the end, and an in-band `data: {"error":…}` frame ending the stream on a
+//! mid-stream failure.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -298,7 +299,7 @@ impl ChunkEmitter {
     }
 
     /// An OpenAI-format chunk from an OpenAI-compatible upstream, passed through with the
-    /// §4.5 rules applied: usage is recorded and stripped (re-sent once at the end when the
+    /// Streaming rules applied: usage is recorded and stripped (re-sent once at the end when the
     /// client asked), chunks whose choices carry nothing (Azure's content-filter preamble and
     /// trailing filter results, OpenAI's usage chunk) are dropped, `id`/`created`/`model`
     /// are those of the first chunk passed (filled from the meta when missing), tool calls

@@ -946,9 +946,9 @@ fn usage(usage: Option<&Value>) -> Value {
 // Streaming
 
 /// Anthropic's named-event SSE (Messages API, docs/wire-formats.md, "Anthropic") and the legacy
-/// `/v1/complete` stream's `completion` events (§3.7), transcoded into OpenAI chunks.
-/// Both families are understood on both routes, as the non-streaming completions path
-/// accepts a Messages-API answer too (an `upstream_url` pointing at `/v1/messages`).
+/// `/v1/complete` stream's `completion` events (docs/wire-formats.md, "Anthropic"), transcoded into
+/// OpenAI chunks. Both families are understood on both routes, as the non-streaming completions
+/// path accepts a Messages-API answer too (an `upstream_url` pointing at `/v1/messages`).
 pub struct AnthropicStream {
     sse: SseDecoder,
     state: StreamState,
@@ -2101,7 +2101,7 @@ mod tests {
             (RouteKind::Chat, "llm-v1-chat.json"),
             (RouteKind::Completions, "llm-v1-completions.json"),
         ] {
-            // Request: identical to Kong (no §9 difference shows with this input: one
+            // Request: identical to Kong (no difference from Kong shows with this input: one
             // system message, alternating turns, no stop/top_p/top_k).
             let req = Anthropic
                 .request(&c, kind, object(read(&format!("requests/{file}"))))
@@ -2118,17 +2118,17 @@ mod tests {
                 serde_json::to_vec(&read(&format!("real-responses/anthropic/{file}"))).unwrap();
             let mut ours = object(Anthropic.response(&c, kind, &real).unwrap());
             let mut kong = object(read(&format!("expected-responses/anthropic/{file}")));
-            // §9.4: our response has an `id`; Kong's has none.
+            // Differences from Kong, 4: our response has an `id`; Kong's has none.
             assert!(ours.remove("id").is_some_and(|id| id.is_string()));
-            // §9.4: usage is always an object (Kong omits it for completions).
+            // Differences from Kong, 4: usage is always an object (Kong omits it for completions).
             assert!(
                 ours.remove("usage")
                     .is_some_and(|u| u["total_tokens"].is_u64())
             );
             kong.remove("usage");
-            // §4.4/brief: `created` is part of the OpenAI shape we always emit; Kong omits it.
+            // "Responses": `created` is part of the OpenAI shape we always emit; Kong omits it.
             assert!(ours.remove("created").is_some_and(|c| c.is_i64()));
-            // §9.4: finish_reason mapped (Kong passes `stop_sequence` through).
+            // Differences from Kong, 4: finish_reason mapped (Kong passes `stop_sequence` through).
             assert_eq!(kong["choices"][0]["finish_reason"], "stop_sequence");
             assert_eq!(ours["choices"][0]["finish_reason"], "stop");
             kong["choices"][0]["finish_reason"] = json!("stop");

@@ -594,7 +594,8 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
             }
         };
         match role.as_str() {
-            // Spec §9.6: every system/developer message, wherever it stands, joins `preamble`.
+            // Differences from Kong, 6: every system/developer message, wherever it stands, joins
+            // `preamble`.
             "system" | "developer" => {
                 let text = flatten(i, message.remove("content"))?;
                 if !text.trim().is_empty() {

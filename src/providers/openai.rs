@@ -107,7 +107,7 @@ impl Translator for OpenAi {
 
 /// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
 /// event is already a chunk. The dialects' differences are normalised here (finish
-/// reasons, tool-call `index`/`type`/`arguments`), then the emitter applies the §4.5 rules.
+/// reasons, tool-call `index`/`type`/`arguments`), then the emitter applies the streaming rules.
 #[derive(Default)]
 pub struct OpenAiStream {
     sse: SseDecoder,

@@ -9,7 +9,7 @@
 //! encoder (`otlp_http`), metrics through opentelemetry-otlp. The SDK's batch span
 //! processor and periodic metric reader export from their own threads, so nothing here
 //! needs (or blocks) a Tokio runtime. gRPC (feature `otlp-grpc`) builds its exporters
-//! inside a dedicated runtime that `Otel` keeps alive (rust-stack.md G3, §1.4 #2).
+//! inside a dedicated runtime that `Otel` keeps alive.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -694,7 +694,7 @@ fn percent_decode(s: &str) -> String {
 mod grpc {
     //! OTLP/gRPC: tonic's channel worker lives on the runtime that built it, so the
     //! exporters are built inside a runtime of their own that lives as long as `Otel`; on
-    //! actix's runtime a blocking flush would starve it (rust-stack.md §1.4 #2).
+    //! actix's runtime a blocking flush would starve it.
 
     use super::*;
     use opentelemetry_otlp::WithTonicConfig as _;

@@ -1290,8 +1290,7 @@ async fn kong_preserve_embeddings_pass_through() {
     run_cases("Kong preserve", preserve_cases()).await;
 }
 
-// ---- Streaming (docs/behaviour.md, "Streaming rules")
-// ------------------------------------------------------------------
+// ---- Streaming (docs/behaviour.md, "Streaming rules") -------------------------------------------
 
 /// Kong's streaming unit fixtures for the OpenAI format and the framing layer, checked
 /// against the public transcoder API (Kong's `01-unit_spec.lua` "stream format" and
@@ -1321,7 +1320,7 @@ fn expected_data(fx: &Fixtures, dir: &str) -> Vec<String> {
 }
 
 /// A real OpenAI frame becomes one chunk with the frame's content, `id`, `model` and
-/// `created` (Kong passes it through; Tollgate applies §4.5 and keeps all of them).
+/// `created` (Kong passes it through; Tollgate applies the streaming rules and keeps all of them).
 #[test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 fn kong_openai_real_stream_frames_give_the_same_chunk() {
@@ -1440,7 +1439,7 @@ fn streaming_files() -> Vec<String> {
     files
 }
 
-// ---- Streaming requests through the HTTP path ----------------------------------
+// ---- Streaming requests through the HTTP path ---------------------------------------------------
 
 /// Kong's streaming request fixtures (09-streaming and the per-provider "good stream"
 /// requests), each sent to a route whose mock answers in the provider's real stream
@@ -1487,7 +1486,8 @@ impl StreamCase {
         report.check(&self.label(), || {
             assert_eq!(s.status, 200, "{}", s.raw);
             assert_eq!(s.content_type, "text/event-stream");
-            // Kong ends with `data: [DONE]` and no blank line; Tollgate with it (§9.2).
+            // Kong ends with `data: [DONE]` and no blank line; Tollgate with it (Differences from
+            // Kong, 2).
             assert!(s.ends_with_done(), "{}", s.raw);
             assert_eq!(s.frames.last(), Some(&json!("[DONE]")));
             let chunks = &s.frames[..s.frames.len() - 1];
@@ -1513,7 +1513,7 @@ impl StreamCase {
                 assert_eq!(&got, args, "{call}");
             }
             assert_eq!(s.finish_reasons(), vec![self.finish], "{}", s.raw);
-            // The client did not ask for usage: no usage chunk, no usage field (§4.5).
+            // The client did not ask for usage: no usage chunk, no usage field ("Streaming rules").
             assert!(s.usage_chunks().is_empty(), "{}", s.raw);
             let got = forwarded(&self.svc, self.svc.chat_path, &sent);
             let body = got.json();

@@ -429,7 +429,7 @@ async fn cohere_chat_stream_with_two_tool_calls() {
             ("get_weather", json!({"city": "Tōkyō", "units": "celsius"})),
         ],
         finish: "tool_calls",
-        // Spec §9.6: `meta.tokens` before `billed_units`.
+        // Differences from Kong, 6: `meta.tokens` before `billed_units`.
         usage: (95, 42),
     };
     let sent = both_ways(&app, &mock, &key, ask_weather(), &expect).await;
@@ -597,7 +597,7 @@ async fn anthropic_legacy_complete_stream_on_a_completions_route() {
         object: "text_completion",
         text: " Hello! My name is Claude.",
         tools: vec![],
-        // Spec §9.4: stop_sequence → stop.
+        // Differences from Kong, 4: stop_sequence → stop.
         finish: "stop",
         // /v1/complete reports no usage: the prompt is estimated from the 32 characters
         // sent upstream (`Human: …\n\nAssistant:`) and the completion from the 26
@@ -616,8 +616,8 @@ async fn anthropic_legacy_complete_stream_on_a_completions_route() {
         assert_eq!(r.path, "/v1/complete");
         assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
         let body = r.json();
-        // Kong's wrapping (without the leading blank line of Anthropic's legacy stream,
-        // docs/wire-formats.md, "Anthropic").
+        // Kong's wrapping, without the leading blank line Anthropic's own format has
+        // (docs/wire-formats.md, "Anthropic").
         assert_eq!(body["prompt"], "Human: What are you?\n\nAssistant:");
         assert_eq!(body["max_tokens_to_sample"], 64);
         assert_eq!(body["stream"], true);

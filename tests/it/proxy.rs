@@ -588,7 +588,7 @@ async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
     );
 }
 
-// ---- Hostile input ---------------------------------------------------
+// ---- Hostile input -------------------------------------------------------------------
 
 /// An Anthropic Messages answer.
 fn anthropic_message() -> Value {

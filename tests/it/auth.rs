@@ -1,7 +1,6 @@
 //! Admin authentication and authorisation over real HTTP (docs/behaviour.md, "Admin
-//! authentication and roles"): who gets 401, 403 and
-//! 404, forged and foreign tokens, login timing, the three roles, and externally issued
-//! RS256/ES256 tokens.
+//! authentication and roles"): who gets 401, 403 and 404, forged and foreign tokens, login
+//! timing, the three roles, and externally issued RS256/ES256 tokens.
 
 use std::path::Path;
 use std::process::Command;

@@ -1442,11 +1442,11 @@ fn streaming_files() -> Vec<String> {
 // ---- Streaming requests through the HTTP path ---------------------------------------------------
 
 /// Kong's streaming request fixtures (09-streaming and the per-provider "good stream"
-/// requests), each sent to a route whose mock answers in the provider's real stream
-/// format, re-cut into small pieces a few ms apart. Where Tollgate differs from Kong's
-/// streaming it is on purpose: `data: [DONE]\n\n` with its blank
-/// line (docs/behaviour.md, "Differences from Kong", 2), finish reasons mapped (4, 6), and the
-/// usage chunk only for a client that asked ("Streaming rules"; Kong's fixtures never ask).
+/// requests), each sent to a route whose mock answers in the provider's real stream format,
+/// re-cut into small pieces a few ms apart. Where Tollgate differs from Kong's streaming it
+/// is on purpose: `data: [DONE]\n\n` with its blank line (docs/behaviour.md, "Differences
+/// from Kong", 2), finish reasons mapped (4, 6), and the usage chunk only for a client that
+/// asked ("Streaming rules"; Kong's fixtures never ask).
 struct StreamCase {
     svc: Svc,
     /// The route's `model.name` (None: the client's).

@@ -1,6 +1,6 @@
-//! Every provider family's real stream wire format through the real listener (docs/behaviour.md,
-//! "Streaming rules", "Tool calls"): the mock answers in the provider's own framing
-//! (docs/wire-formats.md), re-cut into small pieces a few ms apart so frames
+//! Every provider family's real stream wire format through the real listener
+//! (docs/behaviour.md, "Streaming rules", "Tool calls"): the mock answers in the provider's
+//! own framing (docs/wire-formats.md), re-cut into small pieces a few ms apart so frames
 //! straddle reads, and the client must get OpenAI chunks: the text, the tool calls (index,
 //! id, name, arguments concatenating to valid JSON), the mapped finish reason, exactly one
 //! usage chunk with the provider's numbers when it asked and none otherwise, `[DONE]` at

@@ -1,12 +1,13 @@
-//! The official OpenAI Python SDK against the OpenAI-compatible surface (docs/behaviour.md, "Proxy
-//! surfaces": the official OpenAI SDKs work against `base_url = http://gateway:8080/v1`
-//! unchanged), for an
-//! Anthropic-backed and a Cohere-backed alias, each answered by a mock provider speaking its
-//! real wire format: the JSON answer when the request is not streamed, the provider's own
-//! stream format (Anthropic named-event SSE, Cohere v1 NDJSON) carrying the same text and
-//! usage when it is, its bytes re-cut across network writes so the gateway must reassemble
-//! frames. The script checks what the SDK sees with `stream=True` against the whole answer,
-//! and streams a two-tool call through the Anthropic alias.
+//! The official OpenAI Python SDK against the OpenAI-compatible surface (docs/behaviour.md,
+//! "Proxy surfaces": the official OpenAI SDKs work against
+//! `base_url = http://gateway:8080/v1` unchanged), for an Anthropic-backed and a
+//! Cohere-backed alias,
+//! each answered by a mock provider speaking its real wire format: the JSON answer when the
+//! request is not streamed, the provider's own stream format (Anthropic named-event SSE,
+//! Cohere v1 NDJSON) carrying the same text and usage when it is, its bytes re-cut across
+//! network writes so the gateway must reassemble frames. The script checks what the SDK
+//! sees with `stream=True` against the whole answer, and streams a two-tool call through
+//! the Anthropic alias.
 //!
 //! Needs `TOLLGATE_SDK_PYTHON`: a Python interpreter with `openai` installed. `.ci/run`
 //! creates that virtualenv and sets the variable; the tests are `#[ignore]`d so a plain

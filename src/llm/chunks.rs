@@ -2,12 +2,12 @@
 //! `text_completion` chunks as `data: {…}\n\n` frames and keeps the stream's accounting
 //! (usage, finish reason, streamed text) for the analytics line and the usage record.
 //!
-//! Provider transcoders call its methods as events arrive; it enforces the rules of spec
-//! The streaming rules (docs/behaviour.md, "Streaming rules") in one place: `id`/`created`/`model`
-//! constant across chunks, the role chunk first, tool-call `index` as given by the transcoder, at
-//! most one finish chunk, exactly one usage chunk (`choices: []`) only when the client asked,
-//! `data: [DONE]\n\n` at the end, and an in-band `data: {"error":…}` frame ending the stream on a
-//! mid-stream failure.
+//! Provider transcoders call its methods as events arrive; it enforces the streaming rules
+//! (docs/behaviour.md, "Streaming rules") in one place: `id`/`created`/`model` constant
+//! across chunks, the role chunk first, tool-call `index` as given by the transcoder, at
+//! most one finish chunk, exactly one usage chunk (`choices: []`) only when the client
+//! asked, `data: [DONE]\n\n` at the end, and an in-band `data: {"error":…}` frame ending
+//! the stream on a mid-stream failure.
 
 use serde::Serialize;
 use serde_json::{Map, Value};

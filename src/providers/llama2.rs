@@ -855,8 +855,8 @@ mod tests {
                 ));
                 // Every field of Kong's expected response must match, except:
                 // - `/usage` (ollama): Kong's 139/130/269 is not derivable from the fixture's
-                //   counts and Kong does not assert it; ours is the provider's (Differences from
-                //   Kong, 3);
+                //   counts and Kong does not assert it; ours is the provider's
+                //   (docs/behaviour.md, "Differences from Kong", 3);
                 // - `/choices/0/text` (ollama completions): Kong's expected text is another
                 //   fixture's ("You cannot divide…" vs the real "Because I said so.") and
                 //   Kong only asserts `choices[1].message`, absent for completions.

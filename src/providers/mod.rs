@@ -38,8 +38,8 @@ pub struct TranslateContext<'a> {
     pub default_max_tokens: u32,
 }
 
-/// What to send upstream. The method is always POST (docs/behaviour.md, "Differences from Kong",
-/// 8).
+/// What to send upstream. The method is always POST (docs/behaviour.md,
+/// "Differences from Kong", 8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamRequest {
     pub url: String,

@@ -30,10 +30,12 @@ use crate::telemetry::analytics::AnalyticsLog;
 use crate::telemetry::otel::Otel;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
-/// CLI changes); spec §2 asks for changes to reach every node within a second.
+/// CLI changes); changes reach every node within a second (docs/behaviour.md,
+/// "Configuration and the snapshot").
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How often the aggregator writes its rows (spec §3.3: visible in `/usage` within 10 s).
+/// How often the aggregator writes its rows (docs/behaviour.md, "Admin resources": visible in
+/// `/usage` within 10 s).
 const USAGE_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long the final usage write may retry at shutdown (a database that is briefly gone).
 const USAGE_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);

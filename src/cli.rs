@@ -1,4 +1,4 @@
-//! The `tollgate` command line (spec §1).
+//! The `tollgate` command line (docs/behaviour.md, "Commands").
 
 use std::path::PathBuf;
 

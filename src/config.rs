@@ -56,7 +56,7 @@ pub struct Settings {
     /// Grace period for in-flight requests on SIGTERM, e.g. `15s`.
     pub drain_timeout: String,
     /// `max_tokens` sent to providers that require it (Anthropic) when neither the route
-    /// nor the client sets one (spec §9.5).
+    /// nor the client sets one (docs/behaviour.md, "Differences from Kong", 5).
     pub default_max_tokens: u32,
     /// `text` or `json` for the process log.
     pub log_format: String,

@@ -1,9 +1,10 @@
 //! The one error type of the gateway. It knows its HTTP status, where it came from
 //! (client, gateway, upstream) and whether a retry may help, and renders itself as JSON.
 //!
-//! The admin API renders `{"error":{"code","message","fields"}}` (spec §3.2, via
-//! `ResponseError`); the proxy renders the OpenAI shape
-//! `{"error":{"message","type","param","code"}}` (spec §4.3, `openai_response`).
+//! The admin API renders `{"error":{"code","message","fields"}}` (docs/behaviour.md, "Admin
+//! conventions", via `ResponseError`); the proxy renders the OpenAI shape
+//! `{"error":{"message","type","param","code"}}` (docs/behaviour.md, "Request order",
+//! `openai_response`).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ pub enum ErrorSource {
     Upstream,
 }
 
-/// The machine-readable error codes of the admin API (spec §3.2).
+/// The machine-readable error codes of the admin API (docs/behaviour.md, "Admin conventions").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -141,7 +142,7 @@ impl Error {
     }
 
     /// The proxy's rendering: OpenAI's `{"error":{"message","type","param","code"}}`, a
-    /// superset of Kong's `{"error":{"message"}}` (spec §4.3).
+    /// superset of Kong's `{"error":{"message"}}` (docs/behaviour.md, "Request order").
     pub fn openai_response(&self) -> HttpResponse {
         if self.source == ErrorSource::Gateway && !self.logged {
             tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");

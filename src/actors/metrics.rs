@@ -1,4 +1,4 @@
-//! The metrics aggregator (design card; docs/architecture.md, "Usage and telemetry").
+//! The metrics aggregator (docs/architecture.md, "Usage and telemetry").
 //! Every proxied request whose tenant and route are known ends in one `UsageEvent`,
 //! streamed or not, successful or failed. The proxy hands it to a `UsageSink`, which
 //! queues it for the usage spool's writer thread (src/actors/spool.rs; the request never

@@ -1,5 +1,6 @@
 //! Admin authentication and authorisation: `/auth/login`, `/auth/whoami`, the `Principal`
-//! extractor (a verified JWT) and the role rules of spec §3.1.
+//! extractor (a verified JWT) and the role rules of docs/behaviour.md,
+//! "Admin authentication and roles".
 //!
 //! 401: no, malformed, expired, badly signed or `alg: none` token. 403: a valid principal
 //! whose role may not do this. 404 instead of 403 when a tenant_admin reaches for another

@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 use crate::store::Page;
 
-/// The admin body limit, put in app data by the server (default 1 MiB, spec §3.2).
+/// The admin body limit, put in app data by the server (default 1 MiB, docs/behaviour.md, "Admin
+/// conventions").
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
@@ -181,7 +182,8 @@ fn backquoted(message: &str, prefix: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_string())
 }
 
-/// `?limit=&offset=` with the spec's bounds (limit default 100, max 1000).
+/// `?limit=&offset=` (limit default 100, max 1000; docs/behaviour.md,
+/// "Admin conventions").
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {

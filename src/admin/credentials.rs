@@ -1,4 +1,4 @@
-//! `/credentials`: upstream secrets, encrypted at rest (spec §6). The secret fields are
+//! `/credentials`: upstream secrets, encrypted at rest (docs/security.md). The secret fields are
 //! write-only: reads show a mask with at most the last 4 characters and `has_*` flags.
 //! Shape and "all or none" rules follow Kong's `auth` record.
 

@@ -1,8 +1,8 @@
-//! The HTTP mechanics every admin collection shares (spec §3.2): pagination, POST 201 +
-//! `Location`, GET by id or name, PATCH as a JSON merge patch validated like a full
-//! submission, PUT upsert by name, DELETE 204, and the snapshot refresh after each write.
-//! A resource file supplies only what differs, by implementing [`Resource`], and keeps its
-//! own thin, OpenAPI-annotated handlers.
+//! The HTTP mechanics every admin collection shares (docs/behaviour.md, "Admin conventions"):
+//! pagination, POST 201 + `Location`, GET by id or name, PATCH as a JSON merge patch validated like
+//! a full submission, PUT upsert by name, DELETE 204, and the snapshot refresh after each write. A
+//! resource file supplies only what differs, by implementing [`Resource`], and keeps its own thin,
+//! OpenAPI-annotated handlers.
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;

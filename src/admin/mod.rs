@@ -1,6 +1,6 @@
-//! The admin REST API (spec §3): JSON over HTTP on the admin listener, one file per
-//! resource. Routes are registered through `utoipa-actix-web`, so `/openapi.json` is
-//! generated from the same registrations that serve requests.
+//! The admin REST API (docs/behaviour.md, "Admin conventions"): JSON over HTTP on the admin
+//! listener, one file per resource. Routes are registered through `utoipa-actix-web`, so
+//! `/openapi.json` is generated from the same registrations that serve requests.
 
 pub mod admins;
 pub mod auth;

@@ -1,4 +1,5 @@
-//! `/routes`: how clients reach a service, in Kong's ai-proxy vocabulary (spec §3.3).
+//! `/routes`: how clients reach a service, in Kong's ai-proxy vocabulary
+//! (docs/behaviour.md, "Admin resources").
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
@@ -51,8 +52,8 @@ pub enum PolicyType {
     ResponseTransformer,
 }
 
-/// One request/response policy (spec §7); its `config` is validated in full when policies
-/// are enforced.
+/// One request/response policy (docs/behaviour.md, "Limits and policies"); its `config` is
+/// validated in full when policies are enforced.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {

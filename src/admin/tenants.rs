@@ -35,7 +35,7 @@ pub struct TenantInput {
     /// Unique name: `[a-z0-9][a-z0-9-_.]{0,62}`.
     pub name: String,
     pub display_name: Option<String>,
-    /// Limits and budgets (spec §7); an object.
+    /// Limits and budgets (docs/behaviour.md, "Limits and policies"); an object.
     #[schema(value_type = Object)]
     pub limits: Option<serde_json::Map<String, Value>>,
     #[serde(default)]

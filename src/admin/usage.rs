@@ -1,7 +1,7 @@
-//! `GET /usage` (spec §3.3): usage history, re-bucketed from the stored per-minute rows
-//! (minute × tenant × key × route × model, written by the metrics aggregator).
+//! `GET /usage` (docs/behaviour.md, "Admin resources"): usage history, re-bucketed from the stored
+//! per-minute rows (minute × tenant × key × route × model, written by the metrics aggregator).
 //!
-//! What the spec leaves open, decided here:
+//! Decided here (the contract leaves it open):
 //! - `to` defaults to now and `from` to `to` − 24 h; `from` must be before `to`. The
 //!   range is capped at 31 days with `bucket=minute` and 400 days otherwise (every stored
 //!   minute row of the range is read and merged in memory).

@@ -33,7 +33,7 @@ impl Problems {
     }
 }
 
-/// Object names: `[a-z0-9][a-z0-9-_.]{0,62}` (spec §3.2, issue 2).
+/// Object names: `[a-z0-9][a-z0-9-_.]{0,62}` (docs/behaviour.md, "Admin conventions").
 pub fn name(value: &str) -> Result<(), String> {
     let mut chars = value.chars();
     let valid_first = chars
@@ -176,8 +176,8 @@ pub fn header_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Upstream URL rules of spec §3.3: http/https, a host, no userinfo, and (unless private
-/// upstreams are allowed) no loopback, link-local, private or metadata destination.
+/// Upstream URL rules (docs/behaviour.md, "Admin resources"): http/https, a host, no userinfo, and
+/// (unless private upstreams are allowed) no loopback, link-local, private or metadata destination.
 ///
 /// Host names are not resolved here (DNS may not be reachable from the admin node and can
 /// change); the proxy checks the resolved address again at connect time.

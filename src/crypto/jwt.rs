@@ -1,8 +1,8 @@
-//! Admin JWTs (spec §3.1). Tollgate issues HS256 tokens signed with the configured secret
-//! (used as raw UTF-8 bytes). Optionally an external identity provider's RS256 or ES256
-//! (P-256) public key is also accepted. Everything else is refused: `alg: none`, other
-//! algorithms, bad signatures, expired or not-yet-valid tokens, missing `exp`, and a wrong
-//! or missing issuer/audience when those are configured.
+//! Admin JWTs (docs/behaviour.md, "Admin authentication and roles"). Tollgate issues HS256 tokens
+//! signed with the configured secret (used as raw UTF-8 bytes). Optionally an external identity
+//! provider's RS256 or ES256 (P-256) public key is also accepted. Everything else is refused: `alg:
+//! none`, other algorithms, bad signatures, expired or not-yet-valid tokens, missing `exp`, and a
+//! wrong or missing issuer/audience when those are configured.
 //!
 //! The header is decoded here first, so the algorithm is chosen by us from a fixed list
 //! and the key type is always the one that algorithm needs (no HS256-with-public-key

@@ -2,11 +2,12 @@
 //! `text_completion` chunks as `data: {…}\n\n` frames and keeps the stream's accounting
 //! (usage, finish reason, streamed text) for the analytics line and the usage record.
 //!
-//! Provider transcoders call its methods as events arrive; it enforces the rules of spec
-//! §4.5 in one place: `id`/`created`/`model` constant across chunks, the role chunk first,
-//! tool-call `index` as given by the transcoder, at most one finish chunk, exactly one usage
-//! chunk (`choices: []`) only when the client asked, `data: [DONE]\n\n` at the end, and an
-//! in-band `data: {"error":…}` frame ending the stream on a mid-stream failure.
+//! Provider transcoders call its methods as events arrive; it enforces the streaming rules
+//! (docs/behaviour.md, "Streaming rules") in one place: `id`/`created`/`model` constant
+//! across chunks, the role chunk first, tool-call `index` as given by the transcoder, at
+//! most one finish chunk, exactly one usage chunk (`choices: []`) only when the client
+//! asked, `data: [DONE]\n\n` at the end, and an in-band `data: {"error":…}` frame ending
+//! the stream on a mid-stream failure.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -66,7 +67,8 @@ pub struct ChunkEmitter {
     /// usage chunk included, carries them so they stay constant across the stream.
     ident: Option<Ident>,
     /// The gateway's estimate of the prompt, used only when the provider reports none, so
-    /// the client's usage chunk and the usage record agree (spec §9.3: counted once).
+    /// the client's usage chunk and the usage record agree (docs/behaviour.md, "Differences from
+    /// Kong", 3: counted once).
     prompt_estimate: PromptEstimate,
     /// Masks the service's credential values in in-band errors (the upstream's text).
     redactor: LazyRedactor,
@@ -297,7 +299,7 @@ impl ChunkEmitter {
     }
 
     /// An OpenAI-format chunk from an OpenAI-compatible upstream, passed through with the
-    /// §4.5 rules applied: usage is recorded and stripped (re-sent once at the end when the
+    /// Streaming rules applied: usage is recorded and stripped (re-sent once at the end when the
     /// client asked), chunks whose choices carry nothing (Azure's content-filter preamble and
     /// trailing filter results, OpenAI's usage chunk) are dropped, `id`/`created`/`model`
     /// are those of the first chunk passed (filled from the meta when missing), tool calls

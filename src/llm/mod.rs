@@ -4,7 +4,7 @@
 //! A provider's `StreamTranscoder` (in `src/providers/<provider>.rs`) is pure: it turns
 //! upstream bytes, split anywhere, into calls on the `ChunkEmitter`. `Transcode` wraps one
 //! transcoder and one emitter for one response and turns failures into the in-band error
-//! frame of spec §4.5; the proxy feeds it what the upstream actor reads.
+//! frame of docs/behaviour.md, "Streaming rules"; the proxy feeds it what the upstream actor reads.
 
 pub mod chunks;
 pub mod framing;

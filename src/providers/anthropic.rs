@@ -2,11 +2,11 @@
 //! Text Completions API (`/v1/complete`) for `llm/v1/completions`, as Kong does. Streams of
 //! both are transcoded by `AnthropicStream` (named-event SSE → OpenAI chunks).
 //!
-//! Deliberate differences from Kong (spec §9.4/§9.5): `stop`, `top_p`, `top_k` and
-//! `max_completion_tokens` are mapped instead of dropped, `max_tokens` defaults to
-//! `ctx.default_max_tokens`, every system/developer message is kept (joined in order),
-//! consecutive same-role turns are merged, empty text is not forwarded, `finish_reason` is
-//! mapped to OpenAI values, responses carry an `id`, and `usage` is always an object.
+//! Deliberate differences from Kong (docs/behaviour.md, "Differences from Kong", 4 and 5): `stop`,
+//! `top_p`, `top_k` and `max_completion_tokens` are mapped instead of dropped, `max_tokens`
+//! defaults to `ctx.default_max_tokens`, every system/developer message is kept (joined in order),
+//! consecutive same-role turns are merged, empty text is not forwarded, `finish_reason` is mapped
+//! to OpenAI values, responses carry an `id`, and `usage` is always an object.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -650,7 +650,8 @@ fn convert_tool_calls(i: usize, calls: Option<Value>) -> Result<Vec<Value>, Requ
 
 /// Anthropic accepts only tool ids matching `^[a-zA-Z0-9_-]+$`; ids minted elsewhere (by
 /// another provider, or a client) may not match. Those are rewritten alike in `tool_use` and
-/// `tool_result`, injectively so that distinct calls stay distinct (providers.md §12.6).
+/// `tool_result`, injectively so that distinct calls stay distinct (docs/wire-formats.md,
+/// "Anthropic").
 fn tool_id(id: &str) -> Cow<'_, str> {
     if !id.is_empty()
         && id
@@ -904,8 +905,8 @@ fn response_model(ctx: &TranslateContext<'_>, obj: &Map<String, Value>) -> Strin
     }
 }
 
-/// Anthropic `stop_reason` → OpenAI `finish_reason` (providers.md §9.1). Never passes a
-/// native value through; an absent or unknown one reads as a normal stop.
+/// Anthropic `stop_reason` → OpenAI `finish_reason` (docs/wire-formats.md, "Finish reasons and
+/// usage"). Never passes a native value through; an absent or unknown one reads as a normal stop.
 fn finish_reason(stop_reason: Option<&Value>, has_tool_calls: bool) -> &'static str {
     match stop_reason.and_then(Value::as_str) {
         Some("end_turn" | "stop_sequence" | "pause_turn") => "stop",
@@ -919,7 +920,7 @@ fn finish_reason(stop_reason: Option<&Value>, has_tool_calls: bool) -> &'static 
 
 /// Anthropic usage → OpenAI usage. `input_tokens` excludes cache reads and writes, while
 /// OpenAI's `prompt_tokens` includes cached tokens, so both cache counts are added in
-/// (providers.md §3.3/§9.2) and `cached_tokens` is the cache-read subset. Missing or
+/// (docs/wire-formats.md, "Anthropic") and `cached_tokens` is the cache-read subset. Missing or
 /// malformed counts read as 0 (usage is always an object).
 fn usage(usage: Option<&Value>) -> Value {
     let count = |key: &str| usage.and_then(|u| u.get(key)).and_then(Value::as_u64);
@@ -944,10 +945,10 @@ fn usage(usage: Option<&Value>) -> Value {
 // ---------------------------------------------------------------------------------------
 // Streaming
 
-/// Anthropic's named-event SSE (Messages API, providers.md §3.4) and the legacy
-/// `/v1/complete` stream's `completion` events (§3.7), transcoded into OpenAI chunks.
-/// Both families are understood on both routes, as the non-streaming completions path
-/// accepts a Messages-API answer too (an `upstream_url` pointing at `/v1/messages`).
+/// Anthropic's named-event SSE (Messages API, docs/wire-formats.md, "Anthropic") and the legacy
+/// `/v1/complete` stream's `completion` events (docs/wire-formats.md, "Anthropic"), transcoded into
+/// OpenAI chunks. Both families are understood on both routes, as the non-streaming completions
+/// path accepts a Messages-API answer too (an `upstream_url` pointing at `/v1/messages`).
 pub struct AnthropicStream {
     sse: SseDecoder,
     state: StreamState,
@@ -1452,7 +1453,7 @@ mod tests {
         }
     }
 
-    // ---- spec §9.5 ----
+    // ---- docs/behaviour.md, "Differences from Kong", 5 ----
 
     #[test]
     fn stop_becomes_stop_sequences() {
@@ -2100,7 +2101,7 @@ mod tests {
             (RouteKind::Chat, "llm-v1-chat.json"),
             (RouteKind::Completions, "llm-v1-completions.json"),
         ] {
-            // Request: identical to Kong (no §9 difference shows with this input: one
+            // Request: identical to Kong (no difference from Kong shows with this input: one
             // system message, alternating turns, no stop/top_p/top_k).
             let req = Anthropic
                 .request(&c, kind, object(read(&format!("requests/{file}"))))
@@ -2117,17 +2118,17 @@ mod tests {
                 serde_json::to_vec(&read(&format!("real-responses/anthropic/{file}"))).unwrap();
             let mut ours = object(Anthropic.response(&c, kind, &real).unwrap());
             let mut kong = object(read(&format!("expected-responses/anthropic/{file}")));
-            // §9.4: our response has an `id`; Kong's has none.
+            // Differences from Kong, 4: our response has an `id`; Kong's has none.
             assert!(ours.remove("id").is_some_and(|id| id.is_string()));
-            // §9.4: usage is always an object (Kong omits it for completions).
+            // Differences from Kong, 4: usage is always an object (Kong omits it for completions).
             assert!(
                 ours.remove("usage")
                     .is_some_and(|u| u["total_tokens"].is_u64())
             );
             kong.remove("usage");
-            // §4.4/brief: `created` is part of the OpenAI shape we always emit; Kong omits it.
+            // "Responses": `created` is part of the OpenAI shape we always emit; Kong omits it.
             assert!(ours.remove("created").is_some_and(|c| c.is_i64()));
-            // §9.4: finish_reason mapped (Kong passes `stop_sequence` through).
+            // Differences from Kong, 4: finish_reason mapped (Kong passes `stop_sequence` through).
             assert_eq!(kong["choices"][0]["finish_reason"], "stop_sequence");
             assert_eq!(ours["choices"][0]["finish_reason"], "stop");
             kong["choices"][0]["finish_reason"] = json!("stop");

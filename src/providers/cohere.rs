@@ -3,8 +3,8 @@
 //!
 //! v1 chat is "one new message + history": system messages go to `preamble`, earlier
 //! user/assistant turns to `chat_history` (`USER`/`CHATBOT`), the last user turn to
-//! `message` (spec §9.6, deliberately unlike Kong, which sends system messages as `USER`
-//! history).
+//! `message` (docs/behaviour.md, "Differences from Kong", 6; deliberately unlike Kong, which sends
+//! system messages as `USER` history).
 //!
 //! Tools are translated to v1's own shape (`parameter_definitions`, not JSON Schema). v1
 //! has no tool-call ids and cannot force a call: ids are synthesised on the way back
@@ -12,10 +12,10 @@
 //! a forcing `tool_choice` is refused with a 400 rather than silently dropped.
 //!
 //! Kong sends a request with `tools` to Cohere as an unchanged OpenAI body; we translate
-//! to v1 tools instead (kong-ai-proxy.md §2.4).
+//! to v1 tools instead (docs/wire-formats.md, "Cohere").
 //!
 //! Streams are v1 NDJSON (`event_type` lines), transcoded by `CohereStream`; their usage
-//! follows the same §9.6 policy as whole answers (`stream-end.response.meta`).
+//! follows the same policy as whole answers (`stream-end.response.meta`).
 
 use std::collections::HashMap;
 
@@ -58,7 +58,8 @@ impl Translator for Cohere {
         kind: RouteKind,
         mut body: Map<String, Value>,
     ) -> Result<UpstreamRequest, RequestError> {
-        // A null means "unset" in OpenAI clients; never forward one (providers.md §12.21).
+        // A null means "unset" in OpenAI clients; never forward one (docs/wire-formats.md, "The
+        // OpenAI contract").
         body.retain(|_, v| !v.is_null());
         apply_tuning(&mut body, ctx.tuning);
         body.insert("model".into(), Value::from(ctx.model));
@@ -73,7 +74,8 @@ impl Translator for Cohere {
                 DEFAULT_GENERATE_URL
             }
         };
-        // Kong semantics: `upstream_url` is the full URL (its query is kept, spec §9.8).
+        // Kong semantics: `upstream_url` is the full URL (its query is kept, docs/behaviour.md,
+        // "Differences from Kong", 8).
         let url = ctx.upstream_url.unwrap_or(default_url).to_string();
         let body = serde_json::to_vec(&Value::Object(body)).map_err(|e| RequestError {
             param: None,
@@ -141,7 +143,7 @@ impl Translator for Cohere {
                     }
                 };
                 let mut message = json!({"role": "assistant", "content": text});
-                // v1 says COMPLETE when it called tools (providers.md §4.3).
+                // v1 says COMPLETE when it called tools (docs/wire-formats.md, "Cohere").
                 if !tool_calls.is_empty() {
                     finish_reason = "tool_calls";
                     if text.is_empty() {
@@ -220,7 +222,7 @@ impl Translator for Cohere {
 }
 
 /// v1 NDJSON streams (`/chat` and `/generate`): one JSON object per line, keyed by
-/// `event_type` (providers.md §4.4, §4.5).
+/// `event_type` (docs/wire-formats.md, "Cohere").
 pub struct CohereStream {
     lines: NdjsonDecoder,
     state: StreamState,
@@ -592,7 +594,8 @@ fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
             }
         };
         match role.as_str() {
-            // Spec §9.6: every system/developer message, wherever it stands, joins `preamble`.
+            // Differences from Kong, 6: every system/developer message, wherever it stands, joins
+            // `preamble`.
             "system" | "developer" => {
                 let text = flatten(i, message.remove("content"))?;
                 if !text.trim().is_empty() {
@@ -1146,8 +1149,9 @@ fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// Cohere finish reasons → OpenAI's (providers.md §9.1); an absent reason is a finished
-/// answer (Kong's fixtures omit it). Failures are an upstream failure, not an answer.
+/// Cohere finish reasons → OpenAI's (docs/wire-formats.md, "Finish reasons and usage"); an absent
+/// reason is a finished answer (Kong's fixtures omit it). Failures are an upstream failure, not an
+/// answer.
 fn finish_reason(v: Option<&Value>) -> Result<&'static str, ResponseError> {
     match v.and_then(Value::as_str) {
         Some("MAX_TOKENS" | "ERROR_LIMIT") => Ok("length"),
@@ -1183,8 +1187,8 @@ fn count(v: Option<&Value>) -> Option<u64> {
     })
 }
 
-/// Usage per spec §9.6: `meta.tokens`, else `token_count`, else `meta.billed_units`
-/// (the first that reports any count); `None` when Cohere reports none.
+/// Usage per docs/behaviour.md, "Differences from Kong", 6: `meta.tokens`, else `token_count`, else
+/// `meta.billed_units` (the first that reports any count); `None` when Cohere reports none.
 fn usage_counts(obj: &Map<String, Value>) -> Option<(u64, u64)> {
     let meta = obj.get("meta");
     let sources = [
@@ -1971,7 +1975,7 @@ mod tests {
                     "message": {"role": "assistant", "content": "Quatre. 2 + 2 = 4."},
                     "finish_reason": "stop"
                 }],
-                // spec §9.6: meta.tokens first; meta.cached_tokens as details.
+                // docs/wire-formats.md, "Cohere": meta.tokens first; meta.cached_tokens as details.
                 "usage": {"prompt_tokens": 70, "completion_tokens": 20, "total_tokens": 90,
                           "prompt_tokens_details": {"cached_tokens": 32}}
             })
@@ -2349,7 +2353,7 @@ mod tests {
 
     #[test]
     fn stream_usage_is_the_fixtures_numbers_and_sent_once() {
-        // spec §9.6 policy, as for whole answers: meta.tokens, else billed_units.
+        // docs/wire-formats.md, "Cohere", as for whole answers: meta.tokens, else billed_units.
         for ((kind, input, _), (prompt, completion)) in
             STREAM_FIXTURES
                 .into_iter()
@@ -2672,8 +2676,8 @@ mod tests {
         let (up, mut ours) =
             translate(RouteKind::Chat, "command", &chat_tuning, None, request).unwrap();
         assert_eq!(up.url, "https://api.cohere.com/v1/chat");
-        // spec §9.6: the system message goes to `preamble`, where Kong sends it as the
-        // first `USER` history entry.
+        // Differences from Kong, 6: the system message goes to `preamble`, where Kong sends it as
+        // the first `USER` history entry.
         let preamble = ours.as_object_mut().unwrap().remove("preamble").unwrap();
         let first = expected["chat_history"].as_array_mut().unwrap().remove(0);
         assert_eq!(first, json!({"role": "USER", "message": preamble}));
@@ -2733,7 +2737,8 @@ mod tests {
                 json!(format!("{prefix}{}", kong_id.as_str().unwrap()))
             );
             if kind == RouteKind::Completions {
-                // spec §9.6: finish_reason mapped (MAX_TOKENS → length); Kong hard-codes "stop".
+                // Differences from Kong, 6: finish_reason mapped (MAX_TOKENS → length); Kong
+                // hard-codes "stop".
                 assert_eq!(ours["choices"][0]["finish_reason"], json!("length"));
                 assert_eq!(expected["choices"][0]["finish_reason"], json!("stop"));
                 ours["choices"][0]["finish_reason"] = json!("stop");

@@ -1,6 +1,7 @@
 //! Llama 2 family, self-hosted (`upstream_url` required), in three formats:
 //! - `raw`: a Llama 2 chat prompt in `{"inputs", "parameters"}` (HF TGI style, Kong's raw
-//!   format), built with the standard template and keeping assistant turns (spec §9.7);
+//!   format), built with the standard template and keeping assistant turns (docs/behaviour.md,
+//!   "Differences from Kong", 7);
 //! - `ollama`: Ollama's native API, mapped in `ollama.rs` (shared with Mistral);
 //! - `openai`: an OpenAI-compatible server, the pass-through of `openai.rs`.
 //!
@@ -122,8 +123,8 @@ fn raw_request(
                 })?;
             chat_prompt(messages)?
         }
-        // A prompt is one user turn of the same standard template (§9.7) — not Kong's
-        // malformed `<<SYS>> You are a helpful assistant. <<SYS>>` wrapper.
+        // A prompt is one user turn of the same standard template (Differences from Kong, 7) — not
+        // Kong's malformed `<<SYS>> You are a helpful assistant. <<SYS>>` wrapper.
         RouteKind::Completions => {
             let prompt = super::ollama::single_prompt(&body)?;
             format!("<s>[INST] {} [/INST]", prompt.trim())
@@ -176,11 +177,11 @@ enum Turn {
     Assistant,
 }
 
-/// The standard Llama 2 chat template (spec §9.7, Meta's `chat_completion`):
-/// `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]`.
-/// System/developer messages are joined into the system block wherever they stand;
-/// consecutive same-role turns are merged so roles alternate starting with the user; a
-/// trailing assistant turn is left open so the model continues it.
+/// The standard Llama 2 chat template (docs/wire-formats.md, "Llama 2 and Ollama"; Meta's
+/// `chat_completion`): `<s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant}
+/// </s><s>[INST] {user} [/INST]`. System/developer messages are joined into the system block
+/// wherever they stand; consecutive same-role turns are merged so roles alternate starting with the
+/// user; a trailing assistant turn is left open so the model continues it.
 fn chat_prompt(messages: &[Value]) -> Result<String, RequestError> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(Turn, String)> = Vec::new();
@@ -828,8 +829,8 @@ mod tests {
                     req(&s, kind, unit(&format!("requests/{route}.json"))).expect("translates");
                 let expected = unit(&format!("expected-requests/llama2/{dir_name}/{route}.json"));
                 if format == Llama2Format::Raw {
-                    // Spec §9.7: the standard Llama 2 template keeping assistant turns
-                    // replaces Kong's (assistant turns dropped, malformed completions
+                    // Differences from Kong, 7: the standard Llama 2 template keeping assistant
+                    // turns replaces Kong's (assistant turns dropped, malformed completions
                     // wrapper); `inputs` is checked exactly here, the rest against Kong.
                     let want = if kind == CHAT {
                         "<s>[INST] <<SYS>>\nYou are a mathematician.\n<</SYS>>\n\nWhat is 1 + 2? [/INST] The sum of 1 + 2 is 3. If you have any more math questions or if there's anything else I can help you with, feel free to ask! </s><s>[INST] Multiply that by 2 [/INST] Certainly! If you multiply 3 by 2, the result is 6. If you have any more questions or if there's anything else I can help you with, feel free to ask! </s><s>[INST] Why can't you divide by zero? [/INST]"
@@ -854,12 +855,13 @@ mod tests {
                 ));
                 // Every field of Kong's expected response must match, except:
                 // - `/usage` (ollama): Kong's 139/130/269 is not derivable from the fixture's
-                //   counts and Kong does not assert it; ours is the provider's (§9.3, §4.4);
+                //   counts and Kong does not assert it; ours is the provider's
+                //   (docs/behaviour.md, "Differences from Kong", 3);
                 // - `/choices/0/text` (ollama completions): Kong's expected text is another
                 //   fixture's ("You cannot divide…" vs the real "Because I said so.") and
                 //   Kong only asserts `choices[1].message`, absent for completions.
                 // Fields we add beyond Kong's (id, created, model for raw, finish_reason)
-                // are spec §4.4 requirements (mapped finish_reason, §9.4-style id).
+                // are required by docs/behaviour.md, "Responses" (mapped finish_reason, an id).
                 let skip: &[&str] = match (format, kind) {
                     (Llama2Format::Ollama, RouteKind::Chat) => &["/usage"],
                     (Llama2Format::Ollama, RouteKind::Completions) => {

@@ -38,7 +38,8 @@ pub struct TranslateContext<'a> {
     pub default_max_tokens: u32,
 }
 
-/// What to send upstream. The method is always POST (spec §9.8).
+/// What to send upstream. The method is always POST (docs/behaviour.md,
+/// "Differences from Kong", 8).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamRequest {
     pub url: String,
@@ -94,8 +95,9 @@ pub trait Translator: Send + Sync {
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError;
 
-    /// The transcoder for one streamed 2xx answer (spec §4.5); `None` when this provider
-    /// (in this format) cannot stream, which the proxy refuses with a 400 before sending.
+    /// The transcoder for one streamed 2xx answer (docs/behaviour.md, "Streaming rules"); `None`
+    /// when this provider (in this format) cannot stream, which the proxy refuses with a 400 before
+    /// sending.
     fn stream(
         &self,
         _ctx: &TranslateContext<'_>,

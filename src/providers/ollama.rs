@@ -1,5 +1,6 @@
-//! Ollama's native API (`/api/chat`, `/api/generate`; providers.md §6.2), shared by
-//! `llama2_format: ollama` and `mistral_format: ollama` — the one place this mapping lives.
+//! Ollama's native API (`/api/chat`, `/api/generate`; docs/wire-formats.md, "Llama 2 and Ollama"),
+//! shared by `llama2_format: ollama` and `mistral_format: ollama` — the one place this mapping
+//! lives.
 //!
 //! Request (Kong's `to_ollama`, extended): `{model, messages | prompt, stream, options:
 //! {num_predict, temperature, top_p, top_k, seed, stop, penalties}, format, tools}`, always
@@ -62,7 +63,7 @@ pub(super) fn request(
             }
         }
     }
-    // Ollama streams unless told otherwise (providers.md §12.27).
+    // Ollama streams unless told otherwise (docs/wire-formats.md, "Llama 2 and Ollama").
     out.insert("stream".into(), Value::Bool(stream_flag(&body)?));
 
     let mut options = Map::new();

@@ -32,7 +32,7 @@ const MISTRAL_CHAT_URL: &str = "https://api.mistral.ai:443/v1/chat/completions";
 pub(super) enum Dialect {
     /// api.openai.com and Azure OpenAI: `top_k` is not a field there (Kong removes it).
     OpenAi,
-    /// api.mistral.ai: renames, unknown fields rejected upstream (providers.md §5.2).
+    /// api.mistral.ai: renames, unknown fields rejected upstream (docs/wire-formats.md, "Mistral").
     Mistral,
     /// vLLM, llama.cpp, Ollama `/v1`: they honour `top_k`, so it is kept.
     SelfHosted,
@@ -107,7 +107,7 @@ impl Translator for OpenAi {
 
 /// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
 /// event is already a chunk. The dialects' differences are normalised here (finish
-/// reasons, tool-call `index`/`type`/`arguments`), then the emitter applies the §4.5 rules.
+/// reasons, tool-call `index`/`type`/`arguments`), then the emitter applies the streaming rules.
 #[derive(Default)]
 pub struct OpenAiStream {
     sse: SseDecoder,
@@ -159,8 +159,8 @@ impl OpenAiStream {
                     continue;
                 };
                 let reason = if raw == "error" {
-                    // Mistral's `error` (providers.md §5.3): keep a produced answer, else
-                    // the stream failed.
+                    // Mistral's `error` (docs/wire-formats.md, "Mistral"): keep a produced answer,
+                    // else the stream failed.
                     if out.streamed_chars() == 0 && !has_output(choice) {
                         out.error(&UpstreamError {
                             message: "upstream finished with finish_reason 'error'".into(),
@@ -209,10 +209,10 @@ fn has_output(choice: &Map<String, Value>) -> bool {
     text || calls
 }
 
-/// Per-response tool-call numbering (spec §4.5: `index` counts tool calls 0, 1, 2, … per
-/// choice). OpenAI numbers its fragments already; Mistral sends each call whole, without
-/// `index` or with `index: 0` for every call, so a fragment that brings a new `id` starts
-/// a new call.
+/// Per-response tool-call numbering (docs/behaviour.md, "Streaming rules": `index` counts tool
+/// calls 0, 1, 2, … per choice). OpenAI numbers its fragments already; Mistral sends each call
+/// whole, without `index` or with `index: 0` for every call, so a fragment that brings a new `id`
+/// starts a new call.
 #[derive(Default)]
 struct ToolCallIndexes {
     seen: Vec<SeenCall>,
@@ -275,7 +275,7 @@ impl ToolCallIndexes {
 }
 
 /// The Azure deployment URL, or the service's `upstream_url`; `api-version` is added to
-/// both (spec §3.3) unless the URL already carries one.
+/// both (docs/wire-formats.md, "Azure OpenAI") unless the URL already carries one.
 fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, RequestError> {
     let version = ctx
         .options
@@ -316,7 +316,7 @@ fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, Requ
     Ok(with_query_param(&base, "api-version", version))
 }
 
-/// Whether the Azure URL's API accepts `stream_options` (providers.md §2.3, §12 item 10):
+/// Whether the Azure URL's API accepts `stream_options` (docs/wire-formats.md, "Azure OpenAI"):
 /// the v1 API, previews from 2024-08-01, GA versions from 2024-10-21. Older versions answer
 /// 400 "Unrecognized request argument supplied: stream_options"; an unknown version is
 /// treated as old, since a stream without usage is better than a refused request.
@@ -444,8 +444,8 @@ pub(super) fn compatible_request(
             Dialect::Mistral => {
                 body.remove("stream_options");
             }
-            // Usage is metered from the stream whatever the client asked (spec §4.5); the
-            // emitter strips it again for a client that did not ask.
+            // Usage is metered from the stream whatever the client asked (docs/behaviour.md,
+            // "Streaming rules"); the emitter strips it again for a client that did not ask.
             Dialect::OpenAi | Dialect::SelfHosted => {
                 let supported = match ctx.provider {
                     ProviderKind::Azure => azure_has_stream_options(&url),
@@ -473,8 +473,8 @@ pub(super) fn compatible_request(
     })
 }
 
-/// Mistral's chat dialect (providers.md §5.2): renames, fields it cannot honour rejected,
-/// everything else not on its allow-list dropped (it answers 422 `extra_forbidden`).
+/// Mistral's chat dialect (docs/wire-formats.md, "Mistral"): renames, fields it cannot honour
+/// rejected, everything else not on its allow-list dropped (it answers 422 `extra_forbidden`).
 fn mistral_body(
     body: &mut Map<String, Value>,
     max_tokens: Option<Value>,
@@ -710,7 +710,8 @@ fn normalise_choice(kind: RouteKind, i: usize, choice: &mut Value) -> Result<(),
         },
     };
     let reason = match c.get("finish_reason").and_then(Value::as_str) {
-        // Mistral's `error` (providers.md §5.3): keep a produced answer, else it failed.
+        // Mistral's `error` (docs/wire-formats.md, "Mistral"): keep a produced answer, else it
+        // failed.
         Some("error") if has_output => "stop",
         Some("error") => {
             return Err(ResponseError(
@@ -793,7 +794,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
 }
 
 /// A pydantic/FastAPI validation list → `invalid_request_error` naming the field
-/// (`param` = the last element of `loc`, providers.md §5.5).
+/// (`param` = the last element of `loc`, docs/wire-formats.md, "Mistral").
 fn pydantic_error(detail: &Value) -> Option<UpstreamError> {
     let first = detail.as_array()?.first()?.as_object()?;
     let msg = first.get("msg").and_then(Value::as_str)?;
@@ -844,7 +845,7 @@ pub(super) fn check_prompt_shape(
 }
 
 /// The completion-token limit to send: the route's `max_tokens`, else the client's
-/// `max_completion_tokens`, else its `max_tokens` (providers.md §0.1).
+/// `max_completion_tokens`, else its `max_tokens` (docs/wire-formats.md, "The OpenAI contract").
 pub(super) fn effective_max_tokens(
     ctx: &TranslateContext<'_>,
     body: &Map<String, Value>,
@@ -1112,8 +1113,8 @@ pub(super) fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A provider's finish reason → OpenAI's (providers.md §9.1); unknown values → `stop`,
-/// never passed through.
+/// A provider's finish reason → OpenAI's (docs/wire-formats.md, "Finish reasons and usage");
+/// unknown values → `stop`, never passed through.
 pub(super) fn map_finish_reason(raw: &str) -> &'static str {
     match raw.to_ascii_lowercase().as_str() {
         "length" | "max_tokens" | "model_length" | "model_context_window_exceeded" => "length",
@@ -2588,7 +2589,8 @@ mod tests {
             let expected = unit(&format!("expected-responses/{path}/{route}.json"));
             if provider == MISTRAL_OLLAMA {
                 // Kong's expected usage (139/130/269) is not the fixture's counts (26/100)
-                // and Kong does not assert it; ours is the provider's (spec §9.3, §4.4).
+                // and Kong does not assert it; ours is the provider's (docs/behaviour.md,
+                // "Differences from Kong", 3).
                 assert_subset(&expected, &out, "", &["/usage"], &what);
                 assert_eq!(
                     out["usage"],

@@ -1,4 +1,5 @@
-//! Tenant-key authentication and route permission (spec §4.2), against the snapshot.
+//! Tenant-key authentication and route permission (docs/behaviour.md, "Client keys"), against the
+//! snapshot.
 
 use actix_web::HttpRequest;
 use chrono::Utc;

@@ -1,4 +1,4 @@
-//! The proxy request, in the order of spec §4.3.
+//! The proxy request, in the order of docs/behaviour.md, "Request order".
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -156,7 +156,7 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-/// Kong's prompt checks (spec §4.3 step 5).
+/// Kong's prompt checks (docs/behaviour.md, "Request order", step 5).
 fn check_prompt(body: &Map<String, Value>, kind: RouteKind) -> Result<(), Error> {
     let chat = body
         .get("messages")
@@ -179,7 +179,8 @@ fn check_prompt(body: &Map<String, Value>, kind: RouteKind) -> Result<(), Error>
     }
 }
 
-/// The model to call (spec §4.3 step 6, Kong ≥ 3.7): the route's, else the client's.
+/// The model to call (docs/behaviour.md, "Request order", step 6; Kong ≥ 3.7): the route's, else
+/// the client's.
 fn resolve_model(
     body: &Map<String, Value>,
     route: &RouteEntry,
@@ -258,7 +259,7 @@ enum Reply {
     Stream(StreamStart),
 }
 
-/// Streaming as the client and the route want it (spec §4.3 step 7).
+/// Streaming as the client and the route want it (docs/behaviour.md, "Request order", step 7).
 struct StreamPlan {
     transcoder: Box<dyn StreamTranscoder>,
     include_usage: bool,
@@ -460,7 +461,7 @@ async fn dispatch(
     };
     let (upstream, request_model) = match kind {
         None => {
-            // `preserve`: the body goes through untouched (spec §4.3).
+            // `preserve`: the body goes through untouched (docs/behaviour.md, "Admin resources").
             let url = service.record.upstream_url.clone().ok_or_else(|| {
                 Error::internal("a preserve route needs a service with upstream_url")
             })?;
@@ -555,7 +556,8 @@ async fn dispatch(
     upstream
         .headers
         .push(("content-type".into(), "application/json".into()));
-    // W3C trace context: the upstream call is the gateway's child span (spec §5).
+    // W3C trace context: the upstream call is the gateway's child span (docs/behaviour.md, "Usage,
+    // analytics and telemetry").
     upstream
         .headers
         .push(("traceparent".into(), trace.upstream_traceparent()));
@@ -635,7 +637,8 @@ async fn dispatch(
                 }));
             }
             // An error answer to a streaming request is read whole and normalised like
-            // any other (spec §4.4); only 2xx answers are transcoded as streams.
+            // any other (docs/behaviour.md, "Responses"); only 2xx answers are transcoded as
+            // streams.
             collect_error(stream, &redactor).await?
         }
         _ => pool
@@ -767,7 +770,8 @@ async fn collect_error(
     })
 }
 
-/// One proxied request's accounting: the analytics line of spec §5 and the usage event.
+/// One proxied request's accounting: the analytics line (docs/behaviour.md, "Usage, analytics and
+/// telemetry") and the usage event.
 pub(super) struct Record<'a> {
     /// The usage event id (a stream's spooled `begin` record shares it).
     pub usage_id: uuid::Uuid,
@@ -891,7 +895,7 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
     });
 }
 
-/// Sets the response headers of spec §4.4 (`x-tollgate-*`).
+/// Sets the response headers of docs/behaviour.md, "Responses" (`x-tollgate-*`).
 fn set_gateway_headers(
     response: &mut HttpResponse,
     route: &RouteEntry,
@@ -1115,8 +1119,8 @@ fn complete_stream(
     flight.finish(response)
 }
 
-/// A request that failed after its route and caller were known still counts (spec §5:
-/// one usage event per proxied request, failed ones included).
+/// A request that failed after its route and caller were known still counts (docs/behaviour.md,
+/// "Usage, analytics and telemetry": one usage event per proxied request, failed ones included).
 fn fail_recorded(
     flight: &Flight,
     recorder: &Recorder,

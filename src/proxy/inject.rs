@@ -1,6 +1,7 @@
-//! Credential injection with Kong's `allow_override` (spec §4.3 step 8): the service's
-//! credential is set as a header, query parameter or body field; with `allow_override` a
-//! value the client sent itself is kept instead. The gateway key is never forwarded.
+//! Credential injection with Kong's `allow_override` (docs/behaviour.md, "Request order",
+//! step 8): the service's credential is set as a header, query parameter or body field;
+//! with `allow_override` a value the client sent itself is kept instead. The gateway key is
+//! never forwarded.
 
 use actix_web::HttpRequest;
 use serde_json::Value;

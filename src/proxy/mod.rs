@@ -1,7 +1,7 @@
-//! The data plane (spec §4): both surfaces — Kong-style route paths and the
-//! OpenAI-compatible `/v1/…` — resolved from the in-memory snapshot only. The request path
-//! never touches the database: it reads one `Arc<Snapshot>`, authenticates the key against
-//! the snapshot's hash map, validates in the order of §4.3, translates with the provider's
+//! The data plane (docs/behaviour.md, "Proxy surfaces"): both surfaces — Kong-style route paths and
+//! the OpenAI-compatible `/v1/…` — resolved from the in-memory snapshot only. The request path
+//! never touches the database: it reads one `Arc<Snapshot>`, authenticates the key against the
+//! snapshot's hash map, validates in the order of "Request order", translates with the provider's
 //! pure translator, and hands the upstream call to this worker's pool actor.
 
 mod accounting;

@@ -1,9 +1,9 @@
-//! The streamed response (spec §4.5): the upstream body arrives through the pool actor's
-//! bounded channel, is transcoded piece by piece, and goes out as OpenAI SSE frames. The
-//! accounting is done when the body is dropped — after the last frame, or when the client
-//! went away mid-stream — so every stream writes exactly one analytics line, with the
-//! tokens consumed up to that point. A graceful stop's drain deadline ends a stream still
-//! running with an in-band `shutdown` error (docs/architecture.md, "Streaming").
+//! The streamed response (docs/behaviour.md, "Streaming rules"): the upstream body arrives through
+//! the pool actor's bounded channel, is transcoded piece by piece, and goes out as OpenAI SSE
+//! frames. The accounting is done when the body is dropped — after the last frame, or when the
+//! client went away mid-stream — so every stream writes exactly one analytics line, with the tokens
+//! consumed up to that point. A graceful stop's drain deadline ends a stream still running with an
+//! in-band `shutdown` error (docs/architecture.md, "Streaming").
 
 use std::pin::Pin;
 use std::sync::Arc;

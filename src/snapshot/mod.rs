@@ -1,5 +1,6 @@
-//! The in-memory configuration snapshot (spec §2): routes, services, decrypted credentials,
-//! tenants and API-key hashes compiled from the store into one immutable value.
+//! The in-memory configuration snapshot (docs/behaviour.md, "Configuration and the snapshot"):
+//! routes, services, decrypted credentials, tenants and API-key hashes compiled from the store into
+//! one immutable value.
 //!
 //! Readers (the proxy, on every request) call [`SnapshotHandle::load`]: one atomic
 //! pointer load through `arc-swap`, no lock, no database, no clone of configuration.

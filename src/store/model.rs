@@ -49,7 +49,7 @@ pub struct TenantRecord {
     pub id: Uuid,
     pub name: String,
     pub display_name: Option<String>,
-    /// Limits of spec §7; validated as an object, enforced by a later issue.
+    /// Limits (docs/behaviour.md, "Limits and policies"); validated here as an object only.
     pub limits: Json<serde_json::Value>,
     pub tags: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,

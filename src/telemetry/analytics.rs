@@ -1,4 +1,5 @@
-//! The per-request analytics log (spec §5): one JSON line per proxied request.
+//! The per-request analytics log (docs/behaviour.md, "Usage, analytics and telemetry"): one JSON
+//! line per proxied request.
 //!
 //! Workers serialise their line (typed, borrowed fields — no `Value` tree) and append it to
 //! a shared in-memory buffer; a dedicated thread swaps the buffer out and writes it every

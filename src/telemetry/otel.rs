@@ -1,4 +1,5 @@
-//! OpenTelemetry over OTLP (spec §5; providers.md §10). Enabled by
+//! OpenTelemetry over OTLP (docs/behaviour.md, "Usage, analytics and telemetry";
+//! docs/wire-formats.md, "OpenTelemetry"). Enabled by
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`. Spans and metrics are built from each finished request's
 //! `UsageEvent` on the aggregator's thread, off the request path: the request span (SERVER)
 //! and its upstream child (CLIENT) get the ids chosen when the request started (the
@@ -8,7 +9,7 @@
 //! encoder (`otlp_http`), metrics through opentelemetry-otlp. The SDK's batch span
 //! processor and periodic metric reader export from their own threads, so nothing here
 //! needs (or blocks) a Tokio runtime. gRPC (feature `otlp-grpc`) builds its exporters
-//! inside a dedicated runtime that `Otel` keeps alive (rust-stack.md G3, §1.4 #2).
+//! inside a dedicated runtime that `Otel` keeps alive.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -334,7 +335,7 @@ impl Otel {
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type.clone()));
         }
         // SERVER: the gateway's span for the incoming request; the upstream attempt is the
-        // GenAI CLIENT span under it (providers.md §10.4).
+        // GenAI CLIENT span under it (docs/wire-formats.md, "OpenTelemetry").
         let builder = SpanBuilder::from_name(labels.span_name.clone())
             .with_kind(SpanKind::Server)
             .with_start_time(event.started_at)
@@ -693,7 +694,7 @@ fn percent_decode(s: &str) -> String {
 mod grpc {
     //! OTLP/gRPC: tonic's channel worker lives on the runtime that built it, so the
     //! exporters are built inside a runtime of their own that lives as long as `Otel`; on
-    //! actix's runtime a blocking flush would starve it (rust-stack.md §1.4 #2).
+    //! actix's runtime a blocking flush would starve it.
 
     use super::*;
     use opentelemetry_otlp::WithTonicConfig as _;

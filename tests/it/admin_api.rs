@@ -1,6 +1,7 @@
-//! The admin REST API contract (spec §3) over a real HTTP listener: conventions, every
-//! resource, conflicts and references, Kong's provider rules, hostile input, persistence
-//! across a restart, the snapshot swap, and the OpenAPI / Swagger UI / admin UI surfaces.
+//! The admin REST API contract (docs/behaviour.md, "Admin conventions", "Admin resources") over a
+//! real HTTP listener: conventions, every resource, conflicts and references, Kong's provider
+//! rules, hostile input, persistence across a restart, the snapshot swap, and the OpenAPI / Swagger
+//! UI / admin UI surfaces.
 //!
 //! Runs on SQLite by default and on PostgreSQL with `TOLLGATE_TEST_BACKEND=postgres`.
 
@@ -1750,7 +1751,8 @@ async fn health_is_public_and_status_needs_a_token() {
 }
 
 /// While the database is unreachable, writes answer 503 `unavailable` (retryable), nothing
-/// is acknowledged, and the node stays ready on its last snapshot (spec §2, §3.2).
+/// is acknowledged, and the node stays ready on its last snapshot (docs/behaviour.md, "Admin
+/// conventions").
 #[actix_web::test]
 async fn database_down_means_503_for_writes_and_ready_on_the_snapshot() {
     let app = spawn_app().await;

@@ -1,6 +1,6 @@
-//! Admin authentication and authorisation over real HTTP (spec §3.1): who gets 401, 403 and
-//! 404, forged and foreign tokens, login timing, the three roles, and externally issued
-//! RS256/ES256 tokens.
+//! Admin authentication and authorisation over real HTTP (docs/behaviour.md, "Admin
+//! authentication and roles"): who gets 401, 403 and 404, forged and foreign tokens, login
+//! timing, the three roles, and externally issued RS256/ES256 tokens.
 
 use std::path::Path;
 use std::process::Command;
@@ -544,7 +544,7 @@ async fn viewer_reads_everything_but_every_write_is_403() {
         .await;
     assert_eq!(cred.body["header_value"], "********0001");
     assert_eq!(cred.body["has_header_value"], true);
-    // Admin users are managed by admins only (spec §3.1: "/admins CRUD (admin only)").
+    // Admin users are managed by admins only (docs/behaviour.md, "Admin authentication and roles").
     let r = app.send("GET", "/admins", Some(&viewer), None).await;
     assert_status(&r, 403, "viewer GET /admins");
 

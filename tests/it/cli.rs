@@ -1,6 +1,6 @@
-//! The `tollgate` binary as users and scripts run it (spec §1, §2, §6): `config check`,
-//! `admin token`, `migrate`, the first `serve` on an empty data directory, and
-//! `keys rotate-master` offline and online.
+//! The `tollgate` binary as users and scripts run it (docs/behaviour.md, "Commands";
+//! docs/security.md): `config check`, `admin token`, `migrate`, the first `serve` on an
+//! empty data directory, and `keys rotate-master` offline and online.
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! Kong conformance through the real HTTP path (issue 3, item 6): Kong's ai-proxy fixtures
+//! Kong conformance through the real HTTP path: Kong's ai-proxy fixtures
 //! for openai, azure, anthropic, cohere, mistral (openai and ollama formats) and llama2
 //! (raw, ollama, openai formats), sent by a client to a Tollgate route whose service points
 //! at a mock upstream that answers with Kong's provider fixtures.
@@ -6,10 +6,9 @@
 //! The fixtures are read from `TOLLGATE_KONG_FIXTURES` (never copied here), so every test
 //! is `#[ignore]`d: `cargo test` lists them as ignored, `.ci/run` runs them, and run
 //! without the variable they fail. Tables, not one test per file: each case is
-//! named after its fixture, and where Tollgate differs from Kong on purpose (spec §9) the
-//! case label — or the test name, when the whole table differs — says
-//! `deliberate_difference` and names the item. The comparison rules live in
-//! `support/kong.rs`.
+//! named after its fixture, and where Tollgate differs from Kong on purpose (docs/behaviour.md,
+//! "Differences from Kong") the case label — or the test name, when the whole table differs — says
+//! `deliberate_difference` and names the item. The comparison rules live in `support/kong.rs`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -420,7 +419,8 @@ fn unit_cases() -> Vec<UnitCase> {
 
 /// (a) `unit/requests` → Tollgate → mock (`unit/real-responses`) → client: what went
 /// upstream equals `unit/expected-requests`, what the client got equals
-/// `unit/expected-responses`, except the rules of `kong::unit_*_rules` (spec §9, §4.4).
+/// `unit/expected-responses`, except the rules of `kong::unit_*_rules` (docs/behaviour.md,
+/// "Differences from Kong", "Responses").
 #[actix_web::test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 async fn kong_unit_fixtures_through_the_http_path() {
@@ -645,7 +645,8 @@ impl Case {
                 panic!("client body differs from the fixture at {diff}");
             }
             if reply.status >= 400 {
-                // The OpenAI error shape (spec §4.3, §9.9) for every error.
+                // The OpenAI error shape (docs/behaviour.md, "Request order"; "Differences from
+                // Kong", 9) for every error.
                 let e = &reply.body["error"];
                 assert!(
                     e["message"].is_string() && e["type"].is_string(),
@@ -1003,8 +1004,8 @@ async fn kong_bad_requests_are_400_and_never_forwarded() {
 }
 
 /// Upstream errors: the status passes through as in Kong; the body is normalised into the
-/// OpenAI error shape keeping the provider's message and type (spec §9.9). For OpenAI-format
-/// errors the normalised body is the provider's body itself.
+/// OpenAI error shape keeping the provider's message and type (docs/behaviour.md, "Differences from
+/// Kong", 9). For OpenAI-format errors the normalised body is the provider's body itself.
 fn upstream_error_cases() -> Vec<Case> {
     let html = "§9.9 HTML error page → OpenAI error shape, type upstream_error";
     let shape = "§9.9 provider error normalised into the OpenAI error shape";
@@ -1166,7 +1167,7 @@ async fn kong_upstream_errors_keep_their_status_deliberate_difference_9_9_openai
 }
 
 /// Kong's "bad upstream response" tests: an upstream 200 that cannot be translated. Kong
-/// answers 500; Tollgate 502 (spec §9.10) with Kong's message.
+/// answers 500; Tollgate 502 (docs/behaviour.md, "Differences from Kong", 10) with Kong's message.
 fn bad_upstream_response_cases() -> Vec<Case> {
     let why = "§9.10 502 not 500";
     let transformation = |p: &str, reason: &str| {
@@ -1270,7 +1271,7 @@ fn preserve_cases() -> Vec<Case> {
             OPENAI,
             PRESERVE,
             None,
-            Req::Inline("the spec's inline embeddings request", || {
+            Req::Inline("an inline embeddings request", || {
                 json!({"model": "text-embedding-ada-002",
                        "input": "The food was delicious and the waiter...",
                        "encoding_format": "float"})
@@ -1289,7 +1290,7 @@ async fn kong_preserve_embeddings_pass_through() {
     run_cases("Kong preserve", preserve_cases()).await;
 }
 
-// ---- Streaming (spec §4.5) ------------------------------------------------------------------
+// ---- Streaming (docs/behaviour.md, "Streaming rules") -------------------------------------------
 
 /// Kong's streaming unit fixtures for the OpenAI format and the framing layer, checked
 /// against the public transcoder API (Kong's `01-unit_spec.lua` "stream format" and
@@ -1319,7 +1320,7 @@ fn expected_data(fx: &Fixtures, dir: &str) -> Vec<String> {
 }
 
 /// A real OpenAI frame becomes one chunk with the frame's content, `id`, `model` and
-/// `created` (Kong passes it through; Tollgate applies §4.5 and keeps all of them).
+/// `created` (Kong passes it through; Tollgate applies the streaming rules and keeps all of them).
 #[test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 fn kong_openai_real_stream_frames_give_the_same_chunk() {
@@ -1438,14 +1439,14 @@ fn streaming_files() -> Vec<String> {
     files
 }
 
-// ---- Streaming requests through the HTTP path (spec §4.5) ----------------------------------
+// ---- Streaming requests through the HTTP path ---------------------------------------------------
 
 /// Kong's streaming request fixtures (09-streaming and the per-provider "good stream"
-/// requests), each sent to a route whose mock answers in the provider's real stream
-/// format, re-cut into small pieces a few ms apart. Where Tollgate differs from Kong's
-/// streaming (kong-ai-proxy.md §2.8) it is on purpose: `data: [DONE]\n\n` with its blank
-/// line (spec §9.2), finish reasons mapped (§9.4, §9.6), and the usage chunk only for a
-/// client that asked (§4.5; Kong's fixtures never ask).
+/// requests), each sent to a route whose mock answers in the provider's real stream format,
+/// re-cut into small pieces a few ms apart. Where Tollgate differs from Kong's streaming it
+/// is on purpose: `data: [DONE]\n\n` with its blank line (docs/behaviour.md, "Differences
+/// from Kong", 2), finish reasons mapped (4, 6), and the usage chunk only for a client that
+/// asked ("Streaming rules"; Kong's fixtures never ask).
 struct StreamCase {
     svc: Svc,
     /// The route's `model.name` (None: the client's).
@@ -1485,7 +1486,8 @@ impl StreamCase {
         report.check(&self.label(), || {
             assert_eq!(s.status, 200, "{}", s.raw);
             assert_eq!(s.content_type, "text/event-stream");
-            // Kong ends with `data: [DONE]` and no blank line; Tollgate with it (§9.2).
+            // Kong ends with `data: [DONE]` and no blank line; Tollgate with it (Differences from
+            // Kong, 2).
             assert!(s.ends_with_done(), "{}", s.raw);
             assert_eq!(s.frames.last(), Some(&json!("[DONE]")));
             let chunks = &s.frames[..s.frames.len() - 1];
@@ -1511,7 +1513,7 @@ impl StreamCase {
                 assert_eq!(&got, args, "{call}");
             }
             assert_eq!(s.finish_reasons(), vec![self.finish], "{}", s.raw);
-            // The client did not ask for usage: no usage chunk, no usage field (§4.5).
+            // The client did not ask for usage: no usage chunk, no usage field ("Streaming rules").
             assert!(s.usage_chunks().is_empty(), "{}", s.raw);
             let got = forwarded(&self.svc, self.svc.chat_path, &sent);
             let body = got.json();
@@ -1535,8 +1537,8 @@ const NATIVE_STREAM: &str = "native/target/target-openai-complete-stream.json";
 /// Kong's 09-streaming text.
 const THE_ANSWER: &str = "The answer to 1 + 1 is 2.";
 
-/// An OpenAI SSE stream (providers.md §0.3): the role chunk, `deltas` (each a `delta`
-/// object), the finish chunk, the usage chunk the gateway asked for, `[DONE]`.
+/// An OpenAI SSE stream (docs/wire-formats.md, "The OpenAI contract"): the role chunk, `deltas`
+/// (each a `delta` object), the finish chunk, the usage chunk the gateway asked for, `[DONE]`.
 fn openai_stream(deltas: Vec<Value>, finish: &str) -> (&'static str, Vec<Vec<u8>>) {
     let chunk = |choices: Value, usage: Value| {
         let c = json!({"id": "chatcmpl-8T6YwgvjQVVnGbJ2w8hpOA17SeNy2",
@@ -1568,7 +1570,8 @@ fn words(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Anthropic's named events (providers.md §3.4) around `blocks` (content-block events).
+/// Anthropic's named events (docs/wire-formats.md, "Anthropic") around `blocks` (content-block
+/// events).
 fn anthropic_stream(blocks: Vec<(&str, Value)>, stop_reason: &str) -> (&'static str, Vec<Vec<u8>>) {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
     let mut frames = vec![
@@ -1591,8 +1594,8 @@ fn anthropic_stream(blocks: Vec<(&str, Value)>, stop_reason: &str) -> (&'static 
     ("text/event-stream", frames)
 }
 
-/// Cohere v1 NDJSON (providers.md §4.4): `stream-start`, `events`, `stream-end` with the
-/// billed units of Kong's 09-streaming mock (57/123).
+/// Cohere v1 NDJSON (docs/wire-formats.md, "Cohere"): `stream-start`, `events`, `stream-end` with
+/// the billed units of Kong's 09-streaming mock (57/123).
 fn cohere_stream(events: Vec<Value>, response: Value) -> (&'static str, Vec<Vec<u8>>) {
     let line = |v: Value| format!("{v}\n").into_bytes();
     let mut frames = vec![line(
@@ -1649,7 +1652,7 @@ fn stream_cases() -> Vec<StreamCase> {
             sent: vec![
                 ("/model", json!("gpt-3.5-turbo")),
                 ("/messages/1/content", json!("What is 1 + 1?")),
-                // Added by the gateway to meter the stream (spec §4.5).
+                // Added by the gateway to meter the stream (docs/behaviour.md, "Streaming rules").
                 ("/stream_options", json!({"include_usage": true})),
             ],
             differs: "",
@@ -1936,7 +1939,8 @@ const COHERE_STREAM_FRAMES: &[(&str, RouteKind)] = &[
 
 /// A real Cohere NDJSON frame, through the provider's own transcoder (`translator(..)
 /// .stream(..)`): a chunk with the frame's text. Kong's unit test gets one chunk; on a chat
-/// route Tollgate sends the role chunk first (`delta.role`, providers.md §0.3).
+/// route Tollgate sends the role chunk first (`delta.role`, docs/wire-formats.md, "The OpenAI
+/// contract").
 #[test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 fn kong_cohere_real_stream_frames_give_the_same_text() {
@@ -2004,7 +2008,7 @@ fn kong_cohere_real_stream_frames_give_the_same_text() {
 const NOT_APPLICABLE: &[(&str, &str)] = &[
     (
         "/request-transformer/",
-        "ai-request-transformer policy fixtures (spec §7), not ai-proxy",
+        "ai-request-transformer policy fixtures (policies), not ai-proxy",
     ),
     (
         "unit/streaming-chunk-formats/partial-json-",

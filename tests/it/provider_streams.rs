@@ -1,6 +1,6 @@
-//! Every provider family's real stream wire format through the real listener (spec §4.5,
-//! §4.6): the mock answers in the provider's own framing (providers.md §2.3, §3.4, §3.7,
-//! §4.4, §5.4, §6.1, §6.2, §0.3), re-cut into small pieces a few ms apart so frames
+//! Every provider family's real stream wire format through the real listener
+//! (docs/behaviour.md, "Streaming rules", "Tool calls"): the mock answers in the provider's
+//! own framing (docs/wire-formats.md), re-cut into small pieces a few ms apart so frames
 //! straddle reads, and the client must get OpenAI chunks: the text, the tool calls (index,
 //! id, name, arguments concatenating to valid JSON), the mapped finish reason, exactly one
 //! usage chunk with the provider's numbers when it asked and none otherwise, `[DONE]` at
@@ -269,7 +269,7 @@ async fn azure_stream_drops_the_content_filter_chunks_and_meters_with_include_us
         &mock,
         "azure",
         "/openai/deployments/gpt4o/chat/completions",
-        // stream_options exists from api-version 2024-10-21 (providers.md §2.3).
+        // stream_options exists from api-version 2024-10-21 (docs/wire-formats.md, "Azure OpenAI").
         json!({"azure_instance": "tollgate", "azure_deployment_id": "gpt4o",
                "azure_api_version": "2024-10-21"}),
         "llm/v1/chat",
@@ -322,7 +322,7 @@ async fn mistral_stream_with_usage_in_the_finish_chunk_and_calls_without_index()
             ]}, "finish_reason": null}]),
             None,
         ),
-        // Usage inside the finish chunk (providers.md §5.4).
+        // Usage inside the finish chunk (docs/wire-formats.md, "Mistral").
         chunk(
             json!([{"index": 0, "delta": {"content": ""}, "finish_reason": "tool_calls"}]),
             Some(json!({"prompt_tokens": 84, "total_tokens": 130, "completion_tokens": 46})),
@@ -429,7 +429,7 @@ async fn cohere_chat_stream_with_two_tool_calls() {
             ("get_weather", json!({"city": "Tōkyō", "units": "celsius"})),
         ],
         finish: "tool_calls",
-        // Spec §9.6: `meta.tokens` before `billed_units`.
+        // Differences from Kong, 6: `meta.tokens` before `billed_units`.
         usage: (95, 42),
     };
     let sent = both_ways(&app, &mock, &key, ask_weather(), &expect).await;
@@ -484,7 +484,7 @@ async fn ollama_stream_with_a_tool_call_and_usage_on_the_done_line() {
         object: "chat.completion.chunk",
         text: "Looking it up.",
         tools: vec![("get_weather", json!({"city": "Tokyo"}))],
-        // `done_reason: stop` with a tool call (providers.md §6.2).
+        // `done_reason: stop` with a tool call (docs/wire-formats.md, "Llama 2 and Ollama").
         finish: "tool_calls",
         usage: (169, 15),
     };
@@ -542,7 +542,7 @@ async fn llama2_raw_tgi_token_stream() {
                                    {"role": "user", "content": "Greet me."}]});
     let expect = Expect {
         object: "chat.completion.chunk",
-        // The answer's leading blank trimmed, the special `</s>` not text.
+        // The answer's leading blank trimmed, the `</s>` special token not text.
         text: "Hello there, friend",
         tools: vec![],
         finish: "stop",
@@ -597,7 +597,7 @@ async fn anthropic_legacy_complete_stream_on_a_completions_route() {
         object: "text_completion",
         text: " Hello! My name is Claude.",
         tools: vec![],
-        // Spec §9.4: stop_sequence → stop.
+        // Differences from Kong, 4: stop_sequence → stop.
         finish: "stop",
         // /v1/complete reports no usage: the prompt is estimated from the 32 characters
         // sent upstream (`Human: …\n\nAssistant:`) and the completion from the 26
@@ -616,7 +616,8 @@ async fn anthropic_legacy_complete_stream_on_a_completions_route() {
         assert_eq!(r.path, "/v1/complete");
         assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
         let body = r.json();
-        // Kong's wrapping (without the leading blank line providers.md §3.7 asks for).
+        // Kong's wrapping, without the leading blank line Anthropic's own format has
+        // (docs/wire-formats.md, "Anthropic").
         assert_eq!(body["prompt"], "Human: What are you?\n\nAssistant:");
         assert_eq!(body["max_tokens_to_sample"], 64);
         assert_eq!(body["stream"], true);

@@ -1,6 +1,6 @@
 //! The data plane through its real HTTP listener against a mock upstream: authentication,
-//! the request checks of spec §4.3 in order, credential injection, response headers, the
-//! analytics line, upstream failures, and serving with the database gone.
+//! the request checks of docs/behaviour.md, "Request order", in order, credential injection,
+//! response headers, the analytics line, upstream failures, and serving with the database gone.
 
 use std::time::Duration;
 
@@ -588,7 +588,7 @@ async fn a_host_name_resolving_to_loopback_is_refused_at_connect_time() {
     );
 }
 
-// ---- Hostile input (issue 3, item 9) ---------------------------------------------------
+// ---- Hostile input -------------------------------------------------------------------
 
 /// An Anthropic Messages answer.
 fn anthropic_message() -> Value {
@@ -690,7 +690,7 @@ async fn content_as_an_array_of_parts_is_translated_for_anthropic_and_cohere() {
     assert_eq!(sent["preamble"], "Be brief.");
     assert_eq!(
         sent["message"], "Hello\nworld",
-        "text parts flattened (spec §9.6)"
+        "text parts flattened (§9.6)"
     );
 
     // A part the provider cannot take is a 400 naming it, not forwarded.

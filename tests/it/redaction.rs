@@ -90,7 +90,7 @@ async fn start_echo() -> (String, Seen, actix_web::dev::ServerHandle) {
 }
 
 /// A secret and the distinctive run of it that no output may contain: the core is
-/// alphanumeric, so it survives every escaping unchanged; the special characters around it
+/// alphanumeric, so it survives every escaping unchanged; the surrounding special characters
 /// make the escaped forms differ from the raw one.
 struct Planted {
     value: String,

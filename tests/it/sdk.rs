@@ -1,11 +1,13 @@
-//! The official OpenAI Python SDK against the OpenAI-compatible surface (spec §4.1: "the
-//! official OpenAI SDKs work against `base_url = http://gateway:8080/v1` unchanged"), for an
-//! Anthropic-backed and a Cohere-backed alias, each answered by a mock provider speaking its
-//! real wire format: the JSON answer when the request is not streamed, the provider's own
-//! stream format (Anthropic named-event SSE, Cohere v1 NDJSON) carrying the same text and
-//! usage when it is, its bytes re-cut across network writes so the gateway must reassemble
-//! frames. The script checks what the SDK sees with `stream=True` against the whole answer,
-//! and streams a two-tool call through the Anthropic alias.
+//! The official OpenAI Python SDK against the OpenAI-compatible surface (docs/behaviour.md,
+//! "Proxy surfaces": the official OpenAI SDKs work against
+//! `base_url = http://gateway:8080/v1` unchanged), for an Anthropic-backed and a
+//! Cohere-backed alias,
+//! each answered by a mock provider speaking its real wire format: the JSON answer when the
+//! request is not streamed, the provider's own stream format (Anthropic named-event SSE,
+//! Cohere v1 NDJSON) carrying the same text and usage when it is, its bytes re-cut across
+//! network writes so the gateway must reassemble frames. The script checks what the SDK
+//! sees with `stream=True` against the whole answer, and streams a two-tool call through
+//! the Anthropic alias.
 //!
 //! Needs `TOLLGATE_SDK_PYTHON`: a Python interpreter with `openai` installed. `.ci/run`
 //! creates that virtualenv and sets the variable; the tests are `#[ignore]`d so a plain
@@ -32,7 +34,7 @@ const GAP_MS: u64 = 2;
 /// that split a frame, and pieces that carry several frames at once.
 const CUTS: [usize; 6] = [1, 5, 40, 3, 200, 17];
 
-/// A text-only Messages API answer, as Anthropic sends it (providers.md §3.3).
+/// A text-only Messages API answer, as Anthropic sends it (docs/wire-formats.md, "Anthropic").
 fn anthropic_message() -> Value {
     json!({
         "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
@@ -53,8 +55,8 @@ fn anthropic_message() -> Value {
     })
 }
 
-/// A v1 `/chat` answer, as Cohere sends it (providers.md §4.3): no model echo, usage in
-/// `meta.tokens` (what the gateway reports) next to `meta.billed_units`.
+/// A v1 `/chat` answer, as Cohere sends it (docs/wire-formats.md, "Cohere"): no model echo, usage
+/// in `meta.tokens` (what the gateway reports) next to `meta.billed_units`.
 fn cohere_chat() -> Value {
     json!({
         "response_id": "4c1b9a57-2bd5-4f53-8e5e-0d6a8f4e2a11",
@@ -76,7 +78,8 @@ fn cohere_chat() -> Value {
     })
 }
 
-/// A two-tool answer: a text block, then `get_weather` and `get_time` (providers.md §3.3).
+/// A two-tool answer: a text block, then `get_weather` and `get_time` (docs/wire-formats.md,
+/// "Anthropic").
 fn anthropic_tool_message() -> Value {
     json!({
         "id": "msg_01Aq9w938a90dw8qRtw6ZpQb",
@@ -125,10 +128,10 @@ fn recut(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Anthropic's named-event stream (providers.md §3.4) of the Messages answer `message`:
-/// the same blocks, text in short `text_delta`s, tool input as `input_json_delta`
-/// fragments cut at awkward places, and the same usage (input and cache counts in
-/// `message_start`, the final `output_tokens` in `message_delta`).
+/// Anthropic's named-event stream (docs/wire-formats.md, "Anthropic") of the Messages answer
+/// `message`: the same blocks, text in short `text_delta`s, tool input as `input_json_delta`
+/// fragments cut at awkward places, and the same usage (input and cache counts in `message_start`,
+/// the final `output_tokens` in `message_delta`).
 fn anthropic_stream(message: &Value) -> Behaviour {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
     let usage = &message["usage"];
@@ -199,7 +202,7 @@ fn anthropic_stream(message: &Value) -> Behaviour {
     sse(recut(frames), GAP_MS, Tail::End)
 }
 
-/// Cohere's v1 NDJSON stream (providers.md §4.4) of the `/chat` answer `chat`:
+/// Cohere's v1 NDJSON stream (docs/wire-formats.md, "Cohere") of the `/chat` answer `chat`:
 /// `stream-start`, the text in several `text-generation` pieces, and `stream-end` whose
 /// `response` is the whole answer (so `response.meta` has the same tokens and billed units).
 fn cohere_stream(chat: &Value) -> Behaviour {

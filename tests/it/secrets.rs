@@ -1,4 +1,4 @@
-//! Secrets stay secret (spec §3.3, §6): credential values are write-only and masked in every
+//! Secrets stay secret (docs/security.md): credential values are write-only and masked in every
 //! answer, a tenant API key is shown once, error answers do not echo secrets, and the
 //! process output of a whole admin session at debug level contains none of them.
 

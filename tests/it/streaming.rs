@@ -1,6 +1,6 @@
-//! Streaming through the real listener (spec §4.5): transcoding, the usage chunk, and the
-//! accounting of every way a stream can end — normally, with an in-band upstream error,
-//! an upstream reset, an upstream gone silent, or a client that walks away.
+//! Streaming through the real listener (docs/behaviour.md, "Streaming rules"): transcoding, the
+//! usage chunk, and the accounting of every way a stream can end — normally, with an in-band
+//! upstream error, an upstream reset, an upstream gone silent, or a client that walks away.
 
 use std::time::{Duration, Instant};
 

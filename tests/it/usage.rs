@@ -1,7 +1,7 @@
-//! `GET /usage` (spec §3.3) over a real HTTP listener: rows are written straight through
-//! the running app's store (as the metrics aggregator does), then read back re-bucketed,
-//! grouped, filtered and scoped by role. Runs on SQLite by default and on PostgreSQL with
-//! `TOLLGATE_TEST_BACKEND=postgres`.
+//! `GET /usage` (docs/behaviour.md, "Admin resources") over a real HTTP listener: rows are written
+//! straight through the running app's store (as the metrics aggregator does), then read back
+//! re-bucketed, grouped, filtered and scoped by role. Runs on SQLite by default and on PostgreSQL
+//! with `TOLLGATE_TEST_BACKEND=postgres`.
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use serde_json::{Value, json};

@@ -1,7 +1,8 @@
-//! Usage from the proxy to `/usage`, end to end (spec §3.3, §5): every proxied request —
-//! whole, streamed, cut short by its client, failed upstream, refused by a check — is
-//! counted once, its tokens exactly as the gateway accounted them, visible within 10 s,
-//! and nothing is lost across a graceful stop and a restart.
+//! Usage from the proxy to `/usage`, end to end (docs/behaviour.md, "Admin resources",
+//! "Usage, analytics and telemetry"): every proxied request — whole, streamed, cut short by
+//! its client, failed upstream, refused by a check — is counted once, its tokens exactly as
+//! the gateway accounted them, visible within 10 s, and nothing is lost across a graceful
+//! stop and a restart.
 
 use std::time::{Duration, Instant};
 

@@ -90,8 +90,9 @@ pub fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
 }
 
 /// A field where Tollgate's body differs from Kong's expected one on purpose. `why` names
-/// the spec item (§9.x for Kong differences, §4.4 for the OpenAI shape Tollgate always
-/// emits). Each rule pins what both sides hold, so a rule never hides an accident.
+/// the item of docs/behaviour.md (§9.x: "Differences from Kong", item x; §4.4: "Responses", the
+/// OpenAI shape Tollgate always emits). Each rule pins what both sides hold, so a rule never hides
+/// an accident.
 #[derive(Debug, Clone)]
 pub enum Rule {
     /// Tollgate adds a field Kong's expected body lacks; `check` validates ours.
@@ -222,15 +223,15 @@ pub fn is_usage(v: &Value) -> bool {
 
 // ---- The deliberate differences, written once ----------------------------------------
 
-/// spec §4.4: every response has an `id`.
+/// "Responses": every response has an `id`.
 pub const ID: &str = "§4.4/§9.4 the response has an id";
-/// spec §4.4: `created` is part of the OpenAI shape Tollgate always emits.
+/// "Responses": `created` is part of the OpenAI shape Tollgate always emits.
 pub const CREATED: &str = "§4.4 OpenAI shape: created";
-/// spec §4.4/§9.4: usage is always an object.
+/// "Responses", "Differences from Kong" 4: usage is always an object.
 pub const USAGE: &str = "§9.4 usage always an object";
-/// spec §4.4: `finish_reason` mapped to OpenAI values.
+/// "Responses": `finish_reason` mapped to OpenAI values.
 pub const FINISH: &str = "§4.4 finish_reason present and mapped";
-/// spec §4.4: the OpenAI shape names the model.
+/// "Responses": the OpenAI shape names the model.
 pub const MODEL: &str = "§4.4 OpenAI shape: model";
 
 /// The differences in Tollgate's answer to Kong's `unit/real-responses/<fixture>`.

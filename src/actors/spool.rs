@@ -40,6 +40,9 @@ pub const QUEUE: usize = 65_536;
 /// Encoded records held in memory while the spool cannot be written (disk full); beyond
 /// this the oldest are dropped and counted.
 const MAX_HELD_BYTES: usize = 64 << 20;
+/// How long the writer lets records gather after a write (well inside the few
+/// milliseconds a record may wait before it is in the file).
+const BATCH_PAUSE: Duration = Duration::from_millis(1);
 /// How often a failed write is retried.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 const EXTENSION: &str = "jsonl";
@@ -87,7 +90,9 @@ pub struct Entry<T> {
 }
 
 enum Msg<T> {
-    Entry(Entry<T>),
+    /// Boxed: a bounded std channel allocates all its slots up front (65 536 × the
+    /// message's size), so a slot is a pointer.
+    Entry(Box<Entry<T>>),
     /// Write everything, sync, close the run; answers the records that could not be written.
     Stop(std::sync::mpsc::Sender<u64>),
 }
@@ -448,7 +453,7 @@ impl<T> Clone for SpoolSender<T> {
 
 impl<T: Send + 'static> SpoolSender<T> {
     pub fn send(&self, entry: Entry<T>) {
-        match self.tx.try_send(Msg::Entry(entry)) {
+        match self.tx.try_send(Msg::Entry(Box::new(entry))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.spool.stats.lost.fetch_add(1, Ordering::Relaxed);
@@ -695,6 +700,11 @@ impl<T> Writer<T> {
                         .telemetry_dropped
                         .fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            if stop.is_none() && taken > 0 {
+                // Let the next records gather: one write (and no wake-up of this thread
+                // by every worker) per millisecond under load, instead of one per request.
+                std::thread::sleep(BATCH_PAUSE);
             }
             if let Some(reply) = stop {
                 // Whatever is still queued was sent before the stop: write it too.

@@ -1186,32 +1186,17 @@ pub async fn route_path(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut watch = Abandoned::new(&flight, &recorder, &party, &state.drain_deadline);
-    let result = tokio::select! {
-        result = dispatch(
-            &req,
-            &state,
-            &pools,
-            &party,
-            ClientBody { raw, parsed: None },
-            Surface::RoutePath,
-            &mut watch.attempt,
-        ) => result,
-        // A graceful stop's drain time ran out: answered now, not cut by the server.
-        () = state.drain_deadline.wait() => return watch.stopped(),
-    };
-    let attempt = watch.settle();
-    match result {
-        Ok(reply) => complete(
-            &flight,
-            &recorder,
-            &party,
-            attempt,
-            reply,
-            &state.drain_deadline,
-        ),
-        Err(e) => fail_recorded(&flight, &recorder, &party, attempt, e),
-    }
+    serve(
+        &req,
+        &state,
+        &pools,
+        &recorder,
+        &flight,
+        &party,
+        ClientBody { raw, parsed: None },
+        Surface::RoutePath,
+    )
+    .await
 }
 
 /// The OpenAI-compatible surface: the key first (401), then the body, then the alias
@@ -1272,34 +1257,56 @@ async fn openai(
         caller: &caller,
         snapshot: &snapshot,
     };
-    let mut watch = Abandoned::new(&flight, &recorder, &party, &state.drain_deadline);
+    serve(
+        &req,
+        &state,
+        &pools,
+        &recorder,
+        &flight,
+        &party,
+        ClientBody {
+            raw,
+            parsed: Some(body),
+        },
+        Surface::OpenAi(endpoint),
+    )
+    .await
+}
+
+/// A request whose route and caller are known: dispatched, then answered and recorded —
+/// its reply or failure, a graceful stop's drain deadline, or a client that left
+/// (`Abandoned` records it when this future is dropped).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts until they become one request context"
+)]
+async fn serve(
+    req: &HttpRequest,
+    state: &AppState,
+    pools: &Pools,
+    recorder: &Recorder,
+    flight: &Flight,
+    party: &Party<'_>,
+    body: ClientBody,
+    surface: Surface,
+) -> HttpResponse {
+    let mut watch = Abandoned::new(flight, recorder, party, &state.drain_deadline);
     let result = tokio::select! {
-        result = dispatch(
-            &req,
-            &state,
-            &pools,
-            &party,
-            ClientBody {
-                raw,
-                parsed: Some(body),
-            },
-            Surface::OpenAi(endpoint),
-            &mut watch.attempt,
-        ) => result,
+        result = dispatch(req, state, pools, party, body, surface, &mut watch.attempt) => result,
         // A graceful stop's drain time ran out: answered now, not cut by the server.
         () = state.drain_deadline.wait() => return watch.stopped(),
     };
     let attempt = watch.settle();
     match result {
         Ok(reply) => complete(
-            &flight,
-            &recorder,
-            &party,
+            flight,
+            recorder,
+            party,
             attempt,
             reply,
             &state.drain_deadline,
         ),
-        Err(e) => fail_recorded(&flight, &recorder, &party, attempt, e),
+        Err(e) => fail_recorded(flight, recorder, party, attempt, e),
     }
 }
 

@@ -18,7 +18,7 @@ use tollgate::config::Settings;
 
 use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
 use crate::support::otlp::Receiver;
-use crate::support::proxy::{chat, new_key, openai_completion};
+use crate::support::proxy::{chat, openai_completion, service_at};
 use crate::support::streaming::{analytics_lines, openai_sse, parse_frames, sse, stream};
 use crate::support::{TestApp, spawn_app, spawn_app_with};
 
@@ -60,29 +60,6 @@ fn span_errors(otlp: &Receiver) -> Vec<String> {
         .filter_map(|s| s.status.map(|status| status.message))
         .filter(|m| !m.is_empty())
         .collect()
-}
-
-/// Tenant `acme`, an OpenAI service at `upstream` with `timeouts`, route `/t`; the key.
-async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
-    crate::support::proxy::acme_with_credential(app, "k").await;
-    let r = app
-        .post(
-            "/services",
-            json!({"name": "t", "provider": "openai", "credential": "k",
-                   "upstream_url": format!("{upstream}/v1/chat/completions"),
-                   "timeouts": timeouts}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = app
-        .post(
-            "/routes",
-            json!({"name": "t", "paths": ["/t"], "service": "t",
-                   "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    new_key(app, "acme", json!({"name": "app"})).await
 }
 
 fn ask() -> Value {
@@ -130,6 +107,7 @@ async fn a_stall_after_the_head_is_a_504_after_read_ms() {
     let rec = recorded_app(|_| {}).await;
     let key = service_at(
         &rec.app,
+        "t",
         &upstream.base,
         json!({"connect_ms": 1000, "read_ms": 1500}),
     )
@@ -176,6 +154,7 @@ async fn a_total_deadline_bounds_the_exchange_but_not_the_wait_for_a_connection(
     let app = spawn_app().await;
     let key = service_at(
         &app,
+        "t",
         &mock.base,
         json!({"connect_ms": 1000, "read_ms": 20000, "total_ms": 3000,
                "max_connections": 1, "pool_wait_ms": 20000}),
@@ -232,6 +211,7 @@ async fn a_stream_past_its_total_deadline_ends_with_an_in_band_error() {
     let rec = recorded_app(|_| {}).await;
     let key = service_at(
         &rec.app,
+        "t",
         &mock.base,
         json!({"connect_ms": 1000, "read_ms": 5000, "total_ms": 1500}),
     )
@@ -340,6 +320,7 @@ async fn a_client_that_leaves_cancels_the_upstream_call_and_is_recorded() {
     let rec = recorded_app(|_| {}).await;
     let key = service_at(
         &rec.app,
+        "t",
         &upstream.base,
         json!({"connect_ms": 1000, "read_ms": 30000}),
     )
@@ -406,6 +387,7 @@ async fn the_drain_deadline_ends_streams_in_band_and_answers_whole_requests() {
     let rec = recorded_app(|s| s.drain_timeout = "2s".into()).await;
     let key = service_at(
         &rec.app,
+        "t",
         &mock.base,
         json!({"connect_ms": 1000, "read_ms": 30000}),
     )

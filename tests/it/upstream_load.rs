@@ -10,32 +10,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::mock_upstream::{MockUpstream, Tail};
-use crate::support::proxy::{chat, new_key, openai_completion};
+use crate::support::proxy::{chat, openai_completion, service_at};
+use crate::support::spawn_app;
 use crate::support::streaming::{openai_sse, parse_frames, sse};
-use crate::support::{TestApp, spawn_app};
-
-/// Tenant `acme`, an OpenAI service at `upstream` with `timeouts`, route `/load`; the key.
-async fn service_at(app: &TestApp, upstream: &str, timeouts: Value) -> String {
-    crate::support::proxy::acme_with_credential(app, "k").await;
-    let r = app
-        .post(
-            "/services",
-            json!({"name": "load", "provider": "openai", "credential": "k",
-                   "upstream_url": format!("{upstream}/v1/chat/completions"),
-                   "timeouts": timeouts}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let r = app
-        .post(
-            "/routes",
-            json!({"name": "load", "paths": ["/load"], "service": "load",
-                   "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    new_key(app, "acme", json!({"name": "app"})).await
-}
 
 /// 1 000 streams at once, each 5 events 400 ms apart (2 s), through the default connection
 /// limit with a 3 s read timeout: every one completes (a wait for a pooled connection
@@ -53,6 +30,7 @@ async fn a_thousand_concurrent_slow_streams_all_succeed() {
     let app = spawn_app().await;
     let key = service_at(
         &app,
+        "load",
         &mock.base,
         json!({"connect_ms": 2000, "read_ms": 3000}),
     )
@@ -180,7 +158,13 @@ async fn an_upstream_closing_every_kept_alive_connection_causes_no_errors() {
     const REQUESTS: usize = 500;
     let (base, answered) = closing_upstream().await;
     let app = spawn_app().await;
-    let key = service_at(&app, &base, json!({"connect_ms": 2000, "read_ms": 5000})).await;
+    let key = service_at(
+        &app,
+        "load",
+        &base,
+        json!({"connect_ms": 2000, "read_ms": 5000}),
+    )
+    .await;
     let mut failures = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     for i in 0..REQUESTS {
@@ -214,6 +198,7 @@ async fn a_pool_wait_that_runs_out_is_a_503_not_an_upstream_timeout() {
     let app = spawn_app().await;
     let key = service_at(
         &app,
+        "load",
         &mock.base,
         json!({"connect_ms": 1000, "read_ms": 1500, "max_connections": 1, "pool_wait_ms": 200}),
     )

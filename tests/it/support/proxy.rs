@@ -105,3 +105,27 @@ pub async fn new_key(app: &TestApp, tenant: &str, body: Value) -> String {
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["key"].as_str().unwrap().to_string()
 }
+
+/// Tenant `acme`, an OpenAI service and a route both called `name` (path `/<name>`) at
+/// `upstream` with `timeouts`; the new key.
+pub async fn service_at(app: &TestApp, name: &str, upstream: &str, timeouts: Value) -> String {
+    acme_with_credential(app, "k").await;
+    let r = app
+        .post(
+            "/services",
+            json!({"name": name, "provider": "openai", "credential": "k",
+                   "upstream_url": format!("{upstream}/v1/chat/completions"),
+                   "timeouts": timeouts}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": name, "paths": [format!("/{name}")], "service": name,
+                   "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    new_key(app, "acme", json!({"name": "app"})).await
+}

@@ -1,65 +1,456 @@
-//! Usage of a `preserve` answer (docs/architecture.md, "The analytics line"): the body is
-//! passed through untouched, but when it is JSON and carries an OpenAI-shaped
-//! (`usage.prompt_tokens` / `completion_tokens`) or Anthropic-shaped (`usage.input_tokens`
-//! / `output_tokens`, cache reads and writes counted as input) usage object, it is recorded.
+//! The account stage: every proxied request is recorded once (docs/behaviour.md, "Usage,
+//! analytics and telemetry") — a usage event always, an analytics line when the route's
+//! `log_statistics` is on — whether it ended in a whole answer, an error, a stream (recorded
+//! when the stream ends, stream.rs), or a client that left before its answer was ready.
 
-use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-#[derive(Deserialize)]
-struct Answer {
-    usage: Option<Usage>,
+use actix_web::HttpResponse;
+use actix_web::http::{StatusCode, header};
+use serde_json::Value;
+
+use crate::actors::metrics::{UpstreamTiming, UsageEvent};
+use crate::actors::spool::{self, SpoolRecord};
+use crate::error::Error;
+use crate::shutdown::DrainDeadline;
+use crate::snapshot::RouteEntry;
+use crate::telemetry::analytics;
+use crate::telemetry::semconv;
+use crate::telemetry::trace::TraceContext;
+
+use super::Recorder;
+use super::context::{Party, RequestCtx};
+use super::redact;
+use super::respond::{Outcome, Reply, StreamStart};
+use super::stream::{SseBody, StreamAccount};
+
+/// Records the request as it ended, and sends its response.
+pub fn account(
+    ctx: &RequestCtx,
+    recorder: &Recorder,
+    drain: &DrainDeadline,
+    result: Result<Reply, Error>,
+) -> HttpResponse {
+    let response = match (result, &ctx.party) {
+        (Ok(Reply::Whole(outcome)), Some(party)) => whole(ctx, party, recorder, outcome),
+        (Ok(Reply::Stream(start)), Some(party)) => stream(ctx, party, recorder, start, drain),
+        (Ok(_), None) => render(&Error::internal("answered before admission")),
+        (Err(error), party) => {
+            let response = render(&error);
+            if let Some(party) = party {
+                failed(ctx, party, recorder, response.status().as_u16());
+            }
+            response
+        }
+    };
+    ctx.finish(response)
 }
 
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cache_creation_input_tokens: Option<u64>,
-    cache_read_input_tokens: Option<u64>,
+/// The OpenAI error shape; a 405 names the one method LLM routes take.
+pub fn render(error: &Error) -> HttpResponse {
+    let mut response = error.openai_response();
+    if error.status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+    }
+    response
 }
 
-/// `(prompt, completion)` from a `preserve` answer's body, when it reports them.
-pub fn preserve_usage(body: &[u8]) -> Option<(u64, u64)> {
-    // Only the `usage` member is kept; the rest of the body is skipped, not built.
-    let usage = serde_json::from_slice::<Answer>(body).ok()?.usage?;
-    if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
-        return Some((
-            usage.prompt_tokens.unwrap_or(0),
-            usage.completion_tokens.unwrap_or(0),
-        ));
-    }
-    if usage.input_tokens.is_some() || usage.output_tokens.is_some() {
-        let input = usage.input_tokens.unwrap_or(0)
-            + usage.cache_creation_input_tokens.unwrap_or(0)
-            + usage.cache_read_input_tokens.unwrap_or(0);
-        return Some((input, usage.output_tokens.unwrap_or(0)));
-    }
-    None
+fn whole(
+    ctx: &RequestCtx,
+    party: &Party,
+    recorder: &Recorder,
+    mut outcome: Outcome,
+) -> HttpResponse {
+    let duration = ctx.started.elapsed();
+    let upstream_latency = outcome.upstream_latency;
+    let overhead = duration.saturating_sub(upstream_latency);
+    set_gateway_headers(
+        &mut outcome.response,
+        &party.route,
+        &outcome.request_model,
+        upstream_latency,
+        overhead,
+    );
+    finish_record(
+        recorder,
+        &Record {
+            response_model: outcome.response_model.as_deref(),
+            usage: outcome.usage,
+            duration,
+            upstream: ctx.upstream_started.map(|(at, _)| UpstreamTiming {
+                started_at: at,
+                duration: upstream_latency,
+            }),
+            overhead,
+            finish_reason: outcome.finish_reason.as_deref(),
+            error_type: outcome.error_type.clone(),
+            upstream_body: outcome.upstream_body.as_deref(),
+            logged_response: outcome.logged_response.as_ref(),
+            ..Record::of(ctx, party, &outcome.request_model, outcome.status)
+        },
+    );
+    outcome.response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn openai_and_anthropic_usage_shapes_are_read() {
-        assert_eq!(
-            preserve_usage(br#"{"object":"list","data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":8,"total_tokens":8}}"#),
-            Some((8, 0))
-        );
-        assert_eq!(
-            preserve_usage(br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}"#),
-            Some((10, 5))
-        );
-        assert_eq!(
-            preserve_usage(br#"{"content":[],"usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":20}}"#),
-            Some((27, 3))
-        );
-        assert_eq!(preserve_usage(br#"{"usage":{}}"#), None);
-        assert_eq!(preserve_usage(br#"{"data":[]}"#), None);
-        assert_eq!(preserve_usage(b"<html>ok</html>"), None);
-        assert_eq!(preserve_usage(br#"[1,2]"#), None);
+fn stream(
+    ctx: &RequestCtx,
+    party: &Party,
+    recorder: &Recorder,
+    start: StreamStart,
+    drain: &DrainDeadline,
+) -> HttpResponse {
+    let route = &party.route;
+    let upstream_latency = start.upstream.latency;
+    let overhead = ctx.started.elapsed().saturating_sub(upstream_latency);
+    let status = start.upstream.status;
+    let mut head = start.head();
+    let usage_id = uuid::Uuid::now_v7();
+    if let Some(sink) = &recorder.usage {
+        // Spooled now, so a kill mid-stream still bills the prompt (docs/architecture.md,
+        // "The usage spool").
+        let prompt = start.transcode.emitter().prompt_estimate_quick();
+        sink.begin(SpoolRecord {
+            id: usage_id,
+            kind: spool::Kind::Begin,
+            at_ms: spool::unix_ms(ctx.started_at),
+            tenant_id: party.caller.tenant,
+            key_id: party.caller.key_id,
+            route_id: route.record.id,
+            model: redact::cap_model_name(&start.request_model).to_string(),
+            error: false,
+            prompt_tokens: prompt,
+            completion_tokens: 0,
+            cost: cost_of(route, (prompt, 0)),
+            latency_ms: 0.0,
+        });
     }
+    let account = StreamAccount {
+        usage_id,
+        recorder: recorder.clone(),
+        route: Arc::clone(route),
+        request_id: ctx.request_id.clone(),
+        tenant_id: party.caller.tenant,
+        tenant: ctx.tenant_name(&party.caller).map(str::to_string),
+        key_id: party.caller.key_id,
+        status,
+        request_model: start.request_model.clone(),
+        started: ctx.started,
+        started_at: ctx.started_at,
+        upstream_started_at: ctx
+            .upstream_started
+            .map_or_else(SystemTime::now, |(at, _)| at),
+        upstream_sent: start.upstream_sent,
+        overhead,
+        upstream_body: start.upstream_body,
+        server_address: ctx.server_address.clone(),
+        trace: ctx.trace,
+    };
+    let mut response = head.streaming(SseBody::new(
+        start.upstream.body,
+        start.transcode,
+        account,
+        drain.clone(),
+    ));
+    set_gateway_headers(
+        &mut response,
+        route,
+        &start.request_model,
+        upstream_latency,
+        overhead,
+    );
+    response
+}
+
+/// A request that failed after admission still counts (docs/behaviour.md, "Usage,
+/// analytics and telemetry": one usage event per proxied request, failed ones included).
+fn failed(ctx: &RequestCtx, party: &Party, recorder: &Recorder, status: u16) {
+    record_failure(ctx, party, recorder, status, status.to_string());
+}
+
+fn record_failure(
+    ctx: &RequestCtx,
+    party: &Party,
+    recorder: &Recorder,
+    status: u16,
+    error_type: String,
+) {
+    let model = ctx
+        .request_model
+        .as_deref()
+        .or(party.route.model.name.as_deref())
+        .unwrap_or("unknown");
+    finish_record(
+        recorder,
+        &Record {
+            error_type: Some(error_type),
+            ..Record::of(ctx, party, model, status)
+        },
+    );
+}
+
+/// The record of a request whose client left before its answer was ready. actix drops the
+/// handler's future then — and with it this guard, which records the request as
+/// `client_disconnected` (or `shutdown`, when a graceful stop's drain time ran out), and
+/// the forward stage's cancellation of the upstream call.
+pub struct Abandoned<'a> {
+    ctx: RequestCtx,
+    recorder: &'a Recorder,
+    drain: &'a DrainDeadline,
+    armed: bool,
+}
+
+impl<'a> Abandoned<'a> {
+    pub fn watch(ctx: RequestCtx, recorder: &'a Recorder, drain: &'a DrainDeadline) -> Self {
+        Abandoned {
+            ctx,
+            recorder,
+            drain,
+            armed: true,
+        }
+    }
+
+    /// The request, while its stages run.
+    pub fn ctx(&mut self) -> &mut RequestCtx {
+        &mut self.ctx
+    }
+
+    /// The request is answered here after all.
+    pub fn settle(&mut self) -> &RequestCtx {
+        self.armed = false;
+        &self.ctx
+    }
+
+    /// A graceful stop's drain time ran out before the answer was ready: 503 `shutdown`
+    /// now, before the server drops the connection.
+    pub fn stopped(&mut self) -> HttpResponse {
+        self.armed = false;
+        self.record(503, "shutdown");
+        self.ctx.finish(render(&Error::shutting_down()))
+    }
+
+    fn record(&self, status: u16, error_type: &str) {
+        if let Some(party) = &self.ctx.party {
+            record_failure(
+                &self.ctx,
+                party,
+                self.recorder,
+                status,
+                error_type.to_string(),
+            );
+        }
+    }
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.drain.passed() {
+            // The server dropped it at the end of a graceful stop.
+            self.record(503, "shutdown");
+        } else {
+            // 499: nginx's "client closed request"; nothing was sent.
+            self.record(499, "client_disconnected");
+        }
+    }
+}
+
+/// One proxied request's accounting: the analytics line (docs/behaviour.md, "Usage,
+/// analytics and telemetry") and the usage event.
+pub(super) struct Record<'a> {
+    /// The usage event id (a stream's spooled `begin` record shares it).
+    pub usage_id: uuid::Uuid,
+    pub request_id: &'a str,
+    pub route: &'a RouteEntry,
+    pub tenant_id: uuid::Uuid,
+    pub tenant: Option<&'a str>,
+    pub key_id: uuid::Uuid,
+    pub status: u16,
+    pub request_model: &'a str,
+    pub response_model: Option<&'a str>,
+    /// `None` when the provider reported nothing (a failed request).
+    pub usage: Option<(u64, u64)>,
+    pub usage_estimated: bool,
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub upstream: Option<UpstreamTiming>,
+    pub overhead: Duration,
+    pub time_to_first_token: Option<Duration>,
+    pub stream_end: Option<&'static str>,
+    pub finish_reason: Option<&'a str>,
+    pub error_type: Option<String>,
+    pub server_address: Option<&'a str>,
+    pub trace: TraceContext,
+    pub upstream_body: Option<&'a [u8]>,
+    pub logged_response: Option<&'a Value>,
+}
+
+impl<'a> Record<'a> {
+    /// What every record of this request shares, for a request that got as far as `ctx`
+    /// says; the caller sets how it ended.
+    fn of(
+        ctx: &'a RequestCtx,
+        party: &'a Party,
+        request_model: &'a str,
+        status: u16,
+    ) -> Record<'a> {
+        let duration = ctx.started.elapsed();
+        let upstream = ctx.upstream_timing();
+        Record {
+            usage_id: uuid::Uuid::now_v7(),
+            request_id: &ctx.request_id,
+            route: &party.route,
+            tenant_id: party.caller.tenant,
+            tenant: ctx.tenant_name(&party.caller),
+            key_id: party.caller.key_id,
+            status,
+            request_model,
+            response_model: None,
+            usage: None,
+            usage_estimated: false,
+            started_at: ctx.started_at,
+            duration,
+            upstream,
+            overhead: duration.saturating_sub(upstream.map(|u| u.duration).unwrap_or_default()),
+            time_to_first_token: None,
+            stream_end: None,
+            finish_reason: None,
+            error_type: None,
+            server_address: ctx.server_address.as_deref(),
+            trace: ctx.trace,
+            upstream_body: None,
+            logged_response: None,
+        }
+    }
+}
+
+/// USD from the route's per-1M-token prices.
+fn cost_of(route: &RouteEntry, (prompt, completion): (u64, u64)) -> f64 {
+    let costs = &route.model.options;
+    match (costs.input_cost, costs.output_cost) {
+        (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
+        _ => 0.0,
+    }
+}
+/// Records a finished request: the usage event always (billing does not depend on
+/// logging), the analytics line when the route's `log_statistics` is on and the request
+/// reached the provider.
+pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
+    let route = record.route;
+    // A client-chosen (or upstream-echoed) model name is capped before any record.
+    let request_model = redact::cap_model_name(record.request_model);
+    let response_model = record.response_model.map(redact::cap_model_name);
+    let cost = record.usage.map_or(0.0, |u| cost_of(route, u));
+    if let Some(sink) = &recorder.usage {
+        sink.record(UsageEvent {
+            id: record.usage_id,
+            started_at: record.started_at,
+            duration: record.duration,
+            tenant_id: record.tenant_id,
+            tenant: record.tenant.unwrap_or_default().to_string(),
+            key_id: record.key_id,
+            route_id: route.record.id,
+            route: route.record.name.clone(),
+            provider: route.service.provider.name(),
+            operation: semconv::operation_name(route.route_type.as_str()),
+            request_model: request_model.to_string(),
+            response_model: response_model.as_deref().map(str::to_string),
+            status: record.status,
+            error_type: record.error_type.clone(),
+            prompt_tokens: record.usage.map(|u| u.0),
+            completion_tokens: record.usage.map(|u| u.1),
+            cost,
+            upstream: record.upstream,
+            time_to_first_token: record.time_to_first_token,
+            overhead: record.overhead,
+            stream: record.stream_end.is_some(),
+            finish_reason: record.finish_reason.map(str::to_string),
+            server_address: record.server_address.map(str::to_string),
+            trace: record.trace,
+        });
+    }
+    if !route.logging.log_statistics || record.upstream.is_none() {
+        return;
+    }
+    let upstream_ms = record.upstream.map_or(0, |u| u.duration.as_millis());
+    let (prompt, completion) = record.usage.unwrap_or((0, 0));
+    let time_per_token = if completion > 0 {
+        upstream_ms as f64 / completion as f64
+    } else {
+        0.0
+    };
+    let payload = route.logging.log_payloads.then(|| analytics::Payload {
+        request: record.upstream_body.map(String::from_utf8_lossy),
+        response: record.logged_response,
+    });
+    recorder.analytics.write(&analytics::Line {
+        ai: analytics::Ai {
+            proxy: analytics::Proxy {
+                meta: analytics::Meta {
+                    plugin_id: route.record.id,
+                    provider_name: route.service.provider.name(),
+                    request_model: &request_model,
+                    response_model: response_model.as_deref().unwrap_or(&request_model),
+                    llm_latency: upstream_ms,
+                },
+                usage: analytics::Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    total_tokens: prompt.saturating_add(completion),
+                    time_per_token,
+                    cost,
+                },
+                payload,
+            },
+        },
+        tollgate: analytics::Tollgate {
+            request_id: record.request_id,
+            tenant: record.tenant,
+            key_id: record.key_id,
+            route: &route.record.name,
+            service: &route.service.record.name,
+            status: record.status,
+            overhead_ms: record.overhead.as_secs_f64() * 1000.0,
+            stream: record.stream_end.is_some(),
+            stream_end: record.stream_end,
+            usage_estimated: record.usage_estimated,
+        },
+    });
+}
+/// Sets the response headers of docs/behaviour.md, "Responses" (`x-tollgate-*`).
+fn set_gateway_headers(
+    response: &mut HttpResponse,
+    route: &RouteEntry,
+    request_model: &str,
+    upstream_latency: Duration,
+    overhead: Duration,
+) {
+    let headers = response.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = value.parse() {
+            headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
+        }
+    };
+    if route.record.model_name_header {
+        set(
+            "x-tollgate-llm-model",
+            format!(
+                "{}/{}",
+                route.service.provider.name(),
+                redact::cap_model_name(request_model)
+            ),
+        );
+    }
+    set(
+        "x-tollgate-upstream-latency-ms",
+        upstream_latency.as_millis().to_string(),
+    );
+    set(
+        "x-tollgate-overhead-ms",
+        format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
 }

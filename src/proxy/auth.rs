@@ -1,4 +1,4 @@
-//! Tenant-key authentication and route permission (docs/behaviour.md, "Client keys"), against the
+//! The authenticate stage: tenant-key authentication and route permission (docs/behaviour.md, "Client keys"), against the
 //! snapshot.
 
 use actix_web::HttpRequest;
@@ -32,6 +32,26 @@ impl KeyHeader {
 pub struct Caller<'s> {
     pub key: &'s KeyEntry,
     pub tenant: Uuid,
+    pub header: KeyHeader,
+}
+
+impl Caller<'_> {
+    /// What the rest of the request needs of the caller, owned.
+    pub fn id(&self) -> CallerId {
+        CallerId {
+            tenant: self.tenant,
+            key_id: self.key.record.id,
+            header: self.header,
+        }
+    }
+}
+
+/// The authenticated caller, as the request's later stages and its record need it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerId {
+    pub tenant: Uuid,
+    pub key_id: Uuid,
+    /// Which header carried the gateway key (it is never forwarded upstream).
     pub header: KeyHeader,
 }
 

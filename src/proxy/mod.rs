@@ -6,10 +6,20 @@
 
 mod accounting;
 mod auth;
-mod handler;
+mod context;
+mod forward;
 mod inject;
+mod limits;
+mod pipeline;
+mod policies;
+mod prepare;
+mod read;
 mod redact;
+mod resolve;
+mod respond;
 mod stream;
+mod surfaces;
+mod translate;
 
 use std::collections::HashMap;
 
@@ -21,7 +31,7 @@ use crate::actors::upstream::UpstreamPool;
 use crate::telemetry::analytics::AnalyticsLog;
 use crate::vocab::Provider;
 
-pub use handler::{models, openai_chat, openai_completions, route_path};
+pub use surfaces::{models, openai_chat, openai_completions, route_path};
 
 /// This worker's upstream pool actors, one per provider (started in the app factory, so
 /// they live on the worker's thread).

@@ -24,7 +24,7 @@ use crate::snapshot::RouteEntry;
 use crate::telemetry::trace::TraceContext;
 
 use super::Recorder;
-use super::handler::{Record, finish_record};
+use super::accounting::{Record, finish_record};
 
 /// Bytes an upstream may still send after its end marker before the gateway stops reading
 /// (normally only the chunked-encoding terminator follows; reading it keeps the upstream

@@ -1,0 +1,111 @@
+//! The one value a proxied request carries from stage to stage (docs/architecture.md, "The
+//! request pipeline"): its identity and clock from the start, the route and the caller once
+//! the first stages found them, and what the upstream hop learnt — everything its usage
+//! record needs, whether the request ends in an answer, an error, or a client that left.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+use uuid::Uuid;
+
+use crate::actors::metrics::UpstreamTiming;
+use crate::snapshot::{RouteEntry, Snapshot};
+use crate::telemetry::trace::TraceContext;
+use crate::vocab::RouteKind;
+
+use super::auth::CallerId;
+
+/// The response header that carries the request id.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-tollgate-request-id");
+
+/// Which surface the request came in on: the OpenAI-compatible one addresses the route by
+/// `model` (the alias), so it is exempt from "cannot use own model".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    RoutePath,
+    OpenAi(RouteKind),
+}
+
+/// Who calls which route: known after the first stages.
+#[derive(Clone)]
+pub struct Party {
+    pub route: Arc<RouteEntry>,
+    pub caller: CallerId,
+}
+
+pub struct RequestCtx {
+    pub request_id: String,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub trace: TraceContext,
+    pub surface: Surface,
+    /// The configuration this request is served from, start to end.
+    pub snapshot: Arc<Snapshot>,
+    /// Set once route, caller and body are known: from here on the request counts as
+    /// proxied and has a usage record, whether it ends in an answer, an error or a client
+    /// that left (docs/behaviour.md, "Usage, analytics and telemetry").
+    pub party: Option<Party>,
+    /// The model the request asked for, once known.
+    pub request_model: Option<String>,
+    /// The upstream host, once the upstream request is built.
+    pub server_address: Option<String>,
+    /// When the upstream request was sent (wall clock and monotonic).
+    pub upstream_started: Option<(SystemTime, Instant)>,
+}
+
+impl RequestCtx {
+    pub fn new(req: &HttpRequest, surface: Surface, snapshot: Arc<Snapshot>) -> RequestCtx {
+        // A client's own request id is kept when it is sane (no injection into logs/headers).
+        let request_id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= 128
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+            })
+            .map_or_else(|| Uuid::now_v7().to_string(), str::to_string);
+        RequestCtx {
+            request_id,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            trace: TraceContext::from_headers(req.headers()),
+            surface,
+            snapshot,
+            party: None,
+            request_model: None,
+            server_address: None,
+            upstream_started: None,
+        }
+    }
+
+    /// From here on the request counts as proxied (see `party`).
+    pub fn admit(&mut self, party: &Party) {
+        self.party = Some(party.clone());
+    }
+
+    /// The tenant's name, for records.
+    pub fn tenant_name(&self, caller: &CallerId) -> Option<&str> {
+        self.snapshot.tenant_name(caller.tenant)
+    }
+
+    /// The upstream call's start and duration so far.
+    pub fn upstream_timing(&self) -> Option<UpstreamTiming> {
+        self.upstream_started.map(|(at, since)| UpstreamTiming {
+            started_at: at,
+            duration: since.elapsed(),
+        })
+    }
+
+    /// Every proxy response leaves through here: the one place that sets the request id.
+    pub fn finish(&self, mut response: HttpResponse) -> HttpResponse {
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(REQUEST_ID, v);
+        }
+        response
+    }
+}

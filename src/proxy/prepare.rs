@@ -1,0 +1,205 @@
+//! The prepare stage: what the request asks of its route, checked before anything is
+//! translated (docs/behaviour.md, "Request order", steps 5–7) — the service is callable,
+//! Kong's prompt checks, the model to call, and streaming as client and route want it.
+
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::llm::StreamTranscoder;
+use crate::providers::{TranslateContext, translator};
+use crate::snapshot::RouteEntry;
+use crate::vocab::{ResponseStreaming, RouteKind, RouteType};
+
+use super::context::{Party, RequestCtx, Surface};
+use super::read::Body;
+
+/// What the later stages do with the request.
+pub struct Plan {
+    /// The route type's kind; `None` for `preserve`, whose body goes through untouched.
+    pub kind: Option<RouteKind>,
+    /// The model to call.
+    pub model: String,
+    /// Set when the answer is streamed (`kind` is then `Some`).
+    pub stream: Option<StreamPlan>,
+}
+
+/// Streaming as the client and the route want it.
+pub struct StreamPlan {
+    pub transcoder: Box<dyn StreamTranscoder>,
+    pub include_usage: bool,
+}
+
+pub fn request(
+    ctx: &RequestCtx,
+    party: &Party,
+    body: &mut Body,
+    default_max_tokens: u32,
+) -> Result<Plan, Error> {
+    let route = party.route.as_ref();
+    let service = &route.service;
+    if let Some(credential) = &service.unavailable_credential {
+        return Err(Error::credential_unavailable(
+            &service.record.name,
+            credential,
+        ));
+    }
+    let kind = match route.route_type {
+        RouteType::Chat => RouteKind::Chat,
+        RouteType::Completions => RouteKind::Completions,
+        RouteType::Preserve => {
+            return Ok(Plan {
+                kind: None,
+                model: preserve_model(route, &body.raw),
+                stream: None,
+            });
+        }
+    };
+    let object = body.object()?;
+    if let Surface::OpenAi(endpoint) = ctx.surface
+        && endpoint != kind
+    {
+        return Err(Error::bad_request(format!(
+            "model '{}' is served on the {} route type",
+            object
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            kind.as_str()
+        ))
+        .with_param("model"));
+    }
+    check_prompt(object, kind)?;
+    let model = resolve_model(object, route, ctx.surface)?;
+    let wants_stream = object
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    match route.streaming {
+        ResponseStreaming::Deny if wants_stream => {
+            return Err(
+                Error::bad_request("response streaming is not enabled for this LLM")
+                    .with_param("stream"),
+            );
+        }
+        ResponseStreaming::Always => {
+            object.insert("stream".into(), Value::Bool(true));
+        }
+        _ => {}
+    }
+    let stream = if object
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        let provider = service.provider;
+        let ctx = translate_context(route, &model, default_max_tokens);
+        let transcoder = translator(provider).stream(&ctx, kind).ok_or_else(|| {
+            Error::bad_request(format!(
+                "streaming is not supported for provider {} in this format",
+                provider.name()
+            ))
+            .with_param("stream")
+        })?;
+        let include_usage = object
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Some(StreamPlan {
+            transcoder,
+            include_usage,
+        })
+    } else {
+        None
+    };
+    Ok(Plan {
+        kind: Some(kind),
+        model,
+        stream,
+    })
+}
+
+/// A `preserve` route's model: the route's, else the client's (Kong: the preserve
+/// embeddings test expects `openai/text-embedding-ada-002` from the body).
+fn preserve_model(route: &RouteEntry, raw: &[u8]) -> String {
+    route
+        .model
+        .name
+        .clone()
+        .or_else(|| {
+            let body: Value = serde_json::from_slice(raw).ok()?;
+            Some(body.get("model")?.as_str()?.to_string())
+        })
+        .unwrap_or_else(|| "UNSPECIFIED".into())
+}
+
+/// What a translator may read for this route, with the model to call.
+pub fn translate_context<'a>(
+    route: &'a RouteEntry,
+    model: &'a str,
+    default_max_tokens: u32,
+) -> TranslateContext<'a> {
+    let service = &route.service;
+    TranslateContext {
+        provider: service.provider,
+        upstream_url: service.record.upstream_url.as_deref(),
+        options: &service.options,
+        model,
+        tuning: &route.model.options,
+        default_max_tokens,
+    }
+}
+
+/// Kong's prompt checks (docs/behaviour.md, "Request order", step 5).
+fn check_prompt(body: &Map<String, Value>, kind: RouteKind) -> Result<(), Error> {
+    let chat = body
+        .get("messages")
+        .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
+    let completion = body.get("prompt").is_some_and(Value::is_string);
+    match (chat, completion, kind) {
+        (true, true, _) => Err(Error::bad_request(
+            "request matches multiple LLM request formats",
+        )),
+        (true, false, RouteKind::Chat) | (false, true, RouteKind::Completions) => Ok(()),
+        (true, false, RouteKind::Completions) => Err(Error::bad_request(
+            "[llm/v1/chat] message format is not compatible with [llm/v1/completions] route type",
+        )),
+        (false, true, RouteKind::Chat) => Err(Error::bad_request(
+            "[llm/v1/completions] message format is not compatible with [llm/v1/chat] route type",
+        )),
+        (false, false, _) => Err(Error::bad_request(
+            "request body doesn't contain valid prompts",
+        )),
+    }
+}
+
+/// The model to call (docs/behaviour.md, "Request order", step 6; Kong ≥ 3.7): the route's,
+/// else the client's.
+fn resolve_model(
+    body: &Map<String, Value>,
+    route: &RouteEntry,
+    surface: Surface,
+) -> Result<String, Error> {
+    let requested = match body.get("model") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(Error::bad_request("'model' must be a string").with_param("model")),
+    };
+    match (&route.model.name, requested) {
+        (Some(configured), Some(requested))
+            if surface == Surface::RoutePath && requested != configured =>
+        {
+            Err(
+                Error::bad_request(format!("cannot use own model - must be: {configured}"))
+                    .with_param("model"),
+            )
+        }
+        (Some(configured), _) => Ok(configured.clone()),
+        (None, Some(requested)) => Ok(requested.to_string()),
+        (None, None) => Err(Error::bad_request(
+            "no model: the route configures none and the request names none",
+        )
+        .with_param("model")),
+    }
+}

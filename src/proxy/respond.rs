@@ -1,0 +1,300 @@
+//! The respond stage: the upstream's answer in the route type's OpenAI shape
+//! (docs/behaviour.md, "Responses") — a whole answer translated (or passed through for
+//! `preserve`), an error normalised with the credential masked, or a 2xx stream set up to be
+//! transcoded frame by frame (stream.rs).
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::actors::upstream::UpstreamStream;
+use crate::error::Error;
+use crate::llm::tokens::{Counter, PromptEstimate};
+use crate::llm::{StreamMeta, Transcode};
+use crate::providers::translator;
+use crate::vocab::RouteKind;
+
+use super::context::Party;
+use super::forward::{Answer, Reply as Upstream};
+use super::prepare::{Plan, translate_context};
+
+/// The answer, ready for the account stage to record and send.
+pub enum Reply {
+    Whole(Outcome),
+    Stream(StreamStart),
+}
+
+/// A whole answer and what its record needs.
+pub struct Outcome {
+    pub response: HttpResponse,
+    pub status: u16,
+    pub request_model: String,
+    pub response_model: Option<String>,
+    /// `None` when the provider reported none (errors, `preserve`).
+    pub usage: Option<(u64, u64)>,
+    pub finish_reason: Option<String>,
+    pub error_type: Option<String>,
+    pub upstream_latency: Duration,
+    /// With `log_payloads`: the body as sent upstream, and the body the client received.
+    pub upstream_body: Option<Vec<u8>>,
+    pub logged_response: Option<Value>,
+}
+
+/// A 2xx stream, ready to be sent.
+pub struct StreamStart {
+    pub upstream: UpstreamStream,
+    pub transcode: Transcode,
+    pub request_model: String,
+    pub upstream_body: Option<Vec<u8>>,
+    pub upstream_sent: Instant,
+}
+
+pub fn reply(
+    party: &Party,
+    plan: Plan,
+    answer: Answer,
+    default_max_tokens: u32,
+) -> Result<Reply, Error> {
+    let route = party.route.as_ref();
+    let provider = route.service.provider;
+    let Answer {
+        reply,
+        body_sent,
+        logged_request,
+        redactor,
+    } = answer;
+    let reply = match reply {
+        Upstream::Stream(upstream, upstream_sent) => {
+            let (Some(kind), Some(stream)) = (plan.kind, plan.stream) else {
+                return Err(Error::internal(
+                    "a stream answered a request that did not ask for one",
+                ));
+            };
+            let meta = StreamMeta {
+                id: openai_id(kind),
+                created: chrono::Utc::now().timestamp(),
+                model: plan.model.clone(),
+                kind,
+                include_usage: stream.include_usage,
+                collect_text: route.logging.log_payloads,
+            };
+            // Counted only if the provider reports no prompt tokens (src/llm/tokens.rs).
+            let estimate = PromptEstimate::lazy(
+                body_sent,
+                Counter::for_model(provider.name(), &plan.model),
+                route
+                    .service
+                    .credential
+                    .as_ref()
+                    .filter(|c| c.param_location.as_deref() == Some("body"))
+                    .and_then(|c| c.param_name.clone()),
+            );
+            let mut head = HttpResponse::build(
+                StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::OK),
+            );
+            head.insert_header(("content-type", "text/event-stream"))
+                .insert_header(("cache-control", "no-cache"))
+                .insert_header(("x-accel-buffering", "no"));
+            pass_rate_limit_hints(&mut head, &upstream.headers);
+            return Ok(Reply::Stream(StreamStart {
+                upstream,
+                transcode: Transcode::new(stream.transcoder, meta, provider.name())
+                    .with_prompt_estimate(estimate)
+                    .with_redactor(redactor),
+                request_model: plan.model,
+                upstream_body: logged_request,
+                upstream_sent,
+            }));
+        }
+        Upstream::Whole(reply) => reply,
+    };
+
+    let mut builder =
+        HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
+    pass_rate_limit_hints(&mut builder, &reply.headers);
+    let mut logged_response = None;
+    let mut finish_reason = None;
+    let mut error_type = None;
+    let (response, response_model, usage) = match plan.kind {
+        None => {
+            let ct = reply
+                .headers
+                .iter()
+                .find(|(n, _)| n == "content-type")
+                .map(|(_, v)| v.clone());
+            if let Some(ct) = ct {
+                builder.insert_header(("content-type", ct));
+            }
+            if reply.status >= 400 {
+                error_type = Some(reply.status.to_string());
+                let body = Bytes::from(redactor.get().redact_body(&reply.body).into_owned());
+                (builder.body(body), None, None)
+            } else {
+                // Kong records usage from a `preserve` answer that carries it.
+                let usage = preserve_usage(&reply.body);
+                (builder.body(reply.body.clone()), None, usage)
+            }
+        }
+        Some(kind) if (200..300).contains(&reply.status) => {
+            let ctx = translate_context(route, &plan.model, default_max_tokens);
+            let translated = translator(provider)
+                .response(&ctx, kind, &reply.body)
+                .map_err(|e| {
+                    Error::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "transformation failed from type {}://{}: {}",
+                            provider.name(),
+                            kind.as_str(),
+                            e.0
+                        ),
+                    )
+                })?;
+            let usage = Some(usage_of(&translated));
+            finish_reason = translated
+                .pointer("/choices/0/finish_reason")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let model = translated
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let response = builder.json(&translated);
+            if route.logging.log_payloads {
+                let mut logged = translated;
+                redactor.get().redact_value(&mut logged);
+                logged_response = Some(logged);
+            }
+            (response, model, usage)
+        }
+        Some(_) => {
+            // The provider's text may echo the credential: masked after parsing, so an
+            // escaped echo is found in its decoded form too.
+            let error = translator(provider).error(reply.status, &reply.body);
+            let mut body = error.to_openai();
+            redactor.get().redact_value(&mut body);
+            error_type = Some(redactor.get().redact(&error.kind).into_owned());
+            (builder.json(body), None, None)
+        }
+    };
+    Ok(Reply::Whole(Outcome {
+        response,
+        status: reply.status,
+        request_model: plan.model,
+        response_model,
+        usage,
+        finish_reason,
+        error_type,
+        upstream_latency: reply.latency,
+        upstream_body: logged_request,
+        logged_response,
+    }))
+}
+
+impl StreamStart {
+    /// The response head: the upstream's status, SSE headers and its rate-limit hints.
+    pub fn head(&self) -> HttpResponseBuilder {
+        let status = StatusCode::from_u16(self.upstream.status).unwrap_or(StatusCode::OK);
+        let mut head = HttpResponse::build(status);
+        head.insert_header(("content-type", "text/event-stream"))
+            .insert_header(("cache-control", "no-cache"))
+            .insert_header(("x-accel-buffering", "no"));
+        pass_rate_limit_hints(&mut head, &self.upstream.headers);
+        head
+    }
+}
+
+/// Rate-limit hints are useful to clients; cookies and framing headers are not ours.
+fn pass_rate_limit_hints(builder: &mut HttpResponseBuilder, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if name.starts_with("x-ratelimit-") || name == "retry-after" {
+            builder.insert_header((name.as_str(), value.as_str()));
+        }
+    }
+}
+
+/// `chatcmpl-…` / `cmpl-…`, like OpenAI's ids.
+fn openai_id(kind: RouteKind) -> String {
+    let prefix = match kind {
+        RouteKind::Chat => "chatcmpl-",
+        RouteKind::Completions => "cmpl-",
+    };
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The usage numbers of a translated response.
+fn usage_of(response: &Value) -> (u64, u64) {
+    let get = |k: &str| {
+        response
+            .pointer(&format!("/usage/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    (get("prompt_tokens"), get("completion_tokens"))
+}
+
+#[derive(Deserialize)]
+struct Answered {
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+/// Usage of a `preserve` answer (docs/architecture.md, "The analytics line"): the body is
+/// passed through untouched, but when it is JSON and carries an OpenAI-shaped
+/// (`usage.prompt_tokens` / `completion_tokens`) or Anthropic-shaped (`usage.input_tokens`
+/// / `output_tokens`, cache reads and writes counted as input) usage object, it is recorded.
+pub fn preserve_usage(body: &[u8]) -> Option<(u64, u64)> {
+    // Only the `usage` member is kept; the rest of the body is skipped, not built.
+    let usage = serde_json::from_slice::<Answered>(body).ok()?.usage?;
+    if usage.prompt_tokens.is_some() || usage.completion_tokens.is_some() {
+        return Some((
+            usage.prompt_tokens.unwrap_or(0),
+            usage.completion_tokens.unwrap_or(0),
+        ));
+    }
+    if usage.input_tokens.is_some() || usage.output_tokens.is_some() {
+        let input = usage.input_tokens.unwrap_or(0)
+            + usage.cache_creation_input_tokens.unwrap_or(0)
+            + usage.cache_read_input_tokens.unwrap_or(0);
+        return Some((input, usage.output_tokens.unwrap_or(0)));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_and_anthropic_usage_shapes_are_read() {
+        assert_eq!(
+            preserve_usage(br#"{"object":"list","data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":8,"total_tokens":8}}"#),
+            Some((8, 0))
+        );
+        assert_eq!(
+            preserve_usage(br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5}}"#),
+            Some((10, 5))
+        );
+        assert_eq!(
+            preserve_usage(br#"{"content":[],"usage":{"input_tokens":7,"output_tokens":3,"cache_read_input_tokens":20}}"#),
+            Some((27, 3))
+        );
+        assert_eq!(preserve_usage(br#"{"usage":{}}"#), None);
+        assert_eq!(preserve_usage(br#"{"data":[]}"#), None);
+        assert_eq!(preserve_usage(b"<html>ok</html>"), None);
+        assert_eq!(preserve_usage(br#"[1,2]"#), None);
+    }
+}

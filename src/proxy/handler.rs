@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::actors::spool::{self, SpoolRecord};
 use crate::actors::upstream::{
-    Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
+    Forward, ForwardStream, TransportError, UpstreamReply, UpstreamStream,
 };
 use crate::crypto::redact::LazyRedactor;
 use crate::error::Error;
@@ -386,8 +386,8 @@ impl Drop for Abandoned<'_> {
 
 /// An upstream failure as the client's error; its text (which may name the upstream URL,
 /// query credential included) is masked.
-fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
-    if failure == UpstreamFailure::MemoryExhausted {
+fn redacted_failure(redactor: &LazyRedactor, failure: TransportError) -> Error {
+    if failure == TransportError::MemoryExhausted {
         // The gateway's own limit (docs/architecture.md, "Memory"); the budget logs it, at
         // most once per 10 s, so not again per request.
         let mut error = Error::unavailable(failure.to_string())
@@ -397,9 +397,9 @@ fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error 
         return error;
     }
     let status = match failure {
-        UpstreamFailure::Timeout(_) | UpstreamFailure::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+        TransportError::Timeout(_) | TransportError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         // The gateway is saturated; the upstream has not failed.
-        UpstreamFailure::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        TransportError::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let error = Error::upstream(
@@ -407,8 +407,8 @@ fn redacted_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error 
         redactor.get().redact(&failure.to_string()).into_owned(),
     );
     match failure {
-        UpstreamFailure::Refused => error.with_openai_code("upstream_destination_not_allowed"),
-        UpstreamFailure::PoolExhausted(_) => error.with_openai_code("upstream_pool_exhausted"),
+        TransportError::Refused => error.with_openai_code("upstream_destination_not_allowed"),
+        TransportError::PoolExhausted(_) => error.with_openai_code("upstream_pool_exhausted"),
         _ => error,
     }
 }
@@ -592,7 +592,7 @@ async fn dispatch(
     attempt.upstream_started = Some((SystemTime::now(), Instant::now()));
     // Upstream text on error paths is masked (src/crypto/redact.rs); built on first use.
     let redactor = LazyRedactor::new(service.credential.clone());
-    let map_failure = |f: UpstreamFailure| redacted_failure(&redactor, f);
+    let map_failure = |f: TransportError| redacted_failure(&redactor, f);
     let body_sent = forward.body.clone();
     let reply: UpstreamReply = match (plan, kind) {
         (Some(plan), Some(kind)) => {

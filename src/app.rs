@@ -20,7 +20,7 @@ use crate::admin::{self, ApiDoc};
 use crate::bootstrap;
 use crate::config::Settings;
 use crate::crypto::{JwtKeys, JwtSettings};
-use crate::error::Error;
+use crate::error::{AdminError, Error};
 use crate::proxy::Recorder;
 use crate::shutdown::{DrainDeadline, fires_after, server_drain};
 use crate::snapshot::{Snapshot, SnapshotHandle};
@@ -204,7 +204,7 @@ impl Application {
                 )
                 .configure(admin::ui::configure)
                 .default_service(web::to(|| async {
-                    Err::<HttpResponse, Error>(Error::not_found("endpoint"))
+                    Err::<HttpResponse, AdminError>(Error::not_found("endpoint").into())
                 }))
         })
         .listen(admin_listener)?

@@ -80,7 +80,7 @@ pub struct UpstreamReply {
 /// detail (host, address, the underlying error) goes to the operator's log where the
 /// failure is seen (docs/architecture.md, "Upstream pools and the address guard").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamFailure {
+pub enum TransportError {
     #[error("upstream unreachable: {0}")]
     Unreachable(&'static str),
     /// Every address of the upstream is in a reserved range and private upstreams are not
@@ -113,15 +113,15 @@ pub enum UpstreamFailure {
 
 /// The bound on an exchange: the read timeout, or the total deadline when that is shorter,
 /// with the failure each one is reported as.
-fn bound(read: Duration, total: Option<Duration>) -> (Duration, UpstreamFailure) {
+fn bound(read: Duration, total: Option<Duration>) -> (Duration, TransportError) {
     match total {
-        Some(total) if total < read => (total, UpstreamFailure::Deadline(total.as_millis())),
-        _ => (read, UpstreamFailure::Timeout(read.as_millis())),
+        Some(total) if total < read => (total, TransportError::Deadline(total.as_millis())),
+        _ => (read, TransportError::Timeout(read.as_millis())),
     }
 }
 
 impl Message for Forward {
-    type Result = Result<UpstreamReply, UpstreamFailure>;
+    type Result = Result<UpstreamReply, TransportError>;
 }
 
 /// A streamed upstream call: the answer's head now, its body through a bounded channel.
@@ -148,7 +148,7 @@ pub struct UpstreamStream {
 }
 
 /// A piece in the channel, with its bytes' reservation.
-type Piece = Result<(Bytes, Reservation), UpstreamFailure>;
+type Piece = Result<(Bytes, Reservation), TransportError>;
 
 /// The receiving end of a streamed body. A piece's bytes stay reserved in the budget while
 /// they wait in the channel and are given back when the piece is taken.
@@ -161,19 +161,19 @@ impl StreamBody {
     pub fn poll_recv(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Bytes, UpstreamFailure>>> {
+    ) -> std::task::Poll<Option<Result<Bytes, TransportError>>> {
         self.rx
             .poll_recv(cx)
             .map(|piece| piece.map(|p| p.map(|(bytes, _reserved)| bytes)))
     }
 
-    pub async fn recv(&mut self) -> Option<Result<Bytes, UpstreamFailure>> {
+    pub async fn recv(&mut self) -> Option<Result<Bytes, TransportError>> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 }
 
 impl Message for ForwardStream {
-    type Result = Result<UpstreamStream, UpstreamFailure>;
+    type Result = Result<UpstreamStream, TransportError>;
 }
 
 pub struct UpstreamPool {
@@ -311,16 +311,16 @@ fn host_of(url: &str) -> String {
 }
 
 /// A failed send as the client may see it; the detail is logged here, with the host.
-fn send_error(e: SendRequestError, timeout_ms: u128, provider: &str, url: &str) -> UpstreamFailure {
+fn send_error(e: SendRequestError, timeout_ms: u128, provider: &str, url: &str) -> TransportError {
     let failure = match &e {
-        SendRequestError::Timeout => return UpstreamFailure::Timeout(timeout_ms),
+        SendRequestError::Timeout => return TransportError::Timeout(timeout_ms),
         SendRequestError::Connect(ConnectError::Resolver(inner))
             if inner.downcast_ref::<DestinationRefused>().is_some() =>
         {
             // The connector has logged the host, address and range.
-            return UpstreamFailure::Refused;
+            return TransportError::Refused;
         }
-        SendRequestError::Connect(c) => UpstreamFailure::Unreachable(match c {
+        SendRequestError::Connect(c) => TransportError::Unreachable(match c {
             ConnectError::Resolver(_) | ConnectError::NoRecords => "the host name did not resolve",
             ConnectError::Timeout => "connecting timed out",
             ConnectError::Io(io) => match io.kind() {
@@ -330,11 +330,11 @@ fn send_error(e: SendRequestError, timeout_ms: u128, provider: &str, url: &str) 
             },
             _ => "the connection could not be established",
         }),
-        SendRequestError::Send(_) => UpstreamFailure::Broken("the request could not be sent"),
+        SendRequestError::Send(_) => TransportError::Broken("the request could not be sent"),
         SendRequestError::Response(_) => {
-            UpstreamFailure::Broken("the response head is not valid HTTP")
+            TransportError::Broken("the response head is not valid HTTP")
         }
-        _ => UpstreamFailure::Broken("the exchange failed"),
+        _ => TransportError::Broken("the exchange failed"),
     };
     tracing::warn!(provider, host = %host_of(url), error = %e, "upstream call failed: {failure}");
     failure
@@ -347,15 +347,15 @@ fn payload_error(
     limit: usize,
     provider: &str,
     url: &str,
-) -> UpstreamFailure {
+) -> TransportError {
     let failure = match &e {
-        PayloadError::Overflow => return UpstreamFailure::TooLarge(limit),
+        PayloadError::Overflow => return TransportError::TooLarge(limit),
         PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-            return UpstreamFailure::Timeout(timeout_ms);
+            return TransportError::Timeout(timeout_ms);
         }
-        PayloadError::Incomplete(_) => UpstreamFailure::Broken("the body ended early"),
-        PayloadError::EncodingCorrupted => UpstreamFailure::Broken("the body encoding is corrupt"),
-        _ => UpstreamFailure::Broken("the body could not be read"),
+        PayloadError::Incomplete(_) => TransportError::Broken("the body ended early"),
+        PayloadError::EncodingCorrupted => TransportError::Broken("the body encoding is corrupt"),
+        _ => TransportError::Broken("the body could not be read"),
     };
     tracing::warn!(provider, host = %host_of(url), error = %e, "upstream body failed: {failure}");
     failure
@@ -373,15 +373,15 @@ async fn read_whole(
     timeout_ms: u128,
     provider: &str,
     url: &str,
-) -> Result<Bytes, UpstreamFailure> {
+) -> Result<Bytes, TransportError> {
     let declared = response
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(UpstreamFailure::TooLarge(limit));
+        return Err(TransportError::TooLarge(limit));
     }
-    let exhausted = |_| UpstreamFailure::MemoryExhausted;
+    let exhausted = |_| TransportError::MemoryExhausted;
     let mut reservation = budget.reservation();
     // A `Vec`, not `BytesMut`: `reserve_exact` allocates what was reserved, no more.
     let mut body: Vec<u8> = Vec::new();
@@ -393,7 +393,7 @@ async fn read_whole(
         let chunk = chunk.map_err(|e| payload_error(e, timeout_ms, limit, provider, url))?;
         let needed = body.len() + chunk.len();
         if needed > limit {
-            return Err(UpstreamFailure::TooLarge(limit));
+            return Err(TransportError::TooLarge(limit));
         }
         if needed > body.capacity() {
             let doubled = needed.max(body.capacity().saturating_mul(2)).min(limit);
@@ -418,11 +418,11 @@ async fn read_whole(
 async fn acquire(
     permits: Arc<Semaphore>,
     wait: Duration,
-) -> Result<OwnedSemaphorePermit, UpstreamFailure> {
+) -> Result<OwnedSemaphorePermit, TransportError> {
     match tokio::time::timeout(wait, permits.acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         // The semaphore is never closed; treat it like a wait that ran out.
-        Ok(Err(_)) | Err(_) => Err(UpstreamFailure::PoolExhausted(wait.as_millis())),
+        Ok(Err(_)) | Err(_) => Err(TransportError::PoolExhausted(wait.as_millis())),
     }
 }
 
@@ -483,7 +483,7 @@ impl Actor for UpstreamPool {
 }
 
 impl Handler<Forward> for UpstreamPool {
-    type Result = ResponseFuture<Result<UpstreamReply, UpstreamFailure>>;
+    type Result = ResponseFuture<Result<UpstreamReply, TransportError>>;
 
     fn handle(&mut self, msg: Forward, _: &mut Context<Self>) -> Self::Result {
         let client = self.client(msg.connect_timeout);
@@ -493,7 +493,7 @@ impl Handler<Forward> for UpstreamPool {
             let cancel = msg.cancel.clone();
             tokio::select! {
                 // Dropping the exchange drops the response and closes its connection.
-                () = cancel.cancelled() => Err(UpstreamFailure::Cancelled),
+                () = cancel.cancelled() => Err(TransportError::Cancelled),
                 reply = forward_whole(&client, &msg, permits, provider) => reply,
             }
         })
@@ -507,7 +507,7 @@ async fn forward_whole(
     msg: &Forward,
     permits: Arc<Semaphore>,
     provider: &'static str,
-) -> Result<UpstreamReply, UpstreamFailure> {
+) -> Result<UpstreamReply, TransportError> {
     // Held until the answer is read: the connection is busy until then.
     let _permit = acquire(permits, msg.pool_wait).await?;
     let started = Instant::now();
@@ -544,7 +544,7 @@ async fn forward_whole(
 }
 
 impl Handler<ForwardStream> for UpstreamPool {
-    type Result = ResponseFuture<Result<UpstreamStream, UpstreamFailure>>;
+    type Result = ResponseFuture<Result<UpstreamStream, TransportError>>;
 
     fn handle(&mut self, msg: ForwardStream, _: &mut Context<Self>) -> Self::Result {
         let client = self.client(msg.request.connect_timeout);
@@ -554,7 +554,7 @@ impl Handler<ForwardStream> for UpstreamPool {
             // Until the head arrives; the reader task then stops when the body is dropped.
             let cancel = msg.request.cancel.clone();
             tokio::select! {
-                () = cancel.cancelled() => Err(UpstreamFailure::Cancelled),
+                () = cancel.cancelled() => Err(TransportError::Cancelled),
                 stream = open_stream(client, msg, permits, provider) => stream,
             }
         })
@@ -569,7 +569,7 @@ async fn open_stream(
     msg: ForwardStream,
     permits: Arc<Semaphore>,
     provider: &'static str,
-) -> Result<UpstreamStream, UpstreamFailure> {
+) -> Result<UpstreamStream, TransportError> {
     let ForwardStream {
         request: msg,
         idle_timeout,
@@ -615,23 +615,23 @@ async fn open_stream(
                 () = tx.closed() => break,
                 () = &mut total => {
                     let ms = deadline.map_or(0, |(_, ms)| ms);
-                    let _ = tx.send(Err(UpstreamFailure::Deadline(ms))).await;
+                    let _ = tx.send(Err(TransportError::Deadline(ms))).await;
                     break;
                 }
                 next = tokio::time::timeout(idle_timeout, response.next()) => next,
             };
             let item = match next {
-                Err(_) => Err(UpstreamFailure::Timeout(timeout_ms)),
+                Err(_) => Err(TransportError::Timeout(timeout_ms)),
                 Ok(None) => break,
                 Ok(Some(Ok(bytes))) => {
                     read += bytes.len();
                     if read > limit {
-                        Err(UpstreamFailure::TooLarge(limit))
+                        Err(TransportError::TooLarge(limit))
                     } else {
                         budget
                             .reserve(bytes.len())
                             .map(|reserved| (bytes, reserved))
-                            .map_err(|_| UpstreamFailure::MemoryExhausted)
+                            .map_err(|_| TransportError::MemoryExhausted)
                     }
                 }
                 Ok(Some(Err(e))) => Err(payload_error(e, timeout_ms, limit, provider, &url)),
@@ -666,31 +666,31 @@ mod tests {
                     std::io::ErrorKind::Other,
                     "billing.internal.corp: Name or service not known",
                 )))),
-                UpstreamFailure::Unreachable("the host name did not resolve"),
+                TransportError::Unreachable("the host name did not resolve"),
             ),
             (
                 SendRequestError::Connect(ConnectError::Resolver(Box::new(DestinationRefused))),
-                UpstreamFailure::Refused,
+                TransportError::Refused,
             ),
             (
                 SendRequestError::Connect(ConnectError::Io(io(
                     std::io::ErrorKind::ConnectionRefused,
                     "connect to 10.0.0.7:8443 refused",
                 ))),
-                UpstreamFailure::Unreachable("connection refused"),
+                TransportError::Unreachable("connection refused"),
             ),
             (
                 SendRequestError::Connect(ConnectError::Io(io(
                     std::io::ErrorKind::InvalidData,
                     "invalid peer certificate: not valid for name \"billing.internal.corp\"",
                 ))),
-                UpstreamFailure::Unreachable("the connection could not be established"),
+                TransportError::Unreachable("the connection could not be established"),
             ),
             (
                 SendRequestError::Send(io(std::io::ErrorKind::BrokenPipe, "to 10.0.0.7")),
-                UpstreamFailure::Broken("the request could not be sent"),
+                TransportError::Broken("the request could not be sent"),
             ),
-            (SendRequestError::Timeout, UpstreamFailure::Timeout(1500)),
+            (SendRequestError::Timeout, TransportError::Timeout(1500)),
         ];
         for (error, expected) in cases {
             let detail = error.to_string();
@@ -708,7 +708,7 @@ mod tests {
             }
         }
         assert_eq!(
-            UpstreamFailure::Refused.to_string(),
+            TransportError::Refused.to_string(),
             "the upstream destination is not allowed (a private or loopback address)"
         );
     }

@@ -17,7 +17,7 @@ use crate::admin::crud::{self, EVERYTHING, Resource};
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged};
 use crate::crypto::hash_password;
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{AdminRecord, Lookup, Page, StoreResult, new_id, now};
 use crate::vocab::Role;
@@ -212,7 +212,7 @@ impl Resource for Admins {
         }
         let all = state.store.list_admins(EVERYTHING).await?;
         if !all.iter().any(|a| a.id != before.id && is_admin(a)) {
-            return Err(Error::conflict("this is the last user with the admin role"));
+            return Err(Error::conflict("this is the last user with the admin role").into());
         }
         Ok(Some(guard))
     }

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::admin::body::{JsonObject, parse_typed};
 use crate::crypto::{Binding, Claims, verify_against_dummy, verify_password};
-use crate::error::{Error, Result};
+use crate::error::{AdminError, Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::Lookup;
@@ -45,8 +45,8 @@ impl Principal {
     pub fn require_admin(&self) -> Result<()> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Viewer => Err(Error::forbidden("the viewer role is read-only")),
-            Role::TenantAdmin => Err(Error::forbidden("this requires the admin role")),
+            Role::Viewer => Err(Error::forbidden("the viewer role is read-only").into()),
+            Role::TenantAdmin => Err(Error::forbidden("this requires the admin role").into()),
         }
     }
 
@@ -54,7 +54,9 @@ impl Principal {
     pub fn require_global_read(&self) -> Result<()> {
         match self.role {
             Role::Admin | Role::Viewer => Ok(()),
-            Role::TenantAdmin => Err(Error::forbidden("this requires the admin or viewer role")),
+            Role::TenantAdmin => {
+                Err(Error::forbidden("this requires the admin or viewer role").into())
+            }
         }
     }
 
@@ -72,8 +74,8 @@ impl Principal {
         match self.role {
             Role::Admin => Ok(()),
             Role::TenantAdmin if self.tenant_id == Some(tenant_id) => Ok(()),
-            Role::TenantAdmin => Err(Error::not_found(format!("tenant '{tenant_name}'"))),
-            Role::Viewer => Err(Error::forbidden("the viewer role is read-only")),
+            Role::TenantAdmin => Err(Error::not_found(format!("tenant '{tenant_name}'")).into()),
+            Role::Viewer => Err(Error::forbidden("the viewer role is read-only").into()),
         }
     }
 }
@@ -89,7 +91,7 @@ fn bearer_token(req: &HttpRequest) -> Option<&str> {
 }
 
 impl FromRequest for Principal {
-    type Error = Error;
+    type Error = AdminError;
     type Future = LocalBoxFuture<'static, Result<Principal>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
@@ -201,13 +203,10 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal> {
         .ok_or_else(|| Error::internal("admin state missing"))?;
     let token = bearer_token(req)
         .ok_or_else(|| Error::unauthorized("missing bearer token in the Authorization header"))?;
-    let claims = state
-        .jwt
-        .verify(token)
-        .map_err(|e| Error::unauthorized(e.to_string()))?;
+    let claims = state.jwt.verify(token)?;
     match resolve(&state.snapshot.load(), &claims) {
         Ok(p) => Ok(p),
-        Err(Refusal::Final(e)) => Err(e),
+        Err(Refusal::Final(e)) => Err(e.into()),
         Err(Refusal::MaybeStale(e)) => {
             // One cheap version check; a rebuild only if the configuration moved on.
             if !matches!(
@@ -217,11 +216,11 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal> {
                     .await,
                 Ok(true)
             ) {
-                return Err(e);
+                return Err(e.into());
             }
             match resolve(&state.snapshot.load(), &claims) {
                 Ok(p) => Ok(p),
-                Err(Refusal::Final(e) | Refusal::MaybeStale(e)) => Err(e),
+                Err(Refusal::Final(e) | Refusal::MaybeStale(e)) => Err(e.into()),
             }
         }
     }
@@ -288,7 +287,7 @@ pub async fn login(
             actix_web::rt::time::sleep(FAILED_LOGIN_FLOOR - elapsed).await;
         }
         tracing::info!(username = %request.username, client = %shown(client), "admin login failed");
-        return Err(Error::unauthorized("invalid username or password"));
+        return Err(Error::unauthorized("invalid username or password").into());
     };
     attempt.succeeded();
     let tenant = match admin.tenant_id {
@@ -401,9 +400,9 @@ pub async fn logout_all(
                 _ if who.role != Role::Admin => {
                     return Err(Error::forbidden(
                         "only the admin role may revoke another admin's tokens",
-                    ));
+                    ).into());
                 }
-                _ => return Err(Error::not_found(format!("admin '{key}'"))),
+                _ => return Err(Error::not_found(format!("admin '{key}'")).into()),
             }
         }
     };

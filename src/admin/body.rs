@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
+use crate::error::{AdminError, Error};
 use crate::store::Page;
 
 /// The admin body limit, put in app data by the server (default 1 MiB, docs/behaviour.md, "Admin
@@ -24,8 +24,8 @@ pub struct BodyLimit(pub usize);
 pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
 
 impl FromRequest for JsonObject {
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+    type Error = AdminError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AdminError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req
@@ -53,42 +53,53 @@ impl FromRequest for JsonObject {
             .get(actix_web::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            if declared_len.is_some_and(|n| n > limit) {
-                return Err(Error::payload_too_large(limit));
-            }
-            if !content_type_ok {
-                return Err(Error::unsupported_media_type(
-                    "the admin API accepts only application/json bodies",
-                ));
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| Error::bad_request(format!("cannot read body: {e}")))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(Error::payload_too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            let value: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|e| Error::bad_request(format!("request body is not valid JSON: {e}")))?;
-            let serde_json::Value::Object(map) = value else {
-                return Err(Error::bad_request("request body must be a JSON object"));
-            };
-            let mut bad = BTreeMap::new();
-            screen_strings(
-                &serde_json::Value::Object(map.clone()),
-                String::new(),
-                &mut bad,
-            );
-            if !bad.is_empty() {
-                return Err(Error::invalid_fields(bad));
-            }
-            Ok(JsonObject(map))
+            read_object(payload, limit, declared_len, content_type_ok)
+                .await
+                .map_err(AdminError)
         })
     }
+}
+
+/// Reads, parses and screens the body whose headers [`JsonObject::from_request`] checked.
+async fn read_object(
+    mut payload: Payload,
+    limit: usize,
+    declared_len: Option<usize>,
+    content_type_ok: bool,
+) -> Result<JsonObject, Error> {
+    if declared_len.is_some_and(|n| n > limit) {
+        return Err(Error::payload_too_large(limit));
+    }
+    if !content_type_ok {
+        return Err(Error::unsupported_media_type(
+            "the admin API accepts only application/json bodies",
+        ));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Error::bad_request(format!("cannot read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::payload_too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad_request(format!("request body is not valid JSON: {e}")))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(Error::bad_request("request body must be a JSON object"));
+    };
+    let mut bad = BTreeMap::new();
+    screen_strings(
+        &serde_json::Value::Object(map.clone()),
+        String::new(),
+        &mut bad,
+    );
+    if !bad.is_empty() {
+        return Err(Error::invalid_fields(bad));
+    }
+    Ok(JsonObject(map))
 }
 
 /// Rejects strings no backend stores faithfully: NUL (PostgreSQL refuses it in TEXT and
@@ -210,14 +221,15 @@ impl PageQuery {
 /// Query extractor whose errors are the admin API's JSON errors.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
-        Error::bad_request(format!("invalid query string: {err}")).into()
+        AdminError(Error::bad_request(format!("invalid query string: {err}"))).into()
     })
 }
 
 /// Path extractor errors as JSON.
 pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default()
-        .error_handler(|err, _req| Error::bad_request(format!("invalid path: {err}")).into())
+    web::PathConfig::default().error_handler(|err, _req| {
+        AdminError(Error::bad_request(format!("invalid path: {err}"))).into()
+    })
 }
 
 #[cfg(test)]

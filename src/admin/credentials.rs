@@ -17,7 +17,7 @@ use crate::admin::crud::{self, Resource};
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged};
 use crate::crypto::{Keyring, envelope_key_id, mask_hint, masked};
-use crate::error::Result;
+use crate::error::admin::Result;
 use crate::state::AppState;
 use crate::store::{CredentialRecord, Lookup, Page, StoreResult, credential_aad, new_id, now};
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery};
 use crate::admin::{Paged, created, fetch_page, merge_patch, put_name, put_target_name};
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{Lookup, Page, StoreResult};
 
@@ -107,7 +107,7 @@ pub const EVERYTHING: Page = Page {
 async fn find<R: Resource>(state: &AppState, who: &Principal, key: &str) -> Result<R::Record> {
     match R::fetch(state, &Lookup::parse(key)).await? {
         Some(r) if R::visible(state, who, &r) => Ok(r),
-        _ => Err(Error::not_found(format!("{} '{key}'", R::KIND))),
+        _ => Err(Error::not_found(format!("{} '{key}'", R::KIND)).into()),
     }
 }
 

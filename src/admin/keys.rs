@@ -18,7 +18,7 @@ use crate::admin::tenants::visible_tenant;
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged, created, fetch_page};
 use crate::crypto::{generate_api_key, key_prefix};
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{ApiKeyRecord, Lookup, TenantRecord, new_id, now};
@@ -202,11 +202,11 @@ async fn create(
 async fn find(state: &AppState, tenant: &TenantRecord, key_id: &str) -> Result<ApiKeyRecord> {
     let not_found = || Error::not_found(format!("API key '{key_id}'"));
     let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
-    state
+    Ok(state
         .store
         .get_api_key(tenant.id, id)
         .await?
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?)
 }
 
 /// Get one API key (never the key itself).

@@ -23,7 +23,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::store::Page;
 
 /// `{"error":{"code","message","fields"}}`.
@@ -123,23 +123,6 @@ pub fn put_target_name(url_name: &str) -> Result<(), Error> {
         ));
     }
     Ok(())
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::ValidationFailed => "validation_failed",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::Internal => "internal",
-        }
-    }
 }
 
 struct BearerAuth;

@@ -16,7 +16,7 @@ use crate::admin::crud::{self, EVERYTHING, Resource, page_in_memory};
 use crate::admin::services::to_json;
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged, fetch_page};
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, RouteRecord, StoreResult, new_id, now};
@@ -269,7 +269,7 @@ async fn to_record(
     }
     problems.finish()?;
     let Some(service) = service else {
-        return Err(Error::invalid_field("service", "does not exist"));
+        return Err(Error::invalid_field("service", "does not exist").into());
     };
     let now = now();
     Ok(RouteRecord {

@@ -15,7 +15,7 @@ use crate::admin::body::{JsonObject, PageQuery, parse_typed};
 use crate::admin::crud::{self, Resource};
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged};
-use crate::error::Result;
+use crate::error::admin::Result;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, ServiceRecord, StoreResult, new_id, now};

@@ -13,7 +13,7 @@ use crate::admin::body::{JsonObject, PageQuery, parse_typed};
 use crate::admin::crud::{self, Resource, page_in_memory};
 use crate::admin::validate::{self, Problems};
 use crate::admin::{ErrorBody, Paged, fetch_page};
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{Lookup, Page, StoreResult, TenantRecord, new_id, now};
 use crate::vocab::Role;
@@ -94,7 +94,7 @@ pub async fn visible_tenant(state: &AppState, who: &Principal, key: &str) -> Res
     let tenant = state.store.get_tenant(&Lookup::parse(key)).await?;
     match tenant {
         Some(t) if who.can_see_tenant(t.id) => Ok(t),
-        _ => Err(Error::not_found(format!("tenant '{key}'"))),
+        _ => Err(Error::not_found(format!("tenant '{key}'")).into()),
     }
 }
 

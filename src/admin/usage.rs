@@ -32,7 +32,7 @@ use crate::admin::ErrorBody;
 use crate::admin::auth::Principal;
 use crate::admin::tenants::visible_tenant;
 use crate::admin::validate::Problems;
-use crate::error::{Error, Result};
+use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{LATENCY_BUCKETS, LATENCY_BUCKETS_MS, UsageQuery, UsageRow};
 use crate::vocab::Role;
@@ -186,7 +186,7 @@ struct Request {
     group_by: GroupBy,
 }
 
-fn validate(p: &UsageParams, now: DateTime<Utc>) -> Result<Request> {
+fn validate(p: &UsageParams, now: DateTime<Utc>) -> Result<Request, Error> {
     let mut problems = Problems::default();
     let mut time = |field: &str, value: &Option<String>| match value.as_deref().map(parse_time) {
         Some(Ok(t)) => Some(Some(t)),
@@ -254,10 +254,9 @@ async fn tenant_filter(
     let wanted = match (who.role, named) {
         (_, Some(name)) => name,
         (Role::TenantAdmin, None) => {
-            return who
-                .tenant_id
-                .map(Some)
-                .ok_or_else(|| Error::not_found("tenant"));
+            return Ok(Some(
+                who.tenant_id.ok_or_else(|| Error::not_found("tenant"))?,
+            ));
         }
         (Role::Admin | Role::Viewer, None) => return Ok(None),
     };
@@ -265,7 +264,7 @@ async fn tenant_filter(
         Ok(tenant) => Ok(Some(tenant.id)),
         Err(e) => match (who.role, Uuid::parse_str(wanted)) {
             // A deleted tenant's history stays readable by id.
-            (Role::Admin | Role::Viewer, Ok(id)) if e.status.as_u16() == 404 => Ok(Some(id)),
+            (Role::Admin | Role::Viewer, Ok(id)) if e.0.status.as_u16() == 404 => Ok(Some(id)),
             _ => Err(e),
         },
     }

@@ -83,12 +83,6 @@ pub enum JwtError {
     InvalidClaims,
 }
 
-impl From<JwtError> for crate::error::Error {
-    fn from(e: JwtError) -> Self {
-        crate::error::Error::unauthorized(e.to_string())
-    }
-}
-
 /// Who a token is for, beyond `sub`, `role` and the optional tenant name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Binding {
@@ -877,8 +871,7 @@ MCowBQYDK2VwAyEAP3UP9jVa2KusFAbZXekKeGFMo2MqdQvGJgFViuc3ukg=
             assert!(!err.to_string().contains(part));
             assert!(!format!("{err:?}").contains(part));
         }
-        let http: crate::error::Error = err.into();
-        assert_eq!(http.status.as_u16(), 401);
-        assert_eq!(http.message, "invalid token signature");
+        assert_eq!(err, JwtError::InvalidSignature);
+        assert_eq!(err.to_string(), "invalid token signature");
     }
 }

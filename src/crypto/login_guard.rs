@@ -29,8 +29,6 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::error::{Error, ErrorSource};
-
 /// Failed logins per user name within [`WINDOW`] before the name is locked.
 pub const PER_USER: usize = 10;
 /// Failed logins per client address within [`WINDOW`] before the address is locked.
@@ -43,6 +41,47 @@ pub const MAX_LOCKOUT: Duration = Duration::from_secs(3600);
 pub const MAX_ENTRIES: usize = 10_000;
 /// How long a login waits for a hashing slot before 503.
 pub const HASH_WAIT: Duration = Duration::from_millis(1500);
+/// The `retry-after` of a login or password change refused for want of a hashing slot.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A login refused before any hashing because its name or address is locked (429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub by: LockedBy,
+    /// Until the lock ends.
+    pub retry_after: Duration,
+}
+
+/// Which limit locked a login out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockedBy {
+    Name,
+    Address,
+}
+
+impl std::fmt::Display for Lockout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.by {
+            LockedBy::Name => "too many failed logins for this user name; try again later",
+            LockedBy::Address => "too many failed logins from this address; try again later",
+        })
+    }
+}
+
+impl std::error::Error for Lockout {}
+
+/// Why a hash or verification did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HashingUnavailable {
+    /// No slot freed up within the wait: load shedding under a burst (503, retry after
+    /// [`BUSY_RETRY_AFTER`]), not a fault of the gateway.
+    #[error("too many logins or password changes are being processed; try again shortly")]
+    Busy,
+    #[error("password hashing is not running")]
+    NotRunning,
+    #[error("password hashing was interrupted")]
+    Interrupted,
+}
 
 /// Concurrent Argon2 computations: the cores, at most 4 (19 MiB each).
 pub fn hashing_slots() -> usize {
@@ -300,7 +339,7 @@ impl LoginGuard {
     /// Admits one login attempt or refuses it with 429. The returned [`Attempt`] must be
     /// settled with `succeeded`/`failed`; dropped unsettled (503, a disconnect) it counts
     /// as neither.
-    pub fn begin(&self, username: &str, client: Option<IpAddr>) -> Result<Attempt<'_>, Error> {
+    pub fn begin(&self, username: &str, client: Option<IpAddr>) -> Result<Attempt<'_>, Lockout> {
         let now = Instant::now();
         let name = name_key(username);
         let address = client.map(address_key);
@@ -312,16 +351,16 @@ impl LoginGuard {
         };
         match (by_name, by_address) {
             (Err(wait), _) => {
-                return Err(Error::too_many_requests(
-                    "too many failed logins for this user name; try again later",
-                    wait,
-                ));
+                return Err(Lockout {
+                    by: LockedBy::Name,
+                    retry_after: wait,
+                });
             }
             (_, Err(wait)) => {
-                return Err(Error::too_many_requests(
-                    "too many failed logins from this address; try again later",
-                    wait,
-                ));
+                return Err(Lockout {
+                    by: LockedBy::Address,
+                    retry_after: wait,
+                });
             }
             _ => {}
         }
@@ -339,7 +378,7 @@ impl LoginGuard {
 
     /// Runs one password hash or verification on the hashing threads, at most
     /// [`hashing_slots`] at a time; 503 when no slot frees up within the wait.
-    pub async fn hash<T, F>(&self, f: F) -> Result<T, Error>
+    pub async fn hash<T, F>(&self, f: F) -> Result<T, HashingUnavailable>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -348,33 +387,22 @@ impl LoginGuard {
             .await
             .ok()
             .and_then(Result::ok)
-            .ok_or_else(busy)?;
+            .ok_or(HashingUnavailable::Busy)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let submitted = self.threads.submit(Box::new(move || {
             let _slot = permit;
             let _ = tx.send(f());
         }));
         if !submitted {
-            return Err(Error::internal("password hashing is not running"));
+            return Err(HashingUnavailable::NotRunning);
         }
-        rx.await
-            .map_err(|_| Error::internal("password hashing was interrupted"))
+        rx.await.map_err(|_| HashingUnavailable::Interrupted)
     }
 
     /// Hashing slots free right now (tests).
     pub fn free_hashing_slots(&self) -> usize {
         self.hashing.available_permits()
     }
-}
-
-fn busy() -> Error {
-    let mut e = Error::unavailable(
-        "too many logins or password changes are being processed; try again shortly",
-    )
-    .with_retry_after(Duration::from_secs(1));
-    // Load shedding under a burst, not a gateway fault: not logged as an error per request.
-    e.source = ErrorSource::Client;
-    e
 }
 
 /// One admitted login attempt.
@@ -439,8 +467,8 @@ mod tests {
                 .failed();
         }
         let err = g.begin("alice", ip("10.0.1.1")).err().unwrap();
-        assert_eq!(err.status.as_u16(), 429);
-        let wait = err.retry_after.unwrap();
+        assert_eq!(err.by, LockedBy::Name);
+        let wait = err.retry_after;
         assert!(
             wait > Duration::from_secs(55) && wait <= BASE_LOCKOUT,
             "{wait:?}"
@@ -474,7 +502,7 @@ mod tests {
         let held: Vec<_> = (0..PER_USER)
             .map(|_| g.begin("carol", None).unwrap())
             .collect();
-        assert_eq!(g.begin("carol", None).err().unwrap().status.as_u16(), 429);
+        assert_eq!(g.begin("carol", None).err().unwrap().by, LockedBy::Name);
         drop(held); // unsettled: counted as neither
         g.begin("carol", None).unwrap().succeeded();
     }
@@ -501,8 +529,8 @@ mod tests {
                 .failed();
         }
         let err = g.begin("fresh", ip("2001:db8:1:2:ffff::1")).err().unwrap();
-        assert_eq!(err.status.as_u16(), 429);
-        assert!(err.message.contains("address"), "{}", err.message);
+        assert_eq!(err.by, LockedBy::Address);
+        assert!(err.to_string().contains("address"), "{err}");
         assert!(g.begin("fresh", ip("2001:db8:1:3::1")).is_ok());
     }
 
@@ -534,8 +562,7 @@ mod tests {
             actix_web::rt::time::sleep(Duration::from_millis(5)).await;
         }
         let err = g.hash(|| ()).await.err().unwrap();
-        assert_eq!(err.status.as_u16(), 503);
-        assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(err, HashingUnavailable::Busy);
         tx.send(()).unwrap();
         busy_one.await.unwrap().unwrap();
         assert_eq!(g.hash(|| 7).await.unwrap(), 7);

@@ -15,7 +15,9 @@ pub use api_key::{
 };
 pub use jwt::{Binding, Claims, JwtError, JwtKeys, JwtSettings};
 pub use keyring::{DecryptError, Keyring, KeyringError, envelope_key_id};
+pub use login_guard::{HashingUnavailable, LockedBy, Lockout};
 pub use password::{
-    generate_password, hash_password, init_dummy_hash, verify_against_dummy, verify_password,
+    HashFailed, generate_password, hash_password, init_dummy_hash, verify_against_dummy,
+    verify_password,
 };
 pub use secret::{MASK, Secret, mask_hint, masked};

@@ -18,7 +18,6 @@ use rand::Rng;
 use subtle::ConstantTimeEq;
 
 use super::secret::Secret;
-use crate::error::Error;
 
 /// Working memory above this (a hand-made hash with huge parameters) is allocated for the
 /// call instead of kept by the thread.
@@ -52,12 +51,18 @@ fn argon2_into(
     })
 }
 
+/// Argon2 could not hash a password (not with the default parameters, in practice). The
+/// detail is logged where it happens; the message is safe to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("password hashing failed")]
+pub struct HashFailed;
+
 /// Hashes a password with Argon2id and a fresh random salt; returns the PHC string
 /// (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`).
-pub fn hash_password(password: &str) -> Result<String, Error> {
+pub fn hash_password(password: &str) -> Result<String, HashFailed> {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "argon2 password hashing failed");
-        Error::internal("password hashing failed")
+        HashFailed
     };
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
 use serde_json::Value;
 
 use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::actors::spool::{self, SpoolRecord};
 use crate::error::Error;
+use crate::error::openai::OpenAiError;
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::RouteEntry;
 use crate::telemetry::analytics;
@@ -35,9 +36,9 @@ pub fn account(
     let response = match (result, &ctx.party) {
         (Ok(Reply::Whole(outcome)), Some(party)) => whole(ctx, party, recorder, outcome),
         (Ok(Reply::Stream(start)), Some(party)) => stream(ctx, party, recorder, start, drain),
-        (Ok(_), None) => render(&Error::internal("answered before admission")),
+        (Ok(_), None) => render(Error::internal("answered before admission")),
         (Err(error), party) => {
-            let response = render(&error);
+            let response = render(error);
             if let Some(party) = party {
                 failed(ctx, party, recorder, response.status().as_u16());
             }
@@ -47,10 +48,12 @@ pub fn account(
     ctx.finish(response)
 }
 
-/// The OpenAI error shape; a 405 names the one method LLM routes take.
-pub fn render(error: &Error) -> HttpResponse {
-    let mut response = error.openai_response();
-    if error.status == StatusCode::METHOD_NOT_ALLOWED {
+/// The OpenAI error shape (the proxy's only error rendering); a 405 names the one method
+/// LLM routes take.
+pub fn render(error: Error) -> HttpResponse {
+    let status = error.status;
+    let mut response = OpenAiError(error).error_response();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
@@ -228,7 +231,7 @@ impl<'a> Abandoned<'a> {
     pub fn stopped(&mut self) -> HttpResponse {
         self.armed = false;
         self.record(503, "shutdown");
-        self.ctx.finish(render(&Error::shutting_down()))
+        self.ctx.finish(render(Error::shutting_down()))
     }
 
     fn record(&self, status: u16, error_type: &str) {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::actors::upstream::{
-    Forward, ForwardStream, UpstreamFailure, UpstreamReply, UpstreamStream,
+    Forward, ForwardStream, TransportError, UpstreamReply, UpstreamStream,
 };
 use crate::budget::ResponseBudget;
 use crate::crypto::redact::LazyRedactor;
@@ -115,8 +115,8 @@ pub async fn call(
 
 /// An upstream failure as the client's error; its text (which may name the upstream URL,
 /// query credential included) is masked.
-pub fn masked_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Error {
-    if failure == UpstreamFailure::MemoryExhausted {
+pub fn masked_failure(redactor: &LazyRedactor, failure: TransportError) -> Error {
+    if failure == TransportError::MemoryExhausted {
         // The gateway's own limit (docs/architecture.md, "Memory"); the budget logs it, at
         // most once per 10 s, so not again per request.
         let mut error = Error::unavailable(failure.to_string())
@@ -126,9 +126,9 @@ pub fn masked_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Erro
         return error;
     }
     let status = match failure {
-        UpstreamFailure::Timeout(_) | UpstreamFailure::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+        TransportError::Timeout(_) | TransportError::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
         // The gateway is saturated; the upstream has not failed.
-        UpstreamFailure::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+        TransportError::PoolExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
     let error = Error::upstream(
@@ -136,8 +136,8 @@ pub fn masked_failure(redactor: &LazyRedactor, failure: UpstreamFailure) -> Erro
         redactor.get().redact(&failure.to_string()).into_owned(),
     );
     match failure {
-        UpstreamFailure::Refused => error.with_openai_code("upstream_destination_not_allowed"),
-        UpstreamFailure::PoolExhausted(_) => error.with_openai_code("upstream_pool_exhausted"),
+        TransportError::Refused => error.with_openai_code("upstream_destination_not_allowed"),
+        TransportError::PoolExhausted(_) => error.with_openai_code("upstream_pool_exhausted"),
         _ => error,
     }
 }

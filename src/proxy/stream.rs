@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
-use crate::actors::upstream::{StreamBody, UpstreamFailure};
+use crate::actors::upstream::{StreamBody, TransportError};
 use crate::crypto::redact::Redactor;
 use crate::llm::{StreamEnd, Transcode};
 use crate::shutdown::DrainDeadline;
@@ -109,16 +109,16 @@ impl SseBody {
     }
 }
 
-fn failure_code(failure: &UpstreamFailure) -> &'static str {
+fn failure_code(failure: &TransportError) -> &'static str {
     match failure {
-        UpstreamFailure::Timeout(_) => "upstream_idle_timeout",
-        UpstreamFailure::Deadline(_) => "upstream_total_timeout",
-        UpstreamFailure::Cancelled => "upstream_cancelled",
-        UpstreamFailure::TooLarge(_) => "upstream_response_too_large",
-        UpstreamFailure::Unreachable(_) | UpstreamFailure::Broken(_) => "upstream_connection_lost",
-        UpstreamFailure::Refused => "upstream_destination_not_allowed",
-        UpstreamFailure::PoolExhausted(_) => "upstream_pool_exhausted",
-        UpstreamFailure::MemoryExhausted => "gateway_memory_exhausted",
+        TransportError::Timeout(_) => "upstream_idle_timeout",
+        TransportError::Deadline(_) => "upstream_total_timeout",
+        TransportError::Cancelled => "upstream_cancelled",
+        TransportError::TooLarge(_) => "upstream_response_too_large",
+        TransportError::Unreachable(_) | TransportError::Broken(_) => "upstream_connection_lost",
+        TransportError::Refused => "upstream_destination_not_allowed",
+        TransportError::PoolExhausted(_) => "upstream_pool_exhausted",
+        TransportError::MemoryExhausted => "gateway_memory_exhausted",
     }
 }
 
@@ -150,7 +150,7 @@ impl Stream for SseBody {
                 Poll::Pending => return this.wait_or_stop(cx),
                 Poll::Ready(Some(Ok(bytes))) => this.transcode.feed(&bytes),
                 Poll::Ready(Some(Err(failure))) => {
-                    if matches!(failure, UpstreamFailure::Deadline(_)) {
+                    if matches!(failure, TransportError::Deadline(_)) {
                         this.cut = Some(Cut::Deadline);
                     }
                     let message = failure.to_string();

@@ -71,7 +71,7 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     );
     let caller = match authenticate(&req, &ctx.snapshot, &state.api_keys) {
         Ok(c) => c,
-        Err(e) => return ctx.finish(render(&e)),
+        Err(e) => return ctx.finish(render(e)),
     };
     let mut data: Vec<Value> = ctx
         .snapshot

@@ -1,15 +1,24 @@
 //! The one error type of the gateway. It knows its HTTP status, where it came from
-//! (client, gateway, upstream) and whether a retry may help, and renders itself as JSON.
+//! (client, gateway, upstream) and whether a retry may help; it does not render itself.
+//! Each surface renders it in its own shape through its own wrapper, so neither can answer
+//! in the other's (docs/architecture.md, "Errors"):
 //!
-//! The admin API renders `{"error":{"code","message","fields"}}` (docs/behaviour.md, "Admin
-//! conventions", via `ResponseError`); the proxy renders the OpenAI shape
-//! `{"error":{"message","type","param","code"}}` (docs/behaviour.md, "Request order",
-//! `openai_response`).
+//! - `AdminError` (`admin.rs`): the admin API's `{"error":{"code","message","fields"}}`
+//!   (docs/behaviour.md, "Admin conventions");
+//! - `OpenAiError` (`openai.rs`): the proxy's `{"error":{"message","type","param","code"}}`
+//!   (docs/behaviour.md, "Request order").
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use actix_web::http::StatusCode;
 use serde::Serialize;
+
+pub mod admin;
+pub mod openai;
+mod store;
+
+pub use admin::AdminError;
+pub use openai::{OpenAiDetail, OpenAiError};
 
 /// Who caused an error: decides logging level and, later, whether a fallback may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,15 +61,6 @@ pub struct Error {
     pub logged: bool,
     /// Sent as `retry-after` (whole seconds, at least 1) by the admin rendering.
     pub retry_after: Option<std::time::Duration>,
-}
-
-/// What the OpenAI error shape adds: the offending parameter, and `type`/`code` when the
-/// defaults derived from the status do not fit (an upstream's own type, `model_not_found`).
-#[derive(Debug, Clone, Default)]
-pub struct OpenAiDetail {
-    pub param: Option<String>,
-    pub kind: Option<String>,
-    pub code: Option<String>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -139,41 +139,6 @@ impl Error {
         );
         e.retryable = true;
         e
-    }
-
-    /// The proxy's rendering: OpenAI's `{"error":{"message","type","param","code"}}`, a
-    /// superset of Kong's `{"error":{"message"}}` (docs/behaviour.md, "Request order").
-    pub fn openai_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway && !self.logged {
-            tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
-        }
-        let default_type = match self.status.as_u16() {
-            401 => "authentication_error",
-            403 => "permission_denied",
-            404 => "not_found_error",
-            413 => "request_too_large",
-            429 => "rate_limit_error",
-            400..=499 => "invalid_request_error",
-            _ if self.source == ErrorSource::Upstream => "upstream_error",
-            _ => "api_error",
-        };
-        let default_code = match self.status.as_u16() {
-            401 => Some("invalid_api_key"),
-            403 => Some("permission_denied"),
-            413 => Some("request_too_large"),
-            415 => Some("unsupported_media_type"),
-            502 => Some("bad_gateway"),
-            504 => Some("upstream_timeout"),
-            _ => None,
-        };
-        let detail = self.openai.as_deref();
-        let body = serde_json::json!({"error": {
-            "message": self.message,
-            "type": detail.and_then(|d| d.kind.as_deref()).unwrap_or(default_type),
-            "param": detail.and_then(|d| d.param.as_deref()),
-            "code": detail.and_then(|d| d.code.as_deref()).or(default_code),
-        }});
-        HttpResponse::build(self.status).json(body)
     }
 
     /// 400 with one offending field.
@@ -337,6 +302,17 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Logs a fault of the gateway once, when it is rendered, unless it was logged where it
+    /// arose. Client and upstream faults are the caller's or the upstream's, not an error of
+    /// the gateway.
+    fn log_if_unlogged_gateway_fault(&self) {
+        if self.source == ErrorSource::Gateway && !self.logged {
+            tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
+        }
+    }
+}
+
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.status.as_u16())
@@ -344,60 +320,3 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
-
-#[derive(Serialize)]
-struct AdminErrorBody<'a> {
-    error: AdminErrorInner<'a>,
-}
-
-#[derive(Serialize)]
-struct AdminErrorInner<'a> {
-    code: ErrorCode,
-    message: &'a str,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    fields: &'a BTreeMap<String, String>,
-}
-
-impl ResponseError for Error {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if self.source == ErrorSource::Gateway && !self.logged {
-            tracing::error!(status = self.status.as_u16(), message = %self.message, "request failed");
-        }
-        let mut response = HttpResponse::build(self.status);
-        if let Some(after) = self.retry_after {
-            // Whole seconds, rounded up, never 0 (RFC 9110 §10.2.3).
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.max(1)));
-        }
-        response.json(AdminErrorBody {
-            error: AdminErrorInner {
-                code: self.code,
-                message: &self.message,
-                fields: &self.fields,
-            },
-        })
-    }
-}
-
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
-        match e {
-            StoreError::Conflict(msg) => Error::conflict(msg),
-            StoreError::NotFound(what) => Error::not_found(what),
-            StoreError::InvalidReference { field, message } => Error::invalid_field(field, message),
-            StoreError::Unavailable(u) => {
-                tracing::warn!(reason = u.reason, error = %u.detail, "database unavailable");
-                Error::unavailable(format!("{}; try again later", u.reason))
-            }
-            StoreError::Other(msg) => {
-                tracing::error!(error = %msg, "database error");
-                Error::internal("internal storage error")
-            }
-        }
-    }
-}

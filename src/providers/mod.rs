@@ -1,19 +1,28 @@
 //! Provider translators: pure functions, no I/O (the upstream actor does the I/O).
 //!
-//! Each provider turns an OpenAI-format request body into its upstream URL, headers and
+//! Each wire format turns an OpenAI-format request body into its upstream URL, headers and
 //! body, and turns its upstream answer (2xx body or error body) back into the OpenAI shape
 //! of the route type. Credentials are injected by the proxy afterwards (header, query or
 //! body parameter, Kong's `allow_override`), so translators never see them.
+//!
+//! The dispatch key is the wire format, not the provider: `WireFormat::of` maps a
+//! provider (with its format option) to one, once, when the snapshot is compiled
+//! (`snapshot::ServiceEntry::wire`). One folder per wire format, each with `request.rs`,
+//! `response.rs`, `stream.rs` and `tests.rs`; `shared.rs` holds what the OpenAI-family
+//! formats share.
 //!
 //! Request bodies are handled as `serde_json::Map`: known fields are mapped, and fields the
 //! provider shares with OpenAI pass through untouched as raw JSON values.
 
 pub mod anthropic;
 pub mod cohere;
-pub mod llama2;
-/// Ollama's native API, shared by `llama2_format: ollama` and `mistral_format: ollama`.
 pub mod ollama;
 pub mod openai;
+mod shared;
+#[cfg(test)]
+pub(crate) mod test_support;
+pub mod tgi;
+mod wire;
 
 use serde_json::{Map, Value};
 
@@ -21,12 +30,12 @@ use crate::llm::StreamTranscoder;
 pub use crate::llm::UpstreamError;
 use crate::vocab::{ModelOptions, ServiceOptions};
 pub use crate::vocab::{ProviderKind, RouteKind};
+pub use wire::{Dialect, WireFormat};
 
 /// Everything a translator may read besides the request: the service's options and the
 /// route's model configuration.
 #[derive(Debug, Clone)]
 pub struct TranslateContext<'a> {
-    pub provider: ProviderKind,
     /// The service's full upstream URL (Kong semantics); `None` = the provider's default.
     pub upstream_url: Option<&'a str>,
     pub options: &'a ServiceOptions,
@@ -66,12 +75,13 @@ impl RequestError {
 }
 
 /// An upstream 2xx body that cannot be translated: the proxy answers 502
-/// `transformation failed from type <provider>://<route_type>: <reason>`.
+/// `transformation failed from type <provider>://<route_type>: <reason>`. (Not named
+/// `TranslateError`, which is actix-web's trait for errors rendered as responses.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ResponseError(pub String);
+pub struct TranslateError(pub String);
 
-/// One provider's wire format.
+/// One wire format.
 pub trait Translator: Send + Sync {
     /// OpenAI-format request body → upstream request. The body's `model` has already been
     /// checked by the proxy; `ctx.model` is the model to call.
@@ -90,7 +100,7 @@ pub trait Translator: Send + Sync {
         ctx: &TranslateContext<'_>,
         kind: RouteKind,
         body: &[u8],
-    ) -> Result<Value, ResponseError>;
+    ) -> Result<Value, TranslateError>;
 
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError;
@@ -104,16 +114,6 @@ pub trait Translator: Send + Sync {
         _kind: RouteKind,
     ) -> Option<Box<dyn StreamTranscoder>> {
         None
-    }
-}
-
-/// The translator for a provider.
-pub fn translator(kind: ProviderKind) -> &'static dyn Translator {
-    match kind {
-        ProviderKind::Anthropic => &anthropic::Anthropic,
-        ProviderKind::Cohere => &cohere::Cohere,
-        ProviderKind::Llama2(_) => &llama2::Llama2,
-        ProviderKind::Openai | ProviderKind::Azure | ProviderKind::Mistral(_) => &openai::OpenAi,
     }
 }
 

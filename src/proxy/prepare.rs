@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::llm::StreamTranscoder;
-use crate::providers::{TranslateContext, translator};
+use crate::providers::TranslateContext;
 use crate::snapshot::RouteEntry;
 use crate::vocab::{ResponseStreaming, RouteKind, RouteType};
 
@@ -93,7 +93,7 @@ pub fn request(
     {
         let provider = service.provider;
         let ctx = translate_context(route, &model, default_max_tokens);
-        let transcoder = translator(provider).stream(&ctx, kind).ok_or_else(|| {
+        let transcoder = service.translator().stream(&ctx, kind).ok_or_else(|| {
             Error::bad_request(format!(
                 "streaming is not supported for provider {} in this format",
                 provider.name()
@@ -141,7 +141,6 @@ pub fn translate_context<'a>(
 ) -> TranslateContext<'a> {
     let service = &route.service;
     TranslateContext {
-        provider: service.provider,
         upstream_url: service.record.upstream_url.as_deref(),
         options: &service.options,
         model,

@@ -15,7 +15,6 @@ use crate::actors::upstream::UpstreamStream;
 use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, Transcode};
-use crate::providers::translator;
 use crate::vocab::RouteKind;
 
 use super::context::Party;
@@ -141,7 +140,9 @@ pub fn reply(
         }
         Some(kind) if (200..300).contains(&reply.status) => {
             let ctx = translate_context(route, &plan.model, default_max_tokens);
-            let translated = translator(provider)
+            let translated = route
+                .service
+                .translator()
                 .response(&ctx, kind, &reply.body)
                 .map_err(|e| {
                     Error::upstream(
@@ -174,7 +175,7 @@ pub fn reply(
         Some(_) => {
             // The provider's text may echo the credential: masked after parsing, so an
             // escaped echo is found in its decoded form too.
-            let error = translator(provider).error(reply.status, &reply.body);
+            let error = route.service.translator().error(reply.status, &reply.body);
             let mut body = error.to_openai();
             redactor.get().redact_value(&mut body);
             error_type = Some(redactor.get().redact(&error.kind).into_owned());

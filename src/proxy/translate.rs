@@ -5,7 +5,7 @@
 use actix_web::HttpRequest;
 
 use crate::error::Error;
-use crate::providers::{UpstreamRequest, translator};
+use crate::providers::UpstreamRequest;
 
 use super::context::{Party, RequestCtx};
 use super::inject::inject;
@@ -42,7 +42,8 @@ pub fn request(
             let mut body = body;
             let object = std::mem::take(body.object()?);
             let tctx = translate_context(route, &plan.model, default_max_tokens);
-            translator(service.provider)
+            service
+                .translator()
                 .request(&tctx, kind, object)
                 .map_err(|e| {
                     let err = Error::bad_request(e.message);

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::crypto::redact::SecretValues;
 use crate::crypto::{ApiKeyHasher, Keyring, Secret};
+use crate::providers::{Translator, WireFormat};
 use crate::store::{
     ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
 };
@@ -75,8 +76,17 @@ pub struct ServiceEntry {
     /// 503 `credential_unavailable` instead of calling the provider without it.
     pub unavailable_credential: Option<String>,
     pub provider: ProviderKind,
+    /// The wire format its translator speaks, decided here once rather than per request.
+    pub wire: WireFormat,
     pub options: ServiceOptions,
     pub timeouts: Timeouts,
+}
+
+impl ServiceEntry {
+    /// The translator of the service's wire format.
+    pub fn translator(&self) -> &'static dyn Translator {
+        self.wire.translator()
+    }
 }
 
 /// A route with its JSON columns parsed once.
@@ -134,6 +144,7 @@ fn compile_service(
         credential,
         unavailable_credential,
         provider,
+        wire: WireFormat::of(provider),
         options,
         timeouts,
     })

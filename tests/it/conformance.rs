@@ -24,7 +24,7 @@ use tollgate::llm::{
     Transcode,
 };
 use tollgate::providers::openai::OpenAiStream;
-use tollgate::providers::{ProviderKind, RouteKind, TranslateContext, translator};
+use tollgate::providers::{ProviderKind, RouteKind, TranslateContext, WireFormat};
 use tollgate::vocab::{ModelOptions, ServiceOptions};
 
 // ---- Providers as Kong's specs configure them -----------------------------------------
@@ -1949,14 +1949,14 @@ fn kong_cohere_real_stream_frames_give_the_same_text() {
     let tuning = ModelOptions::default();
     for &(file, kind) in COHERE_STREAM_FRAMES {
         let ctx = TranslateContext {
-            provider: ProviderKind::Cohere,
             upstream_url: None,
             options: &options,
             model: "command",
             tuning: &tuning,
             default_max_tokens: 256,
         };
-        let transcoder = translator(ProviderKind::Cohere)
+        let transcoder = WireFormat::of(ProviderKind::Cohere)
+            .translator()
             .stream(&ctx, kind)
             .expect("cohere streams");
         let meta = StreamMeta {

@@ -1,0 +1,58 @@
+//! Anthropic wire format: the Messages API (`/v1/messages`) for `llm/v1/chat` and the legacy
+//! Text Completions API (`/v1/complete`) for `llm/v1/completions`, as Kong does. Streams of
+//! both are transcoded by `AnthropicStream` (named-event SSE → OpenAI chunks).
+//!
+//! Deliberate differences from Kong (docs/behaviour.md, "Differences from Kong", 4 and 5): `stop`,
+//! `top_p`, `top_k` and `max_completion_tokens` are mapped instead of dropped, `max_tokens`
+//! defaults to `ctx.default_max_tokens`, every system/developer message is kept (joined in order),
+//! consecutive same-role turns are merged, empty text is not forwarded, `finish_reason` is mapped
+//! to OpenAI values, responses carry an `id`, and `usage` is always an object.
+
+mod request;
+mod response;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value};
+
+use super::{
+    RequestError, RouteKind, TranslateContext, TranslateError, Translator, UpstreamError,
+    UpstreamRequest,
+};
+use crate::llm::StreamTranscoder;
+pub use stream::AnthropicStream;
+
+pub struct Anthropic;
+
+impl Translator for Anthropic {
+    fn request(
+        &self,
+        ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+        body: Map<String, Value>,
+    ) -> Result<UpstreamRequest, RequestError> {
+        request::request(ctx, kind, body)
+    }
+
+    fn response(
+        &self,
+        ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+        body: &[u8],
+    ) -> Result<Value, TranslateError> {
+        response::response(ctx, kind, body)
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
+        response::error(status, body)
+    }
+
+    fn stream(
+        &self,
+        _ctx: &TranslateContext<'_>,
+        kind: RouteKind,
+    ) -> Option<Box<dyn StreamTranscoder>> {
+        Some(Box::new(AnthropicStream::new(kind)))
+    }
+}

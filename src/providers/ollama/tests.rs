@@ -4,7 +4,7 @@ use crate::llm::sse_payloads as frames;
 use crate::llm::{StreamMeta, StreamTranscoder, assert_split_invariant};
 use crate::providers::test_support::*;
 use crate::providers::{ProviderKind, RequestError, RouteKind, TranslateError};
-use crate::vocab::Llama2Format;
+use crate::vocab::{Llama2Format, MistralFormat};
 
 const CHAT: RouteKind = RouteKind::Chat;
 const COMPLETIONS: RouteKind = RouteKind::Completions;
@@ -499,6 +499,48 @@ fn response_tool_call_arguments_are_normalised() {
     cut["done_reason"] = json!("length");
     let out = resp(&s, CHAT, cut.to_string().as_bytes()).expect("ok");
     assert_eq!(out["choices"][0]["finish_reason"], json!("length"));
+}
+
+#[test]
+fn mistral_ollama_uses_the_shared_ollama_mapping() {
+    let s = Setup::new(ProviderKind::Mistral(MistralFormat::Ollama), "mistral");
+    assert!(
+        req(
+            &s,
+            CHAT,
+            json!({"messages": [{"role": "user", "content": "hi"}]})
+        )
+        .expect_err("refused")
+        .message
+        .contains("upstream_url")
+    );
+    let s = s.url("http://ollama.example.com:11434/api/chat");
+    let (url, body) = req(
+        &s,
+        CHAT,
+        json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5}),
+    )
+    .expect("ok");
+    assert_eq!(url, "http://ollama.example.com:11434/api/chat");
+    assert_eq!(
+        body,
+        json!({"model": "mistral", "messages": [{"role": "user", "content": "x"}],
+                            "stream": false, "options": {"num_predict": 5}})
+    );
+    let out = resp(
+        &s,
+        CHAT,
+        fixture("llama2", "ollama-chat-response.json").as_bytes(),
+    )
+    .expect("ok");
+    assert_eq!(out["object"], json!("chat.completion"));
+    assert_eq!(out["usage"]["total_tokens"], json!(184));
+    let e = translator(ProviderKind::Mistral(MistralFormat::Ollama))
+        .error(404, fixture("llama2", "ollama-error.json").as_bytes());
+    assert_eq!(
+        e.message,
+        "model \"llama3.3\" not found, try pulling it first"
+    );
 }
 
 // ---- streaming -------------------------------------------------------------------

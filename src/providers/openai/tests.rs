@@ -693,42 +693,6 @@ fn mistral_errors() {
 }
 
 #[test]
-fn mistral_ollama_uses_the_shared_ollama_mapping() {
-    let s = Setup::new(MISTRAL_OLLAMA, "mistral");
-    assert!(
-        req_err(&s, CHAT, chat_body())
-            .message
-            .contains("upstream_url")
-    );
-    let s = s.url("http://ollama.example.com:11434/api/chat");
-    let (url, body) = req_ok(
-        &s,
-        CHAT,
-        json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5}),
-    );
-    assert_eq!(url, "http://ollama.example.com:11434/api/chat");
-    assert_eq!(
-        body,
-        json!({"model": "mistral", "messages": [{"role": "user", "content": "x"}],
-                            "stream": false, "options": {"num_predict": 5}})
-    );
-    let out = resp(
-        &s,
-        CHAT,
-        fixture("llama2", "ollama-chat-response.json").as_bytes(),
-    )
-    .expect("ok");
-    assert_eq!(out["object"], json!("chat.completion"));
-    assert_eq!(out["usage"]["total_tokens"], json!(184));
-    let e =
-        translator(MISTRAL_OLLAMA).error(404, fixture("llama2", "ollama-error.json").as_bytes());
-    assert_eq!(
-        e.message,
-        "model \"llama3.3\" not found, try pulling it first"
-    );
-}
-
-#[test]
 fn query_param_helper() {
     assert_eq!(
         with_query_param("https://h/p", "k", "a b&c"),
@@ -739,6 +703,46 @@ fn query_param_helper() {
         "https://h/p?a=1&k=v"
     );
     assert_eq!(with_query_param("https://h/p?k", "k", "v"), "https://h/p?k");
+}
+
+// ---- Self-hosted OpenAI-compatible servers (llama2_format: openai) ---------------
+
+#[test]
+fn openai_format_passes_through_to_the_upstream_url() {
+    let mut s = Setup::new(
+        ProviderKind::Llama2(Llama2Format::Openai),
+        "meta-llama/Llama-2-7b-chat-hf",
+    )
+    .url("http://vllm.example.com:8000/v1/chat/completions");
+    s.tuning.top_k = Some(20);
+    let client =
+        json!({"messages": [{"role": "user", "content": "hi"}], "n": 2, "tools": [], "user": "u"});
+    let (url, body) = req_ok(&s, CHAT, client);
+    assert_eq!(url, "http://vllm.example.com:8000/v1/chat/completions");
+    assert_eq!(
+        body,
+        json!({"messages": [{"role": "user", "content": "hi"}], "n": 2, "tools": [], "user": "u",
+                            "model": "meta-llama/Llama-2-7b-chat-hf", "stream": false, "top_k": 20}),
+        "self-hosted OpenAI servers honour top_k: kept"
+    );
+    let raw_resp = fixture("openai", "chat-response.json");
+    let out = resp(&s, CHAT, raw_resp.as_bytes()).expect("ok");
+    assert_eq!(out, serde_json::from_str::<Value>(&raw_resp).expect("json"));
+    assert_eq!(
+        resp(&s, CHAT, br#"{"object":"list"}"#),
+        Err(TranslateError(
+            "'choices' not in llm/v1/chat response".into()
+        ))
+    );
+    s.upstream_url = None;
+    assert!(
+        req(
+            &s,
+            CHAT,
+            json!({"messages": [{"role": "user", "content": "hi"}]})
+        )
+        .is_err()
+    );
 }
 
 // ---- Streaming: the request side -------------------------------------------------

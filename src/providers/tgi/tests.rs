@@ -297,46 +297,6 @@ fn llama2_errors() {
     assert_eq!(e.code, Some(json!("invalid_api_key")));
 }
 
-// ---- openai format ---------------------------------------------------------------
-
-#[test]
-fn openai_format_passes_through_to_the_upstream_url() {
-    let mut s = Setup::new(
-        ProviderKind::Llama2(Llama2Format::Openai),
-        "meta-llama/Llama-2-7b-chat-hf",
-    )
-    .url("http://vllm.example.com:8000/v1/chat/completions");
-    s.tuning.top_k = Some(20);
-    let client =
-        json!({"messages": [{"role": "user", "content": "hi"}], "n": 2, "tools": [], "user": "u"});
-    let (url, body) = req(&s, CHAT, client).expect("ok");
-    assert_eq!(url, "http://vllm.example.com:8000/v1/chat/completions");
-    assert_eq!(
-        body,
-        json!({"messages": [{"role": "user", "content": "hi"}], "n": 2, "tools": [], "user": "u",
-                            "model": "meta-llama/Llama-2-7b-chat-hf", "stream": false, "top_k": 20}),
-        "self-hosted OpenAI servers honour top_k: kept"
-    );
-    let raw_resp = fixture("openai", "chat-response.json");
-    let out = resp(&s, CHAT, raw_resp.as_bytes()).expect("ok");
-    assert_eq!(out, serde_json::from_str::<Value>(&raw_resp).expect("json"));
-    assert_eq!(
-        resp(&s, CHAT, br#"{"object":"list"}"#),
-        Err(TranslateError(
-            "'choices' not in llm/v1/chat response".into()
-        ))
-    );
-    s.upstream_url = None;
-    assert!(
-        req(
-            &s,
-            CHAT,
-            json!({"messages": [{"role": "user", "content": "hi"}]})
-        )
-        .is_err()
-    );
-}
-
 // ---- Kong conformance ------------------------------------------------------------
 
 /// Kong's driver unit fixtures for llama2 raw and ollama, with its unit-test config:

@@ -7,15 +7,15 @@ use serde_json::{Map, Value, json};
 
 use crate::providers::{RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning};
 
-pub(super) const CHAT_URL: &str = "https://api.anthropic.com/v1/messages";
-pub(super) const COMPLETIONS_URL: &str = "https://api.anthropic.com/v1/complete";
+const CHAT_URL: &str = "https://api.anthropic.com/v1/messages";
+const COMPLETIONS_URL: &str = "https://api.anthropic.com/v1/complete";
 /// The header is mandatory upstream; the admin API requires the option, this is a safety net.
 pub(super) const DEFAULT_VERSION: &str = "2023-06-01";
 /// Separator between several system/developer messages hoisted into `system`.
-pub(super) const SYSTEM_SEPARATOR: &str = "\n\n";
+const SYSTEM_SEPARATOR: &str = "\n\n";
 
 /// OpenAI fields with no Anthropic counterpart that do not change the answer: dropped.
-pub(super) const DROPPED: &[&str] = &[
+const DROPPED: &[&str] = &[
     "stream_options", // Anthropic always reports usage in its stream
     "seed",
     "store",
@@ -92,10 +92,7 @@ pub(super) fn request(
 
 /// Parameters Anthropic cannot honour and that would change the answer → 400 naming them
 /// (never silently dropped). Their OpenAI default values are accepted and removed.
-pub(super) fn reject_unsupported(
-    body: &mut Map<String, Value>,
-    kind: RouteKind,
-) -> Result<(), RequestError> {
+fn reject_unsupported(body: &mut Map<String, Value>, kind: RouteKind) -> Result<(), RequestError> {
     fn check(
         body: &mut Map<String, Value>,
         key: &str,
@@ -176,7 +173,7 @@ pub(super) fn max_tokens(
         .ok_or_else(|| RequestError::param(name, format!("`{name}` must be a positive integer")))
 }
 
-pub(super) fn positive_integer(v: &Value) -> Option<u64> {
+fn positive_integer(v: &Value) -> Option<u64> {
     if let Some(n) = v.as_u64() {
         return (n > 0).then_some(n);
     }
@@ -205,7 +202,7 @@ pub(super) fn stop_sequences(stop: Value) -> Result<Option<Value>, RequestError>
     Ok((!seqs.is_empty()).then_some(Value::Array(seqs)))
 }
 
-pub(super) fn completions_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn completions_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     let Some(Value::String(prompt)) = body.remove("prompt") else {
         return Err(RequestError::param("prompt", "`prompt` must be a string"));
     };
@@ -219,7 +216,7 @@ pub(super) fn completions_request(body: &mut Map<String, Value>) -> Result<(), R
     Ok(())
 }
 
-pub(super) fn chat_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn chat_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     let (mut system, messages) = convert_messages(body.remove("messages"))?;
     // A top-level `system` string (an Anthropic-style extension) comes before the messages'.
     match body.remove("system") {
@@ -293,13 +290,13 @@ pub(super) fn chat_request(body: &mut Map<String, Value>) -> Result<(), RequestE
 }
 
 /// One Anthropic turn under construction.
-pub(super) struct Turn {
+struct Turn {
     role: &'static str,
     /// A string or an array of content blocks (Anthropic accepts both).
     content: Value,
 }
 
-pub(super) fn into_blocks(content: Value) -> Vec<Value> {
+fn into_blocks(content: Value) -> Vec<Value> {
     match content {
         Value::String(text) => vec![json!({"type": "text", "text": text})],
         Value::Array(blocks) => blocks,
@@ -309,7 +306,7 @@ pub(super) fn into_blocks(content: Value) -> Vec<Value> {
 
 /// Appends a turn, merging it into the previous one when the role repeats (Anthropic wants
 /// alternating roles; tool results become user turns and merge with their neighbours).
-pub(super) fn push_turn(turns: &mut Vec<Turn>, role: &'static str, content: Value) {
+fn push_turn(turns: &mut Vec<Turn>, role: &'static str, content: Value) {
     match turns.last_mut() {
         Some(last) if last.role == role => {
             let mut blocks = into_blocks(last.content.take());
@@ -321,9 +318,7 @@ pub(super) fn push_turn(turns: &mut Vec<Turn>, role: &'static str, content: Valu
 }
 
 /// OpenAI messages → (system texts in order, alternating Anthropic messages).
-pub(super) fn convert_messages(
-    messages: Option<Value>,
-) -> Result<(Vec<String>, Vec<Value>), RequestError> {
+fn convert_messages(messages: Option<Value>) -> Result<(Vec<String>, Vec<Value>), RequestError> {
     let Some(Value::Array(messages)) = messages else {
         return Err(RequestError::param(
             "messages",
@@ -406,10 +401,7 @@ pub(super) fn convert_messages(
 }
 
 /// A system/developer message's text (string or text parts); `None` when empty.
-pub(super) fn system_text(
-    i: usize,
-    content: Option<Value>,
-) -> Result<Option<String>, RequestError> {
+fn system_text(i: usize, content: Option<Value>) -> Result<Option<String>, RequestError> {
     let text = match content {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s,
@@ -440,10 +432,7 @@ pub(super) fn system_text(
 
 /// User/assistant content → Anthropic content (a string stays a string); `None` when there is
 /// nothing to send (Anthropic rejects empty text blocks).
-pub(super) fn convert_content(
-    i: usize,
-    content: Option<Value>,
-) -> Result<Option<Value>, RequestError> {
+fn convert_content(i: usize, content: Option<Value>) -> Result<Option<Value>, RequestError> {
     match content {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok((!s.trim().is_empty()).then_some(Value::String(s))),
@@ -464,7 +453,7 @@ pub(super) fn convert_content(
 }
 
 /// One OpenAI content part → an Anthropic block; `None` for empty text.
-pub(super) fn convert_part(at: &str, part: Value) -> Result<Option<Value>, RequestError> {
+fn convert_part(at: &str, part: Value) -> Result<Option<Value>, RequestError> {
     let Value::Object(mut part) = part else {
         return Err(RequestError::param(
             at,
@@ -539,7 +528,7 @@ pub(super) fn convert_part(at: &str, part: Value) -> Result<Option<Value>, Reque
 }
 
 /// `data:<media type>;base64,<data>` → (media type, data).
-pub(super) fn parse_data_uri(uri: &str) -> Option<(&str, &str)> {
+fn parse_data_uri(uri: &str) -> Option<(&str, &str)> {
     let rest = uri.strip_prefix("data:")?;
     let (meta, data) = rest.split_once(',')?;
     let media_type = meta.strip_suffix(";base64")?;
@@ -547,10 +536,7 @@ pub(super) fn parse_data_uri(uri: &str) -> Option<(&str, &str)> {
 }
 
 /// Assistant `tool_calls` → `tool_use` blocks (`arguments`, a JSON string, becomes `input`).
-pub(super) fn convert_tool_calls(
-    i: usize,
-    calls: Option<Value>,
-) -> Result<Vec<Value>, RequestError> {
+fn convert_tool_calls(i: usize, calls: Option<Value>) -> Result<Vec<Value>, RequestError> {
     let calls = match calls {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(calls)) => calls,
@@ -617,10 +603,7 @@ pub(super) fn tool_id(id: &str) -> Cow<'_, str> {
 }
 
 /// A `tool` message → a `tool_result` block (its user turn is merged with its neighbours).
-pub(super) fn convert_tool_result(
-    i: usize,
-    message: &mut Map<String, Value>,
-) -> Result<Value, RequestError> {
+fn convert_tool_result(i: usize, message: &mut Map<String, Value>) -> Result<Value, RequestError> {
     let Some(Value::String(id)) = message.remove("tool_call_id") else {
         return Err(RequestError::param(
             &format!("messages[{i}].tool_call_id"),
@@ -635,7 +618,7 @@ pub(super) fn convert_tool_result(
 }
 
 /// OpenAI `tools` → Anthropic tools (`parameters` becomes `input_schema`).
-pub(super) fn convert_tools(tools: Value) -> Result<Vec<Value>, RequestError> {
+fn convert_tools(tools: Value) -> Result<Vec<Value>, RequestError> {
     let Value::Array(tools) = tools else {
         return Err(RequestError::param("tools", "`tools` must be an array"));
     };
@@ -685,7 +668,7 @@ pub(super) fn convert_tools(tools: Value) -> Result<Vec<Value>, RequestError> {
 }
 
 /// OpenAI `tool_choice` → Anthropic's (Kong's mapping); anything else is refused, not dropped.
-pub(super) fn convert_tool_choice(choice: Value) -> Result<Value, RequestError> {
+fn convert_tool_choice(choice: Value) -> Result<Value, RequestError> {
     match &choice {
         Value::String(s) => match s.as_str() {
             "auto" => return Ok(json!({"type": "auto"})),
@@ -707,7 +690,7 @@ pub(super) fn convert_tool_choice(choice: Value) -> Result<Value, RequestError> 
 }
 
 /// OpenAI `response_format` → `output_config.format` (structured outputs).
-pub(super) fn convert_response_format(format: Value) -> Result<Option<Value>, RequestError> {
+fn convert_response_format(format: Value) -> Result<Option<Value>, RequestError> {
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(None),
         Some("json_schema") => match format.pointer("/json_schema/schema") {

@@ -39,7 +39,7 @@ pub(super) fn error(status: u16, body: &[u8]) -> UpstreamError {
     err
 }
 
-pub(super) fn chat_response(
+fn chat_response(
     ctx: &TranslateContext<'_>,
     obj: &Map<String, Value>,
 ) -> Result<Value, TranslateError> {
@@ -147,7 +147,7 @@ pub(super) fn completions_response(
 }
 
 /// `chatcmpl-`/`cmpl-` + Anthropic's id (`msg_…`, `compl_…`), or a random one.
-pub(super) fn response_id(prefix: &str, obj: &Map<String, Value>) -> String {
+fn response_id(prefix: &str, obj: &Map<String, Value>) -> String {
     match obj.get("id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => format!("{prefix}{id}"),
         _ => format!("{prefix}{}", uuid::Uuid::new_v4().simple()),

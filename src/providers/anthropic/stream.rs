@@ -6,9 +6,8 @@ use crate::llm::{
     ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
 };
 
+use super::response::finish_reason;
 use crate::providers::{RouteKind, UpstreamError};
-
-use super::response::*;
 
 /// Anthropic's named-event SSE (Messages API, docs/wire-formats.md, "Anthropic") and the legacy
 /// `/v1/complete` stream's `completion` events (docs/wire-formats.md, "Anthropic"), transcoded into
@@ -19,7 +18,7 @@ pub struct AnthropicStream {
     state: StreamState,
 }
 
-pub(super) struct StreamState {
+struct StreamState {
     kind: RouteKind,
     /// The `tool_use` blocks seen so far, in order: a tool call's OpenAI `index` is its
     /// position here, not Anthropic's content-block index (text blocks share that count).
@@ -30,7 +29,7 @@ pub(super) struct StreamState {
     cache_read: Option<u64>,
 }
 
-pub(super) struct ToolBlock {
+struct ToolBlock {
     /// Anthropic's content-block index.
     block: u64,
     has_arguments: bool,
@@ -62,7 +61,7 @@ impl StreamTranscoder for AnthropicStream {
 }
 
 /// Events whose data is read; any other name (`ping`, future ones) is skipped unparsed.
-pub(super) const STREAM_EVENTS: &[&str] = &[
+const STREAM_EVENTS: &[&str] = &[
     "message_start",
     "content_block_start",
     "content_block_delta",
@@ -73,7 +72,7 @@ pub(super) const STREAM_EVENTS: &[&str] = &[
     "completion",
 ];
 
-pub(super) fn invalid(message: impl Into<String>) -> StreamError {
+fn invalid(message: impl Into<String>) -> StreamError {
     StreamError::Invalid(message.into())
 }
 
@@ -254,7 +253,7 @@ impl StreamState {
 }
 
 /// An in-band `error` event: `{"type":"error","error":{"type","message"}}`.
-pub(super) fn stream_error(v: &Value) -> UpstreamError {
+fn stream_error(v: &Value) -> UpstreamError {
     let error = v.get("error");
     let text = |key: &str| error.and_then(|e| e.get(key)).and_then(Value::as_str);
     UpstreamError {

@@ -6,14 +6,14 @@ use serde_json::{Map, Value, json};
 
 use crate::providers::{RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning};
 
-pub(super) const DEFAULT_CHAT_URL: &str = "https://api.cohere.com/v1/chat";
-pub(super) const DEFAULT_GENERATE_URL: &str = "https://api.cohere.com/v1/generate";
+const DEFAULT_CHAT_URL: &str = "https://api.cohere.com/v1/chat";
+const DEFAULT_GENERATE_URL: &str = "https://api.cohere.com/v1/generate";
 
 /// Kong's reason for a 200 that is neither a chat nor a generate answer.
 pub(super) const MISSING_ANSWER: &str = "'text' or 'generations' missing from cohere response body";
 
 /// OpenAI-only fields that do not change the answer and that v1 does not know: dropped.
-pub(super) const DROPPED: &[&str] = &[
+const DROPPED: &[&str] = &[
     "user",
     "safety_identifier",
     "prompt_cache_key",
@@ -67,7 +67,7 @@ pub(super) fn bad(param: &str, message: impl Into<String>) -> RequestError {
 }
 
 /// Mappings shared by `/v1/chat` and `/v1/generate`.
-pub(super) fn common_fields(
+fn common_fields(
     body: &mut Map<String, Value>,
     ctx: &TranslateContext<'_>,
 ) -> Result<(), RequestError> {
@@ -130,7 +130,7 @@ pub(super) fn common_fields(
 }
 
 /// `stop` (string or array of strings) as a list; `None` when empty.
-pub(super) fn stop_list(v: Value) -> Result<Option<Value>, RequestError> {
+fn stop_list(v: Value) -> Result<Option<Value>, RequestError> {
     match v {
         Value::String(s) => Ok(Some(Value::Array(vec![Value::String(s)]))),
         Value::Array(a) if a.iter().all(Value::is_string) => {
@@ -141,7 +141,7 @@ pub(super) fn stop_list(v: Value) -> Result<Option<Value>, RequestError> {
 }
 
 /// `n` as a positive integer (integral floats accepted).
-pub(super) fn choice_count(v: &Value) -> Result<u64, RequestError> {
+fn choice_count(v: &Value) -> Result<u64, RequestError> {
     let n = v.as_u64().or_else(|| {
         v.as_f64()
             .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
@@ -154,7 +154,7 @@ pub(super) fn choice_count(v: &Value) -> Result<u64, RequestError> {
 }
 
 /// One conversation turn on its way to `chat_history` (or to `message`/`tool_results`).
-pub(super) enum Turn {
+enum Turn {
     User(String),
     /// An assistant turn; `tool_calls` are v1 calls (`{name, parameters}`).
     Chatbot {
@@ -167,7 +167,7 @@ pub(super) enum Turn {
 
 /// OpenAI chat fields → `/v1/chat` (`preamble`, `chat_history`, `message`, `tools`,
 /// `tool_results`).
-pub(super) fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     if let Some(n) = body.remove("n")
         && choice_count(&n)? > 1
     {
@@ -318,7 +318,7 @@ pub(super) fn chat_fields(body: &mut Map<String, Value>) -> Result<(), RequestEr
 
 /// `tools`, `tool_choice`, `parallel_tool_calls` and the deprecated `functions` /
 /// `function_call` → v1 `tools` (or nothing).
-pub(super) fn chat_tools(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn chat_tools(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     let tools = match body.remove("tools") {
         None => Vec::new(),
         Some(Value::Array(t)) => t,
@@ -396,7 +396,7 @@ pub(super) fn chat_tools(body: &mut Map<String, Value>) -> Result<(), RequestErr
 }
 
 /// One OpenAI function tool → `{name, description, parameter_definitions}`.
-pub(super) fn convert_tool(j: usize, tool: &Value) -> Result<Value, RequestError> {
+fn convert_tool(j: usize, tool: &Value) -> Result<Value, RequestError> {
     let at = format!("tools[{j}]");
     if tool.get("type").and_then(Value::as_str) != Some("function") {
         return Err(bad(&at, "only function tools are supported by cohere"));
@@ -488,11 +488,7 @@ pub(super) fn parameter_definitions(
 /// A property schema's v1 type name (Python-style); `None` when it has none (or only
 /// `null`). Nullable unions (`["string","null"]`, `anyOf`) take their non-null member;
 /// local `$ref`s (`#/$defs/…`, as pydantic writes nested models) are followed.
-pub(super) fn cohere_type(
-    root: &Map<String, Value>,
-    schema: &Value,
-    depth: u8,
-) -> Option<&'static str> {
+fn cohere_type(root: &Map<String, Value>, schema: &Value, depth: u8) -> Option<&'static str> {
     // Bounds a `$ref` cycle.
     if depth > 8 {
         return None;
@@ -555,7 +551,7 @@ pub(super) fn cohere_type(
 
 /// Assistant `tool_calls` → v1 calls (`arguments`, a JSON string, becomes the
 /// `parameters` object), remembered by id for the `tool` messages that answer them.
-pub(super) fn assistant_tool_calls(
+fn assistant_tool_calls(
     i: usize,
     tool_calls: Option<Value>,
     known: &mut HashMap<String, Value>,
@@ -608,7 +604,7 @@ pub(super) fn assistant_tool_calls(
 
 /// A `tool` message → a v1 tool result: the call it answers (found by `tool_call_id`) and
 /// its output (the content's JSON object, else `{"result": content}`).
-pub(super) fn tool_result(
+fn tool_result(
     i: usize,
     message: &mut Map<String, Value>,
     known: &HashMap<String, Value>,
@@ -636,7 +632,7 @@ pub(super) fn tool_result(
 }
 
 /// Message content as one string: text parts joined by newlines (Cohere v1 is text-only).
-pub(super) fn flatten(i: usize, content: Option<Value>) -> Result<String, RequestError> {
+fn flatten(i: usize, content: Option<Value>) -> Result<String, RequestError> {
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s),
@@ -704,7 +700,7 @@ pub(super) fn response_format(format: &Value) -> Result<Option<Value>, RequestEr
 }
 
 /// OpenAI completion fields → `/v1/generate`.
-pub(super) fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     if !body.get("prompt").is_some_and(Value::is_string) {
         return Err(bad("prompt", "prompt must be a string"));
     }

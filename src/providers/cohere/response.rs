@@ -2,9 +2,8 @@
 
 use serde_json::{Map, Value, json};
 
+use super::request::MISSING_ANSWER;
 use crate::providers::{RouteKind, TranslateContext, TranslateError, UpstreamError, generic_error};
-
-use super::request::*;
 
 pub(super) fn response(
     ctx: &TranslateContext<'_>,
@@ -146,7 +145,7 @@ pub(super) fn finish_reason(v: Option<&Value>) -> Result<&'static str, Translate
 }
 
 /// `chatcmpl-…` / `cmpl-…` from the provider's id, else a random one.
-pub(super) fn openai_id(prefix: &str, provider_id: Option<&Value>) -> String {
+fn openai_id(prefix: &str, provider_id: Option<&Value>) -> String {
     match provider_id
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty())

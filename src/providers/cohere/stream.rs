@@ -4,9 +4,8 @@ use serde_json::{Map, Value};
 
 use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
 
+use super::response::{cached_count, call_id, finish_reason, tool_call_parts, usage_counts};
 use crate::providers::{RouteKind, TranslateError, UpstreamError};
-
-use super::response::*;
 
 /// v1 NDJSON streams (`/chat` and `/generate`): one JSON object per line, keyed by
 /// `event_type` (docs/wire-formats.md, "Cohere").
@@ -15,7 +14,7 @@ pub struct CohereStream {
     state: StreamState,
 }
 
-pub(super) struct StreamState {
+struct StreamState {
     kind: RouteKind,
     /// Cohere's `tool_call_delta.index` of each call started so far; the position is our
     /// OpenAI index (a per-answer counter, whatever Cohere numbers its calls).
@@ -49,7 +48,7 @@ impl StreamTranscoder for CohereStream {
     }
 }
 
-pub(super) fn stream_error(message: impl Into<String>) -> UpstreamError {
+fn stream_error(message: impl Into<String>) -> UpstreamError {
     UpstreamError {
         message: message.into(),
         kind: "upstream_error".into(),
@@ -220,6 +219,6 @@ impl StreamState {
 }
 
 /// Tool-call indexes are per answer, so a handful; saturate rather than wrap.
-pub(super) fn openai_index(k: usize) -> u32 {
+fn openai_index(k: usize) -> u32 {
     u32::try_from(k).unwrap_or(u32::MAX)
 }

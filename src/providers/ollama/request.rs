@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::shared::*;
+use crate::providers::shared::{
+    check_prompt_shape, content_parts, effective_max_tokens, reject_openai_only, reject_unless,
+    required_upstream_url, single_prompt, stop_list, stream_flag, to_body,
+};
 use crate::providers::{RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning};
 
 const PROVIDER: &str = "ollama";
@@ -99,7 +102,7 @@ pub(super) fn request(
 }
 
 /// Ollama only knows function tools; anything else would be ignored upstream.
-pub(super) fn check_tools(tools: &[Value]) -> Result<(), RequestError> {
+fn check_tools(tools: &[Value]) -> Result<(), RequestError> {
     for (k, tool) in tools.iter().enumerate() {
         if tool.get("type").and_then(Value::as_str) != Some("function") {
             return Err(RequestError::param(
@@ -217,7 +220,7 @@ pub(super) fn messages(body: &Map<String, Value>) -> Result<Value, RequestError>
 
 /// One OpenAI tool call → its name and its arguments as an object (Ollama rejects the
 /// JSON-encoded string OpenAI uses).
-pub(super) fn tool_call(call: &Value, i: usize, j: usize) -> Result<(&str, Value), RequestError> {
+fn tool_call(call: &Value, i: usize, j: usize) -> Result<(&str, Value), RequestError> {
     let param = |field: &str| format!("messages[{i}].tool_calls[{j}].function{field}");
     let function = call
         .get("function")

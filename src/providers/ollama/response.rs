@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::shared::*;
+use crate::providers::shared::{new_id, now_secs, object_name, parse_body, token_count, usage};
 use crate::providers::{RouteKind, TranslateContext, TranslateError};
 
 /// Ollama's final (non-streamed) object → OpenAI chat completion / text completion.
@@ -114,7 +114,7 @@ pub(super) fn finish_reason(
 
 /// Ollama tool calls (no ids, object arguments) → OpenAI's (synthesised `call_<n>` ids,
 /// JSON-encoded arguments).
-pub(super) fn response_tool_calls(raw: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
+fn response_tool_calls(raw: Option<&Value>) -> Result<Vec<Value>, TranslateError> {
     let Some(calls) = raw.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };

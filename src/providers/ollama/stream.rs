@@ -2,11 +2,10 @@
 
 use serde_json::{Map, Value};
 
+use super::response::{finish_reason, openai_tool_call};
 use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
-use crate::providers::shared::*;
+use crate::providers::shared::token_count;
 use crate::providers::{TranslateContext, UpstreamError};
-
-use super::response::*;
 
 /// The transcoder for an Ollama NDJSON stream (`/api/chat` or `/api/generate`).
 pub(super) fn stream(ctx: &TranslateContext<'_>) -> Box<dyn StreamTranscoder> {
@@ -28,7 +27,7 @@ pub struct OllamaStream {
     state: OllamaState,
 }
 
-pub(super) struct OllamaState {
+struct OllamaState {
     /// Tool calls started so far: the next call's OpenAI `index`.
     calls: u32,
     route_max_tokens: Option<u32>,

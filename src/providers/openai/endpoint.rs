@@ -1,12 +1,12 @@
 //! Where an OpenAI-compatible request goes: default URLs and Azure's deployment URLs.
 
-use crate::providers::shared::*;
+use crate::providers::shared::required_upstream_url;
 use crate::providers::{Dialect, RequestError, RouteKind, TranslateContext};
 use crate::vocab::DEFAULT_AZURE_API_VERSION;
 
-pub(super) const OPENAI_CHAT_URL: &str = "https://api.openai.com:443/v1/chat/completions";
-pub(super) const OPENAI_COMPLETIONS_URL: &str = "https://api.openai.com:443/v1/completions";
-pub(super) const MISTRAL_CHAT_URL: &str = "https://api.mistral.ai:443/v1/chat/completions";
+const OPENAI_CHAT_URL: &str = "https://api.openai.com:443/v1/chat/completions";
+const OPENAI_COMPLETIONS_URL: &str = "https://api.openai.com:443/v1/completions";
+const MISTRAL_CHAT_URL: &str = "https://api.mistral.ai:443/v1/chat/completions";
 
 /// The URL of a request in `dialect`: the service's `upstream_url` where it has one, else
 /// the provider's public endpoint; self-hosted servers and Mistral's completions routes
@@ -33,10 +33,7 @@ pub(super) fn url(
 
 /// The Azure deployment URL, or the service's `upstream_url`; `api-version` is added to
 /// both (docs/wire-formats.md, "Azure OpenAI") unless the URL already carries one.
-pub(super) fn azure_url(
-    ctx: &TranslateContext<'_>,
-    kind: RouteKind,
-) -> Result<String, RequestError> {
+fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, RequestError> {
     let version = ctx
         .options
         .azure_api_version
@@ -142,7 +139,7 @@ pub(super) fn with_query_param(url: &str, key: &str, value: &str) -> String {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (options are validated
 /// at write time; this keeps a URL well-formed whatever they hold).
-pub(super) fn encode_component(s: &str) -> String {
+fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -2,12 +2,14 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::shared::*;
+use super::endpoint::azure_has_stream_options;
+use crate::providers::shared::{
+    check_prompt_shape, effective_max_tokens, is_empty_or_null, is_false_or_null, is_null,
+    is_text_only, is_zero_or_null, reject_unless, stream_flag, to_body,
+};
 use crate::providers::{
     Dialect, RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning,
 };
-
-use super::endpoint::*;
 
 /// The body rules a request follows: its dialect's, except on Mistral's completions
 /// routes, which call an OpenAI-compatible server (api.mistral.ai has none) with a plain
@@ -84,7 +86,7 @@ pub(super) fn compatible_request(
 
 /// Mistral's chat dialect (docs/wire-formats.md, "Mistral"): renames, fields it cannot honour
 /// rejected, everything else not on its allow-list dropped (it answers 422 `extra_forbidden`).
-pub(super) fn mistral_body(
+fn mistral_body(
     body: &mut Map<String, Value>,
     max_tokens: Option<Value>,
 ) -> Result<(), RequestError> {

@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::providers::shared::*;
+use crate::providers::shared::{
+    map_finish_reason, new_id, normalise_usage, now_secs, object_name, parse_body,
+};
 use crate::providers::{RouteKind, TranslateContext, TranslateError};
 
 /// An OpenAI-compatible 2xx body → the OpenAI object of the route type.
@@ -51,11 +53,7 @@ pub(super) fn compatible_response(
     Ok(value)
 }
 
-pub(super) fn normalise_choice(
-    kind: RouteKind,
-    i: usize,
-    choice: &mut Value,
-) -> Result<(), TranslateError> {
+fn normalise_choice(kind: RouteKind, i: usize, choice: &mut Value) -> Result<(), TranslateError> {
     let c = choice
         .as_object_mut()
         .ok_or_else(|| TranslateError(format!("choice {i} is not an object")))?;

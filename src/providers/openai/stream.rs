@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::llm::{ChunkEmitter, SseDecoder, SseEvent, StreamError, StreamTranscoder};
 
 use crate::providers::UpstreamError;
-use crate::providers::shared::*;
+use crate::providers::shared::{map_finish_reason, normalise_error};
 
 /// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
 /// event is already a chunk. The dialects' differences are normalised here (finish
@@ -116,11 +116,11 @@ pub(super) fn has_output(choice: &Map<String, Value>) -> bool {
 /// whole, without `index` or with `index: 0` for every call, so a fragment that brings a new `id`
 /// starts a new call.
 #[derive(Default)]
-pub(super) struct ToolCallIndexes {
+struct ToolCallIndexes {
     seen: Vec<SeenCall>,
 }
 
-pub(super) struct SeenCall {
+struct SeenCall {
     choice: u64,
     upstream: Option<u64>,
     id: Option<String>,

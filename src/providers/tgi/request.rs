@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::providers::shared::*;
+use crate::providers::shared::{
+    check_prompt_shape, content_parts, effective_max_tokens, reject_openai_only, reject_unless,
+    required_upstream_url, single_prompt, stop_list, stream_flag, to_body,
+};
 use crate::providers::{RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning};
 
 const PROVIDER: &str = "llama2 (raw format)";
@@ -96,7 +99,7 @@ pub(super) fn raw_request(
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Turn {
+enum Turn {
     User,
     Assistant,
 }
@@ -106,7 +109,7 @@ pub(super) enum Turn {
 /// </s><s>[INST] {user} [/INST]`. System/developer messages are joined into the system block
 /// wherever they stand; consecutive same-role turns are merged so roles alternate starting with the
 /// user; a trailing assistant turn is left open so the model continues it.
-pub(super) fn chat_prompt(messages: &[Value]) -> Result<String, RequestError> {
+fn chat_prompt(messages: &[Value]) -> Result<String, RequestError> {
     let mut system: Vec<String> = Vec::new();
     let mut turns: Vec<(Turn, String)> = Vec::new();
     for (i, m) in messages.iter().enumerate() {

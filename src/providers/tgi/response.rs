@@ -2,7 +2,10 @@
 
 use serde_json::{Value, json};
 
-use crate::providers::shared::*;
+use crate::providers::shared::{
+    map_finish_reason, new_id, normalise_usage, now_secs, object_name, parse_body, token_count,
+    usage,
+};
 use crate::providers::{RouteKind, TranslateContext, TranslateError};
 
 /// Raw response → OpenAI. Kong reads `{"data":[{"generated_text"}]}`; TGI answers

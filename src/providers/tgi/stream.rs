@@ -6,7 +6,7 @@ use crate::llm::{
     ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
 };
 use crate::providers::UpstreamError;
-use crate::providers::shared::*;
+use crate::providers::shared::{map_finish_reason, token_count};
 
 /// TGI's token stream (`/generate_stream`, or `POST /` with `stream: true`): SSE events
 /// `{"token": {"text", "special"}, "generated_text": null, "details": null}`; the last one

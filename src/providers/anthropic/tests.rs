@@ -1,22 +1,19 @@
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::*;
 use super::{request::*, stream::*};
 use crate::llm::sse_payloads as frames;
 use crate::llm::{ReportedUsage, StreamError};
+use crate::providers::test_support::{self, object};
 use crate::vocab::ModelOptions;
 use crate::vocab::ServiceOptions;
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/fixtures/providers/anthropic/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    test_support::fixture("anthropic", name)
 }
 
 fn json_fixture(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap()
+    test_support::fixture_json("anthropic", name)
 }
 
 fn options() -> ServiceOptions {
@@ -37,13 +34,6 @@ fn ctx<'a>(
         model: "claude-sonnet-4-5",
         tuning,
         default_max_tokens: 4096,
-    }
-}
-
-fn object(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        other => panic!("not an object: {other}"),
     }
 }
 
@@ -866,14 +856,8 @@ fn error_normalisation() {
 #[test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 fn kong_unit_fixtures_anthropic() {
-    let dir = std::env::var("TOLLGATE_KONG_FIXTURES").expect(
-        "TOLLGATE_KONG_FIXTURES is unset: this test needs Kong's fixtures (.ci/run sets it)",
-    );
-    let read = |rel: &str| -> Value {
-        let path = format!("{dir}/unit/{rel}");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
+    let dir = test_support::kong_dir();
+    let read = |rel: &str| test_support::kong_json(&dir, &format!("unit/{rel}"));
     let o = options();
     let t = ModelOptions {
         max_tokens: Some(512),

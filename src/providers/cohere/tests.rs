@@ -4,6 +4,7 @@ use super::*;
 use super::{request::*, stream::*};
 use crate::llm::{ChunkEmitter, StreamError};
 use crate::llm::{StreamMeta, Transcode};
+use crate::providers::test_support::{kong_dir, kong_json};
 use crate::vocab::ModelOptions;
 use crate::vocab::ServiceOptions;
 
@@ -1381,20 +1382,10 @@ fn the_translator_streams_both_routes() {
 
 // ---- Kong conformance -----------------------------------------------------------
 
-fn kong_json(dir: &std::path::Path, rel: &str) -> Value {
-    let path = dir.join(rel);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
 #[test]
 #[ignore = "needs TOLLGATE_KONG_FIXTURES (Kong's ai-proxy fixtures; .ci/run sets it)"]
 fn kong_unit_fixtures_cohere() {
-    let root = std::env::var("TOLLGATE_KONG_FIXTURES").expect(
-        "TOLLGATE_KONG_FIXTURES is unset: this test needs Kong's fixtures (.ci/run sets it)",
-    );
-    let root = std::path::PathBuf::from(root);
+    let root = kong_dir();
     // Kong's 01-unit_spec.lua config for cohere: model "command".
     let chat_tuning = ModelOptions {
         max_tokens: Some(512),

@@ -76,10 +76,20 @@ impl RequestError {
 
 /// An upstream 2xx body that cannot be translated: the proxy answers 502
 /// `transformation failed from type <provider>://<route_type>: <reason>`. (Not named
-/// `TranslateError`, which is actix-web's trait for errors rendered as responses.)
+/// `ResponseError`, which is actix-web's trait for errors rendered as responses.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TranslateError(pub String);
+
+/// What the proxy needs of an answer it sends as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verbatim {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub model: String,
+    /// The first choice's.
+    pub finish_reason: String,
+}
 
 /// One wire format.
 pub trait Translator: Send + Sync {
@@ -101,6 +111,14 @@ pub trait Translator: Send + Sync {
         kind: RouteKind,
         body: &[u8],
     ) -> Result<Value, TranslateError>;
+
+    /// Upstream 2xx body that `response` would return unchanged: its facts, read without
+    /// building a tree, so the proxy can send the body as received. `None` (the default)
+    /// when a translation is needed or the body is not certainly in the OpenAI shape;
+    /// `response` then decides.
+    fn verbatim(&self, _kind: RouteKind, _body: &[u8]) -> Option<Verbatim> {
+        None
+    }
 
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError;

@@ -139,12 +139,26 @@ pub fn reply(
             }
         }
         Some(kind) if (200..300).contains(&reply.status) => {
-            let ctx = translate_context(route, &plan.model, default_max_tokens);
-            let translated = route
-                .service
-                .translator()
-                .response(&ctx, kind, &reply.body)
-                .map_err(|e| {
+            let translator = route.service.translator();
+            if let Some(facts) = translator.verbatim(kind, &reply.body) {
+                // Already the OpenAI object: sent as received, no tree built
+                // (docs/architecture.md, "Why the proxy path is cheap").
+                finish_reason = Some(facts.finish_reason);
+                if route.logging.log_payloads {
+                    logged_response =
+                        serde_json::from_slice::<Value>(&reply.body)
+                            .ok()
+                            .map(|mut logged| {
+                                redactor.get().redact_value(&mut logged);
+                                logged
+                            });
+                }
+                builder.content_type("application/json");
+                let usage = Some((facts.prompt_tokens, facts.completion_tokens));
+                (builder.body(reply.body.clone()), Some(facts.model), usage)
+            } else {
+                let ctx = translate_context(route, &plan.model, default_max_tokens);
+                let translated = translator.response(&ctx, kind, &reply.body).map_err(|e| {
                     Error::upstream(
                         StatusCode::BAD_GATEWAY,
                         format!(
@@ -155,22 +169,23 @@ pub fn reply(
                         ),
                     )
                 })?;
-            let usage = Some(usage_of(&translated));
-            finish_reason = translated
-                .pointer("/choices/0/finish_reason")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let model = translated
-                .get("model")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let response = builder.json(&translated);
-            if route.logging.log_payloads {
-                let mut logged = translated;
-                redactor.get().redact_value(&mut logged);
-                logged_response = Some(logged);
+                let usage = Some(usage_of(&translated));
+                finish_reason = translated
+                    .pointer("/choices/0/finish_reason")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let model = translated
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let response = builder.json(&translated);
+                if route.logging.log_payloads {
+                    let mut logged = translated;
+                    redactor.get().redact_value(&mut logged);
+                    logged_response = Some(logged);
+                }
+                (response, model, usage)
             }
-            (response, model, usage)
         }
         Some(_) => {
             // The provider's text may echo the credential: masked after parsing, so an
@@ -229,9 +244,10 @@ fn openai_id(kind: RouteKind) -> String {
 
 /// The usage numbers of a translated response.
 fn usage_of(response: &Value) -> (u64, u64) {
+    let usage = response.get("usage");
     let get = |k: &str| {
-        response
-            .pointer(&format!("/usage/{k}"))
+        usage
+            .and_then(|u| u.get(k))
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };

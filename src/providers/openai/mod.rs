@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use super::shared::normalise_error;
 use super::{
     Dialect, RequestError, RouteKind, TranslateContext, TranslateError, Translator, UpstreamError,
-    UpstreamRequest,
+    UpstreamRequest, Verbatim,
 };
 use crate::llm::StreamTranscoder;
 pub use stream::OpenAiStream;
@@ -59,6 +59,10 @@ impl Translator for OpenAiCompatible {
         body: &[u8],
     ) -> Result<Value, TranslateError> {
         response::compatible_response(ctx, kind, body)
+    }
+
+    fn verbatim(&self, kind: RouteKind, body: &[u8]) -> Option<Verbatim> {
+        response::verbatim(kind, body)
     }
 
     fn error(&self, status: u16, body: &[u8]) -> UpstreamError {

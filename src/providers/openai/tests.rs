@@ -1,9 +1,12 @@
 use serde_json::{Value, json};
 
+use super::OpenAiCompatible;
 use super::{endpoint::*, request::*, stream::*};
 use crate::llm::StreamMeta;
 use crate::providers::test_support::*;
-use crate::providers::{ProviderKind, RequestError, RouteKind, TranslateError, UpstreamRequest};
+use crate::providers::{
+    Dialect, ProviderKind, RequestError, RouteKind, TranslateError, Translator, UpstreamRequest,
+};
 use crate::vocab::{Llama2Format, MistralFormat};
 
 const CHAT: RouteKind = RouteKind::Chat;
@@ -1317,4 +1320,122 @@ fn translator_dispatch_covers_the_family() {
         let _ = translator(p);
     }
     let _ = ProviderKind::Llama2(Llama2Format::Openai);
+}
+
+// ---- Answers sent as received --------------------------------------------------
+
+/// Sound: whenever `verbatim` says a body can be sent as received, the full translation
+/// returns that same object, with the same usage, model and finish reason.
+fn assert_verbatim_is_sound(s: &Setup, kind: RouteKind, raw: &[u8]) -> bool {
+    let Some(facts) = OpenAiCompatible::of(Dialect::OpenAi).verbatim(kind, raw) else {
+        return false;
+    };
+    let full = resp(s, kind, raw).expect("a verbatim body translates");
+    let text = String::from_utf8_lossy(raw);
+    assert_eq!(full, body_json(raw), "normalising changed it: {text}");
+    assert_eq!(full["usage"]["prompt_tokens"], json!(facts.prompt_tokens));
+    assert_eq!(
+        full["usage"]["completion_tokens"],
+        json!(facts.completion_tokens)
+    );
+    assert_eq!(full["model"], json!(facts.model));
+    assert_eq!(
+        full["choices"][0]["finish_reason"],
+        json!(facts.finish_reason)
+    );
+    true
+}
+
+#[test]
+fn conforming_answers_are_sent_as_received() {
+    let s = Setup::new(ProviderKind::Openai, "gpt-4o");
+    for (name, kind) in [
+        ("chat-response.json", CHAT),
+        ("chat-response-tool-calls.json", CHAT),
+        ("completions-response.json", COMPLETIONS),
+    ] {
+        let raw = fixture("openai", name);
+        assert!(assert_verbatim_is_sound(&s, kind, raw.as_bytes()), "{name}");
+    }
+    // Content null beside tool calls, a newline escaped in the content, extra members kept.
+    let body = json!({"id": "c-1", "object": "chat.completion", "created": 1, "model": "m",
+        "system_fingerprint": "fp", "choices": [
+            {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+             "content": null, "tool_calls": [{"id": "t", "type": "function",
+             "function": {"name": "f", "arguments": "{}"}}]}},
+            {"index": 1, "finish_reason": "length", "logprobs": null,
+             "message": {"role": "assistant", "content": "a\nb \"q\""}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12,
+                  "prompt_tokens_details": {"cached_tokens": 1}}});
+    assert!(assert_verbatim_is_sound(
+        &s,
+        CHAT,
+        body.to_string().as_bytes()
+    ));
+}
+
+#[test]
+fn answers_that_need_normalising_are_translated() {
+    let s = Setup::new(ProviderKind::Openai, "gpt-4o");
+    let good = json!({"id": "c-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "hi"}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}});
+    assert!(assert_verbatim_is_sound(
+        &s,
+        CHAT,
+        good.to_string().as_bytes()
+    ));
+    let changes: Vec<(&str, Value)> = vec![
+        ("/id", Value::Null),
+        ("/id", json!("")),
+        ("/object", json!("text_completion")),
+        ("/created", json!(1.5)),
+        ("/created", Value::Null),
+        ("/model", json!("")),
+        ("/model", json!(3)),
+        ("/usage", Value::Null),
+        ("/usage/total_tokens", Value::Null),
+        ("/usage/prompt_tokens", json!(1.0)),
+        ("/usage/completion_tokens", json!(-2)),
+        ("/choices", json!([])),
+        ("/choices/0/index", Value::Null),
+        ("/choices/0/finish_reason", json!("MAX_TOKENS")),
+        ("/choices/0/finish_reason", json!("error")),
+        ("/choices/0/finish_reason", json!("eos_token")),
+        ("/choices/0/finish_reason", Value::Null),
+        ("/choices/0/message/role", Value::Null),
+        ("/choices/0/message/content", json!(12)),
+        ("/choices/0/message/content", Value::Null),
+        (
+            "/choices/0/message",
+            json!({"role": "assistant", "content": null, "tool_calls": []}),
+        ),
+        ("/choices/0/message", json!("hi")),
+    ];
+    for (pointer, value) in changes {
+        let mut body = good.clone();
+        *body.pointer_mut(pointer).expect("pointer") = value.clone();
+        let raw = body.to_string();
+        assert!(
+            !assert_verbatim_is_sound(&s, CHAT, raw.as_bytes()),
+            "{pointer} = {value} was sent as received"
+        );
+    }
+    // A duplicate key, not valid JSON, not an object, a completion body on a chat route.
+    for raw in [
+        r#"{"id":"a","id":"b","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"x"}}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        "{",
+        "[1]",
+        "",
+    ] {
+        assert!(
+            OpenAiCompatible::of(Dialect::OpenAi)
+                .verbatim(CHAT, raw.as_bytes())
+                .is_none(),
+            "{raw}"
+        );
+    }
+    let completion = fixture("openai", "completions-response.json");
+    assert!(!assert_verbatim_is_sound(&s, CHAT, completion.as_bytes()));
 }

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::UpstreamError;
+use super::OpenAiErrorBody;
 use super::tokens::PromptEstimate;
 use crate::crypto::redact::LazyRedactor;
 use crate::vocab::RouteKind;
@@ -423,7 +423,7 @@ impl ChunkEmitter {
     }
 
     /// A mid-stream failure: the error frame, then the end of the stream.
-    pub fn error(&mut self, error: &UpstreamError) {
+    pub fn error(&mut self, error: &OpenAiErrorBody) {
         if self.end != StreamEnd::Open {
             return;
         }
@@ -772,7 +772,7 @@ mod tests {
         );
         e.content("twelve chars");
         assert_eq!(e.tokens(), (10, 3));
-        e.error(&UpstreamError {
+        e.error(&OpenAiErrorBody {
             message: "overloaded".into(),
             kind: "overloaded_error".into(),
             code: None,

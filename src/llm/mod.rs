@@ -28,7 +28,7 @@ pub enum StreamError {
 /// An upstream error normalised into the OpenAI error shape: a translator's reading of a
 /// non-2xx body, or a stream's in-band error frame (docs/architecture.md, "Streaming").
 #[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamError {
+pub struct OpenAiErrorBody {
     pub message: String,
     /// The provider's error type, or `upstream_error` when it gives none.
     pub kind: String,
@@ -36,7 +36,7 @@ pub struct UpstreamError {
     pub param: Option<Value>,
 }
 
-impl UpstreamError {
+impl OpenAiErrorBody {
     pub fn to_openai(&self) -> Value {
         serde_json::json!({"error": {
             "message": self.message, "type": self.kind,
@@ -111,7 +111,7 @@ impl Transcode {
                 if self.emitter.finish_sent() {
                     self.emitter.done();
                 } else {
-                    self.emitter.error(&UpstreamError {
+                    self.emitter.error(&OpenAiErrorBody {
                         message: "the upstream closed the stream before it was complete".into(),
                         kind: "upstream_error".into(),
                         code: None,
@@ -125,7 +125,7 @@ impl Transcode {
 
     /// The upstream failed (reset, idle timeout): the in-band error frame.
     pub fn upstream_failed(&mut self, message: &str, code: &str) -> Vec<u8> {
-        self.emitter.error(&UpstreamError {
+        self.emitter.error(&OpenAiErrorBody {
             message: message.to_string(),
             kind: "upstream_error".into(),
             code: Some(code.into()),
@@ -137,7 +137,7 @@ impl Transcode {
     /// The gateway ends the stream (a graceful stop's drain time ran out): the in-band
     /// error frame, with the gateway's own error type rather than the upstream's.
     pub fn gateway_failed(&mut self, message: &str, kind: &str, code: &str) -> Vec<u8> {
-        self.emitter.error(&UpstreamError {
+        self.emitter.error(&OpenAiErrorBody {
             message: message.to_string(),
             kind: kind.into(),
             code: Some(code.into()),
@@ -155,7 +155,7 @@ impl Transcode {
     }
 
     fn fail_with(&mut self, e: StreamError) {
-        self.emitter.error(&UpstreamError {
+        self.emitter.error(&OpenAiErrorBody {
             message: format!("transformation failed from type {}: {e}", self.provider),
             kind: "upstream_error".into(),
             code: Some("stream_transformation_failed".into()),

@@ -26,8 +26,8 @@ mod wire;
 
 use serde_json::{Map, Value};
 
+pub use crate::llm::OpenAiErrorBody;
 use crate::llm::StreamTranscoder;
-pub use crate::llm::UpstreamError;
 use crate::vocab::{ModelOptions, ServiceOptions};
 pub use crate::vocab::{ProviderKind, RouteKind};
 pub use wire::{Dialect, WireFormat};
@@ -121,7 +121,7 @@ pub trait Translator: Send + Sync {
     }
 
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
-    fn error(&self, status: u16, body: &[u8]) -> UpstreamError;
+    fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody;
 
     /// The transcoder for one streamed 2xx answer (docs/behaviour.md, "Streaming rules"); `None`
     /// when this provider (in this format) cannot stream, which the proxy refuses with a 400 before
@@ -149,7 +149,7 @@ pub fn apply_tuning(body: &mut Map<String, Value>, tuning: &ModelOptions) {
 }
 
 /// Best-effort message of an error body in any provider's shape; `upstream_error` typed.
-pub fn generic_error(status: u16, body: &[u8]) -> UpstreamError {
+pub fn generic_error(status: u16, body: &[u8]) -> OpenAiErrorBody {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let message = parsed
         .as_ref()
@@ -166,7 +166,7 @@ pub fn generic_error(status: u16, body: &[u8]) -> UpstreamError {
         .and_then(|v| v.pointer("/error/type").and_then(Value::as_str))
         .unwrap_or("upstream_error")
         .to_string();
-    UpstreamError {
+    OpenAiErrorBody {
         message,
         kind,
         code: None,

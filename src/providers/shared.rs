@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    RequestError, RouteKind, TranslateContext, TranslateError, UpstreamError, generic_error,
+    OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError, generic_error,
 };
 
 /// `ctx.upstream_url`, required by self-hosted formats.
@@ -39,7 +39,7 @@ pub(super) fn single_prompt(body: &Map<String, Value>) -> Result<String, Request
 /// Upstream error body in any OpenAI-family shape (OpenAI/Azure `{"error":{…}}`, Mistral
 /// `{"object":"error","message",…}` incl. pydantic 422 details, Ollama/TGI
 /// `{"error":"…"}`, FastAPI `{"detail":…}`) → OpenAI error; else `generic_error`.
-pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
+pub(super) fn normalise_error(status: u16, body: &[u8]) -> OpenAiErrorBody {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return generic_error(status, body);
     };
@@ -52,7 +52,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
     };
     if let Some(e) = v.get("error").and_then(Value::as_object) {
         if let Some(message) = e.get("message").and_then(Value::as_str) {
-            return UpstreamError {
+            return OpenAiErrorBody {
                 message: message.to_string(),
                 kind: type_of(e.get("type")),
                 code: non_null(e.get("code")),
@@ -60,7 +60,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
             };
         }
     } else if let Some(message) = v.get("error").and_then(Value::as_str) {
-        return UpstreamError {
+        return OpenAiErrorBody {
             message: message.to_string(),
             kind: type_of(v.get("error_type")),
             code: None,
@@ -81,7 +81,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
             return e;
         }
         if let Some(text) = message.as_str() {
-            return UpstreamError {
+            return OpenAiErrorBody {
                 message: text.to_string(),
                 kind: type_of(v.get("type")),
                 code: non_null(v.get("code")),
@@ -93,7 +93,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
             return e;
         }
         if let Some(text) = detail.as_str() {
-            return UpstreamError {
+            return OpenAiErrorBody {
                 message: text.to_string(),
                 kind: "upstream_error".into(),
                 code: None,
@@ -106,7 +106,7 @@ pub(super) fn normalise_error(status: u16, body: &[u8]) -> UpstreamError {
 
 /// A pydantic/FastAPI validation list → `invalid_request_error` naming the field
 /// (`param` = the last element of `loc`, docs/wire-formats.md, "Mistral").
-fn pydantic_error(detail: &Value) -> Option<UpstreamError> {
+fn pydantic_error(detail: &Value) -> Option<OpenAiErrorBody> {
     let first = detail.as_array()?.first()?.as_object()?;
     let msg = first.get("msg").and_then(Value::as_str)?;
     let loc = first.get("loc").and_then(Value::as_array);
@@ -118,7 +118,7 @@ fn pydantic_error(detail: &Value) -> Option<UpstreamError> {
                 .join(".")
         })
         .unwrap_or_default();
-    Some(UpstreamError {
+    Some(OpenAiErrorBody {
         message: if path.is_empty() {
             msg.to_string()
         } else {

@@ -2,7 +2,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::providers::{RouteKind, TranslateContext, TranslateError, UpstreamError, generic_error};
+use crate::providers::{
+    OpenAiErrorBody, RouteKind, TranslateContext, TranslateError, generic_error,
+};
 
 pub(super) fn response(
     ctx: &TranslateContext<'_>,
@@ -26,7 +28,7 @@ pub(super) fn response(
     }
 }
 
-pub(super) fn error(status: u16, body: &[u8]) -> UpstreamError {
+pub(super) fn error(status: u16, body: &[u8]) -> OpenAiErrorBody {
     // Anthropic: {"type":"error","error":{"type","message"},"request_id"}; the generic
     // reader takes message and type. A spend-cap 429 carries a code worth keeping.
     let mut err = generic_error(status, body);

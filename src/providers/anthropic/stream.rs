@@ -7,7 +7,7 @@ use crate::llm::{
 };
 
 use super::response::finish_reason;
-use crate::providers::{RouteKind, UpstreamError};
+use crate::providers::{OpenAiErrorBody, RouteKind};
 
 /// Anthropic's named-event SSE (Messages API, docs/wire-formats.md, "Anthropic") and the legacy
 /// `/v1/complete` stream's `completion` events (docs/wire-formats.md, "Anthropic"), transcoded into
@@ -253,10 +253,10 @@ impl StreamState {
 }
 
 /// An in-band `error` event: `{"type":"error","error":{"type","message"}}`.
-fn stream_error(v: &Value) -> UpstreamError {
+fn stream_error(v: &Value) -> OpenAiErrorBody {
     let error = v.get("error");
     let text = |key: &str| error.and_then(|e| e.get(key)).and_then(Value::as_str);
-    UpstreamError {
+    OpenAiErrorBody {
         message: text("message")
             .unwrap_or("anthropic reported an error mid-stream")
             .to_string(),

@@ -26,7 +26,7 @@ mod tests;
 use serde_json::{Map, Value};
 
 use super::{
-    RequestError, RouteKind, TranslateContext, TranslateError, Translator, UpstreamError,
+    OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError, Translator,
     UpstreamRequest,
 };
 use crate::llm::StreamTranscoder;
@@ -53,7 +53,7 @@ impl Translator for Cohere {
         response::response(ctx, kind, body)
     }
 
-    fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
+    fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody {
         response::error(status, body)
     }
 

@@ -3,7 +3,9 @@
 use serde_json::{Map, Value, json};
 
 use super::request::MISSING_ANSWER;
-use crate::providers::{RouteKind, TranslateContext, TranslateError, UpstreamError, generic_error};
+use crate::providers::{
+    OpenAiErrorBody, RouteKind, TranslateContext, TranslateError, generic_error,
+};
 
 pub(super) fn response(
     ctx: &TranslateContext<'_>,
@@ -117,7 +119,7 @@ pub(super) fn response(
     }
 }
 
-pub(super) fn error(status: u16, body: &[u8]) -> UpstreamError {
+pub(super) fn error(status: u16, body: &[u8]) -> OpenAiErrorBody {
     // Cohere errors are `{"message": "…"}` (sometimes with an `id`) and carry no type,
     // which the generic reader already handles (`upstream_error`); an empty message
     // says nothing, so the status stands in for it.

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
 
 use super::response::{cached_count, call_id, finish_reason, tool_call_parts, usage_counts};
-use crate::providers::{RouteKind, TranslateError, UpstreamError};
+use crate::providers::{OpenAiErrorBody, RouteKind, TranslateError};
 
 /// v1 NDJSON streams (`/chat` and `/generate`): one JSON object per line, keyed by
 /// `event_type` (docs/wire-formats.md, "Cohere").
@@ -48,8 +48,8 @@ impl StreamTranscoder for CohereStream {
     }
 }
 
-fn stream_error(message: impl Into<String>) -> UpstreamError {
-    UpstreamError {
+fn stream_error(message: impl Into<String>) -> OpenAiErrorBody {
+    OpenAiErrorBody {
         message: message.into(),
         kind: "upstream_error".into(),
         code: None,

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::shared::normalise_error;
 use super::{
-    RequestError, RouteKind, TranslateContext, TranslateError, Translator, UpstreamError,
+    OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError, Translator,
     UpstreamRequest,
 };
 use crate::llm::StreamTranscoder;
@@ -46,7 +46,7 @@ impl Translator for Ollama {
         response::response(ctx, kind, body)
     }
 
-    fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
+    fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody {
         normalise_error(status, body)
     }
 

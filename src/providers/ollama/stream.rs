@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::response::{finish_reason, openai_tool_call};
 use crate::llm::{ChunkEmitter, NdjsonDecoder, ReportedUsage, StreamError, StreamTranscoder};
 use crate::providers::shared::token_count;
-use crate::providers::{TranslateContext, UpstreamError};
+use crate::providers::{OpenAiErrorBody, TranslateContext};
 
 /// The transcoder for an Ollama NDJSON stream (`/api/chat` or `/api/generate`).
 pub(super) fn stream(ctx: &TranslateContext<'_>) -> Box<dyn StreamTranscoder> {
@@ -39,7 +39,7 @@ impl OllamaState {
             StreamError::Invalid(format!("ollama stream line is not a JSON object: {e}"))
         })?;
         if let Some(err) = obj.get("error").filter(|e| !e.is_null()) {
-            out.error(&UpstreamError {
+            out.error(&OpenAiErrorBody {
                 message: err.as_str().map_or_else(|| err.to_string(), str::to_string),
                 kind: "upstream_error".into(),
                 code: None,

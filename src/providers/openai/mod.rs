@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 use super::shared::normalise_error;
 use super::{
-    Dialect, RequestError, RouteKind, TranslateContext, TranslateError, Translator, UpstreamError,
-    UpstreamRequest, Verbatim,
+    Dialect, OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError,
+    Translator, UpstreamRequest, Verbatim,
 };
 use crate::llm::StreamTranscoder;
 pub use stream::OpenAiStream;
@@ -65,7 +65,7 @@ impl Translator for OpenAiCompatible {
         response::verbatim(kind, body)
     }
 
-    fn error(&self, status: u16, body: &[u8]) -> UpstreamError {
+    fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody {
         normalise_error(status, body)
     }
 

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::llm::{ChunkEmitter, SseDecoder, SseEvent, StreamError, StreamTranscoder};
 
-use crate::providers::UpstreamError;
+use crate::providers::OpenAiErrorBody;
 use crate::providers::shared::{map_finish_reason, normalise_error};
 
 /// OpenAI-format SSE (OpenAI, Azure, Mistral, OpenAI-compatible servers): each `data:`
@@ -64,7 +64,7 @@ impl OpenAiStream {
                     // Mistral's `error` (docs/wire-formats.md, "Mistral"): keep a produced answer,
                     // else the stream failed.
                     if out.streamed_chars() == 0 && !has_output(choice) {
-                        out.error(&UpstreamError {
+                        out.error(&OpenAiErrorBody {
                             message: "upstream finished with finish_reason 'error'".into(),
                             kind: "upstream_error".into(),
                             code: None,

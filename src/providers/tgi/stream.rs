@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::llm::{
     ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
 };
-use crate::providers::UpstreamError;
+use crate::providers::OpenAiErrorBody;
 use crate::providers::shared::{map_finish_reason, token_count};
 
 /// TGI's token stream (`/generate_stream`, or `POST /` with `stream: true`): SSE events
@@ -44,7 +44,7 @@ impl TgiStream {
                 .and_then(Value::as_str)
                 .filter(|k| !k.is_empty())
                 .unwrap_or("upstream_error");
-            out.error(&UpstreamError {
+            out.error(&OpenAiErrorBody {
                 message: err.as_str().map_or_else(|| err.to_string(), str::to_string),
                 kind: kind.to_string(),
                 code: None,

@@ -16,7 +16,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundations",
         &["store", "error", "crypto", "config", "telemetry"],
     ),
-    ("engines", &["llm", "providers", "snapshot", "actors"]),
+    (
+        "engines",
+        &["llm", "providers", "policy", "snapshot", "actors"],
+    ),
     ("shared state", &["state"]),
     ("surfaces and start-up", &["proxy", "admin", "bootstrap"]),
     ("wiring", &["app", "cli"]),

@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(test)]
 mod layering;
 pub mod llm;
+pub mod policy;
 pub mod providers;
 pub mod proxy;
 pub mod shutdown;

@@ -15,7 +15,7 @@ pub mod route;
 pub mod service;
 
 pub use access::{Role, tenant_may_use};
-pub use policy::{PolicyScope, PolicyType};
+pub use policy::{PolicyConfig, PolicyScope, PolicyType};
 pub use provider::{Llama2Format, MistralFormat, Provider, ProviderKind};
 pub use route::{Logging, ModelConfig, ModelOptions, ResponseStreaming, RouteKind, RouteType};
 pub use service::{DEFAULT_AZURE_API_VERSION, DEFAULT_MAX_CONNECTIONS, ServiceOptions, Timeouts};

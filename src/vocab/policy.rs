@@ -209,8 +209,9 @@ pub struct TransformerLlm {
 pub struct TransformerConfig {
     /// The instruction LLM's system prompt. Required, non-empty.
     pub prompt: String,
-    /// The first match (its first capture group when it has one) becomes the result;
-    /// no match is 400 `AI response did not match specified regular expression`.
+    /// The whole first match becomes the result (Kong takes the match, not a capture
+    /// group; case-insensitive, `^`/`$` at line ends); no match is 400 `AI response did
+    /// not match specified regular expression`.
     #[serde(default)]
     pub transformation_extract_pattern: Option<String>,
     #[serde(default = "default_transformer_timeout")]
@@ -223,4 +224,27 @@ pub struct TransformerConfig {
     /// Response transformer only: the LLM answers `{"status","headers","body"}`.
     #[serde(default)]
     pub parse_llm_response_json_instructions: bool,
+}
+
+/// One policy's typed configuration: what the admin API validates and the snapshot keeps
+/// (and compiles once, in `policy::Compiled::new`).
+#[derive(Debug, Clone)]
+pub enum PolicyConfig {
+    RequestTransformer(TransformerConfig),
+    PromptTemplate(PromptTemplateConfig),
+    PromptDecorator(PromptDecoratorConfig),
+    PromptGuard(PromptGuardConfig),
+    ResponseTransformer(TransformerConfig),
+}
+
+impl PolicyConfig {
+    pub fn kind(&self) -> PolicyType {
+        match self {
+            PolicyConfig::RequestTransformer(_) => PolicyType::RequestTransformer,
+            PolicyConfig::PromptTemplate(_) => PolicyType::PromptTemplate,
+            PolicyConfig::PromptDecorator(_) => PolicyType::PromptDecorator,
+            PolicyConfig::PromptGuard(_) => PolicyType::PromptGuard,
+            PolicyConfig::ResponseTransformer(_) => PolicyType::ResponseTransformer,
+        }
+    }
 }

@@ -86,7 +86,7 @@ fn compile_list(list: &str, patterns: &[String]) -> Result<Option<RegexSet>, Com
     }
     RegexSet::new(patterns)
         .map(Some)
-        .map_err(|e| CompileError::new(format!("config.{list}"), super::pattern_error(&e)))
+        .map_err(|e| CompileError::new(format!("config.{list}"), super::pattern_error("", &e)))
 }
 
 /// Appends the text of one message's `content`: a string, or the text parts of a
@@ -170,13 +170,13 @@ impl CompiledGuard {
             reason,
             pattern: None,
         })?;
-        if let Some(deny) = &self.deny {
-            if let Some(i) = deny.matches(&text).iter().next() {
-                return Err(Blocked {
-                    reason: BlockReason::Denied,
-                    pattern: Some(i),
-                });
-            }
+        if let Some(deny) = &self.deny
+            && let Some(i) = deny.matches(&text).iter().next()
+        {
+            return Err(Blocked {
+                reason: BlockReason::Denied,
+                pattern: Some(i),
+            });
         }
         match &self.allow {
             None => Ok(GuardPass::default()),

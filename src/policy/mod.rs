@@ -83,12 +83,12 @@ fn compile_pattern(field: &str, pattern: &str, flags: Flags) -> Result<regex::Re
         .case_insensitive(flags.case_insensitive)
         .multi_line(flags.multi_line)
         .build()
-        .map_err(|e| CompileError::new(field, pattern_error(&e)))
+        .map_err(|e| CompileError::new(field, pattern_error(pattern, &e)))
 }
 
 /// The reason of a `regex` error on one line (its syntax errors are multi-line drawings
 /// ending in `error: <reason>`).
-fn pattern_error(e: &regex::Error) -> String {
+fn pattern_error(pattern: &str, e: &regex::Error) -> String {
     match e {
         regex::Error::Syntax(text) => {
             let reason = text
@@ -96,9 +96,15 @@ fn pattern_error(e: &regex::Error) -> String {
                 .rev()
                 .find_map(|line| line.strip_prefix("error: "))
                 .unwrap_or(text.as_str());
+            // PCRE (Kong) reads a `{` that starts no repetition as a literal.
+            let hint = if pattern.contains('{') && reason.contains("repetition") {
+                "; write a literal '{' as '\\{'"
+            } else {
+                ""
+            };
             format!(
-                "not a valid pattern: {reason} (patterns are Rust regex syntax, which matches \
-                 in linear time: no look-around, no back-references)"
+                "not a valid pattern: {reason}{hint} (patterns are Rust regex syntax, which \
+                 matches in linear time: no look-around, no back-references)"
             )
         }
         regex::Error::CompiledTooBig(limit) => {

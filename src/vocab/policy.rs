@@ -224,3 +224,55 @@ pub struct TransformerConfig {
     #[serde(default)]
     pub parse_llm_response_json_instructions: bool,
 }
+
+/// A policy's `config`, typed by its `type`.
+#[derive(Debug, Clone)]
+pub enum PolicyConfig {
+    RequestTransformer(TransformerConfig),
+    PromptTemplate(PromptTemplateConfig),
+    PromptDecorator(PromptDecoratorConfig),
+    PromptGuard(PromptGuardConfig),
+    ResponseTransformer(TransformerConfig),
+}
+
+impl PolicyConfig {
+    pub fn kind(&self) -> PolicyType {
+        match self {
+            PolicyConfig::RequestTransformer(_) => PolicyType::RequestTransformer,
+            PolicyConfig::PromptTemplate(_) => PolicyType::PromptTemplate,
+            PolicyConfig::PromptDecorator(_) => PolicyType::PromptDecorator,
+            PolicyConfig::PromptGuard(_) => PolicyType::PromptGuard,
+            PolicyConfig::ResponseTransformer(_) => PolicyType::ResponseTransformer,
+        }
+    }
+
+    /// Types a `config` as the configuration of `kind`.
+    pub fn parse<'de, D: serde::Deserializer<'de>>(
+        kind: PolicyType,
+        config: D,
+    ) -> Result<PolicyConfig, D::Error> {
+        Ok(match kind {
+            PolicyType::RequestTransformer => {
+                PolicyConfig::RequestTransformer(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptTemplate => {
+                PolicyConfig::PromptTemplate(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptDecorator => {
+                PolicyConfig::PromptDecorator(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptGuard => PolicyConfig::PromptGuard(Deserialize::deserialize(config)?),
+            PolicyType::ResponseTransformer => {
+                PolicyConfig::ResponseTransformer(Deserialize::deserialize(config)?)
+            }
+        })
+    }
+
+    /// The transformers' instruction LLM.
+    pub fn transformer(&self) -> Option<&TransformerConfig> {
+        match self {
+            PolicyConfig::RequestTransformer(t) | PolicyConfig::ResponseTransformer(t) => Some(t),
+            _ => None,
+        }
+    }
+}

@@ -624,7 +624,7 @@ macro_rules! impl_store {
                                 .map_err(map_sqlx)?;
                         check_free(same_type, r.id, |other| {
                             format!(
-                                "{kind} '{bound_name}' already has a {} policy: '{other}'",
+                                "{kind} '{bound_name}' already has an {} policy: '{other}'",
                                 r.kind
                             )
                         })?;

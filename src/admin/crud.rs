@@ -66,6 +66,13 @@ pub trait Resource {
         who.require_admin()
     }
 
+    /// May this principal submit this body (a PATCH: merged into the stored object)?
+    /// Checked after `can_write` and before anything is looked up, so scoped writers (a
+    /// tenant_admin) learn nothing about objects outside their scope from the answer.
+    fn check_submission(_who: &Principal, _submitted: &Value) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether this principal may see this object at all (else 404, not 403).
     fn visible(_state: &AppState, _who: &Principal, _record: &Self::Record) -> bool {
         true
@@ -137,7 +144,9 @@ pub async fn create<R: Resource>(
     body: JsonObject,
 ) -> Result<HttpResponse> {
     R::can_write(&who)?;
-    let record = R::to_record(&state, Value::Object(body.0), None, None).await?;
+    let submitted = Value::Object(body.0);
+    R::check_submission(&who, &submitted)?;
+    let record = R::to_record(&state, submitted, None, None).await?;
     let _serialised = R::guard_write(&state, None, Some(&record)).await?;
     R::insert(&state, &record).await?;
     written::<R>(&state).await;
@@ -166,6 +175,7 @@ pub async fn update<R: Resource>(
     let patch = Value::Object(body.0);
     let mut merged = R::as_input(&state, &existing);
     merge_patch(&mut merged, &patch);
+    R::check_submission(&who, &merged)?;
     let record = R::to_record(&state, merged, Some(&existing), Some(&patch)).await?;
     let _serialised = R::guard_write(&state, Some(&existing), Some(&record)).await?;
     R::update(&state, &record).await?;
@@ -184,7 +194,15 @@ pub async fn upsert<R: Resource>(
     let mut body = body.0;
     put_name(&mut body, R::NAME_FIELD, &name)?;
     let existing = R::fetch(&state, &Lookup::Name(name.to_string())).await?;
-    let record = R::to_record(&state, Value::Object(body), existing.as_ref(), None).await?;
+    if existing
+        .as_ref()
+        .is_some_and(|e| !R::visible(&state, &who, e))
+    {
+        return Err(Error::not_found(format!("{} '{name}'", R::KIND)).into());
+    }
+    let submitted = Value::Object(body);
+    R::check_submission(&who, &submitted)?;
+    let record = R::to_record(&state, submitted, existing.as_ref(), None).await?;
     let _serialised = R::guard_write(&state, existing.as_ref(), Some(&record)).await?;
     if existing.is_some() {
         R::update(&state, &record).await?;

@@ -8,6 +8,7 @@ pub mod body;
 pub mod credentials;
 pub mod crud;
 pub mod keys;
+pub mod policies;
 pub mod routes;
 pub mod services;
 pub mod span;
@@ -141,7 +142,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Manage admins, tenants, API keys, credentials, services and routes of the Tollgate AI gateway, and read its usage."
+        description = "Manage admins, tenants, API keys, credentials, services, routes and policies of the Tollgate AI gateway, and read its usage."
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -153,6 +154,7 @@ impl Modify for BearerAuth {
         (name = "credentials", description = "Encrypted upstream secrets (write-only fields)"),
         (name = "services", description = "LLM provider endpoints"),
         (name = "routes", description = "How clients reach a service"),
+        (name = "policies", description = "Kong's companion AI plugins bound to a route, service or tenant"),
         (name = "usage", description = "Usage history: requests, tokens, cost, latency"),
         (name = "status", description = "Health and status"),
     )
@@ -181,5 +183,6 @@ where
         .configure(credentials::configure)
         .configure(services::configure)
         .configure(routes::configure)
+        .configure(policies::configure)
         .configure(usage::configure)
 }

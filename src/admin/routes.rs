@@ -165,12 +165,13 @@ fn as_input(r: &RouteRecord, snap: &Snapshot) -> Value {
     })
 }
 
-fn check_model(problems: &mut Problems, model: &ModelConfig) {
+/// Checks a model and its tuning; `at` is its field path (`model`, `config.llm.model`).
+pub(crate) fn check_model(problems: &mut Problems, at: &str, model: &ModelConfig) {
     if let Some(name) = &model.name
         && (name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control))
     {
         problems.add(
-            "model.name",
+            format!("{at}.name"),
             "must be 1 to 256 characters without control characters",
         );
     }
@@ -178,7 +179,7 @@ fn check_model(problems: &mut Problems, model: &ModelConfig) {
     let mut range = |field: &str, value: Option<f64>, lo: f64, hi: f64| {
         if value.is_some_and(|v| !(lo..=hi).contains(&v)) {
             problems.add(
-                format!("model.options.{field}"),
+                format!("{at}.options.{field}"),
                 format!("must be between {lo} and {hi}"),
             );
         }
@@ -187,12 +188,12 @@ fn check_model(problems: &mut Problems, model: &ModelConfig) {
     range("top_p", o.top_p, 0.0, 1.0);
     range("top_k", o.top_k.map(f64::from), 0.0, 500.0);
     if o.max_tokens == Some(0) {
-        problems.add("model.options.max_tokens", "must be greater than 0");
+        problems.add(format!("{at}.options.max_tokens"), "must be greater than 0");
     }
     for (field, value) in [("input_cost", o.input_cost), ("output_cost", o.output_cost)] {
         if value.is_some_and(|v| v <= 0.0 || v > 1_000_000.0) {
             problems.add(
-                format!("model.options.{field}"),
+                format!("{at}.options.{field}"),
                 "must be greater than 0 (USD per 1M tokens)",
             );
         }
@@ -225,7 +226,7 @@ async fn to_record(
             "a route needs at least one path or a model_alias, or nothing can reach it",
         );
     }
-    check_model(&mut problems, &input.model);
+    check_model(&mut problems, "model", &input.model);
     if !(1..=MAX_BODY_SIZE_LIMIT).contains(&input.max_request_body_size) {
         problems.add(
             "max_request_body_size",

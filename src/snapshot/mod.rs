@@ -1,6 +1,6 @@
 //! The in-memory configuration snapshot (docs/behaviour.md, "Configuration and the snapshot"):
-//! routes, services, decrypted credentials, tenants and API-key hashes compiled from the store into
-//! one immutable value.
+//! routes, services, decrypted credentials, tenants, API-key hashes and enabled policies compiled
+//! from the store into one immutable value.
 //!
 //! Readers (the proxy, on every request) call [`SnapshotHandle::load`]: one atomic
 //! pointer load through `arc-swap`, no lock, no database, no clone of configuration.
@@ -10,6 +10,7 @@
 //! disables only the services that use it (docs/architecture.md, "Configuration snapshot").
 
 pub mod admins;
+pub mod policies;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +27,11 @@ use crate::store::{
     ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
 };
 use crate::vocab::{
-    Logging, ModelConfig, Provider, ProviderKind, ResponseStreaming, RouteType, ServiceOptions,
-    Timeouts, tenant_may_use,
+    Logging, ModelConfig, PolicyType, Provider, ProviderKind, ResponseStreaming, RouteType,
+    ServiceOptions, Timeouts, tenant_may_use,
 };
+
+pub use policies::{PolicyEntry, PolicyIndex};
 
 /// Name of the system secret holding the API-key pepper.
 pub const API_KEY_PEPPER: &str = "api_key_pepper";
@@ -199,6 +202,8 @@ pub struct Snapshot {
     pub unavailable_credentials: Vec<UnavailableCredential>,
     /// Admin users for token checks (ids, roles, tenants, token generations).
     pub admins: admins::AdminDirectory,
+    /// Enabled policies by what they are bound to; see [`Snapshot::policies_for`].
+    pub policies: PolicyIndex,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +228,7 @@ impl Snapshot {
             aliases: HashMap::new(),
             unavailable_credentials: Vec::new(),
             admins: admins::AdminDirectory::default(),
+            policies: PolicyIndex::default(),
         }
     }
 
@@ -321,6 +327,7 @@ impl Snapshot {
             .map(|k| (k.key_hash.clone(), KeyEntry { record: k }))
             .collect();
         let admins = admins::AdminDirectory::compile(std::mem::take(&mut data.admins));
+        let policies = PolicyIndex::compile(std::mem::take(&mut data.policies), &services);
         let tenants_by_name = data
             .tenants
             .iter()
@@ -341,6 +348,7 @@ impl Snapshot {
             aliases,
             unavailable_credentials,
             admins,
+            policies,
         }
     }
 
@@ -393,6 +401,28 @@ impl Snapshot {
 
     pub fn route_name(&self, id: Uuid) -> Option<&str> {
         self.routes.get(&id).map(|r| r.record.name.as_str())
+    }
+
+    /// The policies that apply to a request on `route` by `tenant`: per type the most
+    /// specific enabled binding (route over service over tenant), in the order they run
+    /// (`PolicyType::IN_ORDER`: request transformer, template, decorator, guard, then the
+    /// response transformer).
+    pub fn policies_for<'a>(
+        &'a self,
+        route: &'a RouteEntry,
+        tenant: Uuid,
+    ) -> impl Iterator<Item = &'a Arc<PolicyEntry>> + 'a {
+        self.policies.effective_all(route, tenant)
+    }
+
+    /// The policy of one type that applies to a request on `route` by `tenant`, if any.
+    pub fn policy_for(
+        &self,
+        kind: PolicyType,
+        route: &RouteEntry,
+        tenant: Uuid,
+    ) -> Option<&Arc<PolicyEntry>> {
+        self.policies.effective(kind, route, tenant)
     }
 
     /// Authenticates a presented tenant key: O(1) lookup by its keyed hash, then a

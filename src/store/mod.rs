@@ -125,7 +125,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_tenant(&self, r: &TenantRecord) -> StoreResult<()>;
     async fn update_tenant(&self, r: &TenantRecord) -> StoreResult<()>;
     /// Deletes the tenant and its API keys in one transaction. `Conflict` naming the
-    /// referrers when services, routes (`tenants` list) or admin users still refer to it.
+    /// referrers when services, routes (`tenants` list), admin users or policies still
+    /// refer to it.
     async fn delete_tenant(&self, id: Uuid) -> StoreResult<()>;
 
     // --- API keys (always scoped by tenant) ---
@@ -161,7 +162,8 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidReference{field:"credential"|"tenant"}` on a missing reference.
     async fn insert_service(&self, r: &ServiceRecord) -> StoreResult<()>;
     async fn update_service(&self, r: &ServiceRecord) -> StoreResult<()>;
-    /// `Conflict` naming the routes that use it.
+    /// `Conflict` naming the routes and policies that use it (bound to it, or calling it as
+    /// a transformer's instruction LLM).
     async fn delete_service(&self, id: Uuid) -> StoreResult<()>;
 
     // --- routes ---
@@ -172,8 +174,20 @@ pub trait Store: Send + Sync + 'static {
     /// `InvalidReference{field:"service"|"tenants"}` on a missing reference.
     async fn insert_route(&self, r: &RouteRecord) -> StoreResult<()>;
     async fn update_route(&self, r: &RouteRecord) -> StoreResult<()>;
-    /// `Conflict` naming the API keys (`tenant/key`) restricted to this route.
+    /// `Conflict` naming the API keys (`tenant/key`) restricted to this route and the
+    /// policies bound to it.
     async fn delete_route(&self, id: Uuid) -> StoreResult<()>;
+
+    // --- policies ---
+    async fn list_policies(&self, page: Page) -> StoreResult<Vec<PolicyRecord>>;
+    async fn get_policy(&self, key: &Lookup) -> StoreResult<Option<PolicyRecord>>;
+    /// `Conflict` on a duplicate name or a second policy of the same type on the same
+    /// route, service or tenant (naming the one there);
+    /// `InvalidReference{field:"route"|"service"|"tenant"|"config.llm.service"}` on a
+    /// missing reference.
+    async fn insert_policy(&self, r: &PolicyRecord) -> StoreResult<()>;
+    async fn update_policy(&self, r: &PolicyRecord) -> StoreResult<()>;
+    async fn delete_policy(&self, id: Uuid) -> StoreResult<()>;
 
     // --- gateway secrets and key rotation ---
     async fn get_system_secret(&self, name: &str) -> StoreResult<Option<SystemSecretRecord>>;

@@ -133,6 +133,28 @@ pub struct RouteRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A policy: one of Kong's companion AI plugins, bound to exactly one route, service or
+/// tenant (docs/behaviour.md, "Policies").
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PolicyRecord {
+    pub id: Uuid,
+    pub name: String,
+    /// Kong's plugin name (`ai-prompt-guard`, …): `vocab::PolicyType`.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub enabled: bool,
+    /// The type's configuration with Kong's defaults filled in; a transformer's
+    /// `llm.service` is stored as the service's id (shown as its name).
+    pub config: Json<serde_json::Value>,
+    /// Exactly one of the three is set.
+    pub route_id: Option<Uuid>,
+    pub service_id: Option<Uuid>,
+    pub tenant_id: Option<Uuid>,
+    pub tags: Json<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A named secret of the gateway itself (e.g. the API-key pepper), encrypted like
 /// credentials so every node shares it and `keys rotate-master` re-encrypts it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -152,6 +174,7 @@ pub struct ConfigData {
     pub credentials: Vec<CredentialRecord>,
     pub services: Vec<ServiceRecord>,
     pub routes: Vec<RouteRecord>,
+    pub policies: Vec<PolicyRecord>,
     pub system_secrets: Vec<SystemSecretRecord>,
     /// Admin users without their password hashes, for token checks on every node.
     pub admins: Vec<AdminTokenRecord>,

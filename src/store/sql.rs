@@ -161,6 +161,44 @@ pub(super) const ROUTE_PATH_INSERT: &str =
     "INSERT INTO route_paths (path, route_id) VALUES ($1, $2)";
 pub(super) const ROUTE_PATH_DELETE: &str = "DELETE FROM route_paths WHERE route_id = $1";
 
+// --- policies ---
+pub(super) const POLICY_ALL: &str = "SELECT * FROM policies ORDER BY created_at, id";
+pub(super) const POLICY_LIST: &str =
+    "SELECT * FROM policies ORDER BY created_at, id LIMIT $1 OFFSET $2";
+pub(super) const POLICY_BY_ID: &str = "SELECT * FROM policies WHERE id = $1";
+pub(super) const POLICY_BY_NAME: &str = "SELECT * FROM policies WHERE name = $1";
+pub(super) const POLICY_OWNER_OF_NAME: &str = "SELECT id, name FROM policies WHERE name = $1";
+pub(super) const POLICY_NAME: &str = "SELECT name FROM policies WHERE id = $1";
+/// The policy of type `$1` already bound to the same route (`$2`), service (`$3`) or tenant
+/// (`$4`); NULLs compare false, so only the set binding counts.
+pub(super) const POLICY_OWNER_OF_BINDING: &str = "SELECT id, name FROM policies \
+    WHERE type = $1 AND (route_id = $2 OR service_id = $3 OR tenant_id = $4)";
+pub(super) const POLICY_INSERT: &str = "INSERT INTO policies \
+    (id, name, type, enabled, config, route_id, service_id, tenant_id, tags, created_at, \
+    updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(super) const POLICY_UPDATE: &str = "UPDATE policies SET name = $2, type = $3, \
+    enabled = $4, config = $5, route_id = $6, service_id = $7, tenant_id = $8, tags = $9, \
+    created_at = $10, updated_at = $11 WHERE id = $1";
+pub(super) const POLICY_DELETE: &str = "DELETE FROM policies WHERE id = $1";
+pub(super) const POLICY_NAMES_BY_ROUTE: &str =
+    "SELECT name FROM policies WHERE route_id = $1 ORDER BY created_at, id";
+pub(super) const POLICY_NAMES_BY_SERVICE: &str =
+    "SELECT name FROM policies WHERE service_id = $1 ORDER BY created_at, id";
+pub(super) const POLICY_NAMES_BY_TENANT: &str =
+    "SELECT name FROM policies WHERE tenant_id = $1 ORDER BY created_at, id";
+/// `(policy name, config)` of every transformer: their `llm.service` names a service by id.
+pub(super) const POLICY_TRANSFORMER_CONFIGS: &str = "SELECT name, config FROM policies \
+    WHERE type IN ('ai-request-transformer', 'ai-response-transformer') \
+    ORDER BY created_at, id";
+
+/// The service id a stored transformer config calls (`llm.service`), if any.
+pub(super) fn policy_llm_service(config: &serde_json::Value) -> Option<Uuid> {
+    config
+        .pointer("/llm/service")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
 // --- system secrets ---
 pub(super) const SECRET_ALL: &str = "SELECT * FROM system_secrets ORDER BY created_at, name";
 pub(super) const SECRET_GET: &str = "SELECT * FROM system_secrets WHERE name = $1";
@@ -338,12 +376,13 @@ macro_rules! impl_store {
 
             use super::{migrator, $store};
             use $crate::store::sql::{
-                self, bind_admin, bind_credential, bind_route, bind_service, bind_tenant, in_tx,
+                self, bind_admin, bind_credential, bind_policy, bind_route, bind_service,
+                bind_tenant, in_tx,
             };
             use $crate::store::{
-                AdminRecord, ApiKeyRecord, ConfigData, CredentialRecord, Lookup, Page, Reencrypt,
-                RouteRecord, ServiceRecord, SpoolMark, StoreError, StoreResult, SystemSecretRecord,
-                TenantRecord, UsageQuery, UsageRow, map_sqlx,
+                AdminRecord, ApiKeyRecord, ConfigData, CredentialRecord, Lookup, Page,
+                PolicyRecord, Reencrypt, RouteRecord, ServiceRecord, SpoolMark, StoreError,
+                StoreResult, SystemSecretRecord, TenantRecord, UsageQuery, UsageRow, map_sqlx,
             };
 
             /// Queries run inside a transaction (or on any connection of this backend).
@@ -352,8 +391,8 @@ macro_rules! impl_store {
 
                 use $crate::store::sql::{self, check_free, missing};
                 use $crate::store::{
-                    AdminRecord, ApiKeyRecord, RouteRecord, ServiceRecord, StoreResult, UsageRow,
-                    map_sqlx,
+                    AdminRecord, ApiKeyRecord, PolicyRecord, RouteRecord, ServiceRecord,
+                    StoreResult, UsageRow, map_sqlx,
                 };
 
                 pub(super) type Conn = <$db as sqlx::Database>::Connection;
@@ -555,6 +594,49 @@ macro_rules! impl_store {
                     Ok(())
                 }
 
+                pub(super) async fn check_policy(
+                    c: &mut Conn,
+                    r: &PolicyRecord,
+                ) -> StoreResult<()> {
+                    check_free(
+                        owner(c, sql::POLICY_OWNER_OF_NAME, &r.name).await?,
+                        r.id,
+                        |_| format!("a policy named '{}' already exists", r.name),
+                    )?;
+                    let bound = [
+                        ("route", sql::ROUTE_NAME, r.route_id),
+                        ("service", sql::SERVICE_NAME, r.service_id),
+                        ("tenant", sql::TENANT_NAME, r.tenant_id),
+                    ];
+                    for (kind, query, id) in bound {
+                        let Some(id) = id else { continue };
+                        let Some(bound_name) = name_of(c, query, id).await? else {
+                            return Err(missing(kind, kind, id));
+                        };
+                        let same_type: Option<(Uuid, String)> =
+                            sqlx::query_as(sql::POLICY_OWNER_OF_BINDING)
+                                .bind(&r.kind)
+                                .bind(r.route_id)
+                                .bind(r.service_id)
+                                .bind(r.tenant_id)
+                                .fetch_optional(&mut *c)
+                                .await
+                                .map_err(map_sqlx)?;
+                        check_free(same_type, r.id, |other| {
+                            format!(
+                                "{kind} '{bound_name}' already has an {} policy: '{other}'",
+                                r.kind
+                            )
+                        })?;
+                    }
+                    if let Some(service) = sql::policy_llm_service(&r.config.0)
+                        && name_of(c, sql::SERVICE_NAME, service).await?.is_none()
+                    {
+                        return Err(missing("config.llm.service", "service", service));
+                    }
+                    Ok(())
+                }
+
                 /// A `usage_minutes` row selected with `sql::usage_columns!()`.
                 pub(super) fn usage_row(
                     row: &<$db as sqlx::Database>::Row,
@@ -647,6 +729,7 @@ macro_rules! impl_store {
                             credentials: q::all(&mut tx, sql::CREDENTIAL_ALL).await?,
                             services: q::all(&mut tx, sql::SERVICE_ALL).await?,
                             routes: q::all(&mut tx, sql::ROUTE_ALL).await?,
+                            policies: q::all(&mut tx, sql::POLICY_ALL).await?,
                             system_secrets: q::all(&mut tx, sql::SECRET_ALL).await?,
                             admins: q::all(&mut tx, sql::ADMIN_TOKENS_ALL).await?,
                         };
@@ -785,6 +868,7 @@ macro_rules! impl_store {
                             .map(|(route, _)| route)
                             .collect();
                         let admins = q::names(&mut tx, sql::ADMIN_NAMES_BY_TENANT, id).await?;
+                        let policies = q::names(&mut tx, sql::POLICY_NAMES_BY_TENANT, id).await?;
                         sql::check_unreferenced(
                             "tenant",
                             &name,
@@ -792,6 +876,7 @@ macro_rules! impl_store {
                                 ("services", services),
                                 ("routes", routes),
                                 ("admins", admins),
+                                ("policies", policies),
                             ],
                         )?;
                         let query = sqlx::query(sql::API_KEY_DELETE_BY_TENANT).bind(id);
@@ -1014,7 +1099,23 @@ macro_rules! impl_store {
                             return Err(StoreError::NotFound(format!("service {id}")));
                         };
                         let routes = q::names(&mut tx, sql::ROUTE_NAMES_BY_SERVICE, id).await?;
-                        sql::check_unreferenced("service", &name, &[("routes", routes)])?;
+                        // Bound to it, or calling it as a transformer's instruction LLM.
+                        let mut policies =
+                            q::names(&mut tx, sql::POLICY_NAMES_BY_SERVICE, id).await?;
+                        let transformers: Vec<(String, Json<serde_json::Value>)> =
+                            q::all(&mut tx, sql::POLICY_TRANSFORMER_CONFIGS).await?;
+                        for (policy, config) in transformers {
+                            if sql::policy_llm_service(&config.0) == Some(id)
+                                && !policies.contains(&policy)
+                            {
+                                policies.push(policy);
+                            }
+                        }
+                        sql::check_unreferenced(
+                            "service",
+                            &name,
+                            &[("routes", routes), ("policies", policies)],
+                        )?;
                         let query = sqlx::query(sql::SERVICE_DELETE).bind(id);
                         q::rows_affected(&mut tx, query).await?;
                         Ok(())
@@ -1076,11 +1177,68 @@ macro_rules! impl_store {
                             .filter(|(_, _, routes)| routes.0.contains(&id))
                             .map(|(tenant, key, _)| format!("{tenant}/{key}"))
                             .collect();
-                        sql::check_unreferenced("route", &name, &[("API keys", keys)])?;
+                        let policies = q::names(&mut tx, sql::POLICY_NAMES_BY_ROUTE, id).await?;
+                        sql::check_unreferenced(
+                            "route",
+                            &name,
+                            &[("API keys", keys), ("policies", policies)],
+                        )?;
                         let query = sqlx::query(sql::ROUTE_PATH_DELETE).bind(id);
                         q::rows_affected(&mut tx, query).await?;
                         let query = sqlx::query(sql::ROUTE_DELETE).bind(id);
                         q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
+                }
+
+                // --- policies ---
+
+                async fn list_policies(&self, page: Page) -> StoreResult<Vec<PolicyRecord>> {
+                    sqlx::query_as(sql::POLICY_LIST)
+                        .bind(page.limit)
+                        .bind(page.offset)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(map_sqlx)
+                }
+
+                async fn get_policy(&self, key: &Lookup) -> StoreResult<Option<PolicyRecord>> {
+                    self.get_by(key, sql::POLICY_BY_ID, sql::POLICY_BY_NAME)
+                        .await
+                }
+
+                async fn insert_policy(&self, r: &PolicyRecord) -> StoreResult<()> {
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        q::check_policy(&mut tx, r).await?;
+                        let query = bind_policy!(sqlx::query(sql::POLICY_INSERT), r);
+                        q::rows_affected(&mut tx, query).await?;
+                        Ok(())
+                    })
+                }
+
+                async fn update_policy(&self, r: &PolicyRecord) -> StoreResult<()> {
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        if q::name_of(&mut tx, sql::POLICY_NAME, r.id).await?.is_none() {
+                            return Err(StoreError::NotFound(format!("policy {}", r.id)));
+                        }
+                        q::check_policy(&mut tx, r).await?;
+                        let query = bind_policy!(sqlx::query(sql::POLICY_UPDATE), r);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("policy {}", r.id)));
+                        }
+                        Ok(())
+                    })
+                }
+
+                async fn delete_policy(&self, id: Uuid) -> StoreResult<()> {
+                    in_tx!(self.write_tx, |tx| {
+                        q::bump(&mut tx).await?;
+                        let query = sqlx::query(sql::POLICY_DELETE).bind(id);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("policy {id}")));
+                        }
                         Ok(())
                     })
                 }
@@ -1333,4 +1491,21 @@ macro_rules! bind_route {
             .bind($r.updated_at)
     };
 }
-pub(super) use {bind_admin, bind_credential, bind_route, bind_service, bind_tenant};
+/// Binds a `PolicyRecord` in column order (`$1` = id).
+macro_rules! bind_policy {
+    ($query:expr, $r:expr) => {
+        $query
+            .bind($r.id)
+            .bind(&$r.name)
+            .bind(&$r.kind)
+            .bind($r.enabled)
+            .bind(&$r.config)
+            .bind($r.route_id)
+            .bind($r.service_id)
+            .bind($r.tenant_id)
+            .bind(&$r.tags)
+            .bind($r.created_at)
+            .bind($r.updated_at)
+    };
+}
+pub(super) use {bind_admin, bind_credential, bind_policy, bind_route, bind_service, bind_tenant};

@@ -247,4 +247,34 @@ impl PolicyConfig {
             PolicyConfig::ResponseTransformer(_) => PolicyType::ResponseTransformer,
         }
     }
+
+    /// Types a `config` as the configuration of `kind`.
+    pub fn parse<'de, D: serde::Deserializer<'de>>(
+        kind: PolicyType,
+        config: D,
+    ) -> Result<PolicyConfig, D::Error> {
+        Ok(match kind {
+            PolicyType::RequestTransformer => {
+                PolicyConfig::RequestTransformer(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptTemplate => {
+                PolicyConfig::PromptTemplate(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptDecorator => {
+                PolicyConfig::PromptDecorator(Deserialize::deserialize(config)?)
+            }
+            PolicyType::PromptGuard => PolicyConfig::PromptGuard(Deserialize::deserialize(config)?),
+            PolicyType::ResponseTransformer => {
+                PolicyConfig::ResponseTransformer(Deserialize::deserialize(config)?)
+            }
+        })
+    }
+
+    /// The transformers' instruction LLM.
+    pub fn transformer(&self) -> Option<&TransformerConfig> {
+        match self {
+            PolicyConfig::RequestTransformer(t) | PolicyConfig::ResponseTransformer(t) => Some(t),
+            _ => None,
+        }
+    }
 }

@@ -5,49 +5,15 @@
 //!
 //! Runs on SQLite by default and on PostgreSQL with `TOLLGATE_TEST_BACKEND=postgres`.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::support::admin::{
+    created, expect_error, expect_invalid, expect_status, fetch, field_message, list_all, location,
+};
 use crate::support::{Reply, TestApp, postgres_url, spawn_app, spawn_app_with, start};
 
 // --- helpers ---
-
-#[track_caller]
-fn expect_status(r: &Reply, status: u16) {
-    assert_eq!(r.status, status, "unexpected status; body: {}", r.text);
-}
-
-/// Asserts an admin error `{"error":{"code",…}}` with this status; returns its message.
-#[track_caller]
-fn expect_error(r: &Reply, status: u16, code: &str) -> String {
-    expect_status(r, status);
-    assert_eq!(r.body["error"]["code"], code, "{}", r.text);
-    r.body["error"]["message"]
-        .as_str()
-        .expect("error.message")
-        .to_string()
-}
-
-/// Asserts a 400 `validation_failed` whose `fields` names exactly `fields`.
-#[track_caller]
-fn expect_invalid(r: &Reply, fields: &[&str]) {
-    expect_error(r, 400, "validation_failed");
-    let named: BTreeSet<&str> = r.body["error"]["fields"]
-        .as_object()
-        .map(|f| f.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    let wanted: BTreeSet<&str> = fields.iter().copied().collect();
-    assert_eq!(named, wanted, "{}", r.text);
-}
-
-/// The message a validation error gives for one field.
-fn field_message<'a>(r: &'a Reply, field: &str) -> &'a str {
-    r.body["error"]["fields"][field]
-        .as_str()
-        .unwrap_or_default()
-}
 
 fn time(v: &Value, field: &str) -> DateTime<Utc> {
     let s = v[field]
@@ -56,41 +22,6 @@ fn time(v: &Value, field: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("RFC 3339")
         .with_timezone(&Utc)
-}
-
-fn location(r: &Reply) -> String {
-    r.headers
-        .get("location")
-        .expect("Location header")
-        .to_str()
-        .expect("ASCII Location")
-        .to_string()
-}
-
-/// POSTs and asserts 201; returns the created object.
-async fn created(app: &TestApp, path: &str, body: Value) -> Value {
-    let r = app.post(path, body).await;
-    assert_eq!(r.status, 201, "POST {path}: {}", r.text);
-    r.body
-}
-
-/// GETs and asserts 200; returns the body.
-async fn fetch(app: &TestApp, path: &str) -> Value {
-    let r = app.get(path).await;
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text);
-    r.body
-}
-
-/// Every item of a collection, following `next` links.
-async fn list_all(app: &TestApp, path: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut next = Some(path.to_string());
-    while let Some(url) = next {
-        let page = fetch(app, &url).await;
-        items.extend(page["data"].as_array().expect("data").iter().cloned());
-        next = page["next"].as_str().map(str::to_string);
-    }
-    items
 }
 
 /// The names in a collection, in its order.
@@ -241,6 +172,27 @@ fn resources() -> Vec<Resource> {
             replaced: vec![
                 ("/paths", json!(["/crud2"])),
                 ("/route_type", json!("llm/v1/completions")),
+                ("/tags", json!([])),
+            ],
+        },
+        Resource {
+            collection: "/policies",
+            name_field: "name",
+            body: json!({"type": "ai-prompt-guard", "tenant": "acme",
+                         "config": {"deny_patterns": ["(?i)ignore"]}, "tags": ["a"]}),
+            patch: json!({"enabled": false}),
+            patched: vec![
+                ("/enabled", json!(false)),
+                ("/tenant", json!("acme")),
+                ("/config/deny_patterns", json!(["(?i)ignore"])),
+            ],
+            replace: json!({"type": "ai-prompt-decorator", "route": "chat",
+                            "config": {"prompts": {"prepend": [{"content": "hi"}]}}}),
+            replaced: vec![
+                ("/type", json!("ai-prompt-decorator")),
+                ("/route", json!("chat")),
+                ("/tenant", Value::Null),
+                ("/enabled", json!(true)),
                 ("/tags", json!([])),
             ],
         },
@@ -1633,6 +1585,7 @@ async fn openapi_document_lists_every_admin_endpoint() {
         "/credentials",
         "/services",
         "/routes",
+        "/policies",
     ] {
         expected.extend(["get", "post"].map(|m| (m, c.to_string())));
         expected.extend(["get", "patch", "put", "delete"].map(|m| (m, format!("{c}/{{}}"))));

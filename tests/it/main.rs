@@ -16,6 +16,7 @@ mod deploy;
 mod logging;
 mod memory;
 mod otlp;
+mod policies;
 mod provider_streams;
 mod proxy;
 mod redaction;

@@ -14,6 +14,7 @@
 //! `TEST_LOG=<filter>` (a `RUST_LOG`-style filter such as `debug` or
 //! `tollgate=trace`) sends the in-process app's log to the test output ([`init_test_log`]).
 
+pub mod admin;
 pub mod kong;
 pub mod mock_upstream;
 pub mod otlp;

@@ -47,6 +47,10 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct UsageSink {
     spool: SpoolSender<UsageEvent>,
+    /// Whether the written events go on to the aggregator: only when it has a telemetry
+    /// observer (set by `MetricsAggregator::new`). Without one the event ends here, on the
+    /// worker, instead of crossing two queues and two threads to be dropped.
+    forward: Arc<AtomicBool>,
 }
 
 /// The written events on their way to the aggregator (for the telemetry).
@@ -64,6 +68,7 @@ impl UsageSink {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let sink = UsageSink {
             spool: spool::open_sized(dir, tx, segment_max)?,
+            forward: Arc::new(AtomicBool::new(true)),
         };
         Ok((sink, UsageEvents(rx)))
     }
@@ -86,7 +91,7 @@ impl UsageSink {
         };
         self.spool.send(Entry {
             record,
-            forward: Some(event),
+            forward: self.forward.load(Ordering::Relaxed).then_some(event),
         });
     }
 
@@ -166,6 +171,7 @@ impl MetricsAggregator {
         observer: Option<Box<dyn UsageObserver>>,
         flush_interval: Duration,
     ) -> MetricsAggregator {
+        sink.forward.store(observer.is_some(), Ordering::Relaxed);
         MetricsAggregator {
             rx: events.0,
             store,

@@ -31,6 +31,8 @@ use uuid::Uuid;
 
 use crate::store::model::{LATENCY_BUCKETS, SpoolMark, UsageRow};
 
+mod codec;
+
 /// A segment this large is closed and the next one started.
 pub const SEGMENT_MAX_BYTES: u64 = 64 << 20;
 /// How often written records are forced to the disk (power loss loses at most this much).
@@ -238,7 +240,7 @@ impl Spool {
                 if line.is_empty() {
                     continue;
                 }
-                match serde_json::from_slice::<SpoolRecord>(line) {
+                match codec::decode(line) {
                     Ok(r) if r.kind == Kind::Done => batch.add(&r, r.latency_ms),
                     Ok(_) => {}
                     Err(e) => {
@@ -280,7 +282,7 @@ impl Spool {
         let mut open: HashMap<Uuid, SpoolRecord> = HashMap::new();
         let mut last_ms = i64::MIN;
         for line in text.split(|b| *b == b'\n') {
-            let Ok(r) = serde_json::from_slice::<SpoolRecord>(line) else {
+            let Ok(r) = codec::decode(line) else {
                 continue;
             };
             last_ms = last_ms.max(r.at_ms);
@@ -720,7 +722,7 @@ impl<T> Writer<T> {
 
     fn encode(&mut self, record: &SpoolRecord) {
         let start = self.held.len();
-        if serde_json::to_writer(&mut self.held, record).is_err() {
+        if codec::encode(&mut self.held, record).is_err() {
             self.held.truncate(start);
             return;
         }

@@ -11,6 +11,7 @@
 //! metrics and shown in `/status`) and logged at most once per `FAILURE_LOG_EVERY`; the
 //! writer thread never panics and workers never wait for it.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn append(&self, bytes: &[u8]) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.len() + bytes.len() > MAX_PENDING {
+            drop(pending);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n, "analytics log writer is behind; lines dropped");
+            }
+            return;
+        }
+        pending.extend_from_slice(bytes);
+    }
+
     /// Writes what is pending; the sink lock keeps concurrent drains in order.
     fn drain(&self) {
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
@@ -126,27 +140,37 @@ impl AnalyticsLog {
         AnalyticsLog { shared: None }
     }
 
-    /// Appends one line (serialised here, on the caller's thread, without a `Value` tree).
+    /// Appends one line (serialised here, on the caller's thread, without a `Value` tree,
+    /// into this thread's scratch buffer: no allocation per line).
     pub fn write<T: Serialize>(&self, line: &T) {
+        /// A scratch buffer larger than this (a logged payload) is not kept.
+        const SCRATCH_KEEP: usize = 64 * 1024;
+        thread_local! {
+            static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
         let Some(shared) = &self.shared else { return };
-        let mut bytes = match serde_json::to_vec(line) {
-            Ok(b) => b,
-            Err(e) => {
+        let write = |bytes: &mut Vec<u8>| {
+            bytes.clear();
+            if let Err(e) = serde_json::to_writer(&mut *bytes, line) {
                 tracing::error!(error = %e, "cannot serialise an analytics line");
                 return;
             }
+            bytes.push(b'\n');
+            shared.append(bytes);
         };
-        bytes.push(b'\n');
-        let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if pending.len() + bytes.len() > MAX_PENDING {
-            drop(pending);
-            let n = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
-                tracing::warn!(dropped = n, "analytics log writer is behind; lines dropped");
+        // A line written while the thread ends (its buffer already gone) gets its own.
+        let kept = SCRATCH.try_with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut bytes) => {
+                write(&mut bytes);
+                if bytes.capacity() > SCRATCH_KEEP {
+                    *bytes = Vec::new();
+                }
             }
-            return;
+            Err(_) => write(&mut Vec::new()),
+        });
+        if kept.is_err() {
+            write(&mut Vec::new());
         }
-        pending.extend_from_slice(&bytes);
     }
 
     /// Writes everything pending now (shutdown).

@@ -43,14 +43,21 @@ fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
     out.iter().any(|&b| b != 0).then_some(out)
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex by table, not a formatter call per byte: every request's upstream
+/// `traceparent` is written with it.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
 }
 
 /// Parses a W3C `traceparent` (version 00, or a later version read as 00 would be).
@@ -103,12 +110,13 @@ impl TraceContext {
 
     /// The header value for the upstream request: this trace, the upstream span.
     pub fn upstream_traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.upstream_span_id),
-            u8::from(self.sampled)
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.upstream_span_id);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     pub fn trace_id_hex(&self) -> String {

@@ -432,10 +432,12 @@ fn set_gateway_headers(
     upstream_latency: Duration,
     overhead: Duration,
 ) {
+    use actix_web::http::header::{HeaderName, HeaderValue};
     let headers = response.headers_mut();
+    // Built straight into header values (no parse of a formatted string).
     let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = value.parse() {
-            headers.insert(actix_web::http::header::HeaderName::from_static(name), v);
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), v);
         }
     };
     if route.record.model_name_header {
@@ -449,11 +451,12 @@ fn set_gateway_headers(
         );
     }
     set(
-        "x-tollgate-upstream-latency-ms",
-        upstream_latency.as_millis().to_string(),
-    );
-    set(
         "x-tollgate-overhead-ms",
         format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    );
+    let latency_ms = u64::try_from(upstream_latency.as_millis()).unwrap_or(u64::MAX);
+    headers.insert(
+        HeaderName::from_static("x-tollgate-upstream-latency-ms"),
+        HeaderValue::from(latency_ms),
     );
 }

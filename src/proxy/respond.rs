@@ -171,7 +171,9 @@ pub fn reply(
                 })?;
                 let usage = Some(usage_of(&translated));
                 finish_reason = translated
-                    .pointer("/choices/0/finish_reason")
+                    .get("choices")
+                    .and_then(|c| c.get(0))
+                    .and_then(|c| c.get("finish_reason"))
                     .and_then(Value::as_str)
                     .map(str::to_string);
                 let model = translated

@@ -66,9 +66,7 @@ pub fn request(
     upstream
         .headers
         .push(("traceparent".into(), ctx.trace.upstream_traceparent()));
-    ctx.server_address = url::Url::parse(&upstream.url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string));
+    ctx.server_address = host_of(&upstream.url).map(str::to_string);
     let logged_request = route
         .logging
         .log_payloads
@@ -77,4 +75,41 @@ pub fn request(
         request: upstream,
         logged_request,
     })
+}
+
+/// The host of an absolute URL as `url::Url::host_str` gives it (an IPv6 literal keeps its
+/// brackets), read without parsing the whole URL: every request records it
+/// (`server.address`). The translators build these URLs, so they are well formed.
+fn host_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        &host_port[..=host_port.find(']')?]
+    } else {
+        host_port.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_is_what_the_url_crate_reads() {
+        for url in [
+            "https://api.openai.com/v1/chat/completions",
+            "http://127.0.0.1:8080/v1/messages?beta=true",
+            "http://[::1]:9000/x",
+            "https://user:pw@example.com:443/path#frag",
+            "https://my-res.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21",
+            "http://localhost",
+            "http://host?x=1",
+            "http://host#f",
+        ] {
+            let parsed = url::Url::parse(url).expect("url");
+            assert_eq!(host_of(url), parsed.host_str(), "{url}");
+        }
+    }
 }

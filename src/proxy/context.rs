@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::actors::metrics::UpstreamTiming;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::telemetry::trace::TraceContext;
-use crate::vocab::RouteKind;
+use crate::vocab::{PolicyType, RouteKind};
 
 use super::auth::CallerId;
 
@@ -53,6 +53,36 @@ pub struct RequestCtx {
     pub server_address: Option<String>,
     /// When the upstream request was sent (wall clock and monotonic).
     pub upstream_started: Option<(SystemTime, Instant)>,
+    /// What the policies did (docs/behaviour.md, "Policies").
+    pub policy_actions: Vec<PolicyAction>,
+}
+
+/// One policy that acted on the request.
+#[derive(Debug, Clone)]
+pub struct PolicyAction {
+    pub kind: PolicyType,
+    pub name: String,
+    pub outcome: PolicyOutcome,
+    /// For a refusal, the real reason (a guard's matching pattern included); it is logged
+    /// and recorded, never returned to the client.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyOutcome {
+    Applied,
+    Blocked,
+    Failed,
+}
+
+impl PolicyOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyOutcome::Applied => "applied",
+            PolicyOutcome::Blocked => "blocked",
+            PolicyOutcome::Failed => "failed",
+        }
+    }
 }
 
 impl RequestCtx {
@@ -80,6 +110,7 @@ impl RequestCtx {
             request_model: None,
             server_address: None,
             upstream_started: None,
+            policy_actions: Vec::new(),
         }
     }
 

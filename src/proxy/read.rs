@@ -23,6 +23,16 @@ impl Body {
         };
         Ok(self.parsed.insert(parsed))
     }
+
+    /// A policy replaced or changed the parsed body: the raw bytes follow it (a `preserve`
+    /// route forwards them).
+    pub fn changed(&mut self) {
+        if let Some(parsed) = &self.parsed
+            && let Ok(raw) = serde_json::to_vec(parsed)
+        {
+            self.raw = Bytes::from(raw);
+        }
+    }
 }
 
 /// Reads the body: 413 past `limit` (declared length first, then while reading, so a

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{RouteEntry, ServiceEntry};
+use crate::policy::{CompileError, Compiled};
 use crate::store::PolicyRecord;
 use crate::vocab::policy::{PolicyConfig, PolicyScope, PolicyType};
 
@@ -28,6 +29,11 @@ pub struct PolicyEntry {
     pub config: PolicyConfig,
     /// A transformer's instruction LLM (one of the gateway's services, with its credential).
     pub llm_service: Option<Arc<ServiceEntry>>,
+    /// Compiled once here (patterns, templates), so the request path compiles nothing. A
+    /// configuration that no longer compiles (the admin API refuses such writes) keeps
+    /// its error: the requests it applies to are refused rather than let through
+    /// unchecked.
+    pub compiled: Result<Compiled, CompileError>,
 }
 
 /// The policies bound to one object: at most one per type, in `PolicyType::IN_ORDER` slots.
@@ -159,11 +165,16 @@ fn compile_policy(
         }
         None => None,
     };
+    let compiled = Compiled::new(&config);
+    if let Err(e) = &compiled {
+        tracing::error!(policy = %r.name, error = %e, "stored configuration does not compile; requests it applies to are refused");
+    }
     Some(PolicyEntry {
         record: r,
         kind,
         scope,
         config,
         llm_service,
+        compiled,
     })
 }

@@ -145,26 +145,10 @@ fn as_input(r: &PolicyRecord, snap: &Snapshot) -> Value {
     })
 }
 
-/// Whether a pattern compiles as the proxy will run it: Rust `regex` syntax, linear time.
-/// The one place that decides what a valid policy pattern is.
+/// Whether a pattern compiles as the proxy will run it (`policy::check_pattern`, shared
+/// with the snapshot's compile).
 pub(crate) fn check_pattern(pattern: &str) -> std::result::Result<(), String> {
-    regex::Regex::new(pattern).map(|_| ()).map_err(|e| {
-        // The syntax error's own text is several lines (the pattern, a caret, the reason);
-        // its last line is the reason.
-        let text = e.to_string();
-        let reason = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(&text)
-            .trim()
-            .trim_start_matches("error: ")
-            .to_string();
-        format!(
-            "does not compile as a Rust regex ({reason}); patterns run in linear time, so \
-             look-around and back-references are not supported"
-        )
-    })
+    crate::policy::check_pattern(pattern)
 }
 
 /// Types `config` as `T`, reporting a failure under `config.<path>`.

@@ -86,6 +86,14 @@ fn compile_pattern(field: &str, pattern: &str, flags: Flags) -> Result<regex::Re
         .map_err(|e| CompileError::new(field, pattern_error(pattern, &e)))
 }
 
+/// Whether `pattern` compiles as a policy pattern, and why not: the one check the admin
+/// API and the snapshot share, so a saved pattern always compiles on the request path.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    compile_pattern("", pattern, Flags::default())
+        .map(|_| ())
+        .map_err(|e| e.message)
+}
+
 /// The reason of a `regex` error on one line (its syntax errors are multi-line drawings
 /// ending in `error: <reason>`).
 fn pattern_error(pattern: &str, e: &regex::Error) -> String {

@@ -504,6 +504,7 @@ mod tests {
             finish_reason: None,
             server_address: None,
             trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
+            policies: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::error::openai::OpenAiError;
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::RouteEntry;
 use crate::telemetry::analytics;
+use crate::telemetry::event::PolicyEvent;
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
 
@@ -150,6 +151,7 @@ fn stream(
         upstream_body: start.upstream_body,
         server_address: ctx.server_address.clone(),
         trace: ctx.trace,
+        policies: ctx.policy_actions.clone(),
     };
     let mut response = head.streaming(SseBody::new(
         start.upstream.body,
@@ -290,6 +292,8 @@ pub(super) struct Record<'a> {
     pub trace: TraceContext,
     pub upstream_body: Option<&'a [u8]>,
     pub logged_response: Option<&'a Value>,
+    /// What the policies did.
+    pub policies: &'a [PolicyEvent],
 }
 
 impl<'a> Record<'a> {
@@ -327,6 +331,7 @@ impl<'a> Record<'a> {
             trace: ctx.trace,
             upstream_body: None,
             logged_response: None,
+            policies: &ctx.policy_actions,
         }
     }
 }
@@ -374,9 +379,12 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             finish_reason: record.finish_reason.map(str::to_string),
             server_address: record.server_address.map(str::to_string),
             trace: record.trace,
+            policies: record.policies.to_vec(),
         });
     }
-    if !route.logging.log_statistics || record.upstream.is_none() {
+    // A request the provider never saw has a line only when a policy acted on it (a
+    // refusal's real reason is logged there, not told to the client).
+    if !route.logging.log_statistics || (record.upstream.is_none() && record.policies.is_empty()) {
         return;
     }
     let upstream_ms = record.upstream.map_or(0, |u| u.duration.as_millis());
@@ -421,6 +429,7 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             stream: record.stream_end.is_some(),
             stream_end: record.stream_end,
             usage_estimated: record.usage_estimated,
+            policies: record.policies,
         },
     });
 }

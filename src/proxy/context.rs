@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
 use crate::snapshot::{RouteEntry, Snapshot};
+use crate::telemetry::event::PolicyEvent;
 use crate::telemetry::trace::TraceContext;
-use crate::vocab::{PolicyType, RouteKind};
+use crate::vocab::RouteKind;
 
 use super::auth::CallerId;
 
@@ -54,20 +55,10 @@ pub struct RequestCtx {
     /// When the upstream request was sent (wall clock and monotonic).
     pub upstream_started: Option<(SystemTime, Instant)>,
     /// What the policies did (docs/behaviour.md, "Policies").
-    pub policy_actions: Vec<PolicyAction>,
+    pub policy_actions: Vec<PolicyEvent>,
 }
 
-/// One policy that acted on the request.
-#[derive(Debug, Clone)]
-pub struct PolicyAction {
-    pub kind: PolicyType,
-    pub name: String,
-    pub outcome: PolicyOutcome,
-    /// For a refusal, the real reason (a guard's matching pattern included); it is logged
-    /// and recorded, never returned to the client.
-    pub detail: Option<String>,
-}
-
+/// How a policy acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyOutcome {
     Applied,

@@ -9,8 +9,9 @@ use crate::error::Error;
 use crate::policy::{Compiled, Refusal, Templated};
 use crate::snapshot::PolicyEntry;
 
-use super::context::{Party, PolicyAction, PolicyOutcome, RequestCtx};
+use super::context::{Party, PolicyOutcome, RequestCtx};
 use super::read::Body;
+use crate::telemetry::event::PolicyEvent as PolicyAction;
 
 pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(), Error> {
     if ctx.snapshot.policies.is_empty() {
@@ -23,11 +24,11 @@ pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(),
             Ok(Some(action)) => (action, None),
             Err(refusal) => (refusal.0, Some(refusal.1)),
         };
-        if action.outcome != PolicyOutcome::Applied {
+        if refused.is_some() {
             tracing::info!(
                 policy = %action.name,
-                r#type = action.kind.as_str(),
-                outcome = action.outcome.as_str(),
+                r#type = action.kind,
+                outcome = action.outcome,
                 reason = action.detail.as_deref().unwrap_or_default(),
                 "policy refused the request"
             );
@@ -46,10 +47,10 @@ fn run(
     policy: &PolicyEntry,
     body: &mut Body,
 ) -> Result<Option<PolicyAction>, Box<(PolicyAction, Error)>> {
-    let action = |outcome, detail| PolicyAction {
-        kind: policy.kind,
+    let action = |outcome: PolicyOutcome, detail| PolicyAction {
+        kind: policy.kind.as_str(),
         name: policy.record.name.clone(),
-        outcome,
+        outcome: outcome.as_str(),
         detail,
     };
     let failed = |error: Error| {

@@ -51,6 +51,8 @@ pub struct StreamAccount {
     pub upstream_sent: Instant,
     pub server_address: Option<String>,
     pub trace: TraceContext,
+    /// What the policies did.
+    pub policies: Vec<crate::telemetry::event::PolicyEvent>,
     pub overhead: Duration,
     pub upstream_body: Option<Vec<u8>>,
 }
@@ -276,6 +278,7 @@ impl Drop for SseBody {
                 error_type: error_type.map(str::to_string),
                 server_address: account.server_address.as_deref(),
                 trace: account.trace,
+                policies: &account.policies,
                 upstream_body: account.upstream_body.as_deref(),
                 logged_response: logged_response.as_ref(),
             },

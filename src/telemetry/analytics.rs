@@ -260,6 +260,9 @@ pub struct Tollgate<'a> {
     /// (e.g. a stream cut before the provider's usage event; docs/architecture.md,
     /// Streaming, "Accounting").
     pub usage_estimated: bool,
+    /// The policies that acted on the request; absent when none did.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub policies: &'a [super::event::PolicyEvent],
 }
 
 #[cfg(test)]

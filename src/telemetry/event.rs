@@ -45,6 +45,24 @@ pub struct UsageEvent {
     /// The upstream host (`server.address`).
     pub server_address: Option<String>,
     pub trace: TraceContext,
+    /// The policies that acted on the request (docs/behaviour.md, "Policies").
+    pub policies: Vec<PolicyEvent>,
+}
+
+/// One policy that acted on a request: in the analytics line (`tollgate.policies`), as
+/// span attributes and in the `tollgate.policy.actions` metric.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyEvent {
+    /// Kong's plugin name (`ai-prompt-guard`, …).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: String,
+    /// `applied`, `blocked` or `failed`.
+    pub outcome: &'static str,
+    /// For a refusal, the real reason (a guard's matching pattern included), which the
+    /// client is not told.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -60,6 +60,7 @@ struct Instruments {
     cost: Counter<f64>,
     overhead: Histogram<f64>,
     usage_dropped: Counter<u64>,
+    policy_actions: Counter<u64>,
     /// Reads `telemetry::log_stats()` at each export (a process-wide total).
     _log_dropped: ObservableCounter<u64>,
 }
@@ -108,6 +109,10 @@ impl Instruments {
             usage_dropped: meter
                 .u64_counter(semconv::METRIC_USAGE_DROPPED)
                 .with_unit(unit(semconv::METRIC_USAGE_DROPPED))
+                .build(),
+            policy_actions: meter
+                .u64_counter(semconv::METRIC_POLICY_ACTIONS)
+                .with_unit(unit(semconv::METRIC_POLICY_ACTIONS))
                 .build(),
             _log_dropped: meter
                 .u64_observable_counter(semconv::METRIC_LOG_DROPPED)
@@ -327,6 +332,17 @@ impl Otel {
             ));
         }
         attributes.push(KeyValue::new(semconv::TOLLGATE_STREAM, event.stream));
+        if !event.policies.is_empty() {
+            let acted = event
+                .policies
+                .iter()
+                .map(|p| StringValue::from(format!("{}:{}:{}", p.kind, p.name, p.outcome)))
+                .collect();
+            attributes.push(KeyValue::new(
+                semconv::TOLLGATE_POLICIES,
+                Value::Array(Array::String(acted)),
+            ));
+        }
         attributes.push(KeyValue::new(
             semconv::HTTP_RESPONSE_STATUS_CODE,
             i64::from(event.status),
@@ -408,6 +424,15 @@ impl Otel {
         }
         m.overhead
             .record(event.overhead.as_secs_f64(), &labels.base);
+        for policy in &event.policies {
+            m.policy_actions.add(
+                1,
+                &[
+                    KeyValue::new(semconv::TOLLGATE_POLICY_TYPE, policy.kind),
+                    KeyValue::new(semconv::TOLLGATE_POLICY_OUTCOME, policy.outcome),
+                ],
+            );
+        }
         // Counters are summed here and added once per drain (`drained`): same totals,
         // a fraction of the attribute-set lookups.
         let class = usize::from(event.status / 100).min(CLASSES - 1);

@@ -44,6 +44,12 @@ pub const METRIC_COST: &str = "tollgate.cost";
 pub const METRIC_OVERHEAD_DURATION: &str = "tollgate.overhead.duration";
 /// Usage events the aggregator had to drop (a full buffer): never silent.
 pub const METRIC_USAGE_DROPPED: &str = "tollgate.usage.dropped";
+/// Policies that acted, by `tollgate.policy.type` and `tollgate.policy.outcome`.
+pub const METRIC_POLICY_ACTIONS: &str = "tollgate.policy.actions";
+pub const TOLLGATE_POLICY_TYPE: &str = "tollgate.policy.type";
+pub const TOLLGATE_POLICY_OUTCOME: &str = "tollgate.policy.outcome";
+/// Span attribute: the policies that acted, as `type:name:outcome`.
+pub const TOLLGATE_POLICIES: &str = "tollgate.policies";
 /// Process-log lines lost to a broken or stalled sink (closed pipe, full disk): a counter
 /// is their only record, the log itself being what failed.
 pub const METRIC_LOG_DROPPED: &str = "tollgate.log.dropped";
@@ -84,6 +90,7 @@ pub const METRICS: &[(&str, &str, MetricKind)] = &[
     (METRIC_COST, "USD", MetricKind::Counter),
     (METRIC_OVERHEAD_DURATION, "s", MetricKind::Histogram),
     (METRIC_USAGE_DROPPED, "{event}", MetricKind::Counter),
+    (METRIC_POLICY_ACTIONS, "{action}", MetricKind::Counter),
     (METRIC_LOG_DROPPED, "{line}", MetricKind::Counter),
     (METRIC_ANALYTICS_LOST, "{line}", MetricKind::Counter),
 ];

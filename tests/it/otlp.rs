@@ -76,6 +76,7 @@ fn event(n: u8) -> UsageEvent {
             upstream_span_id: [n, 2, 2, 2, 2, 2, 2, 2],
             sampled: true,
         },
+        policies: Vec::new(),
     }
 }
 
@@ -667,6 +668,75 @@ fn lost_analytics_lines_are_exported() {
         semconv::METRIC_ANALYTICS_LOST,
     ));
     assert_eq!(lost.iter().map(number).sum::<f64>(), 4.0);
+    drop(received);
+    otel.shutdown().unwrap();
+}
+
+#[test]
+fn policies_that_acted_are_a_metric_and_a_span_attribute() {
+    use tollgate::telemetry::event::PolicyEvent;
+    let receiver = start_receiver();
+    let mut otel = otel_for(&receiver);
+    let policy = |kind: &'static str, outcome: &'static str| PolicyEvent {
+        kind,
+        name: format!("{kind}-1"),
+        outcome,
+        detail: None,
+    };
+    let blocked = UsageEvent {
+        status: 400,
+        error_type: Some("400".into()),
+        policies: vec![
+            policy("ai-prompt-decorator", "applied"),
+            policy("ai-prompt-guard", "blocked"),
+        ],
+        ..event(7)
+    };
+    let decorated = UsageEvent {
+        policies: vec![policy("ai-prompt-decorator", "applied")],
+        ..event(8)
+    };
+    for e in [&blocked, &decorated, &event(9)] {
+        otel.observe(e);
+    }
+    otel.flush();
+    let received = receiver.received.lock().unwrap();
+
+    let actions = sum_points(metric(
+        &latest_metrics(&received),
+        semconv::METRIC_POLICY_ACTIONS,
+    ));
+    let count = |kind: &str, outcome: &str| {
+        actions
+            .iter()
+            .filter(|p| {
+                has(&p.attributes, semconv::TOLLGATE_POLICY_TYPE, kind)
+                    && has(&p.attributes, semconv::TOLLGATE_POLICY_OUTCOME, outcome)
+            })
+            .map(number)
+            .sum::<f64>()
+    };
+    assert_eq!(count("ai-prompt-decorator", "applied"), 2.0);
+    assert_eq!(count("ai-prompt-guard", "blocked"), 1.0);
+    assert_eq!(count("ai-prompt-guard", "applied"), 0.0);
+
+    let spans = all_spans(&received);
+    let with_policies: Vec<String> = spans
+        .iter()
+        .filter_map(|s| {
+            s.attributes
+                .iter()
+                .find(|kv| kv.key == semconv::TOLLGATE_POLICIES)
+                .map(|kv| format!("{:?}", kv.value))
+        })
+        .collect();
+    assert_eq!(with_policies.len(), 2, "{with_policies:?}");
+    assert!(
+        with_policies
+            .iter()
+            .any(|v| v.contains("ai-prompt-guard:ai-prompt-guard-1:blocked")),
+        "{with_policies:?}"
+    );
     drop(received);
     otel.shutdown().unwrap();
 }

@@ -780,3 +780,60 @@ mod on_requests {
         assert!(mock.received().is_empty());
     }
 }
+
+mod observed {
+    use serde_json::json;
+
+    use crate::support::mock_upstream::{Behaviour, MockUpstream};
+    use crate::support::proxy::{chat, configure_openai, openai_completion};
+    use crate::support::streaming::{analytics_lines, app_with_log};
+
+    #[actix_web::test]
+    async fn what_each_policy_did_is_in_the_analytics_line() {
+        let (app, log, _dir) = app_with_log().await;
+        let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+        let key = configure_openai(&app, &mock, json!({})).await;
+        for body in [
+            json!({"name": "deco", "type": "ai-prompt-decorator", "route": "chat",
+                   "config": {"prompts": {"prepend": [{"content": "Be kind."}]}}}),
+            json!({"name": "grd", "type": "ai-prompt-guard", "tenant": "acme",
+                   "config": {"deny_patterns": ["secret", "(?i)password"]}}),
+        ] {
+            assert_eq!(app.post("/policies", body).await.status, 201);
+        }
+        let r = chat(
+            &app,
+            "/openai/chat",
+            &key,
+            json!({"messages": [{"role": "user", "content": "hello"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let r = chat(
+            &app,
+            "/openai/chat",
+            &key,
+            json!({"messages": [{"role": "user", "content": "my PASSWORD is"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.body["error"]["message"], "bad request");
+        assert!(!r.text.contains("deny_patterns"), "{}", r.text);
+
+        let lines = analytics_lines(&log, 2).await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0]["tollgate"]["policies"],
+            json!([
+            {"type": "ai-prompt-decorator", "name": "deco", "outcome": "applied"},
+            {"type": "ai-prompt-guard", "name": "grd", "outcome": "applied"}])
+        );
+        assert_eq!(lines[1]["tollgate"]["status"], 400);
+        assert_eq!(
+            lines[1]["tollgate"]["policies"][1],
+            json!(
+            {"type": "ai-prompt-guard", "name": "grd", "outcome": "blocked",
+             "detail": "prompt pattern is blocked (deny_patterns[1])"})
+        );
+    }
+}

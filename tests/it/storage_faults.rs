@@ -218,6 +218,7 @@ fn event(tenant_id: Uuid, key_id: Uuid) -> UsageEvent {
         finish_reason: None,
         server_address: None,
         trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
+        policies: Vec::new(),
     }
 }
 

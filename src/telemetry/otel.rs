@@ -424,14 +424,12 @@ impl Otel {
         }
         m.overhead
             .record(event.overhead.as_secs_f64(), &labels.base);
+        // Per tenant, route and model like the other series, so a dashboard can filter them.
         for policy in &event.policies {
-            m.policy_actions.add(
-                1,
-                &[
-                    KeyValue::new(semconv::TOLLGATE_POLICY_TYPE, policy.kind),
-                    KeyValue::new(semconv::TOLLGATE_POLICY_OUTCOME, policy.outcome),
-                ],
-            );
+            let mut attrs = labels.base.clone();
+            attrs.push(KeyValue::new(semconv::TOLLGATE_POLICY_TYPE, policy.kind));
+            attrs.push(KeyValue::new(semconv::TOLLGATE_POLICY_OUTCOME, policy.outcome));
+            m.policy_actions.add(1, &attrs);
         }
         // Counters are summed here and added once per drain (`drained`): same totals,
         // a fraction of the attribute-set lookups.

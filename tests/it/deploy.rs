@@ -500,6 +500,8 @@ const ATTRIBUTES: &[&str] = &[
     semconv::TOLLGATE_PROVIDER,
     semconv::TOLLGATE_STATUS_CLASS,
     semconv::TOLLGATE_STREAM,
+    semconv::TOLLGATE_POLICY_TYPE,
+    semconv::TOLLGATE_POLICY_OUTCOME,
 ];
 
 #[test]

@@ -45,7 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]}))?;
     let prompt_bytes: usize = body["messages"]
         .as_array()
-        .map(|m| m.iter().filter_map(|m| m["content"].as_str()).map(str::len).sum())
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["content"].as_str())
+                .map(str::len)
+                .sum()
+        })
         .unwrap_or(0);
     if guard.check(&body).is_err() {
         return Err("the benchmark prompt must pass the guard".into());

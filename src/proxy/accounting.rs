@@ -152,6 +152,7 @@ fn stream(
         server_address: ctx.server_address.clone(),
         trace: ctx.trace,
         policies: ctx.policy_actions.clone(),
+        original_request: ctx.original_request.clone(),
     };
     let mut response = head.streaming(SseBody::new(
         start.upstream.body,
@@ -294,6 +295,8 @@ pub(super) struct Record<'a> {
     pub logged_response: Option<&'a Value>,
     /// What the policies did.
     pub policies: &'a [PolicyEvent],
+    /// The client's body before a template replaced it (`log_original_request`).
+    pub original_request: Option<&'a [u8]>,
 }
 
 impl<'a> Record<'a> {
@@ -332,6 +335,7 @@ impl<'a> Record<'a> {
             upstream_body: None,
             logged_response: None,
             policies: &ctx.policy_actions,
+            original_request: ctx.original_request.as_deref(),
         }
     }
 }
@@ -417,6 +421,11 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
                 },
                 payload,
             },
+            payload: record
+                .original_request
+                .map(|body| analytics::OriginalPayload {
+                    original_request: String::from_utf8_lossy(body),
+                }),
         },
         tollgate: analytics::Tollgate {
             request_id: record.request_id,

@@ -56,6 +56,9 @@ pub struct RequestCtx {
     pub upstream_started: Option<(SystemTime, Instant)>,
     /// What the policies did (docs/behaviour.md, "Policies").
     pub policy_actions: Vec<PolicyEvent>,
+    /// The client's body before a prompt template replaced it, kept when the template's
+    /// `log_original_request` is on (for the analytics line).
+    pub original_request: Option<bytes::Bytes>,
 }
 
 /// How a policy acted.
@@ -102,6 +105,7 @@ impl RequestCtx {
             server_address: None,
             upstream_started: None,
             policy_actions: Vec::new(),
+            original_request: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(),
     }
     let snapshot = Arc::clone(&ctx.snapshot);
     for policy in snapshot.policies_for(&party.route, party.caller.tenant) {
+        let before = body.raw.clone();
         let (action, refused) = match run(policy, body) {
             Ok(None) => continue,
             Ok(Some(action)) => (action, None),
@@ -32,6 +33,12 @@ pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(),
                 reason = action.detail.as_deref().unwrap_or_default(),
                 "policy refused the request"
             );
+        }
+        if let Ok(Compiled::PromptTemplate(template)) = &policy.compiled
+            && template.log_original_request()
+            && refused.is_none()
+        {
+            ctx.original_request = Some(before);
         }
         ctx.policy_actions.push(action);
         if let Some(error) = refused {

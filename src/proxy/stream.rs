@@ -53,6 +53,7 @@ pub struct StreamAccount {
     pub trace: TraceContext,
     /// What the policies did.
     pub policies: Vec<crate::telemetry::event::PolicyEvent>,
+    pub original_request: Option<bytes::Bytes>,
     pub overhead: Duration,
     pub upstream_body: Option<Vec<u8>>,
 }
@@ -279,6 +280,7 @@ impl Drop for SseBody {
                 server_address: account.server_address.as_deref(),
                 trace: account.trace,
                 policies: &account.policies,
+                original_request: account.original_request.as_deref(),
                 upstream_body: account.upstream_body.as_deref(),
                 logged_response: logged_response.as_ref(),
             },

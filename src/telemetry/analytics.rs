@@ -204,6 +204,15 @@ pub struct Line<'a> {
 #[derive(Debug, Serialize)]
 pub struct Ai<'a> {
     pub proxy: Proxy<'a>,
+    /// Kong's `ai.payload.original_request`: the client's body before a prompt template
+    /// replaced it, when the template's `log_original_request` is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<OriginalPayload<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OriginalPayload<'a> {
+    pub original_request: std::borrow::Cow<'a, str>,
 }
 
 #[derive(Debug, Serialize)]

@@ -428,7 +428,10 @@ impl Otel {
         for policy in &event.policies {
             let mut attrs = labels.base.clone();
             attrs.push(KeyValue::new(semconv::TOLLGATE_POLICY_TYPE, policy.kind));
-            attrs.push(KeyValue::new(semconv::TOLLGATE_POLICY_OUTCOME, policy.outcome));
+            attrs.push(KeyValue::new(
+                semconv::TOLLGATE_POLICY_OUTCOME,
+                policy.outcome,
+            ));
             m.policy_actions.add(1, &attrs);
         }
         // Counters are summed here and added once per drain (`drained`): same totals,

@@ -836,4 +836,38 @@ mod observed {
              "detail": "prompt pattern is blocked (deny_patterns[1])"})
         );
     }
+
+    #[actix_web::test]
+    async fn a_template_can_log_the_original_request() {
+        let (app, log, _dir) = app_with_log().await;
+        let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+        let key = configure_openai(&app, &mock, json!({})).await;
+        let r = app.post("/policies", json!({"name": "tpl", "type": "ai-prompt-template",
+            "route": "chat", "config": {"log_original_request": true, "templates": [
+                {"name": "hi", "template": r#"{"messages":[{"role":"user","content":"Hi {{who}}"}]}"#}]}})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let sent = json!({"messages": "{template://hi}", "properties": {"who": "Ada"}});
+        let r = chat(&app, "/openai/chat", &key, sent.clone()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(mock.last().json()["messages"][0]["content"], "Hi Ada");
+        // An untemplated request leaves no original in its line.
+        let r = chat(
+            &app,
+            "/openai/chat",
+            &key,
+            json!({"messages": [{"role": "user", "content": "plain"}]}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+
+        let lines = analytics_lines(&log, 2).await;
+        let original = lines[0]["ai"]["payload"]["original_request"]
+            .as_str()
+            .expect("original_request");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(original).unwrap(),
+            sent
+        );
+        assert!(lines[1]["ai"].get("payload").is_none(), "{}", lines[1]);
+    }
 }

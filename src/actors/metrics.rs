@@ -505,6 +505,7 @@ mod tests {
             server_address: None,
             trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
             policies: Vec::new(),
+            policy_usage: None,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::error::openai::OpenAiError;
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::RouteEntry;
 use crate::telemetry::analytics;
-use crate::telemetry::event::PolicyEvent;
+use crate::telemetry::event::{PolicyEvent, PolicyUsage};
 use crate::telemetry::semconv;
 use crate::telemetry::trace::TraceContext;
 
@@ -153,6 +153,7 @@ fn stream(
         trace: ctx.trace,
         policies: ctx.policy_actions.clone(),
         original_request: ctx.original_request.clone(),
+        policy_usage: ctx.policy_usage.clone(),
     };
     let mut response = head.streaming(SseBody::new(
         start.upstream.body,
@@ -297,6 +298,8 @@ pub(super) struct Record<'a> {
     pub policies: &'a [PolicyEvent],
     /// The client's body before a template replaced it (`log_original_request`).
     pub original_request: Option<&'a [u8]>,
+    /// The transformer policies' instruction calls.
+    pub policy_usage: &'a [PolicyUsage],
 }
 
 impl<'a> Record<'a> {
@@ -336,6 +339,7 @@ impl<'a> Record<'a> {
             logged_response: None,
             policies: &ctx.policy_actions,
             original_request: ctx.original_request.as_deref(),
+            policy_usage: &ctx.policy_usage,
         }
     }
 }
@@ -384,7 +388,11 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             server_address: record.server_address.map(str::to_string),
             trace: record.trace,
             policies: record.policies.to_vec(),
+            policy_usage: None,
         });
+        for call in record.policy_usage {
+            sink.record(policy_usage_event(record, call));
+        }
     }
     // A request the provider never saw has a line only when a policy acted on it (a
     // refusal's real reason is logged there, not told to the client).
@@ -402,8 +410,14 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
         request: record.upstream_body.map(String::from_utf8_lossy),
         response: record.logged_response,
     });
+    let plugins = record
+        .policy_usage
+        .iter()
+        .map(|call| (call.kind, plugin_entry(call)))
+        .collect();
     recorder.analytics.write(&analytics::Line {
         ai: analytics::Ai {
+            plugins,
             proxy: analytics::Proxy {
                 meta: analytics::Meta {
                     plugin_id: route.record.id,
@@ -442,6 +456,75 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
         },
     });
 }
+/// A transformer policy's instruction call as its own usage event: the request's tenant,
+/// key and route, the instruction LLM's provider and model, marked as policy usage
+/// (docs/behaviour.md, "Policies").
+fn policy_usage_event(record: &Record<'_>, call: &PolicyUsage) -> UsageEvent {
+    let route = record.route;
+    UsageEvent {
+        id: uuid::Uuid::now_v7(),
+        started_at: record.started_at,
+        duration: call.latency,
+        tenant_id: record.tenant_id,
+        tenant: record.tenant.unwrap_or_default().to_string(),
+        key_id: record.key_id,
+        route_id: route.record.id,
+        route: route.record.name.clone(),
+        provider: call.provider,
+        operation: semconv::operation_name(crate::vocab::RouteType::Chat.as_str()),
+        request_model: redact::cap_model_name(&call.request_model).to_string(),
+        response_model: call
+            .response_model
+            .as_deref()
+            .map(|m| redact::cap_model_name(m).to_string()),
+        status: 200,
+        error_type: None,
+        prompt_tokens: Some(call.prompt_tokens),
+        completion_tokens: Some(call.completion_tokens),
+        cost: call.cost,
+        upstream: None,
+        time_to_first_token: None,
+        overhead: std::time::Duration::ZERO,
+        stream: false,
+        finish_reason: None,
+        server_address: None,
+        trace: record.trace,
+        policies: Vec::new(),
+        policy_usage: Some(call.kind),
+    }
+}
+
+/// Kong's per-plugin analytics entry (`ai["ai-request-transformer"]`), shaped like
+/// `ai.proxy`.
+fn plugin_entry(call: &PolicyUsage) -> analytics::Proxy<'_> {
+    let latency = call.latency.as_millis();
+    let (prompt, completion) = (call.prompt_tokens, call.completion_tokens);
+    analytics::Proxy {
+        meta: analytics::Meta {
+            plugin_id: call.plugin_id,
+            provider_name: call.provider,
+            request_model: &call.request_model,
+            response_model: call
+                .response_model
+                .as_deref()
+                .unwrap_or(&call.request_model),
+            llm_latency: latency,
+        },
+        usage: analytics::Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            total_tokens: prompt.saturating_add(completion),
+            time_per_token: if completion > 0 {
+                latency as f64 / completion as f64
+            } else {
+                0.0
+            },
+            cost: call.cost,
+        },
+        payload: None,
+    }
+}
+
 /// Sets the response headers of docs/behaviour.md, "Responses" (`x-tollgate-*`).
 fn set_gateway_headers(
     response: &mut HttpResponse,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
 use crate::snapshot::{RouteEntry, Snapshot};
-use crate::telemetry::event::PolicyEvent;
+use crate::telemetry::event::{PolicyEvent, PolicyUsage};
 use crate::telemetry::trace::TraceContext;
 use crate::vocab::RouteKind;
 
@@ -59,6 +59,8 @@ pub struct RequestCtx {
     /// The client's body before a prompt template replaced it, kept when the template's
     /// `log_original_request` is on (for the analytics line).
     pub original_request: Option<bytes::Bytes>,
+    /// The transformer policies' instruction calls (docs/behaviour.md, "Policies").
+    pub policy_usage: Vec<PolicyUsage>,
 }
 
 /// How a policy acted.
@@ -106,6 +108,7 @@ impl RequestCtx {
             upstream_started: None,
             policy_actions: Vec::new(),
             original_request: None,
+            policy_usage: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ mod resolve;
 mod respond;
 mod stream;
 mod surfaces;
+mod transformers;
 mod translate;
 
 use std::collections::HashMap;

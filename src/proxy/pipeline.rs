@@ -4,14 +4,18 @@
 //! 1. **resolve** (`resolve.rs`): the route — by path, or by the body's `model` alias;
 //! 2. **authenticate** (`auth.rs`): the tenant's key, and its permission for the route;
 //! 3. **read** (`read.rs`): the body, bounded, JSON;
-//! 4. **policies** (`policies.rs`): the route's request-side policies;
+//! 4. **policies** (`policies.rs`): the route's request-side policies, the request
+//!    transformer's instruction call first;
 //! 5. **prepare** (`prepare.rs`): prompt checks, the model to call, streaming;
 //! 6. **limits** (`limits.rs`): rate limits and budgets reserved;
 //! 7. **translate** (`translate.rs`): the provider's wire format, the credential;
 //! 8. **forward** (`forward.rs`): the upstream call on this worker's pool;
 //! 9. **respond** (`respond.rs`, `stream.rs`): the answer in the OpenAI shape, whole or
 //!    streamed;
-//! 10. **account** (`accounting.rs`): the usage event and the analytics line.
+//! 10. **transform** (`transformers.rs`): a whole answer rewritten by the response
+//!     transformer's instruction LLM (a streamed request on such a route is refused after
+//!     prepare);
+//! 11. **account** (`accounting.rs`): the usage event and the analytics line.
 //!
 //! The OpenAI-compatible surface names its route inside the body, so there the key is
 //! checked and the body read before the route is resolved. A failure at any stage is the
@@ -27,7 +31,8 @@ use super::auth::{authenticate, authorize};
 use super::context::{Party, RequestCtx, Surface};
 use super::respond::Reply;
 use super::{
-    Pools, Recorder, forward, limits, policies, prepare, read, resolve, respond, translate,
+    Pools, Recorder, forward, limits, policies, prepare, read, resolve, respond, transformers,
+    translate,
 };
 
 /// What the stages run against: this worker's shared parts.
@@ -88,8 +93,14 @@ async fn stages(
         }
     };
     ctx.admit(&party);
-    policies::apply(ctx, &party, &mut body)?;
+    let up = transformers::Upstreams {
+        pools: deps.pools,
+        budget: &state.response_budget,
+        default_max_tokens: max_tokens,
+    };
+    policies::apply(ctx, &party, up, &mut body).await?;
     let plan = prepare::request(ctx, &party, &mut body, max_tokens)?;
+    transformers::refuse_stream(ctx, &party, plan.stream.is_some())?;
     limits::reserve(ctx, &party, &plan)?;
     let outbound = translate::request(ctx, &party, req, &plan, body, max_tokens)?;
     let streaming = plan.stream.is_some();
@@ -102,5 +113,6 @@ async fn stages(
         streaming,
     )
     .await?;
-    respond::reply(&party, plan, answer, max_tokens)
+    let reply = respond::reply(&party, plan, answer, max_tokens)?;
+    transformers::respond(ctx, &party, up, reply).await
 }

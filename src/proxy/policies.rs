@@ -1,26 +1,42 @@
-//! The policies stage: the request-side prompt policies, applied to the client's body
-//! before its prompt is checked (docs/behaviour.md, "Policies"): prompt template → prompt
-//! decorator → prompt guard, each the most specific binding of its type (route over
-//! service over tenant), compiled when the snapshot was.
+//! The policies stage: the request-side policies, applied to the client's body before its
+//! prompt is checked (docs/behaviour.md, "Policies"): request transformer → prompt
+//! template → prompt decorator → prompt guard, each the most specific binding of its type
+//! (route over service over tenant), compiled when the snapshot was. The response
+//! transformer runs after the respond stage (transformers.rs).
 
 use std::sync::Arc;
 
 use crate::error::Error;
-use crate::policy::{Compiled, Refusal, Templated};
+use crate::policy::{Compiled, Templated};
 use crate::snapshot::PolicyEntry;
 
 use super::context::{Party, PolicyOutcome, RequestCtx};
 use super::read::Body;
+use super::transformers::{self, Upstreams, refused};
 use crate::telemetry::event::PolicyEvent as PolicyAction;
 
-pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(), Error> {
+pub async fn apply(
+    ctx: &mut RequestCtx,
+    party: &Party,
+    up: Upstreams<'_>,
+    body: &mut Body,
+) -> Result<(), Error> {
     if ctx.snapshot.policies.is_empty() {
         return Ok(());
     }
     let snapshot = Arc::clone(&ctx.snapshot);
     for policy in snapshot.policies_for(&party.route, party.caller.tenant) {
         let before = body.raw.clone();
-        let (action, refused) = match run(policy, body) {
+        let ran = match &policy.compiled {
+            Ok(Compiled::RequestTransformer(transformer)) => {
+                let result = transformers::instruct(ctx, up, policy, transformer, &body.raw).await;
+                transform_body(policy, result, body)
+            }
+            // Runs after the respond stage (transformers.rs).
+            Ok(Compiled::ResponseTransformer(_)) => continue,
+            _ => run(policy, body),
+        };
+        let (action, refused) = match ran {
             Ok(None) => continue,
             Ok(Some(action)) => (action, None),
             Err(refusal) => (refusal.0, Some(refusal.1)),
@@ -46,6 +62,32 @@ pub fn apply(ctx: &mut RequestCtx, party: &Party, body: &mut Body) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The request transformer's result becomes the body: the later stages parse it (and
+/// answer 400 when it is not a JSON object).
+fn transform_body(
+    policy: &PolicyEntry,
+    result: Result<String, Error>,
+    body: &mut Body,
+) -> Result<Option<PolicyAction>, Box<(PolicyAction, Error)>> {
+    let action = |outcome: PolicyOutcome, detail| PolicyAction {
+        kind: policy.kind.as_str(),
+        name: policy.record.name.clone(),
+        outcome: outcome.as_str(),
+        detail,
+    };
+    match result {
+        Ok(text) => {
+            body.raw = bytes::Bytes::from(text);
+            body.parsed = None;
+            Ok(Some(action(PolicyOutcome::Applied, None)))
+        }
+        Err(error) => Err(Box::new((
+            action(PolicyOutcome::Failed, Some(error.message.clone())),
+            error,
+        ))),
+    }
 }
 
 /// Runs one policy: `Ok(None)` when it had nothing to do, `Ok(Some)` when it changed or
@@ -116,24 +158,7 @@ fn run(
                 )))
             }
         },
-        // Not implemented yet: refused rather than skipped, so a route that relies on one
-        // is never answered without it (docs/behaviour.md, "Policies").
-        Compiled::RequestTransformer(_) | Compiled::ResponseTransformer(_) => Err(failed(
-            Error::unavailable(format!(
-                "policy '{}' cannot run: {} is not implemented by this gateway yet",
-                policy.record.name,
-                policy.kind.as_str()
-            ))
-            .with_openai_code("policy_unavailable"),
-        )),
-    }
-}
-
-/// A policy's refusal as the client's error.
-fn refused(refusal: Refusal) -> Error {
-    if refusal.status >= 500 {
-        Error::internal(refusal.message)
-    } else {
-        Error::bad_request(refusal.message)
+        // Both run in `apply` and after the respond stage, not here.
+        Compiled::RequestTransformer(_) | Compiled::ResponseTransformer(_) => Ok(None),
     }
 }

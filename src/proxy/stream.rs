@@ -54,6 +54,7 @@ pub struct StreamAccount {
     /// What the policies did.
     pub policies: Vec<crate::telemetry::event::PolicyEvent>,
     pub original_request: Option<bytes::Bytes>,
+    pub policy_usage: Vec<crate::telemetry::event::PolicyUsage>,
     pub overhead: Duration,
     pub upstream_body: Option<Vec<u8>>,
 }
@@ -281,6 +282,7 @@ impl Drop for SseBody {
                 trace: account.trace,
                 policies: &account.policies,
                 original_request: account.original_request.as_deref(),
+                policy_usage: &account.policy_usage,
                 upstream_body: account.upstream_body.as_deref(),
                 logged_response: logged_response.as_ref(),
             },

@@ -56,7 +56,7 @@ pub fn request(
     };
     ctx.request_model = Some(plan.model.clone());
     if let Some(credential) = &service.credential {
-        inject(credential, req, party.caller.header, &mut upstream)?;
+        inject(credential, Some((req, party.caller.header)), &mut upstream)?;
     }
     upstream
         .headers

@@ -204,6 +204,10 @@ pub struct Line<'a> {
 #[derive(Debug, Serialize)]
 pub struct Ai<'a> {
     pub proxy: Proxy<'a>,
+    /// Kong's per-plugin entries (`ai-request-transformer`, `ai-response-transformer`):
+    /// the transformer policies' instruction calls, shaped like `proxy`.
+    #[serde(flatten)]
+    pub plugins: std::collections::BTreeMap<&'static str, Proxy<'a>>,
     /// Kong's `ai.payload.original_request`: the client's body before a prompt template
     /// replaced it, when the template's `log_original_request` is on.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -47,6 +47,9 @@ pub struct UsageEvent {
     pub trace: TraceContext,
     /// The policies that acted on the request (docs/behaviour.md, "Policies").
     pub policies: Vec<PolicyEvent>,
+    /// Set on the usage of a transformer policy's instruction call (its plugin name):
+    /// the gateway's own call, billed to the request's tenant and key.
+    pub policy_usage: Option<&'static str>,
 }
 
 /// One policy that acted on a request: in the analytics line (`tollgate.policies`), as
@@ -63,6 +66,25 @@ pub struct PolicyEvent {
     /// client is not told.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A transformer policy's call to its instruction LLM: recorded as its own usage event
+/// (marked `policy`) and in the analytics line under the plugin's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyUsage {
+    /// Kong's plugin name (`ai-request-transformer`, `ai-response-transformer`).
+    pub kind: &'static str,
+    pub plugin_id: Uuid,
+    pub provider: &'static str,
+    /// The instruction LLM's service.
+    pub service: String,
+    pub request_model: String,
+    pub response_model: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD, from the policy's `llm.model.options` prices.
+    pub cost: f64,
+    pub latency: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]

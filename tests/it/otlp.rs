@@ -77,6 +77,7 @@ fn event(n: u8) -> UsageEvent {
             sampled: true,
         },
         policies: Vec::new(),
+        policy_usage: None,
     }
 }
 

@@ -219,6 +219,7 @@ fn event(tenant_id: Uuid, key_id: Uuid) -> UsageEvent {
         server_address: None,
         trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
         policies: Vec::new(),
+        policy_usage: None,
     }
 }
 

@@ -28,6 +28,7 @@ mod store;
 mod streaming;
 mod support;
 mod timeouts;
+mod transformers;
 mod upstream_guard;
 mod upstream_load;
 mod usage;

@@ -763,10 +763,16 @@ mod on_requests {
     }
 
     #[actix_web::test]
-    async fn a_transformer_that_cannot_run_refuses_the_request() {
+    async fn a_transformer_runs_before_the_prompt_policies() {
         let app = spawn_app().await;
         let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
         let key = configure_openai(&app, &mock, json!({})).await;
+        // The instruction LLM is the same service here: its first answer is the rewritten
+        // body, the second the upstream's answer.
+        let mut rewritten = openai_completion();
+        rewritten["choices"][0]["message"]["content"] =
+            json!(r#"{"messages":[{"role":"user","content":"rewritten"}]}"#);
+        mock.set(Behaviour::json(200, rewritten));
         policy(
             &app,
             json!({"name": "xf", "type": "ai-request-transformer", "route": "chat",
@@ -774,10 +780,22 @@ mod on_requests {
                 "service": "openai", "model": {"name": "gpt-4o-mini"}}}}),
         )
         .await;
+        policy(
+            &app,
+            json!({"name": "deco", "type": "ai-prompt-decorator", "route": "chat",
+            "config": {"prompts": {"prepend": [{"content": "Be kind."}]}}}),
+        )
+        .await;
         let r = chat(&app, "/openai/chat", &key, hello()).await;
-        assert_eq!(r.status, 503, "{}", r.text);
-        assert_eq!(r.body["error"]["code"], "policy_unavailable");
-        assert!(mock.received().is_empty());
+        assert_eq!(r.status, 200, "{}", r.text);
+        let received = mock.received();
+        assert_eq!(received.len(), 2);
+        assert_eq!(received[0].json()["model"], "gpt-4o-mini");
+        assert_eq!(
+            received[1].json()["messages"],
+            json!([{"role": "system", "content": "Be kind."},
+                   {"role": "user", "content": "rewritten"}])
+        );
     }
 }
 

@@ -26,6 +26,7 @@ use crate::vocab::RouteKind;
 use crate::vocab::policy::PolicyType;
 
 use super::Pools;
+use super::accounting::render;
 use super::context::{Party, PolicyOutcome, RequestCtx};
 use super::forward::masked_failure;
 use super::inject::inject;
@@ -221,11 +222,11 @@ pub async fn respond(
     let Some(policy) = response_transformer(ctx, party) else {
         return Ok(Reply::Whole(outcome));
     };
-    match rewrite(ctx, up, &policy, outcome).await {
-        Ok(outcome) => {
+    let mut outcome = outcome;
+    match rewrite(ctx, up, &policy, &mut outcome).await {
+        Ok(()) => {
             ctx.policy_actions
                 .push(action(&policy, PolicyOutcome::Applied, None));
-            Ok(Reply::Whole(outcome))
         }
         Err(error) => {
             ctx.policy_actions.push(action(
@@ -233,17 +234,23 @@ pub async fn respond(
                 PolicyOutcome::Failed,
                 Some(error.message.clone()),
             ));
-            Err(error)
+            // The upstream answered and its tokens were spent: the request is recorded
+            // with them, answered with the policy's error.
+            let response = render(error);
+            outcome.status = response.status().as_u16();
+            outcome.error_type = Some(outcome.status.to_string());
+            outcome.response = response;
         }
     }
+    Ok(Reply::Whole(outcome))
 }
 
 async fn rewrite(
     ctx: &mut RequestCtx,
     up: Upstreams<'_>,
     policy: &PolicyEntry,
-    mut outcome: Outcome,
-) -> Result<Outcome, Error> {
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
     let transformer = match &policy.compiled {
         Ok(Compiled::ResponseTransformer(t)) => t,
         Ok(_) => return Err(Error::internal("not a response transformer")),
@@ -297,5 +304,5 @@ async fn rewrite(
         }
     };
     outcome.response = response;
-    Ok(outcome)
+    Ok(())
 }

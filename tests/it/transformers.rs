@@ -288,7 +288,7 @@ async fn the_response_transformer_rewrites_the_answer() {
 
 #[actix_web::test]
 async fn the_response_transformer_follows_json_instructions() {
-    let app = crate::support::spawn_app().await;
+    let (app, log, _dir) = app_with_log().await;
     let upstream = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
     let instructions = r#"{"status": 209, "headers": {"content-type": "application/xml"},
         "body": "<persons><person>Kong A</person></persons>"}"#;
@@ -319,6 +319,23 @@ async fn the_response_transformer_follows_json_instructions() {
          Expected value but found invalid token at character 1"
     );
     assert_no_secret(&r.text);
+    // The upstream's tokens are recorded with the policy's error; the instruction call's
+    // under the plugin's name.
+    let lines = analytics_lines(&log, 2).await;
+    let failed = &lines[1];
+    assert_eq!(failed["tollgate"]["status"], 500, "{failed}");
+    assert_eq!(
+        failed["ai"]["proxy"]["usage"]["prompt_tokens"], 12,
+        "{failed}"
+    );
+    assert_eq!(
+        failed["ai"]["ai-response-transformer"]["usage"]["prompt_tokens"], 40,
+        "{failed}"
+    );
+    assert_eq!(
+        failed["tollgate"]["policies"][0]["outcome"], "failed",
+        "{failed}"
+    );
 }
 
 // ---- Kong's fixtures ------------------------------------------------------------------

@@ -2008,7 +2008,7 @@ fn kong_cohere_real_stream_frames_give_the_same_text() {
 const NOT_APPLICABLE: &[(&str, &str)] = &[
     (
         "/request-transformer/",
-        "ai-request-transformer policy fixtures (policies), not ai-proxy",
+        "the AI transformer policies' fixtures: tests/it/transformers.rs, not ai-proxy",
     ),
     (
         "unit/streaming-chunk-formats/partial-json-",

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use crate::support::TestApp;
 use crate::support::kong::Fixtures;
+use crate::support::mock_upstream::Tail;
 use crate::support::mock_upstream::{Behaviour, MockUpstream};
 use crate::support::proxy::{UPSTREAM_SECRET, chat, configure_openai, openai_completion};
-use crate::support::streaming::{analytics_lines, app_with_log};
+use crate::support::streaming::{analytics_lines, app_with_log, openai_sse, sse, stream};
 
 const LLM_SECRET: &str = "sk-instruction-llm-secret-77";
 
@@ -188,6 +189,41 @@ async fn the_request_transformer_rewrites_what_the_upstream_sees() {
     assert_eq!(mini["tenant"], "acme");
     assert_eq!(mini["prompt_tokens"], 40);
     assert_eq!(mini["completion_tokens"], 20);
+}
+
+/// A streamed request is rewritten like any other; the stream's record carries the
+/// instruction call.
+#[actix_web::test]
+async fn the_request_transformer_runs_before_a_stream() {
+    let (app, log, _dir) = app_with_log().await;
+    let upstream = MockUpstream::start(sse(
+        openai_sse(&["Good", " day"], Some((9, 2))),
+        0,
+        Tail::End,
+    ))
+    .await;
+    let rewritten = r#"{"messages":[{"role":"user","content":"rewritten"}],"stream":true}"#;
+    let llm = MockUpstream::start(Behaviour::json(200, llm_answer(rewritten))).await;
+    let key = openai_setup(&app, &upstream, &llm).await;
+    transformer(&app, "ai-request-transformer", "chat", json!({})).await;
+
+    let mut body = hello();
+    body["stream"] = json!(true);
+    let r = stream(&app, "/openai/chat", &key, body).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(r.text(), "Good day");
+    assert_eq!(
+        upstream.last().json()["messages"],
+        json!([{"role": "user", "content": "rewritten"}])
+    );
+    assert!(!r.raw.contains(LLM_SECRET), "{}", r.raw);
+    let lines = analytics_lines(&log, 1).await;
+    assert_eq!(lines[0]["tollgate"]["stream"], true, "{}", lines[0]);
+    assert_eq!(
+        lines[0]["ai"]["ai-request-transformer"]["usage"]["total_tokens"], 60,
+        "{}",
+        lines[0]
+    );
 }
 
 #[actix_web::test]

@@ -488,7 +488,8 @@ fn policy_usage_event(record: &Record<'_>, call: &PolicyUsage) -> UsageEvent {
         stream: false,
         finish_reason: None,
         server_address: None,
-        trace: record.trace,
+        // Its own span under the request's, not a second span with the request's id.
+        trace: record.trace.child(),
         policies: Vec::new(),
         policy_usage: Some(call.kind),
     }

@@ -85,6 +85,19 @@ pub fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], bool)> {
 }
 
 impl TraceContext {
+    /// A context for a call the gateway makes on the request's behalf (a transformer
+    /// policy's instruction call): same trace, its spans under the request's span, with
+    /// ids of their own.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            parent_span_id: Some(self.request_span_id),
+            request_span_id: random_nonzero(),
+            upstream_span_id: random_nonzero(),
+            sampled: self.sampled,
+        }
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> TraceContext {
         let incoming = headers
             .get("traceparent")
@@ -127,6 +140,17 @@ impl TraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_context_is_under_the_request_span() {
+        let request = TraceContext::from_headers(&HeaderMap::new());
+        let child = request.child();
+        assert_eq!(child.trace_id, request.trace_id);
+        assert_eq!(child.parent_span_id, Some(request.request_span_id));
+        assert_ne!(child.request_span_id, request.request_span_id);
+        assert_ne!(child.upstream_span_id, request.upstream_span_id);
+        assert_eq!(child.sampled, request.sampled);
+    }
 
     #[test]
     fn a_valid_traceparent_is_continued() {

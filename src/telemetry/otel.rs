@@ -336,7 +336,14 @@ impl Otel {
             let acted = event
                 .policies
                 .iter()
-                .map(|p| StringValue::from(format!("{}:{}:{}", p.kind, p.name, p.outcome)))
+                .map(|p| {
+                    // A refusal's real reason (the guard's matching pattern) goes with it:
+                    // the client was told only `bad request`.
+                    StringValue::from(match &p.detail {
+                        Some(detail) => format!("{}:{}:{}: {detail}", p.kind, p.name, p.outcome),
+                        None => format!("{}:{}:{}", p.kind, p.name, p.outcome),
+                    })
+                })
                 .collect();
             attributes.push(KeyValue::new(
                 semconv::TOLLGATE_POLICIES,

@@ -689,7 +689,10 @@ fn policies_that_acted_are_a_metric_and_a_span_attribute() {
         error_type: Some("400".into()),
         policies: vec![
             policy("ai-prompt-decorator", "applied"),
-            policy("ai-prompt-guard", "blocked"),
+            PolicyEvent {
+                detail: Some("prompt pattern is blocked (deny_patterns[3])".into()),
+                ..policy("ai-prompt-guard", "blocked")
+            },
         ],
         ..event(7)
     };
@@ -735,7 +738,9 @@ fn policies_that_acted_are_a_metric_and_a_span_attribute() {
     assert!(
         with_policies
             .iter()
-            .any(|v| v.contains("ai-prompt-guard:ai-prompt-guard-1:blocked")),
+            .any(|v| v.contains(
+                "ai-prompt-guard:ai-prompt-guard-1:blocked: prompt pattern is blocked (deny_patterns[3])"
+            )),
         "{with_policies:?}"
     );
     drop(received);

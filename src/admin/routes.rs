@@ -268,6 +268,15 @@ async fn to_record(
             "the service is private to one tenant; only that tenant may be listed",
         );
     }
+    // Policies are their own resource; a route's inline list would never run, so a policy
+    // put here by mistake is refused rather than silently ignored.
+    if !input.policies.is_empty() {
+        problems.add(
+            "policies",
+            "policies are bound through /policies (e.g. POST /policies with \"route\": \"<this \
+             route>\"); a route's own list must be empty",
+        );
+    }
     problems.finish()?;
     let Some(service) = service else {
         return Err(Error::invalid_field("service", "does not exist").into());

@@ -889,3 +889,32 @@ mod observed {
         assert!(lines[1]["ai"].get("payload").is_none(), "{}", lines[1]);
     }
 }
+
+#[actix_web::test]
+async fn a_routes_inline_policy_list_is_refused() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": "inline", "paths": ["/inline"], "service": "openai",
+                   "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"},
+                   "policies": [{"type": "prompt_guard", "config": {"deny_patterns": ["x"]}}]}),
+        )
+        .await;
+    expect_invalid(&r, &["policies"]);
+    assert!(
+        field_message(&r, "policies").contains("/policies"),
+        "{}",
+        r.text
+    );
+    // An empty list is what a route holds.
+    let r = app
+        .post(
+            "/routes",
+            json!({"name": "inline", "paths": ["/inline"], "service": "openai",
+                   "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}, "policies": []}),
+        )
+        .await;
+    expect_status(&r, 201);
+}

@@ -244,14 +244,21 @@ async fn usage_held_while_sqlite_is_full_arrives_after_it_is_freed() {
     for _ in 0..EVENTS {
         sink.record(event(acme, Uuid::new_v4()));
     }
-    // Several flushes fail meanwhile.
+    // Several flushes fail meanwhile. A first small batch may still fit on the usage
+    // table's existing pages (no page can be added, but an empty root page has room for a
+    // few rows), so what is asserted is that the database refused the rest.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let while_full: i64 = db
+        .store
+        .query_usage(&of_tenant(acme))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.requests)
+        .sum();
     assert!(
-        db.store
-            .query_usage(&of_tenant(acme))
-            .await
-            .unwrap()
-            .is_empty()
+        while_full < EVENTS as i64 / 2,
+        "{while_full} of {EVENTS} requests were written while the database was full"
     );
 
     db.free();

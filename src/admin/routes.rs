@@ -52,8 +52,8 @@ pub enum PolicyType {
     ResponseTransformer,
 }
 
-/// One request/response policy (docs/behaviour.md, "Limits and policies"); its `config` is
-/// validated in full when policies are enforced.
+/// An entry of a route's own `policies` list, which predates the `/policies` resource and
+/// must stay empty (docs/behaviour.md, "Policies"): a non-empty list is refused.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {

@@ -22,12 +22,7 @@ pub async fn route_path(
     pools: web::Data<Pools>,
     recorder: web::Data<Recorder>,
 ) -> HttpResponse {
-    let deps = Deps {
-        state: &state,
-        pools: &pools,
-        recorder: &recorder,
-    };
-    pipeline::run(req, payload, deps, Surface::RoutePath).await
+    serve(req, payload, state, pools, recorder, Surface::RoutePath).await
 }
 
 /// `POST /v1/chat/completions`: the route is the one whose alias is the body's `model`.
@@ -38,12 +33,15 @@ pub async fn openai_chat(
     pools: web::Data<Pools>,
     recorder: web::Data<Recorder>,
 ) -> HttpResponse {
-    let deps = Deps {
-        state: &state,
-        pools: &pools,
-        recorder: &recorder,
-    };
-    pipeline::run(req, payload, deps, Surface::OpenAi(RouteKind::Chat)).await
+    serve(
+        req,
+        payload,
+        state,
+        pools,
+        recorder,
+        Surface::OpenAi(RouteKind::Chat),
+    )
+    .await
 }
 
 /// `POST /v1/completions`.
@@ -54,12 +52,32 @@ pub async fn openai_completions(
     pools: web::Data<Pools>,
     recorder: web::Data<Recorder>,
 ) -> HttpResponse {
+    serve(
+        req,
+        payload,
+        state,
+        pools,
+        recorder,
+        Surface::OpenAi(RouteKind::Completions),
+    )
+    .await
+}
+
+/// Hands a request to the pipeline with this worker's shared parts.
+async fn serve(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    recorder: web::Data<Recorder>,
+    surface: Surface,
+) -> HttpResponse {
     let deps = Deps {
         state: &state,
         pools: &pools,
         recorder: &recorder,
     };
-    pipeline::run(req, payload, deps, Surface::OpenAi(RouteKind::Completions)).await
+    pipeline::run(req, payload, deps, surface).await
 }
 
 /// `GET /v1/models`: the aliases this key may use.

@@ -24,15 +24,16 @@ pub struct PolicyEntry {
     pub kind: PolicyType,
     /// What it is bound to.
     pub scope: PolicyScope,
-    /// Its configuration with Kong's defaults filled in. For a transformer, `llm.service`
-    /// holds the service's id; use [`PolicyEntry::llm_service`].
-    pub config: PolicyConfig,
+    /// Its configuration with Kong's defaults filled in; `None` when the stored one does
+    /// not parse (then `compiled` holds why). For a transformer, `llm.service` holds the
+    /// service's id; use [`PolicyEntry::llm_service`].
+    pub config: Option<PolicyConfig>,
     /// A transformer's instruction LLM (one of the gateway's services, with its credential).
     pub llm_service: Option<Arc<ServiceEntry>>,
     /// Compiled once here (patterns, templates), so the request path compiles nothing. A
-    /// configuration that no longer compiles (the admin API refuses such writes) keeps
-    /// its error: the requests it applies to are refused rather than let through
-    /// unchecked.
+    /// configuration that no longer parses or compiles (the admin API refuses such writes;
+    /// a hand-edited database) keeps its error: the requests it applies to are refused
+    /// (503 `policy_unavailable`) rather than let through unchecked.
     pub compiled: Result<Compiled, CompileError>,
 }
 
@@ -62,9 +63,10 @@ pub struct PolicyIndex {
 }
 
 impl PolicyIndex {
-    /// Types every enabled stored policy. One that does not parse (a hand-edited database)
-    /// or whose instruction LLM's service is not in the snapshot is skipped and logged,
-    /// like a route that does not parse.
+    /// Types every enabled stored policy. One whose configuration does not parse or
+    /// compile (a hand-edited database) is kept with its error, so the requests it applies
+    /// to fail closed; one of an unknown type, not bound to exactly one object, or whose
+    /// instruction LLM's service is not in the snapshot is skipped and logged.
     pub fn compile(
         records: Vec<PolicyRecord>,
         services: &HashMap<Uuid, Arc<ServiceEntry>>,
@@ -148,8 +150,22 @@ fn compile_policy(
     let config = match PolicyConfig::parse(kind, r.config.0.clone()) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(object = %format!("policies/{}", r.name), error = %e, "stored configuration does not parse; skipping it");
-            return None;
+            // Skipping it would let its requests through unchecked (a guard that no longer
+            // guards): they are refused as for a configuration that does not compile.
+            tracing::warn!(object = %format!("policies/{}", r.name), error = %e, "stored configuration does not parse; requests it applies to are refused");
+            return Some(PolicyEntry {
+                record: r,
+                kind,
+                scope,
+                config: None,
+                llm_service: None,
+                // The parser's words (which may quote the stored values) go to the log
+                // only: this error reaches the client.
+                compiled: Err(CompileError {
+                    field: "config".into(),
+                    message: "does not parse".into(),
+                }),
+            });
         }
     };
     let llm_service = match config.transformer() {
@@ -173,8 +189,62 @@ fn compile_policy(
         record: r,
         kind,
         scope,
-        config,
+        config: Some(config),
         llm_service,
         compiled,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use sqlx::types::Json;
+
+    fn record(kind: &str, config: serde_json::Value, route: Uuid) -> PolicyRecord {
+        PolicyRecord {
+            id: Uuid::now_v7(),
+            name: format!("{kind}-broken"),
+            kind: kind.into(),
+            enabled: true,
+            config: Json(config),
+            route_id: Some(route),
+            service_id: None,
+            tenant_id: None,
+            tags: Json(Vec::new()),
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    /// A stored configuration that no longer parses (a hand-edited database) is kept, not
+    /// skipped: it holds its error, which the policies stage answers with 503
+    /// `policy_unavailable`, instead of letting the requests through unchecked.
+    #[test]
+    fn a_configuration_that_does_not_parse_fails_closed() {
+        let route = Uuid::now_v7();
+        let guard = record(
+            "ai-prompt-guard",
+            serde_json::json!({"deny_patterns": "not a list"}),
+            route,
+        );
+        let transformer = record(
+            "ai-request-transformer",
+            serde_json::json!({"prompt": 5}),
+            route,
+        );
+        let index = PolicyIndex::compile(vec![guard, transformer], &HashMap::new());
+        assert!(!index.is_empty());
+        let set = index
+            .by_route
+            .get(&route)
+            .expect("kept, bound to its route");
+        for kind in [PolicyType::PromptGuard, PolicyType::RequestTransformer] {
+            let entry = set.get(kind).expect("kept");
+            assert!(entry.config.is_none());
+            let error = entry.compiled.as_ref().expect_err("its error");
+            assert_eq!(error.field, "config", "{error}");
+            assert_eq!(error.to_string(), "config: does not parse");
+        }
+    }
 }

@@ -797,6 +797,73 @@ mod on_requests {
                    {"role": "user", "content": "rewritten"}])
         );
     }
+
+    /// Replaces policy `name`'s stored `config` straight in the database (a hand edit the
+    /// admin API would refuse).
+    async fn hand_edit_config(database_url: &str, name: &str, config: Value) {
+        const UPDATE: &str = "UPDATE policies SET config = $1 WHERE name = $2";
+        let config = sqlx::types::Json(config);
+        let done = if database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+            let done = sqlx::query(UPDATE)
+                .bind(config)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            done.rows_affected()
+        } else {
+            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+            let done = sqlx::query(UPDATE)
+                .bind(config)
+                .bind(name)
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            done.rows_affected()
+        };
+        assert_eq!(done, 1);
+    }
+
+    /// A guard whose stored configuration no longer parses does not stop guarding: the
+    /// requests it applies to are refused with 503 `policy_unavailable`, never forwarded
+    /// unchecked; other routes are not affected.
+    #[actix_web::test]
+    async fn a_stored_configuration_that_no_longer_parses_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = crate::support::fresh_database_url(dir.path()).await;
+        let settings = crate::support::test_settings(dir.path(), database.clone());
+        let app = crate::support::start(settings, dir).await;
+        let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+        let key = configure_openai(&app, &mock, json!({})).await;
+        let r = app
+            .post(
+                "/routes",
+                json!({"name": "open", "paths": ["/open/chat"], "service": "openai",
+                       "route_type": "llm/v1/chat", "model": {"name": "gpt-4o"}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        policy(
+            &app,
+            json!({"name": "grd", "type": "ai-prompt-guard", "route": "chat",
+                   "config": {"deny_patterns": ["(?i)ignore"]}}),
+        )
+        .await;
+        let (settings, dir) = app.shut_down().await;
+        hand_edit_config(&database, "grd", json!({"deny_patterns": "not a list"})).await;
+
+        let app = crate::support::start(settings, dir).await;
+        let r = chat(&app, "/openai/chat", &key, hello()).await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.body["error"]["code"], "policy_unavailable", "{}", r.text);
+        assert!(!r.text.contains("not a list"), "{}", r.text);
+        assert!(mock.received().is_empty(), "nothing was forwarded");
+        let r = chat(&app, "/open/chat", &key, hello()).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
 }
 
 mod observed {

@@ -7,7 +7,8 @@
 //! The spool writer passes each written event on to this actor, which gives it to the
 //! telemetry observer (OTLP spans and metrics, built here, off the request path). Every
 //! `flush_interval` the actor reads what the spool gained since its last write, sums it
-//! into one row per minute × tenant × key × route × model and writes the rows to the store
+//! into one row per minute × tenant × key × route × model × source (the proxy, or the
+//! policy whose instruction call it was) and writes the rows to the store
 //! in one transaction together with how far the spool is counted: the usage store is
 //! filled from the spool only, so a failed write loses nothing (the next one reads the
 //! same bytes again) and a kill loses nothing the spool has. `Shutdown` stops the writer,
@@ -88,6 +89,8 @@ impl UsageSink {
             completion_tokens: event.completion_tokens.unwrap_or(0),
             cost: event.cost,
             latency_ms: event.duration.as_secs_f64() * 1000.0,
+            source: event.policy_usage.map(str::to_string),
+            rejected: event.rejected,
         };
         self.spool.send(Entry {
             record,
@@ -506,6 +509,7 @@ mod tests {
             trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
             policies: Vec::new(),
             policy_usage: None,
+            rejected: false,
         }
     }
 
@@ -523,6 +527,8 @@ mod tests {
             completion_tokens: 0,
             cost: 0.5,
             latency_ms: 0.0,
+            source: None,
+            rejected: false,
         }
     }
 
@@ -625,6 +631,55 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
             .collect();
         assert!(files.is_empty(), "counted segments are deleted");
+    }
+
+    /// A transformer's instruction call is summed into a row marked with its plugin name,
+    /// never into the proxy's; a refused request counts in `rejected` and, as a 429, in
+    /// `requests` and `errors`.
+    #[actix::test]
+    async fn policy_usage_and_rejections_are_kept_in_their_own_counts() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(FakeStore::default());
+        let (addr, sink) = start(dir.path(), &store, None, Duration::from_millis(50));
+        let tenant = Uuid::now_v7();
+        let at = SystemTime::now();
+        let at_once = |mut e: UsageEvent| {
+            e.started_at = at;
+            e
+        };
+        sink.record(at_once(event(tenant, "gpt-4o", 12, 3, 200)));
+        let mut policy = at_once(event(tenant, "gpt-4o", 40, 20, 200));
+        policy.policy_usage = Some("ai-request-transformer");
+        sink.record(policy);
+        let mut refused = at_once(event(tenant, "gpt-4o", 0, 0, 429));
+        refused.rejected = true;
+        sink.record(refused);
+        wait_for_requests(&store, 3).await;
+        stop(&addr, Duration::from_secs(2)).await;
+        // Summed per source: the events may have been written in more than one flush.
+        let mut by_source: std::collections::BTreeMap<String, (i64, i64, i64, i64, i64)> =
+            Default::default();
+        for r in store.rows.lock().expect("lock").iter() {
+            let t = by_source.entry(r.source.clone()).or_default();
+            *t = (
+                t.0 + r.requests,
+                t.1 + r.errors,
+                t.2 + r.rejected,
+                t.3 + r.prompt_tokens,
+                t.4 + r.completion_tokens,
+            );
+        }
+        let rows: Vec<_> = by_source
+            .into_iter()
+            .map(|(s, t)| (s, t.0, t.1, t.2, t.3, t.4))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("ai-request-transformer".to_string(), 1, 0, 0, 40, 20),
+                ("proxy".to_string(), 2, 1, 1, 12, 3),
+            ]
+        );
     }
 
     /// One `last_used_at` per key and flush, with the key's latest request end; kept and

@@ -29,7 +29,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::model::{LATENCY_BUCKETS, SpoolMark, UsageRow};
+use crate::store::model::{LATENCY_BUCKETS, SpoolMark, USAGE_SOURCE_PROXY, UsageRow};
 
 mod codec;
 
@@ -78,6 +78,14 @@ pub struct SpoolRecord {
     /// USD.
     pub cost: f64,
     pub latency_ms: f64,
+    /// Whose usage it is: `None` for the proxied request itself, else the policy (its
+    /// plugin name) whose instruction call it was. Left out of the line when `None`, so
+    /// lines of earlier versions read as proxy usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Refused by the gateway before the upstream call; left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 pub fn unix_ms(at: SystemTime) -> i64 {
@@ -383,6 +391,8 @@ struct RowKey {
     key_id: Uuid,
     route_id: Uuid,
     model: String,
+    /// `None` is the proxy (`USAGE_SOURCE_PROXY`).
+    source: Option<String>,
 }
 
 impl Batch {
@@ -402,6 +412,7 @@ impl Batch {
             key_id: r.key_id,
             route_id: r.route_id,
             model: r.model.clone(),
+            source: r.source.clone(),
         };
         let row = self.rows.entry(key).or_insert_with(|| UsageRow {
             bucket_start: minute,
@@ -409,8 +420,13 @@ impl Batch {
             key_id: r.key_id,
             route_id: r.route_id,
             model: r.model.clone(),
+            source: r
+                .source
+                .clone()
+                .unwrap_or_else(|| USAGE_SOURCE_PROXY.to_string()),
             requests: 0,
             errors: 0,
+            rejected: 0,
             prompt_tokens: 0,
             completion_tokens: 0,
             cost: 0.0,
@@ -420,6 +436,7 @@ impl Batch {
         let tokens = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
         row.requests += 1;
         row.errors += i64::from(r.error);
+        row.rejected += i64::from(r.rejected);
         row.prompt_tokens = row.prompt_tokens.saturating_add(tokens(r.prompt_tokens));
         row.completion_tokens = row
             .completion_tokens
@@ -920,6 +937,8 @@ mod tests {
             completion_tokens: 1,
             cost: 0.0,
             latency_ms: 5.0,
+            source: None,
+            rejected: false,
         }
     }
 
@@ -964,6 +983,67 @@ mod tests {
         assert!(
             !dir.path().join(format!("{name}.jsonl")).exists(),
             "a counted segment is deleted"
+        );
+        assert_eq!(sender.stop(Duration::from_secs(2)), 0);
+    }
+
+    /// A policy's usage is a row of its own beside the proxy's, and refused requests are
+    /// summed into `rejected` (also counted as requests and errors); a line written before
+    /// either field existed reads as proxy usage, not refused.
+    #[test]
+    fn rows_keep_policy_usage_apart_and_count_rejections() {
+        let dir = tempfile::tempdir().expect("dir");
+        let at_ms = 1_765_000_000_000;
+        let old = format!(
+            concat!(
+                r#"{{"id":"{}","kind":"done","at_ms":{},"tenant_id":"{}","key_id":"{}","#,
+                r#""route_id":"{}","model":"m","error":false,"prompt_tokens":3,"#,
+                r#""completion_tokens":1,"cost":0.5,"latency_ms":5.0}}"#
+            ),
+            Uuid::now_v7(),
+            at_ms,
+            Uuid::nil(),
+            Uuid::nil(),
+            Uuid::nil()
+        );
+        let at = |mut r: SpoolRecord| {
+            r.at_ms = at_ms;
+            r
+        };
+        let policy = SpoolRecord {
+            source: Some("ai-request-transformer".into()),
+            ..at(record(Kind::Done, 40))
+        };
+        let refused = SpoolRecord {
+            error: true,
+            rejected: true,
+            ..at(record(Kind::Done, 0))
+        };
+        let mut text = old.into_bytes();
+        text.push(b'\n');
+        for r in [policy.clone(), at(record(Kind::Done, 2)), refused, policy] {
+            text.extend(line(&r));
+        }
+        let name = format!("{}-000001", Uuid::now_v7().simple());
+        std::fs::write(dir.path().join(format!("{name}.jsonl")), &text).expect("write");
+        let (tx, _rx) = tokio::sync::mpsc::channel::<()>(8);
+        let sender = open(dir.path(), tx).expect("open");
+        let spool = sender.spool();
+        spool.set_mark(&name, None);
+        let batch = spool.collect(u64::MAX).expect("collect");
+        assert_eq!(spool.stats.unreadable.load(Ordering::Relaxed), 0);
+        let mut rows: Vec<_> = batch
+            .rows()
+            .into_iter()
+            .map(|r| (r.source, r.requests, r.errors, r.rejected, r.prompt_tokens))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                ("ai-request-transformer".to_string(), 2, 0, 0, 80),
+                ("proxy".to_string(), 3, 1, 1, 5),
+            ]
         );
         assert_eq!(sender.stop(Duration::from_secs(2)), 0);
     }

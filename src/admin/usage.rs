@@ -1,5 +1,6 @@
 //! `GET /usage` (docs/behaviour.md, "Admin resources"): usage history, re-bucketed from the stored
-//! per-minute rows (minute × tenant × key × route × model, written by the metrics aggregator).
+//! per-minute rows (minute × tenant × key × route × model × source, written by the metrics
+//! aggregator).
 //!
 //! Decided here (the contract leaves it open):
 //! - `to` defaults to now and `from` to `to` − 24 h; `from` must be before `to`. The
@@ -18,6 +19,10 @@
 //!   gets 404 for another one, as on the keys endpoints; admin and viewer may also name a
 //!   deleted tenant by id (usage outlives it).
 //! - `tenant` and `route` are shown by name, or by id once deleted; `key_id` is the id.
+//! - `group_by=source` keeps the proxied requests (`proxy`) apart from the transformer
+//!   policies' instruction calls (their plugin names); without it a group sums both.
+//! - `rejected` counts the requests the gateway refused before the upstream call; they
+//!   are also counted in `requests` and `errors` (they were answered, with a 429).
 
 use std::collections::BTreeMap;
 
@@ -58,7 +63,7 @@ pub struct UsageParams {
     /// at most 31 days with `minute`, 400 days otherwise.
     #[param(pattern = "^(minute|hour|day)$", example = "hour")]
     pub bucket: Option<String>,
-    /// Comma-separated grouping fields among `tenant`, `route`, `model`, `key`
+    /// Comma-separated grouping fields among `tenant`, `route`, `model`, `key`, `source`
     /// (default `tenant`; empty = one total per bucket).
     #[param(example = "tenant,model")]
     pub group_by: Option<String>,
@@ -81,8 +86,17 @@ pub struct UsageItem {
     /// The API key's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<Uuid>,
+    /// Whose usage: `proxy` for the proxied requests, or the plugin name of the transformer
+    /// policy whose instruction calls these are (`ai-request-transformer`,
+    /// `ai-response-transformer`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Every request, refused ones included.
     pub requests: i64,
+    /// Requests answered with an error (refused ones included).
     pub errors: i64,
+    /// Requests the gateway refused before the upstream call (a limit or budget).
+    pub rejected: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub total_tokens: i64,
@@ -143,6 +157,7 @@ struct GroupBy {
     route: bool,
     model: bool,
     key: bool,
+    source: bool,
 }
 
 impl GroupBy {
@@ -154,9 +169,10 @@ impl GroupBy {
                 "route" => g.route = true,
                 "model" => g.model = true,
                 "key" => g.key = true,
+                "source" => g.source = true,
                 other => {
                     return Err(format!(
-                        "unknown field '{other}': expected a comma-separated list of tenant, route, model, key"
+                        "unknown field '{other}': expected a comma-separated list of tenant, route, model, key, source"
                     ));
                 }
             }
@@ -275,6 +291,7 @@ async fn tenant_filter(
 struct Totals {
     requests: i64,
     errors: i64,
+    rejected: i64,
     prompt_tokens: i64,
     completion_tokens: i64,
     cost: f64,
@@ -285,6 +302,7 @@ impl Totals {
     fn add(&mut self, r: &UsageRow) {
         self.requests = self.requests.saturating_add(r.requests);
         self.errors = self.errors.saturating_add(r.errors);
+        self.rejected = self.rejected.saturating_add(r.rejected);
         self.prompt_tokens = self.prompt_tokens.saturating_add(r.prompt_tokens);
         self.completion_tokens = self.completion_tokens.saturating_add(r.completion_tokens);
         self.cost += r.cost;
@@ -322,6 +340,7 @@ type GroupKey = (
     Option<Uuid>,
     Option<String>,
     Option<Uuid>,
+    Option<String>,
 );
 
 /// Merges minute rows into `bucket` × the grouping fields; names are resolved later.
@@ -334,13 +353,14 @@ fn rebucket(rows: &[UsageRow], bucket: Bucket, g: GroupBy) -> BTreeMap<GroupKey,
             g.route.then_some(r.route_id),
             g.model.then(|| r.model.clone()),
             g.key.then_some(r.key_id),
+            g.source.then(|| r.source.clone()),
         );
         groups.entry(key).or_default().add(r);
     }
     groups
 }
 
-/// Usage per time bucket, grouped by tenant, route, model and/or key.
+/// Usage per time bucket, grouped by tenant, route, model, key and/or source.
 #[utoipa::path(tag = "usage", params(UsageParams),
     responses((status = 200, body = UsageReport), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -365,14 +385,16 @@ async fn usage(
     let mut data: Vec<UsageItem> = rebucket(&rows, req.bucket, req.group_by)
         .into_iter()
         .map(
-            |((bucket_start, tenant, route, model, key_id), t)| UsageItem {
+            |((bucket_start, tenant, route, model, key_id, source), t)| UsageItem {
                 bucket_start,
                 tenant: tenant.map(|id| name(snap.tenant_name(id), id)),
                 route: route.map(|id| name(snap.route_name(id), id)),
                 model,
                 key_id,
+                source,
                 requests: t.requests,
                 errors: t.errors,
+                rejected: t.rejected,
                 prompt_tokens: t.prompt_tokens,
                 completion_tokens: t.completion_tokens,
                 total_tokens: t.prompt_tokens.saturating_add(t.completion_tokens),
@@ -384,13 +406,22 @@ async fn usage(
         .collect();
     // The map is ordered by ids; the response is ordered by what it shows.
     data.sort_by(|a, b| {
-        (a.bucket_start, &a.tenant, &a.route, &a.model, a.key_id).cmp(&(
-            b.bucket_start,
-            &b.tenant,
-            &b.route,
-            &b.model,
-            b.key_id,
-        ))
+        (
+            a.bucket_start,
+            &a.tenant,
+            &a.route,
+            &a.model,
+            a.key_id,
+            &a.source,
+        )
+            .cmp(&(
+                b.bucket_start,
+                &b.tenant,
+                &b.route,
+                &b.model,
+                b.key_id,
+                &b.source,
+            ))
     });
     Ok(HttpResponse::Ok().json(UsageReport { data }))
 }
@@ -427,6 +458,56 @@ mod tests {
             latency_percentile(&hist(&[(0, 1), (9, 99)]), 0.95),
             Some(60_000.0)
         );
+    }
+
+    fn row(model: &str, source: &str, requests: i64, rejected: i64) -> UsageRow {
+        UsageRow {
+            bucket_start: DateTime::<Utc>::from_timestamp(1_765_000_020, 0)
+                .unwrap()
+                .duration_trunc(TimeDelta::minutes(1))
+                .unwrap(),
+            tenant_id: Uuid::nil(),
+            key_id: Uuid::nil(),
+            route_id: Uuid::nil(),
+            model: model.into(),
+            source: source.into(),
+            requests,
+            errors: rejected,
+            rejected,
+            prompt_tokens: 10 * requests,
+            completion_tokens: requests,
+            cost: 0.0,
+            latency_ms_sum: 0.0,
+            latency_histogram: hist(&[(0, requests)]),
+        }
+    }
+
+    /// Grouped by source, policy usage stays apart from the proxy's; otherwise a group sums
+    /// both. `rejected` is summed like the other counts.
+    #[test]
+    fn source_is_a_grouping_field_and_rejected_is_summed() {
+        let rows = [
+            row("gpt-4o", "proxy", 3, 1),
+            row("gpt-4o-mini", "ai-request-transformer", 2, 0),
+            row("gpt-4o", "proxy", 1, 1),
+        ];
+        let by_source = GroupBy::parse("source").unwrap();
+        let groups: Vec<_> = rebucket(&rows, Bucket::Hour, by_source)
+            .into_iter()
+            .map(|(k, t)| (k.5, t.requests, t.rejected, t.prompt_tokens))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (Some("ai-request-transformer".to_string()), 2, 0, 20),
+                (Some("proxy".to_string()), 4, 2, 40),
+            ]
+        );
+        let all: Vec<_> = rebucket(&rows, Bucket::Hour, GroupBy::default())
+            .into_values()
+            .map(|t| (t.requests, t.errors, t.rejected))
+            .collect();
+        assert_eq!(all, vec![(6, 2, 2)]);
     }
 
     #[test]

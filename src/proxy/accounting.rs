@@ -129,6 +129,8 @@ fn stream(
             completion_tokens: 0,
             cost: cost_of(route, (prompt, 0)),
             latency_ms: 0.0,
+            source: None,
+            rejected: false,
         });
     }
     let account = StreamAccount {
@@ -389,6 +391,7 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             trace: record.trace,
             policies: record.policies.to_vec(),
             policy_usage: None,
+            rejected: false,
         });
         for call in record.policy_usage {
             sink.record(policy_usage_event(record, call));
@@ -492,6 +495,7 @@ fn policy_usage_event(record: &Record<'_>, call: &PolicyUsage) -> UsageEvent {
         trace: record.trace.child(),
         policies: Vec::new(),
         policy_usage: Some(call.kind),
+        rejected: false,
     }
 }
 

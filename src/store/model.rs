@@ -221,8 +221,13 @@ pub const LATENCY_BUCKETS_MS: [f64; 9] = [
 /// Number of histogram counters per usage row (the bounds plus the overflow bucket).
 pub const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 
-/// One aggregated usage row: a minute × tenant × key × route × model. Writing a row adds
-/// its counts to the stored one (several nodes and several flushes share a minute).
+/// The `source` of usage rows counting proxied requests (policy usage carries the
+/// policy's plugin name instead).
+pub const USAGE_SOURCE_PROXY: &str = "proxy";
+
+/// One aggregated usage row: a minute × tenant × key × route × model × source. Writing a
+/// row adds its counts to the stored one (several nodes and several flushes share a
+/// minute).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageRow {
     /// The minute's start (seconds and below are zero).
@@ -231,8 +236,15 @@ pub struct UsageRow {
     pub key_id: Uuid,
     pub route_id: Uuid,
     pub model: String,
+    /// Whose usage: `proxy` (`USAGE_SOURCE_PROXY`) for the proxied requests, or the plugin
+    /// name of the transformer policy whose instruction calls these are
+    /// (`ai-request-transformer`, `ai-response-transformer`).
+    pub source: String,
     pub requests: i64,
     pub errors: i64,
+    /// Requests the gateway refused before the upstream call (a limit or budget); they
+    /// are also counted in `requests` and `errors`.
+    pub rejected: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     /// USD.

@@ -219,13 +219,14 @@ const _: () = assert!(
 /// The stored columns in `UsageRow` field order (a macro, so `concat!` can use it).
 macro_rules! usage_columns {
     () => {
-        "bucket_start, tenant_id, key_id, route_id, model, requests, errors, prompt_tokens, \
-        completion_tokens, cost, latency_ms_sum, \
+        "bucket_start, tenant_id, key_id, route_id, model, source, requests, errors, \
+        rejected, prompt_tokens, completion_tokens, cost, latency_ms_sum, \
         lat_0, lat_1, lat_2, lat_3, lat_4, lat_5, lat_6, lat_7, lat_8, lat_9"
     };
 }
+/// The index of `lat_0` in `usage_columns!()`.
+pub(super) const USAGE_HISTOGRAM_AT: usize = 13;
 
-/// Adds one row's counts to the stored row of its minute × tenant × key × route × model.
 /// Creates a segment's progress row at 0 unless it exists (docs/architecture.md, "The usage
 /// spool").
 pub(super) const SPOOL_MARK_INIT: &str = "INSERT INTO usage_spool \
@@ -238,14 +239,17 @@ pub(super) const SPOOL_MARK_ADVANCE: &str = "UPDATE usage_spool \
     WHERE segment = $1 AND applied_bytes = $5 AND complete = $6";
 pub(super) const SPOOL_MARK_GET: &str =
     "SELECT applied_bytes, complete FROM usage_spool WHERE segment = $1";
+/// Adds one row's counts to the stored row of its minute × tenant × key × route × model ×
+/// source (the primary key since 0006_usage_source.sql).
 pub(super) const USAGE_ADD: &str = concat!(
     "INSERT INTO usage_minutes (",
     usage_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-    $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-    ON CONFLICT (bucket_start, tenant_id, key_id, route_id, model) DO UPDATE SET \
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+    ON CONFLICT (bucket_start, tenant_id, key_id, route_id, model, source) DO UPDATE SET \
     requests = usage_minutes.requests + excluded.requests, \
     errors = usage_minutes.errors + excluded.errors, \
+    rejected = usage_minutes.rejected + excluded.rejected, \
     prompt_tokens = usage_minutes.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_minutes.completion_tokens + excluded.completion_tokens, \
     cost = usage_minutes.cost + excluded.cost, \
@@ -267,14 +271,14 @@ pub(super) const USAGE_RANGE: &str = concat!(
     "SELECT ",
     usage_columns!(),
     " FROM usage_minutes WHERE bucket_start >= $1 AND bucket_start < $2 \
-    ORDER BY bucket_start, tenant_id, key_id, route_id, model"
+    ORDER BY bucket_start, tenant_id, key_id, route_id, model, source"
 );
 /// The same, for one tenant (`$3`).
 pub(super) const USAGE_RANGE_TENANT: &str = concat!(
     "SELECT ",
     usage_columns!(),
     " FROM usage_minutes WHERE tenant_id = $3 AND bucket_start >= $1 AND bucket_start < $2 \
-    ORDER BY bucket_start, tenant_id, key_id, route_id, model"
+    ORDER BY bucket_start, tenant_id, key_id, route_id, model, source"
 );
 
 /// The minute a usage row belongs to: rows of one minute must carry the same key on both
@@ -454,7 +458,8 @@ macro_rules! impl_store {
                         .map_err(map_sqlx)
                 }
 
-                /// Adds each row to the stored row of its minute × tenant × key × route × model.
+                /// Adds each row to the stored row of its minute × tenant × key × route × model ×
+                /// source.
                 pub(super) async fn add_usage_rows(
                     c: &mut Conn,
                     rows: &[UsageRow],
@@ -466,8 +471,10 @@ macro_rules! impl_store {
                             .bind(r.key_id)
                             .bind(r.route_id)
                             .bind(&r.model)
+                            .bind(&r.source)
                             .bind(r.requests)
                             .bind(r.errors)
+                            .bind(r.rejected)
                             .bind(r.prompt_tokens)
                             .bind(r.completion_tokens)
                             .bind(r.cost)
@@ -644,7 +651,7 @@ macro_rules! impl_store {
                     use sqlx::Row;
                     let mut latency_histogram = [0; $crate::store::LATENCY_BUCKETS];
                     for (i, count) in latency_histogram.iter_mut().enumerate() {
-                        *count = row.try_get(11 + i).map_err(map_sqlx)?;
+                        *count = row.try_get(sql::USAGE_HISTOGRAM_AT + i).map_err(map_sqlx)?;
                     }
                     Ok($crate::store::UsageRow {
                         bucket_start: row.try_get(0).map_err(map_sqlx)?,
@@ -652,12 +659,14 @@ macro_rules! impl_store {
                         key_id: row.try_get(2).map_err(map_sqlx)?,
                         route_id: row.try_get(3).map_err(map_sqlx)?,
                         model: row.try_get(4).map_err(map_sqlx)?,
-                        requests: row.try_get(5).map_err(map_sqlx)?,
-                        errors: row.try_get(6).map_err(map_sqlx)?,
-                        prompt_tokens: row.try_get(7).map_err(map_sqlx)?,
-                        completion_tokens: row.try_get(8).map_err(map_sqlx)?,
-                        cost: row.try_get(9).map_err(map_sqlx)?,
-                        latency_ms_sum: row.try_get(10).map_err(map_sqlx)?,
+                        source: row.try_get(5).map_err(map_sqlx)?,
+                        requests: row.try_get(6).map_err(map_sqlx)?,
+                        errors: row.try_get(7).map_err(map_sqlx)?,
+                        rejected: row.try_get(8).map_err(map_sqlx)?,
+                        prompt_tokens: row.try_get(9).map_err(map_sqlx)?,
+                        completion_tokens: row.try_get(10).map_err(map_sqlx)?,
+                        cost: row.try_get(11).map_err(map_sqlx)?,
+                        latency_ms_sum: row.try_get(12).map_err(map_sqlx)?,
                         latency_histogram,
                     })
                 }

@@ -50,6 +50,9 @@ pub struct UsageEvent {
     /// Set on the usage of a transformer policy's instruction call (its plugin name):
     /// the gateway's own call, billed to the request's tenant and key.
     pub policy_usage: Option<&'static str>,
+    /// The gateway refused the request before the upstream call (a limit or budget):
+    /// counted in the usage row's `rejected` as well as in its `requests` and `errors`.
+    pub rejected: bool,
 }
 
 /// One policy that acted on a request: in the analytics line (`tollgate.policies`), as

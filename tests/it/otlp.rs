@@ -78,6 +78,7 @@ fn event(n: u8) -> UsageEvent {
         },
         policies: Vec::new(),
         policy_usage: None,
+        rejected: false,
     }
 }
 

@@ -128,8 +128,10 @@ fn usage_rows(tenant_id: Uuid, n: usize) -> Vec<UsageRow> {
             key_id: Uuid::new_v4(),
             route_id: Uuid::from_u128(7),
             model: "gpt-4o".into(),
+            source: "proxy".into(),
             requests: 1,
             errors: 0,
+            rejected: 0,
             prompt_tokens: 10,
             completion_tokens: 5,
             cost: 0.001,
@@ -220,6 +222,7 @@ fn event(tenant_id: Uuid, key_id: Uuid) -> UsageEvent {
         trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
         policies: Vec::new(),
         policy_usage: None,
+        rejected: false,
     }
 }
 

@@ -137,7 +137,8 @@ contract_tests!(
     usage_keys_stay_separate,
     usage_range_and_tenant_filters,
     usage_batch_of_1000_rows,
-    usage_exact_numbers_round_trip;
+    usage_exact_numbers_round_trip,
+    usage_source_is_a_key_and_rejected_adds_up;
     postgres_only: usage_failed_batch_writes_nothing,
 );
 
@@ -1463,8 +1464,10 @@ fn usage_row(at: DateTime<Utc>, tenant_id: Uuid, key_id: Uuid, model: &str) -> U
         key_id,
         route_id: Uuid::from_u128(7),
         model: model.into(),
+        source: "proxy".into(),
         requests: 3,
         errors: 1,
+        rejected: 0,
         prompt_tokens: 120,
         completion_tokens: 45,
         cost: 0.001_25,
@@ -1580,6 +1583,168 @@ async fn usage_keys_stay_separate(s: SharedStore) {
             .all(|w| w[0].bucket_start <= w[1].bucket_start)
     );
     assert_eq!(stored.last().unwrap().bucket_start, minute(6));
+}
+
+/// A policy's row and the proxy's row of one minute × tenant × key × route × model stay
+/// apart (`source` is part of the key); `rejected` adds up like the other counters.
+async fn usage_source_is_a_key_and_rejected_adds_up(s: SharedStore) {
+    let proxy = UsageRow {
+        rejected: 1,
+        ..usage_row(
+            minute(0),
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            "gpt-4o-mini",
+        )
+    };
+    let policy = UsageRow {
+        source: "ai-request-transformer".into(),
+        rejected: 0,
+        ..proxy.clone()
+    };
+    s.add_usage(&[proxy.clone(), policy.clone()]).await.unwrap();
+    s.add_usage(std::slice::from_ref(&proxy)).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    let summed = UsageRow {
+        requests: 6,
+        errors: 2,
+        rejected: 2,
+        prompt_tokens: 240,
+        completion_tokens: 90,
+        cost: 0.001_25 * 2.0,
+        latency_ms_sum: 1_234.5 * 2.0,
+        latency_histogram: [2, 0, 4, 0, 0, 0, 0, 0, 0, 0],
+        ..proxy.clone()
+    };
+    // Ordered by the key, `source` last.
+    assert_eq!(stored, vec![policy, summed]);
+}
+
+/// Runs the migrations before 0006 on a new database at `url`, writes a usage row as
+/// 0005 knew it, then migrates with the store: the row is `proxy` usage with nothing
+/// rejected, and a policy row of the same minute × tenant × key × route × model is kept
+/// apart from it.
+async fn usage_rows_before_0006_become_proxy_rows(url: &str) {
+    use sqlx::migrate::Migrator;
+    fn before_0006(full: &Migrator) -> Migrator {
+        Migrator {
+            migrations: full
+                .migrations
+                .iter()
+                .filter(|m| m.version < 6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ignore_missing: full.ignore_missing,
+            locking: full.locking,
+            no_tx: full.no_tx,
+            table_name: full.table_name.clone(),
+            create_schemas: full.create_schemas.clone(),
+        }
+    }
+    const INSERT_0005: &str = "INSERT INTO usage_minutes (bucket_start, tenant_id, key_id, \
+        route_id, model, requests, errors, prompt_tokens, completion_tokens, cost, \
+        latency_ms_sum, lat_0, lat_1, lat_2, lat_3, lat_4, lat_5, lat_6, lat_7, lat_8, lat_9) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+        $18, $19, $20, $21)";
+    let old = usage_row(minute(0), Uuid::from_u128(1), Uuid::from_u128(2), "gpt-4o");
+    macro_rules! write_as_0005 {
+        ($pool:expr, $full:expr) => {{
+            let pool = $pool;
+            before_0006($full).run(&pool).await.unwrap();
+            let mut q = sqlx::query(INSERT_0005)
+                .bind(old.bucket_start)
+                .bind(old.tenant_id)
+                .bind(old.key_id)
+                .bind(old.route_id)
+                .bind(&old.model)
+                .bind(old.requests)
+                .bind(old.errors)
+                .bind(old.prompt_tokens)
+                .bind(old.completion_tokens)
+                .bind(old.cost)
+                .bind(old.latency_ms_sum);
+            for count in old.latency_histogram {
+                q = q.bind(count);
+            }
+            q.execute(&pool).await.unwrap();
+            pool.close().await;
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
+            .unwrap()
+            .create_if_missing(true);
+        write_as_0005!(
+            sqlx::SqlitePool::connect_with(options).await.unwrap(),
+            store::SqliteStore::migrator()
+        );
+    } else {
+        write_as_0005!(
+            sqlx::PgPool::connect(url).await.unwrap(),
+            PgStore::migrator()
+        );
+    }
+    let s = store::connect(url).await.unwrap();
+    s.migrate().await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    assert_eq!(stored, vec![old.clone()], "source proxy, rejected 0");
+    assert_eq!(
+        (stored[0].source.as_str(), stored[0].rejected),
+        ("proxy", 0)
+    );
+    let policy = UsageRow {
+        source: "ai-response-transformer".into(),
+        ..old.clone()
+    };
+    s.add_usage(&[policy.clone(), old.clone()]).await.unwrap();
+    let stored = s.query_usage(&everything(None)).await.unwrap();
+    let doubled = UsageRow {
+        requests: 6,
+        errors: 2,
+        prompt_tokens: 240,
+        completion_tokens: 90,
+        cost: 0.001_25 * 2.0,
+        latency_ms_sum: 1_234.5 * 2.0,
+        latency_histogram: [2, 0, 4, 0, 0, 0, 0, 0, 0, 0],
+        ..old
+    };
+    assert_eq!(stored, vec![policy, doubled]);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_usage_rows_before_0006_become_proxy_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tollgate.db").display());
+    usage_rows_before_0006_become_proxy_rows(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs TOLLGATE_TEST_POSTGRES_URL (a PostgreSQL server; .ci/run sets it)"]
+async fn postgres_usage_rows_before_0006_become_proxy_rows() {
+    let server_url = crate::support::required_env(PG_ENV, "a PostgreSQL server URL");
+    let name = format!("tollgate_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&server_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&server_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    let outcome = AssertUnwindSafe(usage_rows_before_0006_become_proxy_rows(url.as_str()))
+        .catch_unwind()
+        .await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// `from <= bucket_start < to`, optionally one tenant's rows, in bucket order.

@@ -191,6 +191,96 @@ async fn the_request_transformer_rewrites_what_the_upstream_sees() {
     assert_eq!(mini["completion_tokens"], 20);
 }
 
+/// Each instruction call's usage is a row of its own in `/usage`, marked with the
+/// plugin's name (`source`), beside the proxied request's `proxy` row and never summed
+/// into it; grouped without `source`, a row sums all three.
+#[actix_web::test]
+async fn the_instruction_calls_usage_rows_are_marked_with_the_plugin_name() {
+    let app = crate::support::spawn_app().await;
+    let upstream = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    // The request transformer's new body, and the response transformer's new answer.
+    let rewritten = r#"{"messages":[{"role":"user","content":"Good day to you."}]}"#;
+    let llm = MockUpstream::start(Behaviour::json(200, llm_answer(rewritten))).await;
+    let key = openai_setup(&app, &upstream, &llm).await;
+    transformer(&app, "ai-request-transformer", "chat", json!({})).await;
+    transformer(&app, "ai-response-transformer", "chat", json!({})).await;
+
+    let r = chat(&app, "/openai/chat", &key, hello()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.text, rewritten);
+    assert_eq!(llm.received().len(), 2);
+
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        let r = app
+            .get("/usage?group_by=tenant,source,model&bucket=day")
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        rows = r.body["data"].as_array().unwrap().clone();
+        if rows.len() >= 3 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // tenant, source, model, requests, errors, rejected, prompt and completion tokens.
+    type Summary<'a> = (&'a str, &'a str, &'a str, i64, i64, i64, i64, i64);
+    let summary: Vec<Summary> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["tenant"].as_str().unwrap(),
+                r["source"].as_str().unwrap(),
+                r["model"].as_str().unwrap(),
+                r["requests"].as_i64().unwrap(),
+                r["errors"].as_i64().unwrap(),
+                r["rejected"].as_i64().unwrap(),
+                r["prompt_tokens"].as_i64().unwrap(),
+                r["completion_tokens"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // Ordered by the grouping fields as shown: model before source.
+    let expected: Vec<Summary> = vec![
+        ("acme", "proxy", "gpt-4o", 1, 0, 0, 12, 3),
+        (
+            "acme",
+            "ai-request-transformer",
+            "gpt-4o-mini",
+            1,
+            0,
+            0,
+            40,
+            20,
+        ),
+        (
+            "acme",
+            "ai-response-transformer",
+            "gpt-4o-mini",
+            1,
+            0,
+            0,
+            40,
+            20,
+        ),
+    ];
+    assert_eq!(summary, expected, "{rows:?}");
+    let instruction_cost = (40.0 * 0.15 + 20.0 * 0.6) / 1e6;
+    for row in &rows[1..] {
+        let cost = row["cost"].as_f64().unwrap();
+        assert!((cost - instruction_cost).abs() < 1e-12, "{row}");
+    }
+
+    // Without `source` the tenant's row sums the proxy's and the policies' usage.
+    let r = app.get("/usage?group_by=tenant&bucket=day").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let data = r.body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "{}", r.text);
+    assert!(data[0].get("source").is_none(), "{}", r.text);
+    assert_eq!(data[0]["requests"], 3);
+    assert_eq!(data[0]["rejected"], 0);
+    assert_eq!(data[0]["total_tokens"], 60 + 60 + 15);
+}
+
 /// A streamed request is rewritten like any other; the stream's record carries the
 /// instruction call.
 #[actix_web::test]

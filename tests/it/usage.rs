@@ -80,8 +80,10 @@ fn row(
         key_id,
         route_id,
         model: model.into(),
+        source: "proxy".into(),
         requests,
         errors,
+        rejected: 0,
         prompt_tokens,
         completion_tokens,
         cost,
@@ -429,6 +431,7 @@ async fn day_minute_and_ungrouped_buckets() {
             "latency_ms_p50",
             "latency_ms_p95",
             "prompt_tokens",
+            "rejected",
             "requests",
             "total_tokens"
         ]

@@ -41,6 +41,15 @@ pub(super) fn encode(out: &mut Vec<u8>, record: &SpoolRecord) -> serde_json::Res
     serde_json::to_writer(&mut *out, &record.cost)?;
     out.extend_from_slice(b",\"latency_ms\":");
     serde_json::to_writer(&mut *out, &record.latency_ms)?;
+    // Written only when set, as serde skips them: a proxied request's line is the same as
+    // before these fields existed.
+    if let Some(source) = &record.source {
+        out.extend_from_slice(b",\"source\":");
+        serde_json::to_writer(&mut *out, source)?;
+    }
+    if record.rejected {
+        out.extend_from_slice(b",\"rejected\":true");
+    }
     out.push(b'}');
     Ok(())
 }
@@ -95,6 +104,11 @@ fn fast(line: &[u8]) -> Option<SpoolRecord> {
     let cost = p.number()?.parse().ok()?;
     p.tag(b",\"latency_ms\":")?;
     let latency_ms = p.number()?.parse().ok()?;
+    let source = match p.tag(b",\"source\":\"") {
+        Some(()) => Some(p.plain_string()?),
+        None => None,
+    };
+    let rejected = p.tag(b",\"rejected\":true").is_some();
     p.tag(b"}")?;
     p.0.is_empty().then_some(SpoolRecord {
         id,
@@ -109,6 +123,8 @@ fn fast(line: &[u8]) -> Option<SpoolRecord> {
         completion_tokens,
         cost,
         latency_ms,
+        source,
+        rejected,
     })
 }
 
@@ -173,6 +189,8 @@ mod tests {
             completion_tokens: u64::MAX,
             cost,
             latency_ms: 0.1 + 0.2,
+            source: None,
+            rejected: false,
         }
     }
 
@@ -191,6 +209,19 @@ mod tests {
             record("a \"quoted\" \\ model\nname é", 123.456),
             record("", f64::MIN_POSITIVE),
             begin,
+            SpoolRecord {
+                source: Some("ai-request-transformer".into()),
+                ..record("gpt-4o-mini", 1e-5)
+            },
+            SpoolRecord {
+                rejected: true,
+                ..record("gpt-4o", 0.0)
+            },
+            SpoolRecord {
+                source: Some("a \"quoted\" source".into()),
+                rejected: true,
+                ..record("m", 0.0)
+            },
         ] {
             let mut line = Vec::new();
             encode(&mut line, &r).expect("encode");
@@ -201,6 +232,37 @@ mod tests {
                 r
             );
         }
+    }
+
+    /// A line written before `source` and `rejected` existed reads (on the fast path) as
+    /// proxy usage that was not refused, and an ordinary record still writes that line.
+    #[test]
+    fn lines_of_earlier_versions_read_as_proxy_usage() {
+        let r = record("gpt-4o", 0.25);
+        let old = format!(
+            concat!(
+                r#"{{"id":"{}","kind":"done","at_ms":1765000000123,"tenant_id":"{}","#,
+                r#""key_id":"{}","route_id":"{}","model":"gpt-4o","error":true,"#,
+                r#""prompt_tokens":12,"completion_tokens":18446744073709551615,"#,
+                r#""cost":0.25,"latency_ms":0.30000000000000004}}"#
+            ),
+            r.id, r.tenant_id, r.key_id, r.route_id
+        );
+        let read = fast(old.as_bytes()).expect("the fast path takes it");
+        assert_eq!(read, r);
+        assert_eq!((read.source, read.rejected), (None, false));
+        let mut line = Vec::new();
+        encode(&mut line, &r).expect("encode");
+        assert_eq!(String::from_utf8(line).expect("utf-8"), old);
+        // A set field on the fast path too.
+        let policy = SpoolRecord {
+            source: Some("ai-response-transformer".into()),
+            rejected: true,
+            ..r
+        };
+        let mut line = Vec::new();
+        encode(&mut line, &policy).expect("encode");
+        assert_eq!(fast(&line), Some(policy));
     }
 
     /// The fast path takes only its own shape; other valid lines go to serde, and what

@@ -16,7 +16,7 @@
 //! a whole answer as it is read, a streamed piece while it waits in the channel — is
 //! reserved from the process-wide `ResponseBudget` first (`crate::budget`).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::time::{Duration, Instant};
 
 use std::net::SocketAddr;

@@ -12,7 +12,7 @@
 pub mod admins;
 pub mod policies;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::Instant;
 

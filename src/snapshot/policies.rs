@@ -7,7 +7,7 @@
 //! tenant. A disabled policy is left out, as Kong does not load a disabled plugin: a less
 //! specific one of its type then applies.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -111,6 +111,9 @@ impl PolicyIndex {
             kind: PolicyType,
         ) -> Option<&Arc<PolicyEntry>> {
             map.get(&id)?.get(kind)
+        }
+        if self.is_empty() {
+            return None; // the common case: no policy anywhere, no lookups
         }
         at(&self.by_route, route.record.id, kind)
             .or_else(|| at(&self.by_service, route.service.record.id, kind))
@@ -233,7 +236,7 @@ mod tests {
             serde_json::json!({"prompt": 5}),
             route,
         );
-        let index = PolicyIndex::compile(vec![guard, transformer], &HashMap::new());
+        let index = PolicyIndex::compile(vec![guard, transformer], &HashMap::default());
         assert!(!index.is_empty());
         let set = index
             .by_route

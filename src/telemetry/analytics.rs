@@ -201,17 +201,34 @@ pub struct Line<'a> {
     pub tollgate: Tollgate<'a>,
 }
 
-#[derive(Debug, Serialize)]
+/// Serialised by hand below: `plugins` sit beside `proxy`, and serde's `flatten` would turn
+/// every line into a map serialisation (a measurable share of the line's cost).
+#[derive(Debug)]
 pub struct Ai<'a> {
     pub proxy: Proxy<'a>,
     /// Kong's per-plugin entries (`ai-request-transformer`, `ai-response-transformer`):
     /// the transformer policies' instruction calls, shaped like `proxy`.
-    #[serde(flatten)]
     pub plugins: std::collections::BTreeMap<&'static str, Proxy<'a>>,
     /// Kong's `ai.payload.original_request`: the client's body before a prompt template
     /// replaced it, when the template's `log_original_request` is on.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload: Option<OriginalPayload<'a>>,
+}
+
+impl Serialize for Ai<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // The field names are static for `serialize_struct`; the plugin names are too.
+        let fields = 1 + self.plugins.len() + usize::from(self.payload.is_some());
+        let mut st = serializer.serialize_struct("Ai", fields)?;
+        st.serialize_field("proxy", &self.proxy)?;
+        for (name, entry) in &self.plugins {
+            st.serialize_field(name, entry)?;
+        }
+        if let Some(payload) = &self.payload {
+            st.serialize_field("payload", payload)?;
+        }
+        st.end()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -281,6 +298,68 @@ pub struct Tollgate<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proxy(model: &str) -> Proxy<'_> {
+        Proxy {
+            meta: Meta {
+                plugin_id: Uuid::nil(),
+                provider_name: "openai",
+                request_model: model,
+                response_model: model,
+                llm_latency: 7,
+            },
+            usage: Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+                time_per_token: 0.5,
+                cost: 0.25,
+            },
+            payload: None,
+        }
+    }
+
+    /// Kong's shape: the plugins' entries beside `proxy`, then `payload`; neither when absent.
+    #[test]
+    fn plugin_entries_sit_beside_proxy() {
+        let bare = Ai {
+            proxy: proxy("a"),
+            plugins: Default::default(),
+            payload: None,
+        };
+        let value = serde_json::to_value(&bare).expect("json");
+        assert_eq!(value.as_object().map(|o| o.len()), Some(1), "{value}");
+        assert_eq!(value["proxy"]["meta"]["request_model"], "a");
+
+        let mut plugins = std::collections::BTreeMap::new();
+        plugins.insert("ai-request-transformer", proxy("b"));
+        plugins.insert("ai-response-transformer", proxy("c"));
+        let full = Ai {
+            proxy: proxy("a"),
+            plugins,
+            payload: Some(OriginalPayload {
+                original_request: "{\"x\":1}".into(),
+            }),
+        };
+        let text = serde_json::to_string(&full).expect("json");
+        let value: serde_json::Value = serde_json::from_str(&text).expect("parse");
+        assert_eq!(
+            value["ai-request-transformer"]["meta"]["request_model"],
+            "b"
+        );
+        assert_eq!(value["ai-response-transformer"]["usage"]["total_tokens"], 3);
+        assert_eq!(value["payload"]["original_request"], "{\"x\":1}");
+        let order: Vec<&str> = [
+            "\"proxy\"",
+            "\"ai-request-transformer\"",
+            "\"ai-response-transformer\"",
+            "\"payload\"",
+        ]
+        .into_iter()
+        .collect();
+        let positions: Vec<usize> = order.iter().map(|k| text.find(k).expect(k)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
 
     #[derive(Serialize)]
     struct Probe {

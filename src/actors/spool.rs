@@ -775,7 +775,7 @@ impl<T> Writer<T> {
         };
         match (&*active.file).write_all(&self.held) {
             Ok(()) => {
-                let lines = self.held.iter().filter(|b| **b == b'\n').count() as u64;
+                let lines = memchr::memchr_iter(b'\n', &self.held).count() as u64;
                 active.len += self.held.len() as u64;
                 self.held.clear();
                 self.spool.stats.written.fetch_add(lines, Ordering::Relaxed);

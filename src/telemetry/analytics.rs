@@ -26,10 +26,15 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 const MAX_PENDING: usize = 16 * 1024 * 1024;
 /// At most one log message per this interval about failed writes (the log may share the
 /// failing disk or pipe; one message per line would make things worse).
+/// The largest emptied batch buffer kept for reuse.
+const SPARE_KEEP: usize = 4 * 1024 * 1024;
 const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Shared {
     pending: Mutex<Vec<u8>>,
+    /// The last written batch's buffer, emptied: swapped in for `pending` so the workers
+    /// append into memory that is already there instead of regrowing it every drain.
+    spare: Mutex<Vec<u8>>,
     sink: Mutex<Box<dyn Write + Send>>,
     dropped: AtomicU64,
     /// Lines lost because writing them failed.
@@ -55,11 +60,25 @@ impl Shared {
     /// Writes what is pending; the sink lock keeps concurrent drains in order.
     fn drain(&self) {
         let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if batch.is_empty() {
-            return;
+        let mut batch = {
+            let spare = std::mem::take(&mut *self.spare.lock().unwrap_or_else(|e| e.into_inner()));
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_empty() {
+                *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = spare;
+                return;
+            }
+            std::mem::replace(&mut *pending, spare)
+        };
+        self.write_batch(&mut sink, &batch);
+        // Kept for the next swap unless a burst made it large.
+        if batch.capacity() <= SPARE_KEEP {
+            batch.clear();
+            *self.spare.lock().unwrap_or_else(|e| e.into_inner()) = batch;
         }
-        if let Err(e) = sink.write_all(&batch).and_then(|()| sink.flush()) {
+    }
+
+    fn write_batch(&self, sink: &mut Box<dyn Write + Send>, batch: &[u8]) {
+        if let Err(e) = sink.write_all(batch).and_then(|()| sink.flush()) {
             // Part of the batch may have been written; counting all of it errs on the side
             // of reporting a loss.
             let lines = batch.iter().filter(|&&b| b == b'\n').count();
@@ -114,6 +133,7 @@ impl AnalyticsLog {
         };
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            spare: Mutex::new(Vec::with_capacity(64 * 1024)),
             sink: Mutex::new(writer),
             dropped: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),

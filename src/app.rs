@@ -163,6 +163,7 @@ impl Application {
             response_budget: crate::budget::ResponseBudget::new(
                 settings.max_buffered_upstream_bytes,
             ),
+            limits: Arc::new(crate::limits::Limiter::in_process()),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -224,6 +225,13 @@ impl Application {
         let otel = Otel::from_settings_for_node(&settings, Some(&state.node_id))?;
         if let Some(otel) = &otel {
             otel.watch_analytics(analytics.clone());
+            let limits = state.limits.clone();
+            otel.watch_limit_rejections(move || {
+                crate::limits::Kind::ALL
+                    .iter()
+                    .map(|k| (k.as_str(), limits.counts().rejections(*k)))
+                    .collect()
+            });
         }
         let aggregator = MetricsAggregator::new(
             usage.clone(),

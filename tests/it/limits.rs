@@ -1,0 +1,390 @@
+//! Limits and budgets through the real listener (docs/behaviour.md, "Limits and
+//! budgets"): the admin surface, OpenAI-style 429s with their headers, limits that combine
+//! without double counting, reservations given back by failed calls, windows and budget
+//! periods that roll over on an injected clock, and a budget that holds under 64
+//! concurrent requests.
+
+use serde_json::{Value, json};
+
+use crate::support::admin::expect_invalid;
+use crate::support::limits::{manual_clock, status};
+use crate::support::mock_upstream::{Behaviour, MockUpstream};
+use crate::support::proxy::{ProxyReply, chat, configure_openai, new_key, openai_completion};
+use crate::support::{TestApp, spawn_app};
+
+/// The mock's answer costs 12 prompt and 3 completion tokens: 12 × 2.5 + 3 × 10 = 60
+/// micro-dollars at the route's prices.
+const ANSWER_MICRO: i64 = 60;
+const ANSWER_TOKENS: i64 = 15;
+
+fn body() -> Value {
+    json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10})
+}
+
+/// What the limits stage reserves for `body()`: a quarter of its bytes plus `max_tokens`,
+/// and their cost at the route's prices, rounded up.
+fn reserved() -> (i64, i64) {
+    let prompt = serde_json::to_vec(&body()).unwrap().len() as i64 / 4;
+    let cost = (prompt as f64 * 2.5 + 10.0 * 10.0).ceil() as i64;
+    (prompt + 10, cost)
+}
+
+async fn setup() -> (TestApp, MockUpstream, String) {
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    (app, mock, key)
+}
+
+async fn set(app: &TestApp, path: &str, limits: Value) {
+    let r = app.patch(path, json!({"limits": limits})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+async fn key_id(app: &TestApp, tenant: &str) -> String {
+    let r = app.get(&format!("/tenants/{tenant}/keys")).await;
+    r.body["data"][0]["id"].as_str().unwrap().to_string()
+}
+
+async fn send(app: &TestApp, key: &str) -> ProxyReply {
+    chat(app, "/openai/chat", key, body()).await
+}
+
+fn header<'a>(r: &'a ProxyReply, name: &str) -> Option<&'a str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[track_caller]
+fn refused(r: &ProxyReply, code: &str, message: &str) {
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], code, "{}", r.text);
+    assert_eq!(r.body["error"]["type"], "rate_limit_error");
+    assert_eq!(r.body["error"]["message"], message);
+    assert!(header(r, "retry-after").is_some(), "{:?}", r.headers);
+}
+
+#[actix_web::test]
+async fn limits_are_validated_stored_and_shown_on_tenants_keys_and_routes() {
+    let (app, _mock, _key) = setup().await;
+    let r = app
+        .post(
+            "/tenants",
+            json!({"name": "bad", "limits": {"requests_per_minute": 0, "tokens_per_minute": -5,
+                   "budget": {"amount_usd": -1, "period": "week"}, "shared": true,
+                   "on_store_error": "sometimes", "burst": 1}}),
+        )
+        .await;
+    expect_invalid(
+        &r,
+        &[
+            "limits.requests_per_minute",
+            "limits.tokens_per_minute",
+            "limits.budget.amount_usd",
+            "limits.budget.period",
+            "limits.shared",
+            "limits.on_store_error",
+            "limits.burst",
+        ],
+    );
+    let r = app
+        .post(
+            "/tenants/acme/keys",
+            json!({"name": "k2", "limits": {"shared": false}}),
+        )
+        .await;
+    expect_invalid(&r, &["limits.shared"]);
+
+    let tenant_limits = json!({"requests_per_minute": 600, "tokens_per_minute": 200000,
+                               "budget": {"amount_usd": 50.0, "period": "month"}});
+    let r = app
+        .patch("/tenants/acme", json!({"limits": tenant_limits}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["limits"], tenant_limits);
+    let r = app
+        .patch(
+            "/routes/chat",
+            json!({"limits": {"requests_per_minute": 30, "shared": true}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.get("/routes/chat").await.body["limits"]["shared"], true);
+
+    let id = key_id(&app, "acme").await;
+    let path = format!("/tenants/acme/keys/{id}");
+    let key_limits =
+        json!({"budget": {"amount_usd": 5.0, "period": "day"}, "on_store_error": "deny"});
+    let r = app.patch(&path, json!({"limits": key_limits})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.get(&path).await.body["limits"], key_limits);
+    let r = app
+        .patch(&path, json!({"limits": {"budget": {"amount_usd": 5.0}}}))
+        .await;
+    expect_invalid(&r, &["limits.budget.period"]);
+    assert_eq!(
+        app.patch(&path, json!({"name": "renamed"})).await.status,
+        400
+    );
+    let r = app
+        .post(
+            "/tenants/acme/keys",
+            json!({"name": "k3", "limits": {"requests_per_minute": 5}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["limits"], json!({"requests_per_minute": 5}));
+
+    let doc = app.send("GET", "/openapi.json", None, None).await;
+    let schemas = &doc.body["components"]["schemas"];
+    assert!(
+        schemas["Limits"]["properties"]["budget"].is_object(),
+        "{schemas}"
+    );
+    assert!(doc.body["paths"]["/tenants/{tenant}/limits/status"]["get"].is_object());
+    assert!(doc.body["paths"]["/tenants/{tenant}/keys/{id}"]["patch"].is_object());
+}
+
+#[actix_web::test]
+async fn a_refusal_is_an_openai_429_with_rate_limit_headers_and_answers_carry_them_too() {
+    let (app, mock, key) = setup().await;
+    manual_clock(&app, "2026-05-01T10:00:15Z");
+    set(
+        &app,
+        "/tenants/acme",
+        json!({"requests_per_minute": 2, "tokens_per_minute": 1000}),
+    )
+    .await;
+    let (tokens, _) = reserved();
+
+    let first = send(&app, &key).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(header(&first, "x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(header(&first, "x-ratelimit-remaining-requests"), Some("1"));
+    assert_eq!(header(&first, "x-ratelimit-reset-requests"), Some("45s"));
+    assert_eq!(header(&first, "x-ratelimit-limit-tokens"), Some("1000"));
+    let remaining = (1000 - tokens).to_string();
+    assert_eq!(
+        header(&first, "x-ratelimit-remaining-tokens"),
+        Some(remaining.as_str())
+    );
+    assert_eq!(header(&first, "x-ratelimit-reset-tokens"), Some("45s"));
+
+    // The first was settled at its real 15 tokens before the second reserved.
+    let second = send(&app, &key).await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(header(&second, "x-ratelimit-remaining-requests"), Some("0"));
+    let remaining = (1000 - ANSWER_TOKENS - tokens).to_string();
+    assert_eq!(
+        header(&second, "x-ratelimit-remaining-tokens"),
+        Some(remaining.as_str())
+    );
+
+    let third = send(&app, &key).await;
+    refused(
+        &third,
+        "rate_limit_exceeded",
+        "tenant acme: requests_per_minute 2",
+    );
+    assert_eq!(header(&third, "retry-after"), Some("45"));
+    assert_eq!(header(&third, "x-ratelimit-limit-requests"), Some("2"));
+    assert_eq!(header(&third, "x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(header(&third, "x-ratelimit-reset-requests"), Some("45s"));
+    assert!(header(&third, "x-ratelimit-remaining-tokens").is_some());
+    assert_eq!(
+        mock.received().len(),
+        2,
+        "a refused request is not forwarded"
+    );
+
+    let s = status(&app, "/tenants/acme").await;
+    assert_eq!(s["requests_per_minute"]["used"], 2.0);
+    assert_eq!(s["requests_per_minute"]["remaining"], 0.0);
+    assert_eq!(s["tokens_per_minute"]["used"], (2 * ANSWER_TOKENS) as f64);
+    assert_eq!(s["tokens_per_minute"]["resets_at"], "2026-05-01T10:01:00Z");
+}
+
+#[actix_web::test]
+async fn key_tenant_and_route_limits_combine_and_a_refusal_consumes_nothing() {
+    let (app, mock, key) = setup().await;
+    manual_clock(&app, "2026-05-01T10:00:00Z");
+    assert_eq!(
+        app.post("/tenants", json!({"name": "globex"})).await.status,
+        201
+    );
+    let globex = new_key(&app, "globex", json!({"name": "g"})).await;
+    let id = key_id(&app, "acme").await;
+    let key_path = format!("/tenants/acme/keys/{id}");
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 10})).await;
+    set(&app, &key_path, json!({"requests_per_minute": 5})).await;
+    set(&app, "/routes/chat", json!({"requests_per_minute": 2})).await;
+
+    // The route's limit is per tenant and the tightest here.
+    assert_eq!(send(&app, &key).await.status, 200);
+    assert_eq!(send(&app, &key).await.status, 200);
+    refused(
+        &send(&app, &key).await,
+        "rate_limit_exceeded",
+        "route chat: requests_per_minute 2",
+    );
+    assert_eq!(
+        send(&app, &globex).await.status,
+        200,
+        "globex has its own route counter"
+    );
+    // The refusal took nothing from the key's or the tenant's counters.
+    assert_eq!(
+        status(&app, &key_path).await["requests_per_minute"]["used"],
+        2.0
+    );
+    assert_eq!(
+        status(&app, "/tenants/acme").await["requests_per_minute"]["used"],
+        2.0
+    );
+
+    // Shared: one counter for every tenant.
+    set(
+        &app,
+        "/routes/chat",
+        json!({"requests_per_minute": 3, "shared": true}),
+    )
+    .await;
+    assert_eq!(send(&app, &key).await.status, 200);
+    assert_eq!(send(&app, &globex).await.status, 200);
+    assert_eq!(send(&app, &key).await.status, 200);
+    refused(
+        &send(&app, &globex).await,
+        "rate_limit_exceeded",
+        "route chat: requests_per_minute 3",
+    );
+
+    // Now the key is the tightest (4 used of 4); it is named first.
+    set(&app, &key_path, json!({"requests_per_minute": 4})).await;
+    refused(
+        &send(&app, &key).await,
+        "rate_limit_exceeded",
+        "key app: requests_per_minute 4",
+    );
+    assert_eq!(
+        status(&app, &key_path).await["requests_per_minute"]["used"],
+        4.0
+    );
+    assert_eq!(
+        status(&app, "/tenants/acme").await["requests_per_minute"]["used"],
+        4.0
+    );
+    assert_eq!(mock.received().len(), 6);
+}
+
+#[actix_web::test]
+async fn a_failed_upstream_call_gives_its_reservation_back() {
+    let (app, mock, key) = setup().await;
+    manual_clock(&app, "2026-05-01T10:00:00Z");
+    set(
+        &app,
+        "/tenants/acme",
+        json!({"requests_per_minute": 1, "tokens_per_minute": 100000,
+                                       "budget": {"amount_usd": 1.0, "period": "day"}}),
+    )
+    .await;
+    mock.set(Behaviour::json(500, json!({"error": {"message": "boom"}})));
+    for _ in 0..3 {
+        let r = send(&app, &key).await;
+        assert!(r.status >= 500, "{} {}", r.status, r.text);
+    }
+    let s = status(&app, "/tenants/acme").await;
+    assert_eq!(s["requests_per_minute"]["used"], 0.0, "{s}");
+    assert_eq!(s["tokens_per_minute"]["used"], 0.0, "{s}");
+    assert_eq!(s["budget"]["used"], 0.0, "{s}");
+    // An unreachable upstream too.
+    mock.stop().await;
+    assert!(send(&app, &key).await.status >= 500);
+    assert_eq!(
+        status(&app, "/tenants/acme").await["requests_per_minute"]["used"],
+        0.0
+    );
+}
+
+#[actix_web::test]
+async fn minute_windows_roll_over_on_the_clock() {
+    let (app, _mock, key) = setup().await;
+    let clock = manual_clock(&app, "2026-05-01T10:00:59.500Z");
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 1})).await;
+    assert_eq!(send(&app, &key).await.status, 200);
+    let r = send(&app, &key).await;
+    refused(
+        &r,
+        "rate_limit_exceeded",
+        "tenant acme: requests_per_minute 1",
+    );
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    clock.advance(std::time::Duration::from_millis(500));
+    assert_eq!(send(&app, &key).await.status, 200, "a new minute");
+}
+
+#[actix_web::test]
+async fn a_budget_resets_at_the_utc_day_boundary() {
+    let (app, mock, key) = setup().await;
+    let clock = manual_clock(&app, "2026-05-01T23:59:30Z");
+    let (_, cost) = reserved();
+    // Room for one answer and one more reservation: the third request does not fit.
+    let micro = ANSWER_MICRO + cost;
+    let usd = micro as f64 / 1e6;
+    let id = key_id(&app, "acme").await;
+    let key_path = format!("/tenants/acme/keys/{id}");
+    set(
+        &app,
+        &key_path,
+        json!({"budget": {"amount_usd": usd, "period": "day"}}),
+    )
+    .await;
+    assert_eq!(send(&app, &key).await.status, 200);
+    assert_eq!(send(&app, &key).await.status, 200);
+    let r = send(&app, &key).await;
+    refused(
+        &r,
+        "budget_exceeded",
+        &format!("key app: budget {usd} USD per day"),
+    );
+    assert_eq!(header(&r, "retry-after"), Some("30"));
+    let s = status(&app, &key_path).await;
+    assert_eq!(s["budget"]["used"], (2 * ANSWER_MICRO) as f64 / 1e6);
+    assert_eq!(s["budget"]["period"], "day");
+    assert_eq!(s["budget"]["resets_at"], "2026-05-02T00:00:00Z");
+    clock.set(crate::support::limits::at("2026-05-02T00:00:00Z"));
+    assert_eq!(send(&app, &key).await.status, 200, "a new UTC day");
+    assert_eq!(mock.received().len(), 3);
+}
+
+#[actix_web::test]
+async fn sixty_four_concurrent_requests_overspend_a_budget_by_at_most_one_reservation() {
+    let (app, mock, key) = setup().await;
+    let (_, cost) = reserved();
+    // Fits ten answers.
+    let budget = 10 * ANSWER_MICRO;
+    set(
+        &app,
+        "/tenants/acme",
+        json!({"budget": {"amount_usd": budget as f64 / 1e6, "period": "month"}}),
+    )
+    .await;
+    let replies = futures::future::join_all((0..64).map(|_| send(&app, &key))).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count() as i64;
+    for r in replies.iter().filter(|r| r.status != 200) {
+        refused(
+            r,
+            "budget_exceeded",
+            &format!("tenant acme: budget {} USD per month", budget as f64 / 1e6),
+        );
+    }
+    assert!(ok >= 1, "some fit");
+    assert_eq!(mock.received().len() as i64, ok);
+    let used = status(&app, "/tenants/acme").await["budget"]["used"]
+        .as_f64()
+        .unwrap();
+    let used_micro = (used * 1e6).round() as i64;
+    assert_eq!(used_micro, ok * ANSWER_MICRO, "settled at the real cost");
+    assert!(
+        used_micro <= budget + cost,
+        "{used_micro} > {budget} + {cost}"
+    );
+}

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod memory;
+pub mod redis;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::vocab::{BudgetPeriod, Limits, OnStoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock, Window};
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use store::{Adjustment, Counter, CounterStore, Reserved, StoreFault};
 
 /// The three kinds of limit.

@@ -388,3 +388,119 @@ async fn sixty_four_concurrent_requests_overspend_a_budget_by_at_most_one_reserv
         "{used_micro} > {budget} + {cost}"
     );
 }
+
+/// The Redis the shared-counter tests use.
+fn redis_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/".into())
+}
+
+/// Three gateway nodes — this app and two processes — on one database and one Redis: 64
+/// concurrent requests spread over them at a budget that fits ten answers spend at most
+/// the budget plus one request's reservation, and every node refuses the rest.
+#[actix_web::test]
+#[ignore = "needs Redis (127.0.0.1:6379 or TOLLGATE_TEST_REDIS_URL; .ci/run starts one)"]
+async fn three_nodes_sharing_redis_hold_one_budget() {
+    use crate::support::process::{self, Env};
+    let url = redis_url();
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let redis = url.clone();
+    let app = crate::support::spawn_app_with(move |s| {
+        s.redis_url = Some(tollgate::crypto::Secret::new(redis));
+    })
+    .await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    let (_, cost) = reserved();
+    let budget = 10 * ANSWER_MICRO;
+    let usd = budget as f64 / 1e6;
+    set(
+        &app,
+        "/tenants/acme",
+        json!({"budget": {"amount_usd": usd, "period": "month"}}),
+    )
+    .await;
+    let node = || {
+        Env::for_settings(&app.settings)
+            .set("TOLLGATE_REDIS_URL", url.clone())
+            .set("TOLLGATE_ALLOW_PRIVATE_UPSTREAMS", "true")
+            .serve()
+    };
+    let (two, three) = (node(), node());
+    let client = process::client();
+    let proxies = [app.proxy.clone(), two.proxy.clone(), three.proxy.clone()];
+    let calls = (0..64).map(|i| {
+        let (client, base, key) = (&client, &proxies[i % 3], &key);
+        async move {
+            process::call(
+                client,
+                base,
+                "POST",
+                "/openai/chat",
+                Some(key),
+                Some(body()),
+            )
+            .await
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let ok = replies.iter().filter(|r| r.0 == 200).count() as i64;
+    for (status, body, text) in replies.iter().filter(|r| r.0 != 200) {
+        assert_eq!(*status, 429, "{text}");
+        assert_eq!(body["error"]["code"], "budget_exceeded", "{text}");
+    }
+    assert!(ok >= 1, "some fit");
+    assert_eq!(mock.received().len() as i64, ok);
+    // Settlements are sent in the background: wait for the last of them.
+    let started = std::time::Instant::now();
+    let used_micro = loop {
+        let used = status(&app, "/tenants/acme").await["budget"]["used"]
+            .as_f64()
+            .unwrap();
+        let micro = (used * 1e6).round() as i64;
+        if micro == ok * ANSWER_MICRO || started.elapsed() > std::time::Duration::from_secs(5) {
+            break micro;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(used_micro, ok * ANSWER_MICRO, "settled at the real cost");
+    assert!(
+        used_micro <= budget + cost,
+        "{used_micro} > {budget} + {cost}"
+    );
+    // Every node reads the same counters: spend the rest one by one, then each refuses.
+    for i in 0..20 {
+        let base = &proxies[i % 3];
+        let (status, _, text) = process::call(
+            &client,
+            base,
+            "POST",
+            "/openai/chat",
+            Some(&key),
+            Some(body()),
+        )
+        .await;
+        if status == 429 {
+            break;
+        }
+        assert_eq!(status, 200, "{text}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for base in &proxies {
+        let (status, body, text) = process::call(
+            &client,
+            base,
+            "POST",
+            "/openai/chat",
+            Some(&key),
+            Some(body()),
+        )
+        .await;
+        assert_eq!(status, 429, "{text}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("tenant acme: budget {usd} USD per month")
+        );
+    }
+}

@@ -504,3 +504,110 @@ async fn three_nodes_sharing_redis_hold_one_budget() {
         );
     }
 }
+
+/// A stream its client leaves settles at what was delivered: its token counter holds the
+/// tokens its usage record counts, not the reservation's `max_tokens`.
+#[actix_web::test]
+async fn a_stream_cut_by_its_client_settles_at_what_was_delivered() {
+    use crate::support::mock_upstream::Tail;
+    use crate::support::streaming::{analytics_lines, app_with_log, openai_sse, sse};
+    use futures::StreamExt;
+    let words: Vec<String> = (0..200).map(|i| format!("w{i:03} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mock = MockUpstream::start(sse(openai_sse(&words, Some((40, 200))), 20, Tail::End)).await;
+    let (app, log, _dir) = app_with_log().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    manual_clock(&app, "2026-05-01T10:00:00Z");
+    set(&app, "/tenants/acme", json!({"tokens_per_minute": 100000})).await;
+    let mut resp = app
+        .client
+        .post(format!("{}/openai/chat", app.proxy))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&json!({"stream": true, "max_tokens": 5000,
+                           "messages": [{"role": "user", "content": "count"}]}))
+        .await
+        .expect("stream starts");
+    assert_eq!(resp.status(), 200);
+    let limit = resp.headers().get("x-ratelimit-limit-tokens").cloned();
+    assert_eq!(limit.as_ref().and_then(|v| v.to_str().ok()), Some("100000"));
+    let mut got = String::new();
+    while got.matches("\"content\":\"w").count() < 3 {
+        let piece = resp.next().await.expect("more").expect("bytes");
+        got.push_str(&String::from_utf8_lossy(&piece));
+    }
+    drop(resp);
+    let lines = analytics_lines(&log, 1).await;
+    let line = lines.last().unwrap();
+    assert_eq!(line["tollgate"]["stream_end"], "client_disconnected");
+    let total = line["ai"]["proxy"]["usage"]["total_tokens"]
+        .as_f64()
+        .unwrap();
+    assert!(total > 0.0 && total < 1000.0, "{total}");
+    let used = status(&app, "/tenants/acme").await["tokens_per_minute"]["used"].clone();
+    assert_eq!(
+        used.as_f64(),
+        Some(total),
+        "settled at the delivered tokens"
+    );
+}
+
+/// The status endpoints: a tenant_admin reads its own tenant's and keys', not another's;
+/// a refusal's reason is in the analytics line.
+#[actix_web::test]
+async fn status_is_scoped_to_the_tenant_and_refusals_are_logged() {
+    use crate::support::streaming::{analytics_lines, app_with_log};
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let (app, log, _dir) = app_with_log().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    assert_eq!(
+        app.post("/tenants", json!({"name": "globex"})).await.status,
+        201
+    );
+    set(&app, "/tenants/globex", json!({"requests_per_minute": 9})).await;
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 1})).await;
+    let r = app
+        .post(
+            "/admins",
+            json!({"username": "ta", "password": "password-123", "role": "tenant_admin",
+                   "tenant": "acme"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let token = app.login("ta", "password-123").await;
+    let id = key_id(&app, "acme").await;
+    for path in [
+        "/tenants/acme/limits/status".to_string(),
+        format!("/tenants/acme/keys/{id}/limits/status"),
+    ] {
+        let r = app.send("GET", &path, Some(&token), None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+    }
+    let r = app
+        .send("GET", "/tenants/globex/limits/status", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = app
+        .get(&format!("/tenants/acme/keys/{id}/limits/status"))
+        .await;
+    assert_eq!(
+        r.body["limits"],
+        json!({}),
+        "the key has no limits of its own"
+    );
+
+    assert_eq!(send(&app, &key).await.status, 200);
+    refused(
+        &send(&app, &key).await,
+        "rate_limit_exceeded",
+        "tenant acme: requests_per_minute 1",
+    );
+    let lines = analytics_lines(&log, 2).await;
+    let refusal = lines
+        .iter()
+        .find(|l| l["tollgate"]["status"] == 429)
+        .expect("a line for the refusal");
+    assert_eq!(
+        refusal["tollgate"]["limit_refused"],
+        "tenant acme: requests_per_minute 1"
+    );
+}

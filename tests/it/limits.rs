@@ -611,3 +611,48 @@ async fn status_is_scoped_to_the_tenant_and_refusals_are_logged() {
         "tenant acme: requests_per_minute 1"
     );
 }
+
+/// A Redis outage follows each limit's `on_store_error`: `allow` lets the request through
+/// unlimited, `deny` refuses it; both are counted, and the status endpoints answer 503.
+#[actix_web::test]
+#[ignore = "needs redis-server (.ci/run installs it)"]
+async fn a_redis_outage_follows_on_store_error() {
+    let mut redis = crate::support::limits::OwnRedis::start().await;
+    let url = redis.url.clone();
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = crate::support::spawn_app_with(move |s| {
+        s.redis_url = Some(tollgate::crypto::Secret::new(url));
+    })
+    .await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 100})).await;
+    let ok = send(&app, &key).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(header(&ok, "x-ratelimit-remaining-requests"), Some("99"));
+
+    redis.stop();
+    let through = send(&app, &key).await;
+    assert_eq!(through.status, 200, "allow: {}", through.text);
+    assert_eq!(
+        header(&through, "x-ratelimit-limit-requests"),
+        None,
+        "not limited"
+    );
+    let id = key_id(&app, "acme").await;
+    let key_path = format!("/tenants/acme/keys/{id}");
+    set(
+        &app,
+        &key_path,
+        json!({"requests_per_minute": 100, "on_store_error": "deny"}),
+    )
+    .await;
+    refused(
+        &send(&app, &key).await,
+        "rate_limit_exceeded",
+        "key app: requests_per_minute cannot be checked now (on_store_error: deny)",
+    );
+    assert_eq!(app.state.limits.counts().store_errors(), 2);
+    let r = app.get("/tenants/acme/limits/status").await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(mock.received().len(), 2);
+}

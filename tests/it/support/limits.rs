@@ -28,3 +28,50 @@ pub async fn status(app: &TestApp, path: &str) -> Value {
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["limits"].clone()
 }
+
+/// A `redis-server` of the test's own, on a free port, so the test can stop it (an
+/// outage) without touching a Redis other tests share. Killed when dropped.
+pub struct OwnRedis {
+    pub url: String,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    pub async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        OwnRedis {
+            url: format!("redis://127.0.0.1:{port}/"),
+            child: Some(child),
+        }
+    }
+
+    /// The outage: the server is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -656,3 +656,40 @@ async fn a_redis_outage_follows_on_store_error() {
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(mock.received().len(), 2);
 }
+
+/// A client that leaves while the upstream is still thinking: its reservation is held
+/// while it waits and given back when it goes (nothing was answered).
+#[actix_web::test]
+async fn a_client_that_leaves_gives_its_reservation_back() {
+    let mock = MockUpstream::start(Behaviour::Hang).await;
+    let app = spawn_app().await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    manual_clock(&app, "2026-05-01T10:00:00Z");
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 5})).await;
+    let impatient = awc::Client::builder()
+        .timeout(std::time::Duration::from_millis(600))
+        .finish();
+    let leaving = impatient
+        .post(format!("{}/openai/chat", app.proxy))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&body());
+    let watching = async {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+        status(&app, "/tenants/acme").await["requests_per_minute"]["used"].clone()
+    };
+    let (left, held) = futures::future::join(leaving, watching).await;
+    assert!(left.is_err(), "the client gave up");
+    assert_eq!(held, 1.0, "held while the upstream thinks");
+    let started = std::time::Instant::now();
+    loop {
+        let used = status(&app, "/tenants/acme").await["requests_per_minute"]["used"].clone();
+        if used == 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "still held: {used}"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

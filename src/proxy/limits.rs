@@ -25,7 +25,8 @@ pub async fn reserve(
     let snap = &ctx.snapshot;
     let caller = &party.caller;
     let route = party.route.as_ref();
-    let mut scopes = Vec::with_capacity(3);
+    // Allocates only when a limit applies (`Vec::new` does not).
+    let mut scopes = Vec::new();
     if let Some(key) = snap.key_limits.get(&caller.key_id) {
         scopes.push(Scope::key(caller.key_id, &key.name, &key.limits));
     }

@@ -85,6 +85,10 @@ impl MemoryStore {
 }
 
 impl CounterStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "in_process"
+    }
+
     fn reserve<'a>(
         &'a self,
         counters: &'a [Counter],

@@ -245,6 +245,11 @@ impl Limiter {
         &self.counts
     }
 
+    /// Where the counters are (`in_process`, `redis`).
+    pub fn store_name(&self) -> &'static str {
+        self.store.name()
+    }
+
     fn plan<'s>(scopes: &'s [Scope<'_>], demand: Demand, now: DateTime<Utc>) -> Vec<Planned<'s>> {
         let mut planned = Vec::new();
         for scope in scopes {

@@ -111,6 +111,10 @@ impl RedisStore {
 }
 
 impl CounterStore for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     fn reserve<'a>(
         &'a self,
         counters: &'a [Counter],

@@ -41,6 +41,9 @@ pub struct Adjustment {
 }
 
 pub trait CounterStore: Send + Sync {
+    /// Where the counters are, for `/status`: `in_process`, `redis`.
+    fn name(&self) -> &'static str;
+
     /// Adds every counter's amount, or none of them when any would pass its limit —
     /// atomically, so two requests never both take the last of a limit. `now` (Unix
     /// seconds) lets the store drop windows that have ended.

@@ -134,6 +134,9 @@ fn budgets_reset_at_the_utc_period_boundary() {
 struct Broken;
 
 impl CounterStore for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
     fn reserve<'a>(
         &'a self,
         _: &'a [Counter],

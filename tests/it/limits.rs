@@ -195,6 +195,9 @@ async fn a_refusal_is_an_openai_429_with_rate_limit_headers_and_answers_carry_th
         2,
         "a refused request is not forwarded"
     );
+    let engine = app.get("/status").await.body["limits"].clone();
+    assert_eq!(engine["store"], "in_process");
+    assert_eq!(engine["rejections"]["requests_per_minute"], 1);
 
     let s = status(&app, "/tenants/acme").await;
     assert_eq!(s["requests_per_minute"]["used"], 2.0);
@@ -652,6 +655,10 @@ async fn a_redis_outage_follows_on_store_error() {
         "key app: requests_per_minute cannot be checked now (on_store_error: deny)",
     );
     assert_eq!(app.state.limits.counts().store_errors(), 2);
+    let engine = app.get("/status").await.body["limits"].clone();
+    assert_eq!(engine["store"], "redis");
+    assert_eq!(engine["store_errors"], 2);
+    assert_eq!(engine["rejections"]["requests_per_minute"], 1);
     let r = app.get("/tenants/acme/limits/status").await;
     assert_eq!(r.status, 503, "{}", r.text);
     assert_eq!(mock.received().len(), 2);

@@ -67,40 +67,66 @@ impl Kind {
 /// unless shared).
 #[derive(Debug, Clone)]
 pub struct Scope<'a> {
-    /// How messages name it: `tenant acme`, `key ci-bot`, `route chat`.
-    pub label: String,
-    /// Names its counters; unique per owner (`t:<id>`, `k:<id>`, `r:<id>:t:<tenant id>`).
-    pub id: String,
+    /// What it is (`tenant`, `key`, `route`) and its name: messages say `tenant acme`.
+    pub owner: &'static str,
+    pub name: &'a str,
+    /// Names its counters.
+    pub id: OwnerId,
     pub limits: &'a Limits,
 }
 
 impl<'a> Scope<'a> {
-    pub fn tenant(id: uuid::Uuid, name: &str, limits: &'a Limits) -> Scope<'a> {
+    pub fn tenant(id: uuid::Uuid, name: &'a str, limits: &'a Limits) -> Scope<'a> {
         Scope {
-            label: format!("tenant {name}"),
-            id: format!("t:{id}"),
+            owner: "tenant",
+            name,
+            id: OwnerId::Tenant(id),
             limits,
         }
     }
 
-    pub fn key(id: uuid::Uuid, name: &str, limits: &'a Limits) -> Scope<'a> {
+    pub fn key(id: uuid::Uuid, name: &'a str, limits: &'a Limits) -> Scope<'a> {
         Scope {
-            label: format!("key {name}"),
-            id: format!("k:{id}"),
+            owner: "key",
+            name,
+            id: OwnerId::Key(id),
             limits,
         }
     }
 
     /// A route's limits count per tenant unless they are `shared`.
-    pub fn route(id: uuid::Uuid, name: &str, tenant: uuid::Uuid, limits: &'a Limits) -> Scope<'a> {
+    pub fn route(
+        id: uuid::Uuid,
+        name: &'a str,
+        tenant: uuid::Uuid,
+        limits: &'a Limits,
+    ) -> Scope<'a> {
         Scope {
-            label: format!("route {name}"),
-            id: if limits.is_shared() {
-                format!("r:{id}")
-            } else {
-                format!("r:{id}:t:{tenant}")
-            },
+            owner: "route",
+            name,
+            id: OwnerId::Route(id, (!limits.is_shared()).then_some(tenant)),
             limits,
+        }
+    }
+}
+
+/// Names an owner's counters: `t:<tenant>`, `k:<key>`, `r:<route>` (shared) or
+/// `r:<route>:t:<tenant>` (a route's limits per tenant). Written straight into each
+/// counter's key, with no string of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerId {
+    Tenant(uuid::Uuid),
+    Key(uuid::Uuid),
+    Route(uuid::Uuid, Option<uuid::Uuid>),
+}
+
+impl std::fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OwnerId::Tenant(id) => write!(f, "t:{id}"),
+            OwnerId::Key(id) => write!(f, "k:{id}"),
+            OwnerId::Route(id, None) => write!(f, "r:{id}"),
+            OwnerId::Route(id, Some(tenant)) => write!(f, "r:{id}:t:{tenant}"),
         }
     }
 }
@@ -208,14 +234,21 @@ struct Held {
     window_end: i64,
 }
 
-/// A counter to reserve with what names it in a refusal.
+/// What names a planned counter in a refusal and its headers (the counters themselves go
+/// to the store in their own list, in the same order).
 struct Planned<'s> {
-    counter: Counter,
     kind: Kind,
+    limit: i64,
     window: Window,
-    scope: &'s str,
-    on_store_error: OnStoreError,
+    scope: &'s Scope<'s>,
     budget: Option<(f64, BudgetPeriod)>,
+}
+
+impl Scope<'_> {
+    /// `tenant acme`.
+    fn label(&self) -> String {
+        format!("{} {}", self.owner, self.name)
+    }
 }
 
 impl Limiter {
@@ -250,22 +283,27 @@ impl Limiter {
         self.store.name()
     }
 
-    fn plan<'s>(scopes: &'s [Scope<'_>], demand: Demand, now: DateTime<Utc>) -> Vec<Planned<'s>> {
+    fn plan<'s>(
+        scopes: &'s [Scope<'s>],
+        demand: Demand,
+        now: DateTime<Utc>,
+    ) -> (Vec<Counter>, Vec<Planned<'s>>) {
+        let mut counters = Vec::new();
         let mut planned = Vec::new();
         for scope in scopes {
             let l = scope.limits;
             let mut add = |kind: Kind, limit: i64, amount: i64, window: Window, budget| {
+                counters.push(Counter {
+                    key: format!("{}:{}:{}", kind.tag(), scope.id, window.start),
+                    amount,
+                    limit,
+                    window_end: window.end,
+                });
                 planned.push(Planned {
-                    counter: Counter {
-                        key: format!("{}:{}:{}", kind.tag(), scope.id, window.start),
-                        amount,
-                        limit,
-                        window_end: window.end,
-                    },
                     kind,
+                    limit,
                     window,
-                    scope: &scope.label,
-                    on_store_error: l.on_store_error(),
+                    scope,
                     budget,
                 });
             };
@@ -291,7 +329,7 @@ impl Limiter {
                 );
             }
         }
-        planned
+        (counters, planned)
     }
 
     /// Reserves every limit of `scopes` for one request, or none. `Ok(None)`: nothing
@@ -303,36 +341,37 @@ impl Limiter {
         demand: Demand,
     ) -> Result<Option<Reservation>, Refusal> {
         let now = self.now();
-        let planned = Self::plan(scopes, demand, now);
+        let (counters, planned) = Self::plan(scopes, demand, now);
         if planned.is_empty() {
             return Ok(None);
         }
-        let counters: Vec<Counter> = planned.iter().map(|p| p.counter.clone()).collect();
         let headers = |totals: &[i64]| {
             let mut h = RateHeaders::default();
             for (p, total) in planned.iter().zip(totals) {
                 h.offer(
                     p.kind,
                     Rate {
-                        limit: p.counter.limit,
-                        remaining: (p.counter.limit - total).max(0),
+                        limit: p.limit,
+                        remaining: (p.limit - total).max(0),
                         reset_secs: p.window.seconds_left(now),
                     },
                 );
             }
             h
         };
-        match self.store.reserve(&counters, now.timestamp()).await {
+        let reserved = self.store.reserve(&counters, now.timestamp()).await;
+        match reserved {
             Ok(Reserved::Granted(totals)) => Ok(Some(Reservation {
                 store: Arc::clone(&self.store),
                 headers: headers(&totals),
-                held: planned
+                held: counters
                     .into_iter()
-                    .map(|p| Held {
-                        key: p.counter.key,
+                    .zip(&planned)
+                    .map(|(c, p)| Held {
+                        key: c.key,
                         kind: p.kind,
-                        amount: p.counter.amount,
-                        window_end: p.counter.window_end,
+                        amount: c.amount,
+                        window_end: c.window_end,
                     })
                     .collect(),
                 done: false,
@@ -344,11 +383,11 @@ impl Limiter {
                 self.counts.rejections[p.kind.index()].fetch_add(1, Ordering::Relaxed);
                 let what = match p.budget {
                     Some((usd, period)) => format!("budget {usd} USD per {}", period.as_str()),
-                    None => format!("{} {}", p.kind.as_str(), p.counter.limit),
+                    None => format!("{} {}", p.kind.as_str(), p.limit),
                 };
                 Err(Refusal {
                     kind: p.kind,
-                    message: format!("{}: {what}", p.scope),
+                    message: format!("{}: {what}", p.scope.label()),
                     retry_after_secs: p.window.seconds_left(now),
                     headers: headers(&totals),
                     store_error: false,
@@ -358,16 +397,16 @@ impl Limiter {
                 self.counts.store_errors.fetch_add(1, Ordering::Relaxed);
                 let deny = planned
                     .iter()
-                    .find(|p| p.on_store_error == OnStoreError::Deny);
+                    .find(|p| p.scope.limits.on_store_error() == OnStoreError::Deny);
                 match deny {
                     Some(p) => {
-                        tracing::error!(error = %fault, limit = %p.scope, "limit counter store failed; refusing (on_store_error: deny)");
+                        let label = p.scope.label();
+                        tracing::error!(error = %fault, limit = %label, "limit counter store failed; refusing (on_store_error: deny)");
                         self.counts.rejections[p.kind.index()].fetch_add(1, Ordering::Relaxed);
                         Err(Refusal {
                             kind: p.kind,
                             message: format!(
-                                "{}: {} cannot be checked now (on_store_error: deny)",
-                                p.scope,
+                                "{label}: {} cannot be checked now (on_store_error: deny)",
                                 p.kind.as_str()
                             ),
                             retry_after_secs: 1,
@@ -391,15 +430,15 @@ impl Limiter {
             tokens: 0,
             cost_micro: 0,
         };
-        let planned = Self::plan(std::slice::from_ref(scope), demand, now);
-        let keys: Vec<String> = planned.iter().map(|p| p.counter.key.clone()).collect();
+        let (counters, planned) = Self::plan(std::slice::from_ref(scope), demand, now);
+        let keys: Vec<String> = counters.into_iter().map(|c| c.key).collect();
         let totals = self.store.read(&keys, now.timestamp()).await?;
         Ok(planned
             .iter()
             .zip(totals)
             .map(|(p, used)| {
                 let scale = if p.kind == Kind::Budget { 1e6 } else { 1.0 };
-                let limit = p.counter.limit as f64 / scale;
+                let limit = p.limit as f64 / scale;
                 let used = used as f64 / scale;
                 Standing {
                     kind: p.kind,

@@ -17,11 +17,29 @@ fn limiter(start: &str) -> (Limiter, Arc<ManualClock>) {
     (l, clock)
 }
 
-fn scope<'a>(label: &str, id: &str, limits: &'a Limits) -> Scope<'a> {
+fn scope<'a>(label: &'a str, id: &str, limits: &'a Limits) -> Scope<'a> {
+    let (owner, name) = label.split_once(' ').unwrap();
+    let owner = match owner {
+        "tenant" => "tenant",
+        "key" => "key",
+        _ => "route",
+    };
     Scope {
-        label: label.into(),
-        id: id.into(),
+        owner,
+        name,
+        id: owner_id(id),
         limits,
+    }
+}
+
+/// `t:1`, `k:1`, `r:1` → the owner id of that kind with the UUID of that number.
+fn owner_id(short: &str) -> OwnerId {
+    let (kind, n) = short.split_once(':').unwrap();
+    let id = uuid::Uuid::from_u128(n.parse().unwrap());
+    match kind {
+        "t" => OwnerId::Tenant(id),
+        "k" => OwnerId::Key(id),
+        _ => OwnerId::Route(id, None),
     }
 }
 

@@ -2,7 +2,8 @@
 # admin API. Needs ADMIN_PORT, TOKEN, MOCK_URL and a `die` function; sets KEY (the tenant
 # key). Tenant `bench`; an OpenAI service + route (alias `gpt-4o`) and an Anthropic service
 # + route (alias `claude`), both pointing at the mock, `log_statistics` on; a second OpenAI
-# route (alias `gpt-4o-policies`) with a template, a decorator and a guard bound to it.
+# route (alias `gpt-4o-policies`) with a template, a decorator and a guard bound to it; a
+# third (alias `gpt-4o-limits`) with requests, tokens and budget limits.
 
 # admin METHOD PATH [JSON]: the answer's body in REPLY; dies unless 2xx.
 admin() {
@@ -51,6 +52,14 @@ configure_tollgate() {
       "\\b\\d{3}-\\d{2}-\\d{4}\\b","(?i)\\bpassword\\s*[:=]","(?i)api[_-]?key\\s*[:=]\\s*\\S{16,}",
       "(?i)reveal (the|your) (system prompt|instructions)","(?i)jailbreak",
       "(?i)BEGIN (RSA|OPENSSH) PRIVATE KEY","(?i)drop table"]}}'
+  # The same OpenAI route with limits far above what a run reaches (target tollgate-limits):
+  # every request reserves and settles a requests, a tokens and a budget counter.
+  admin POST /routes '{"name":"openai-limits","paths":["/openai/limits"],
+    "model_alias":"gpt-4o-limits","service":"openai","route_type":"llm/v1/chat",
+    "model":{"name":"gpt-4o","options":{"input_cost":2.5,"output_cost":10.0}},
+    "logging":{"log_statistics":true,"log_payloads":false},
+    "limits":{"requests_per_minute":1000000000,"tokens_per_minute":1000000000000,
+      "budget":{"amount_usd":1000000000,"period":"month"}}}'
   admin POST /tenants/bench/keys '{"name":"bench"}'
   KEY=$(jq -r .key <<<"$REPLY")
   [[ $KEY == tg-* ]] || die "no tenant key in: $REPLY"

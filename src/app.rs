@@ -98,6 +98,20 @@ fn node_id() -> String {
     format!("{host}-{}", &id[..8])
 }
 
+/// The limits engine: counters in Redis when `redis_url` is set (shared by every node),
+/// else in this process (docs/behaviour.md, "Limits and budgets").
+async fn limiter(settings: &Settings) -> anyhow::Result<crate::limits::Limiter> {
+    use crate::limits::{Limiter, RedisStore};
+    let Some(url) = settings.redis_url.as_ref() else {
+        return Ok(Limiter::in_process());
+    };
+    let store = RedisStore::connect(url.expose()).await.map_err(|e| {
+        anyhow::anyhow!("cannot connect to Redis (redis_url / TOLLGATE_REDIS_URL): {e}")
+    })?;
+    tracing::info!("limit counters are in Redis, shared by every node");
+    Ok(Limiter::new(Arc::new(store)))
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
@@ -163,6 +177,7 @@ impl Application {
             response_budget: crate::budget::ResponseBudget::new(
                 settings.max_buffered_upstream_bytes,
             ),
+            limits: Arc::new(limiter(&settings).await?),
         });
 
         let admin_listener = TcpListener::bind(&settings.admin_listen).with_context(|| {
@@ -224,6 +239,13 @@ impl Application {
         let otel = Otel::from_settings_for_node(&settings, Some(&state.node_id))?;
         if let Some(otel) = &otel {
             otel.watch_analytics(analytics.clone());
+            let limits = state.limits.clone();
+            otel.watch_limit_rejections(move || {
+                crate::limits::Kind::ALL
+                    .iter()
+                    .map(|k| (k.as_str(), limits.counts().rejections(*k)))
+                    .collect()
+            });
         }
         let aggregator = MetricsAggregator::new(
             usage.clone(),

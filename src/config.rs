@@ -58,6 +58,9 @@ pub struct Settings {
     /// `max_tokens` sent to providers that require it (Anthropic) when neither the route
     /// nor the client sets one (docs/behaviour.md, "Differences from Kong", 5).
     pub default_max_tokens: u32,
+    /// `redis://…`: the limit counters shared by every node; unset = in-process counters
+    /// (docs/behaviour.md, "Limits and budgets"). A secret: it may carry a password.
+    pub redis_url: Option<Secret<String>>,
     /// `text` or `json` for the process log.
     pub log_format: String,
     /// Base URL of the OTLP receiver; OTLP export is on only when this is set. Over
@@ -107,6 +110,7 @@ impl Default for Settings {
             migrate_on_start: true,
             drain_timeout: "15s".into(),
             default_max_tokens: 4096,
+            redis_url: None,
             log_format: "text".into(),
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
@@ -148,6 +152,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_MIGRATE_ON_START", "migrate_on_start"),
     ("TOLLGATE_DRAIN_TIMEOUT", "drain_timeout"),
     ("TOLLGATE_DEFAULT_MAX_TOKENS", "default_max_tokens"),
+    ("TOLLGATE_REDIS_URL", "redis_url"),
     ("TOLLGATE_LOG_FORMAT", "log_format"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),

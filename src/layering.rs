@@ -18,7 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "engines",
-        &["llm", "providers", "policy", "snapshot", "actors"],
+        &["llm", "providers", "policy", "snapshot", "actors", "limits"],
     ),
     ("shared state", &["state"]),
     ("surfaces and start-up", &["proxy", "admin", "bootstrap"]),

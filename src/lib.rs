@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 #[cfg(test)]
 mod layering;
+pub mod limits;
 pub mod llm;
 pub mod policy;
 pub mod providers;

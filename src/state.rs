@@ -9,6 +9,7 @@ use crate::client_addr::TrustedProxies;
 use crate::config::Settings;
 use crate::crypto::login_guard::LoginGuard;
 use crate::crypto::{ApiKeyHasher, JwtKeys, Keyring};
+use crate::limits::Limiter;
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::SnapshotHandle;
 use crate::store::SharedStore;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub drain_deadline: DrainDeadline,
     /// The process-wide budget of bytes buffered from upstream answers.
     pub response_budget: ResponseBudget,
+    /// Rate limits and budgets (docs/behaviour.md, "Limits and budgets").
+    pub limits: Arc<Limiter>,
 }
 
 impl AppState {

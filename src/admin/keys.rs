@@ -2,7 +2,7 @@
 //! creation response; the store keeps HMAC-SHA256(pepper, key). DELETE revokes: the key
 //! stays listed with `revoked_at` set.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,11 +22,13 @@ use crate::error::{Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{ApiKeyRecord, Lookup, TenantRecord, new_id, now};
+use crate::vocab::{LimitScope, Limits};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
         .service(create)
         .service(get_one)
+        .service(update)
         .service(revoke);
 }
 
@@ -40,6 +42,19 @@ pub struct ApiKeyInput {
     pub routes: Option<Vec<String>>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Limits and budgets (docs/behaviour.md, "Limits and budgets"); `shared` is refused.
+    #[schema(value_type = Option<Limits>)]
+    pub limits: Option<serde_json::Map<String, Value>>,
+}
+
+/// What `PATCH /tenants/{tenant}/keys/{id}` may change: a key's limits (its other fields
+/// are fixed at creation).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyPatch {
+    /// Replaces the key's limits; `{}` removes them.
+    #[schema(value_type = Limits)]
+    pub limits: serde_json::Map<String, Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,6 +72,8 @@ pub struct ApiKeyView {
     pub revoked_at: Option<DateTime<Utc>>,
     pub routes: Option<Vec<String>>,
     pub tags: Vec<String>,
+    #[schema(value_type = Limits)]
+    pub limits: Value,
 }
 
 /// The creation response: the view plus the full key, shown this once.
@@ -90,6 +107,7 @@ impl ApiKeyView {
                     .collect()
             }),
             tags: r.tags.0.clone(),
+            limits: r.limits.0.clone(),
         }
     }
 }
@@ -136,6 +154,7 @@ async fn create(
     let mut problems = Problems::default();
     problems.check("name", validate::object_name(&input.name));
     validate::tags(&mut problems, &input.tags);
+    let limits = validate::limits(&mut problems, input.limits.as_ref(), LimitScope::Key);
     let now = now();
     if input.expires_at.is_some_and(|at| at <= now) {
         problems.add("expires_at", "must be in the future");
@@ -177,6 +196,7 @@ async fn create(
         key_hash: state.api_keys.hash(key.expose()).to_vec(),
         routes: input.routes.map(|_| Json(route_ids)),
         tags: Json(input.tags),
+        limits: Json(limits),
         // The stored precision (microseconds, as PostgreSQL keeps), so the response is what a
         // later GET returns on every backend.
         expires_at: input.expires_at.map(|at| at.trunc_subsecs(6)),
@@ -199,7 +219,11 @@ async fn create(
     ))
 }
 
-async fn find(state: &AppState, tenant: &TenantRecord, key_id: &str) -> Result<ApiKeyRecord> {
+pub(crate) async fn find(
+    state: &AppState,
+    tenant: &TenantRecord,
+    key_id: &str,
+) -> Result<ApiKeyRecord> {
     let not_found = || Error::not_found(format!("API key '{key_id}'"));
     let id = Uuid::parse_str(key_id).map_err(|_| not_found())?;
     Ok(state
@@ -221,6 +245,34 @@ async fn get_one(
     let (tenant_key, key_id) = path.into_inner();
     let tenant = visible_tenant(&state, &who, &tenant_key).await?;
     let record = find(&state, &tenant, &key_id).await?;
+    Ok(HttpResponse::Ok().json(ApiKeyView::new(&record, &tenant, &state.snapshot.load())))
+}
+
+/// Change an API key's limits (the only field that changes after creation).
+#[utoipa::path(tag = "keys", params(("tenant" = String, Path, description = "tenant id or name"), ("id" = Uuid, Path, description = "key id")),
+    request_body = ApiKeyPatch,
+    responses((status = 200, body = ApiKeyView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[patch("/tenants/{tenant}/keys/{id}")]
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+    body: JsonObject,
+) -> Result<HttpResponse> {
+    let (tenant_key, key_id) = path.into_inner();
+    let tenant = visible_tenant(&state, &who, &tenant_key).await?;
+    who.require_tenant_write(tenant.id, &tenant.name)?;
+    let record = find(&state, &tenant, &key_id).await?;
+    let input: ApiKeyPatch = parse_typed(Value::Object(body.0))?;
+    let mut problems = Problems::default();
+    let limits = validate::limits(&mut problems, Some(&input.limits), LimitScope::Key);
+    problems.finish()?;
+    let record = state
+        .store
+        .set_api_key_limits(tenant.id, record.id, &Json(limits), now())
+        .await?;
+    state.config_changed().await;
+    tracing::info!(tenant = %tenant.name, key_id = %record.id, "API key limits changed");
     Ok(HttpResponse::Ok().json(ApiKeyView::new(&record, &tenant, &state.snapshot.load())))
 }
 

@@ -8,6 +8,7 @@ pub mod body;
 pub mod credentials;
 pub mod crud;
 pub mod keys;
+pub mod limits;
 pub mod policies;
 pub mod routes;
 pub mod services;
@@ -180,6 +181,7 @@ where
         .configure(admins::configure)
         .configure(tenants::configure)
         .configure(keys::configure)
+        .configure(limits::configure)
         .configure(credentials::configure)
         .configure(services::configure)
         .configure(routes::configure)

@@ -20,7 +20,9 @@ use crate::error::{Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, RouteRecord, StoreResult, new_id, now};
-use crate::vocab::{Logging, ModelConfig, ResponseStreaming, Role, RouteType, tenant_may_use};
+use crate::vocab::{
+    LimitScope, Limits, Logging, ModelConfig, ResponseStreaming, Role, RouteType, tenant_may_use,
+};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -94,6 +96,10 @@ pub struct RouteInput {
     pub policies: Vec<Policy>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Limits and budgets (docs/behaviour.md, "Limits and budgets"): per tenant unless
+    /// `shared`.
+    #[schema(value_type = Option<Limits>)]
+    pub limits: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -117,6 +123,8 @@ pub struct RouteView {
     #[schema(value_type = Vec<Policy>)]
     pub policies: Value,
     pub tags: Vec<String>,
+    #[schema(value_type = Limits)]
+    pub limits: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -148,6 +156,7 @@ impl RouteView {
             }),
             policies: r.policies.0.clone(),
             tags: r.tags.0.clone(),
+            limits: r.limits.0.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -161,7 +170,7 @@ fn as_input(r: &RouteRecord, snap: &Snapshot) -> Value {
         "route_type": v.route_type, "model": v.model, "logging": v.logging,
         "response_streaming": v.response_streaming, "model_name_header": v.model_name_header,
         "max_request_body_size": v.max_request_body_size, "tenants": v.tenants,
-        "policies": v.policies, "tags": v.tags,
+        "policies": v.policies, "tags": v.tags, "limits": v.limits,
     })
 }
 
@@ -227,6 +236,7 @@ async fn to_record(
         );
     }
     check_model(&mut problems, "model", &input.model);
+    let limits = validate::limits(&mut problems, input.limits.as_ref(), LimitScope::Route);
     if !(1..=MAX_BODY_SIZE_LIMIT).contains(&input.max_request_body_size) {
         problems.add(
             "max_request_body_size",
@@ -299,6 +309,7 @@ async fn to_record(
         tags: Json(input.tags),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,
+        limits: Json(limits),
     })
 }
 

@@ -27,6 +27,19 @@ pub struct Status {
     pub analytics: AnalyticsStatus,
     pub usage_spool: UsageSpoolStatus,
     pub upstream_buffer: UpstreamBufferStatus,
+    pub limits: LimitsEngineStatus,
+}
+
+/// This node's limits engine (docs/behaviour.md, "Limits and budgets").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitsEngineStatus {
+    /// Where the counters are: `in_process` (exact on one node) or `redis` (shared).
+    pub store: &'static str,
+    /// Requests this node refused since start, by limit kind (`requests_per_minute`,
+    /// `tokens_per_minute`, `budget`).
+    pub rejections: std::collections::BTreeMap<&'static str, u64>,
+    /// Counter-store calls that failed since start (each decided by `on_store_error`).
+    pub store_errors: u64,
 }
 
 /// This node's budget of bytes buffered from upstream answers (docs/architecture.md,
@@ -196,6 +209,17 @@ pub async fn status(state: web::Data<AppState>, who: Principal) -> HttpResponse 
             limit_bytes: state.response_budget.limit(),
             in_use_bytes: state.response_budget.in_use(),
             refused: state.response_budget.refused(),
+        },
+        limits: {
+            let counts = state.limits.counts();
+            LimitsEngineStatus {
+                store: state.limits.store_name(),
+                rejections: crate::limits::Kind::ALL
+                    .iter()
+                    .map(|k| (k.as_str(), counts.rejections(*k)))
+                    .collect(),
+                store_errors: counts.store_errors(),
+            }
         },
     })
 }

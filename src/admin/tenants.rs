@@ -16,7 +16,7 @@ use crate::admin::{ErrorBody, Paged, fetch_page};
 use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{Lookup, Page, StoreResult, TenantRecord, new_id, now};
-use crate::vocab::Role;
+use crate::vocab::{LimitScope, Limits, Role};
 use sqlx::types::Json;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -35,8 +35,8 @@ pub struct TenantInput {
     /// Unique name: `[a-z0-9][a-z0-9-_.]{0,62}`.
     pub name: String,
     pub display_name: Option<String>,
-    /// Limits and budgets (docs/behaviour.md, "Limits and policies"); an object.
-    #[schema(value_type = Object)]
+    /// Limits and budgets (docs/behaviour.md, "Limits and budgets"); `shared` is refused.
+    #[schema(value_type = Option<Limits>)]
     pub limits: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -47,7 +47,7 @@ pub struct TenantView {
     pub id: Uuid,
     pub name: String,
     pub display_name: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Limits)]
     pub limits: Value,
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -75,13 +75,14 @@ fn to_record(input: TenantInput, existing: Option<&TenantRecord>) -> Result<Tena
         problems.check("display_name", validate::display_text(d, 200));
     }
     validate::tags(&mut problems, &input.tags);
+    let limits = validate::limits(&mut problems, input.limits.as_ref(), LimitScope::Tenant);
     problems.finish()?;
     let now = now();
     Ok(TenantRecord {
         id: existing.map_or_else(new_id, |e| e.id),
         name: input.name,
         display_name: input.display_name,
-        limits: Json(Value::Object(input.limits.unwrap_or_default())),
+        limits: Json(limits),
         tags: Json(input.tags),
         created_at: existing.map_or(now, |e| e.created_at),
         updated_at: now,

@@ -221,6 +221,25 @@ pub fn is_private_hostname(host: &str) -> bool {
         || h.parse::<IpAddr>().is_ok_and(is_private_ip)
 }
 
+/// Checks a submitted limits object (docs/behaviour.md, "Limits and budgets") and returns
+/// its stored form; `None` is the empty object. Problems are added under `limits.…`.
+pub fn limits(
+    problems: &mut Problems,
+    submitted: Option<&serde_json::Map<String, serde_json::Value>>,
+    scope: crate::vocab::LimitScope,
+) -> serde_json::Value {
+    let value = serde_json::Value::Object(submitted.cloned().unwrap_or_default());
+    match crate::vocab::Limits::parse(&value, "limits", scope) {
+        Ok(limits) => limits.to_value(),
+        Err(found) => {
+            for (field, message) in found {
+                problems.add(field, message);
+            }
+            value
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

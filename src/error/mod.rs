@@ -123,6 +123,12 @@ impl Error {
         self
     }
 
+    /// Adds a response header to the OpenAI rendering (a limit refusal's `x-ratelimit-*`).
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.openai_detail().headers.push((name, value));
+        self
+    }
+
     /// Sets the OpenAI `type` (e.g. an upstream provider's own error type).
     pub fn with_openai_type(mut self, kind: impl Into<String>) -> Self {
         self.openai_detail().kind = Some(kind.into());

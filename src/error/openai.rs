@@ -13,6 +13,8 @@ pub struct OpenAiDetail {
     pub param: Option<String>,
     pub kind: Option<String>,
     pub code: Option<String>,
+    /// Response headers the error carries (a limit refusal's `x-ratelimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// An [`Error`] as the proxy answers it: only this type renders the OpenAI shape.
@@ -69,5 +71,12 @@ fn render(e: &Error) -> HttpResponse {
         "param": detail.and_then(|d| d.param.as_deref()),
         "code": detail.and_then(|d| d.code.as_deref()).or(default_code),
     }});
-    HttpResponse::build(e.status).json(body)
+    let mut response = HttpResponse::build(e.status);
+    if let Some(after) = e.retry_after {
+        response.insert_header(("retry-after", after.as_secs().max(1).to_string()));
+    }
+    for (name, value) in detail.map(|d| d.headers.as_slice()).unwrap_or_default() {
+        response.insert_header((*name, value.as_str()));
+    }
+    response.json(body)
 }

@@ -14,6 +14,7 @@ use crate::actors::metrics::{UpstreamTiming, UsageEvent};
 use crate::actors::spool::{self, SpoolRecord};
 use crate::error::Error;
 use crate::error::openai::OpenAiError;
+use crate::limits::Reservation;
 use crate::shutdown::DrainDeadline;
 use crate::snapshot::RouteEntry;
 use crate::telemetry::analytics;
@@ -23,22 +24,32 @@ use crate::telemetry::trace::TraceContext;
 
 use super::Recorder;
 use super::context::{Party, RequestCtx};
+use super::limits;
 use super::redact;
 use super::respond::{Outcome, Reply, StreamStart};
 use super::stream::{SseBody, StreamAccount};
 
 /// Records the request as it ended, and sends its response.
 pub fn account(
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     recorder: &Recorder,
     drain: &DrainDeadline,
     result: Result<Reply, Error>,
 ) -> HttpResponse {
+    // Settled below with the answer's usage; on every other path dropped, which gives it
+    // back (docs/behaviour.md, "Limits and budgets").
+    let reservation = ctx.limits.take();
+    let ctx = &*ctx;
     let response = match (result, &ctx.party) {
-        (Ok(Reply::Whole(outcome)), Some(party)) => whole(ctx, party, recorder, outcome),
-        (Ok(Reply::Stream(start)), Some(party)) => stream(ctx, party, recorder, start, drain),
+        (Ok(Reply::Whole(outcome)), Some(party)) => {
+            whole(ctx, party, recorder, outcome, reservation)
+        }
+        (Ok(Reply::Stream(start)), Some(party)) => {
+            stream(ctx, party, recorder, start, drain, reservation)
+        }
         (Ok(_), None) => render(Error::internal("answered before admission")),
         (Err(error), party) => {
+            drop(reservation);
             let response = render(error);
             if let Some(party) = party {
                 failed(ctx, party, recorder, response.status().as_u16());
@@ -67,7 +78,21 @@ fn whole(
     party: &Party,
     recorder: &Recorder,
     mut outcome: Outcome,
+    reservation: Option<Reservation>,
 ) -> HttpResponse {
+    limits::set_headers(
+        &mut outcome.response,
+        reservation.as_ref().map(Reservation::headers),
+    );
+    if let Some(reservation) = reservation {
+        match outcome.usage {
+            Some(usage) => limits::settle(reservation, &party.route, usage),
+            // No usage reported (`preserve`): the estimate stands.
+            None if outcome.status < 400 => reservation.keep(),
+            // The upstream call failed: nothing was used.
+            None => reservation.release(),
+        }
+    }
     let duration = ctx.started.elapsed();
     let upstream_latency = outcome.upstream_latency;
     let overhead = duration.saturating_sub(upstream_latency);
@@ -105,6 +130,7 @@ fn stream(
     recorder: &Recorder,
     start: StreamStart,
     drain: &DrainDeadline,
+    reservation: Option<Reservation>,
 ) -> HttpResponse {
     let route = &party.route;
     let upstream_latency = start.upstream.latency;
@@ -156,7 +182,9 @@ fn stream(
         policies: ctx.policy_actions.clone(),
         original_request: ctx.original_request.clone(),
         policy_usage: ctx.policy_usage.clone(),
+        limits: reservation,
     };
+    let rate = account.limits.as_ref().map(Reservation::headers);
     let mut response = head.streaming(SseBody::new(
         start.upstream.body,
         start.transcode,
@@ -170,6 +198,7 @@ fn stream(
         upstream_latency,
         overhead,
     );
+    limits::set_headers(&mut response, rate);
     response
 }
 
@@ -227,9 +256,9 @@ impl<'a> Abandoned<'a> {
     }
 
     /// The request is answered here after all.
-    pub fn settle(&mut self) -> &RequestCtx {
+    pub fn settle(&mut self) -> &mut RequestCtx {
         self.armed = false;
-        &self.ctx
+        &mut self.ctx
     }
 
     /// A graceful stop's drain time ran out before the answer was ready: 503 `shutdown`
@@ -302,6 +331,8 @@ pub(super) struct Record<'a> {
     pub original_request: Option<&'a [u8]>,
     /// The transformer policies' instruction calls.
     pub policy_usage: &'a [PolicyUsage],
+    /// The limit that refused the request, if one did.
+    pub limit_refused: Option<&'a str>,
 }
 
 impl<'a> Record<'a> {
@@ -342,6 +373,7 @@ impl<'a> Record<'a> {
             policies: &ctx.policy_actions,
             original_request: ctx.original_request.as_deref(),
             policy_usage: &ctx.policy_usage,
+            limit_refused: ctx.limit_refusal.as_deref(),
         }
     }
 }
@@ -391,15 +423,16 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             trace: record.trace,
             policies: record.policies.to_vec(),
             policy_usage: None,
-            rejected: false,
+            rejected: record.limit_refused.is_some(),
         });
         for call in record.policy_usage {
             sink.record(policy_usage_event(record, call));
         }
     }
     // A request the provider never saw has a line only when a policy acted on it (a
-    // refusal's real reason is logged there, not told to the client).
-    if !route.logging.log_statistics || (record.upstream.is_none() && record.policies.is_empty()) {
+    // refusal's real reason is logged there, not told to the client) or a limit refused it.
+    let unseen = record.upstream.is_none() && record.policies.is_empty();
+    if !route.logging.log_statistics || (unseen && record.limit_refused.is_none()) {
         return;
     }
     let upstream_ms = record.upstream.map_or(0, |u| u.duration.as_millis());
@@ -456,6 +489,7 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             stream_end: record.stream_end,
             usage_estimated: record.usage_estimated,
             policies: record.policies,
+            limit_refused: record.limit_refused,
         },
     });
 }

@@ -11,6 +11,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use uuid::Uuid;
 
 use crate::actors::metrics::UpstreamTiming;
+use crate::limits::Reservation;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::telemetry::event::{PolicyEvent, PolicyUsage};
 use crate::telemetry::trace::TraceContext;
@@ -61,6 +62,11 @@ pub struct RequestCtx {
     pub original_request: Option<bytes::Bytes>,
     /// The transformer policies' instruction calls (docs/behaviour.md, "Policies").
     pub policy_usage: Vec<PolicyUsage>,
+    /// What the limits stage reserved (docs/behaviour.md, "Limits and budgets"); the
+    /// account stage settles it, and dropped unsettled it is given back.
+    pub limits: Option<Reservation>,
+    /// Why the limits stage refused the request, for its records.
+    pub limit_refusal: Option<String>,
 }
 
 /// How a policy acted.
@@ -109,6 +115,8 @@ impl RequestCtx {
             policy_actions: Vec::new(),
             original_request: None,
             policy_usage: Vec::new(),
+            limits: None,
+            limit_refusal: None,
         }
     }
 

@@ -1,12 +1,153 @@
-//! The limits stage: the caller's rate limits and budgets, reserved before the upstream is
-//! called (docs/behaviour.md, "Limits and policies"). No limit kinds exist yet; each new
-//! one reserves here and settles in the account stage.
+//! The limits stage: every limit that applies to the request — its key's, its tenant's,
+//! its route's (per tenant unless `shared`) — reserved together before the upstream is
+//! called (docs/behaviour.md, "Limits and budgets"). The reservation rides in the request's
+//! context; the account stage settles it with the real usage, and a request that ends
+//! without one (an error, a client that left) drops it, which gives it back.
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use serde_json::Value;
 
 use crate::error::Error;
+use crate::limits::{Demand, Kind, Limiter, RateHeaders, Refusal, Reservation, Scope};
+use crate::snapshot::RouteEntry;
 
 use super::context::{Party, RequestCtx};
-use super::prepare::Plan;
+use super::read::Body;
 
-pub fn reserve(_ctx: &RequestCtx, _party: &Party, _plan: &Plan) -> Result<(), Error> {
-    Ok(())
+pub async fn reserve(
+    ctx: &mut RequestCtx,
+    party: &Party,
+    body: &Body,
+    limiter: &Limiter,
+    default_max_tokens: u32,
+) -> Result<(), Error> {
+    let snap = &ctx.snapshot;
+    let caller = &party.caller;
+    let route = party.route.as_ref();
+    // Allocates only when a limit applies (`Vec::new` does not).
+    let mut scopes = Vec::new();
+    if let Some(key) = snap.key_limits.get(&caller.key_id) {
+        scopes.push(Scope::key(caller.key_id, &key.name, &key.limits));
+    }
+    if let Some(tenant) = snap.tenant_limits.get(&caller.tenant) {
+        scopes.push(Scope::tenant(caller.tenant, &tenant.name, &tenant.limits));
+    }
+    if !route.limits.is_empty() {
+        let (id, name) = (route.record.id, &route.record.name);
+        scopes.push(Scope::route(id, name, caller.tenant, &route.limits));
+    }
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    let prompt = prompt_estimate(body);
+    let completion = max_tokens(route, body, default_max_tokens);
+    let demand = Demand {
+        tokens: to_i64(prompt.saturating_add(completion)),
+        cost_micro: cost_micro(route, prompt, completion),
+    };
+    match limiter.reserve(&scopes, demand).await {
+        Ok(reservation) => {
+            ctx.limits = reservation;
+            Ok(())
+        }
+        Err(refusal) => {
+            ctx.limit_refusal = Some(refusal.message.clone());
+            Err(refused(refusal))
+        }
+    }
+}
+
+/// The cheap prompt estimate: a quarter of the body's bytes (no tokenizer run).
+fn prompt_estimate(body: &Body) -> u64 {
+    body.raw.len() as u64 / 4
+}
+
+/// The completion's ceiling: the route's `max_tokens` (it overrides the client's), else the
+/// client's `max_tokens` / `max_completion_tokens`, else the configured default
+/// (`default_max_tokens`).
+fn max_tokens(route: &RouteEntry, body: &Body, default_max_tokens: u32) -> u64 {
+    let client = || {
+        let object = body.parsed.as_ref()?;
+        ["max_tokens", "max_completion_tokens"]
+            .iter()
+            .find_map(|f| object.get(*f).and_then(Value::as_u64))
+    };
+    route
+        .model
+        .options
+        .max_tokens
+        .map(u64::from)
+        .or_else(client)
+        .unwrap_or(u64::from(default_max_tokens))
+}
+
+/// Micro-dollars from the route's per-1M-token prices, rounded up; 0 when the route has
+/// no prices (its budget then counts nothing).
+pub fn cost_micro(route: &RouteEntry, prompt: u64, completion: u64) -> i64 {
+    let o = &route.model.options;
+    match (o.input_cost, o.output_cost) {
+        (Some(i), Some(out)) => {
+            let micro = (prompt as f64 * i + completion as f64 * out).ceil();
+            if micro >= i64::MAX as f64 {
+                i64::MAX
+            } else {
+                micro as i64
+            }
+        }
+        _ => 0,
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Settles a reservation with the real usage.
+pub fn settle(reservation: Reservation, route: &RouteEntry, (prompt, completion): (u64, u64)) {
+    let tokens = to_i64(prompt.saturating_add(completion));
+    reservation.settle(tokens, cost_micro(route, prompt, completion));
+}
+
+/// The refusal as a 429 in the OpenAI shape.
+fn refused(refusal: Refusal) -> Error {
+    let code = match refusal.kind {
+        Kind::Budget => "budget_exceeded",
+        Kind::Requests | Kind::Tokens => "rate_limit_exceeded",
+    };
+    let after = std::time::Duration::from_secs(refusal.retry_after_secs.max(1).unsigned_abs());
+    let mut error = Error::too_many_requests(refusal.message, after).with_openai_code(code);
+    for (name, value) in header_values(refusal.headers) {
+        error = error.with_header(name, value);
+    }
+    error
+}
+
+/// OpenAI's six `x-ratelimit-*` headers, for the limits that apply.
+fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
+    let mut out = Vec::with_capacity(6);
+    if let Some(r) = h.requests {
+        out.push(("x-ratelimit-limit-requests", r.limit.to_string()));
+        out.push(("x-ratelimit-remaining-requests", r.remaining.to_string()));
+        out.push(("x-ratelimit-reset-requests", format!("{}s", r.reset_secs)));
+    }
+    if let Some(r) = h.tokens {
+        out.push(("x-ratelimit-limit-tokens", r.limit.to_string()));
+        out.push(("x-ratelimit-remaining-tokens", r.remaining.to_string()));
+        out.push(("x-ratelimit-reset-tokens", format!("{}s", r.reset_secs)));
+    }
+    out
+}
+
+/// The rate-limit headers on an answer the request's limits let through.
+pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
+    let Some(rate) = rate else {
+        return;
+    };
+    let headers = response.headers_mut();
+    for (name, value) in header_values(rate) {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
 }

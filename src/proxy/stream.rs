@@ -57,6 +57,8 @@ pub struct StreamAccount {
     pub policy_usage: Vec<crate::telemetry::event::PolicyUsage>,
     pub overhead: Duration,
     pub upstream_body: Option<Vec<u8>>,
+    /// The request's limits reservation, settled with what the stream delivered.
+    pub limits: Option<crate::limits::Reservation>,
 }
 
 pub struct SseBody {
@@ -210,7 +212,7 @@ impl SseBody {
 
 impl Drop for SseBody {
     fn drop(&mut self) {
-        let Some(account) = self.account.take() else {
+        let Some(mut account) = self.account.take() else {
             return;
         };
         let emitter = self.transcode.emitter();
@@ -231,6 +233,10 @@ impl Drop for SseBody {
         let (prompt, completion) = emitter.tokens();
         let prompt_estimated = reported.prompt.is_none();
         let completion_estimated = !(emitter.usage_is_final() && reported.completion.is_some());
+        if let Some(reservation) = account.limits.take() {
+            // Also a stream cut short: what was delivered is what counts.
+            super::limits::settle(reservation, &account.route, (prompt, completion));
+        }
         let upstream_latency = self
             .upstream_finished
             .unwrap_or_else(Instant::now)
@@ -283,6 +289,7 @@ impl Drop for SseBody {
                 policies: &account.policies,
                 original_request: account.original_request.as_deref(),
                 policy_usage: &account.policy_usage,
+                limit_refused: None,
                 upstream_body: account.upstream_body.as_deref(),
                 logged_response: logged_response.as_ref(),
             },

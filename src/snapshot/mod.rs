@@ -27,8 +27,8 @@ use crate::store::{
     ApiKeyRecord, ConfigData, RouteRecord, ServiceRecord, SharedStore, TenantRecord, credential_aad,
 };
 use crate::vocab::{
-    Logging, ModelConfig, PolicyType, Provider, ProviderKind, ResponseStreaming, RouteType,
-    ServiceOptions, Timeouts, tenant_may_use,
+    LimitScope, Limits, Logging, ModelConfig, PolicyType, Provider, ProviderKind,
+    ResponseStreaming, RouteType, ServiceOptions, Timeouts, tenant_may_use,
 };
 
 pub use policies::{PolicyEntry, PolicyIndex};
@@ -101,6 +101,8 @@ pub struct RouteEntry {
     pub model: ModelConfig,
     pub logging: Logging,
     pub streaming: ResponseStreaming,
+    /// The route's limits; empty when none (docs/behaviour.md, "Limits and budgets").
+    pub limits: Limits,
 }
 
 impl RouteEntry {
@@ -126,6 +128,18 @@ fn parse_column<T: serde::de::DeserializeOwned>(
         Err(e) => {
             tracing::error!(object = %format!("{what}/{name}"), error = %e, "stored configuration does not parse; skipping it");
             None
+        }
+    }
+}
+
+/// Parses a stored limits object. It was checked on write; one that no longer parses (a
+/// hand-edited database) limits nothing and is logged, rather than hiding its object.
+fn parse_limits(what: &str, name: &str, value: &serde_json::Value, scope: LimitScope) -> Limits {
+    match Limits::parse(value, "limits", scope) {
+        Ok(limits) => limits,
+        Err(problems) => {
+            tracing::error!(object = %format!("{what}/{name}"), problems = ?problems, "stored limits do not parse; ignoring them");
+            Limits::default()
         }
     }
 }
@@ -166,6 +180,7 @@ fn compile_route(r: RouteRecord, service: Arc<ServiceEntry>) -> Option<RouteEntr
         &r.name,
         &serde_json::Value::String(r.response_streaming.clone()),
     )?;
+    let limits = parse_limits("routes", &r.name, &r.limits.0, LimitScope::Route);
     Some(RouteEntry {
         record: r,
         service,
@@ -173,7 +188,15 @@ fn compile_route(r: RouteRecord, service: Arc<ServiceEntry>) -> Option<RouteEntr
         model,
         logging,
         streaming,
+        limits,
     })
+}
+
+/// A tenant's or key's limits with its name (refusals name the owner).
+#[derive(Debug)]
+pub struct NamedLimits {
+    pub name: String,
+    pub limits: Limits,
 }
 
 #[derive(Debug)]
@@ -204,6 +227,10 @@ pub struct Snapshot {
     pub admins: admins::AdminDirectory,
     /// Enabled policies by what they are bound to; see [`Snapshot::policies_for`].
     pub policies: PolicyIndex,
+    /// Tenants' limits, only the non-empty ones (docs/behaviour.md, "Limits and budgets").
+    pub tenant_limits: HashMap<Uuid, NamedLimits>,
+    /// API keys' limits by key id, only the non-empty ones.
+    pub key_limits: HashMap<Uuid, NamedLimits>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +256,8 @@ impl Snapshot {
             unavailable_credentials: Vec::new(),
             admins: admins::AdminDirectory::default(),
             policies: PolicyIndex::default(),
+            tenant_limits: HashMap::new(),
+            key_limits: HashMap::new(),
         }
     }
 
@@ -321,6 +350,26 @@ impl Snapshot {
             routes.insert(entry.record.id, entry);
         }
         paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let key_limits = data
+            .api_keys
+            .iter()
+            .map(|k| {
+                let limits = parse_limits("api_keys", &k.name, &k.limits.0, LimitScope::Key);
+                let name = k.name.clone();
+                (k.id, NamedLimits { name, limits })
+            })
+            .filter(|(_, l)| !l.limits.is_empty())
+            .collect();
+        let tenant_limits = data
+            .tenants
+            .iter()
+            .map(|t| {
+                let limits = parse_limits("tenants", &t.name, &t.limits.0, LimitScope::Tenant);
+                let name = t.name.clone();
+                (t.id, NamedLimits { name, limits })
+            })
+            .filter(|(_, l)| !l.limits.is_empty())
+            .collect();
         let keys_by_hash = data
             .api_keys
             .into_iter()
@@ -349,6 +398,8 @@ impl Snapshot {
             unavailable_credentials,
             admins,
             policies,
+            tenant_limits,
+            key_limits,
         }
     }
 

@@ -135,6 +135,15 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` on a duplicate name within the tenant; `InvalidReference{field:"routes"}`
     /// when a listed route id does not exist.
     async fn insert_api_key(&self, r: &ApiKeyRecord) -> StoreResult<()>;
+    /// Replaces a key's limits (a configuration change: bumps the version). `NotFound` if
+    /// absent.
+    async fn set_api_key_limits(
+        &self,
+        tenant_id: Uuid,
+        id: Uuid,
+        limits: &sqlx::types::Json<serde_json::Value>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<ApiKeyRecord>;
     /// Sets `revoked_at` (idempotent: keeps the first revocation time). `NotFound` if absent.
     async fn revoke_api_key(
         &self,

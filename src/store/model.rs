@@ -49,7 +49,7 @@ pub struct TenantRecord {
     pub id: Uuid,
     pub name: String,
     pub display_name: Option<String>,
-    /// Limits (docs/behaviour.md, "Limits and policies"); validated here as an object only.
+    /// Limits (docs/behaviour.md, "Limits and budgets"): `vocab::Limits`, checked on write.
     pub limits: Json<serde_json::Value>,
     pub tags: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
@@ -68,6 +68,8 @@ pub struct ApiKeyRecord {
     /// Route ids this key may call; `None` = every route the tenant may use.
     pub routes: Option<Json<Vec<Uuid>>>,
     pub tags: Json<Vec<String>>,
+    /// Limits (docs/behaviour.md, "Limits and budgets"): `vocab::Limits`, checked on write.
+    pub limits: Json<serde_json::Value>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -131,6 +133,9 @@ pub struct RouteRecord {
     pub tags: Json<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Limits (docs/behaviour.md, "Limits and budgets"): `vocab::Limits`, checked on write;
+    /// per tenant unless `shared`.
+    pub limits: Json<serde_json::Value>,
 }
 
 /// A policy: one of Kong's companion AI plugins, bound to exactly one route, service or

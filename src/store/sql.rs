@@ -73,8 +73,10 @@ pub(super) const API_KEY_OWNER_OF_NAME: &str =
 pub(super) const API_KEY_OWNER_OF_HASH: &str = "SELECT id, name FROM api_keys WHERE key_hash = $1";
 pub(super) const API_KEY_INSERT: &str = "INSERT INTO api_keys \
     (id, tenant_id, name, prefix, key_hash, routes, tags, expires_at, last_used_at, \
-    revoked_at, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    revoked_at, created_at, updated_at, limits) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+pub(super) const API_KEY_SET_LIMITS: &str = "UPDATE api_keys SET limits = $3, updated_at = $4 \
+    WHERE tenant_id = $1 AND id = $2";
 pub(super) const API_KEY_REVOKE: &str = "UPDATE api_keys SET revoked_at = $3 \
     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL";
 /// Never moves `last_used_at` back (another node may have written a later time).
@@ -144,13 +146,13 @@ pub(super) const ROUTE_NAME: &str = "SELECT name FROM routes WHERE id = $1";
 pub(super) const ROUTE_INSERT: &str = "INSERT INTO routes \
     (id, name, paths, model_alias, service_id, route_type, model, logging, \
     response_streaming, model_name_header, max_request_body_size, tenants, policies, tags, \
-    created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+    created_at, updated_at, limits) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 pub(super) const ROUTE_UPDATE: &str = "UPDATE routes SET name = $2, paths = $3, \
     model_alias = $4, service_id = $5, route_type = $6, model = $7, logging = $8, \
     response_streaming = $9, model_name_header = $10, max_request_body_size = $11, \
-    tenants = $12, policies = $13, tags = $14, created_at = $15, updated_at = $16 \
-    WHERE id = $1";
+    tenants = $12, policies = $13, tags = $14, created_at = $15, updated_at = $16, \
+    limits = $17 WHERE id = $1";
 pub(super) const ROUTE_DELETE: &str = "DELETE FROM routes WHERE id = $1";
 pub(super) const ROUTE_NAMES_BY_SERVICE: &str =
     "SELECT name FROM routes WHERE service_id = $1 ORDER BY created_at, id";
@@ -941,9 +943,39 @@ macro_rules! impl_store {
                             .bind(r.last_used_at)
                             .bind(r.revoked_at)
                             .bind(r.created_at)
-                            .bind(r.updated_at);
+                            .bind(r.updated_at)
+                            .bind(&r.limits);
                         q::rows_affected(&mut tx, query).await?;
                         Ok(())
+                    })
+                }
+
+                async fn set_api_key_limits(
+                    &self,
+                    tenant_id: Uuid,
+                    id: Uuid,
+                    limits: &Json<serde_json::Value>,
+                    at: DateTime<Utc>,
+                ) -> StoreResult<ApiKeyRecord> {
+                    in_tx!(self.write_tx, |tx| {
+                        let query = sqlx::query(sql::API_KEY_SET_LIMITS)
+                            .bind(tenant_id)
+                            .bind(id)
+                            .bind(limits)
+                            .bind(at);
+                        if q::rows_affected(&mut tx, query).await? == 0 {
+                            return Err(StoreError::NotFound(format!("API key {id}")));
+                        }
+                        q::bump(&mut tx).await?;
+                        let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
+                            .bind(tenant_id)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        let record =
+                            record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
+                        Ok(record)
                     })
                 }
 
@@ -1498,6 +1530,7 @@ macro_rules! bind_route {
             .bind(&$r.tags)
             .bind($r.created_at)
             .bind($r.updated_at)
+            .bind(&$r.limits)
     };
 }
 /// Binds a `PolicyRecord` in column order (`$1` = id).

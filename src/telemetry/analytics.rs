@@ -313,6 +313,10 @@ pub struct Tollgate<'a> {
     /// The policies that acted on the request; absent when none did.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub policies: &'a [super::event::PolicyEvent],
+    /// The limit that refused the request (`tenant acme: tokens_per_minute 200000`);
+    /// absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_refused: Option<&'a str>,
 }
 
 #[cfg(test)]

@@ -281,6 +281,29 @@ impl Otel {
             .build();
     }
 
+    /// Exports `tollgate.limit.rejections` by `tollgate.limit.kind`: `read` gives each
+    /// kind's refusals since start (the limits engine's counters), read at each export.
+    pub fn watch_limit_rejections(
+        &self,
+        read: impl Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+    ) {
+        let name = semconv::METRIC_LIMIT_REJECTIONS;
+        let unit = semconv::METRICS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or("", |(_, unit, _)| *unit);
+        let _rejections = self
+            .meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_callback(move |observer| {
+                for (kind, count) in read() {
+                    observer.observe(count, &[KeyValue::new(semconv::TOLLGATE_LIMIT_KIND, kind)]);
+                }
+            })
+            .build();
+    }
+
     /// End of the process: exports what is buffered and stops the exporters.
     pub fn shutdown(&self) -> anyhow::Result<()> {
         let traces = self.tracer_provider.shutdown();

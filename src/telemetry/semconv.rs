@@ -55,6 +55,10 @@ pub const TOLLGATE_POLICIES: &str = "tollgate.policies";
 pub const METRIC_LOG_DROPPED: &str = "tollgate.log.dropped";
 /// Analytics lines lost: the sink failed (full disk, closed pipe) or the buffer was full.
 pub const METRIC_ANALYTICS_LOST: &str = "tollgate.analytics.lost";
+/// Requests refused by a limit, by `tollgate.limit.kind` (`requests_per_minute`,
+/// `tokens_per_minute`, `budget`).
+pub const METRIC_LIMIT_REJECTIONS: &str = "tollgate.limit.rejections";
+pub const TOLLGATE_LIMIT_KIND: &str = "tollgate.limit.kind";
 
 /// `gen_ai.client.token.usage` buckets advised by the conventions (v1.41.1).
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
@@ -93,6 +97,7 @@ pub const METRICS: &[(&str, &str, MetricKind)] = &[
     (METRIC_POLICY_ACTIONS, "{action}", MetricKind::Counter),
     (METRIC_LOG_DROPPED, "{line}", MetricKind::Counter),
     (METRIC_ANALYTICS_LOST, "{line}", MetricKind::Counter),
+    (METRIC_LIMIT_REJECTIONS, "{request}", MetricKind::Counter),
 ];
 
 /// `gen_ai.provider.name` of Tollgate's provider name ([`Provider::gen_ai_name`]).

@@ -8,6 +8,7 @@
 //! definition of each word (docs/architecture.md, "Module map").
 
 pub mod access;
+pub mod limits;
 pub mod netguard;
 pub mod policy;
 pub mod provider;
@@ -15,6 +16,7 @@ pub mod route;
 pub mod service;
 
 pub use access::{Role, tenant_may_use};
+pub use limits::{Budget, BudgetPeriod, LimitScope, Limits, OnStoreError};
 pub use policy::{PolicyConfig, PolicyScope, PolicyType};
 pub use provider::{Llama2Format, MistralFormat, Provider, ProviderKind};
 pub use route::{Logging, ModelConfig, ModelOptions, ResponseStreaming, RouteKind, RouteType};

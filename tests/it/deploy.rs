@@ -502,6 +502,7 @@ const ATTRIBUTES: &[&str] = &[
     semconv::TOLLGATE_STREAM,
     semconv::TOLLGATE_POLICY_TYPE,
     semconv::TOLLGATE_POLICY_OUTCOME,
+    semconv::TOLLGATE_LIMIT_KIND,
 ];
 
 #[test]
@@ -830,12 +831,14 @@ fn dashboard_queries_only_what_the_gateway_exports() {
                 if expr.contains(variable) {
                     continue;
                 }
-                // Only the dropped-usage, lost-analytics and lost-log-line panels are not
-                // per tenant/route/model (process-wide counters without those labels).
+                // Only the dropped-usage, lost-analytics, lost-log-line and limit-rejection
+                // panels are not per tenant/route/model (process-wide counters without
+                // those labels).
                 assert!(
                     expr.contains("tollgate_usage_dropped")
                         || expr.contains("tollgate_analytics_lost")
-                        || expr.contains("tollgate_log_dropped"),
+                        || expr.contains("tollgate_log_dropped")
+                        || expr.contains("tollgate_limit_rejections"),
                     "{title}: {expr} ignores {variable}"
                 );
             }

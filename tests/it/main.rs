@@ -13,6 +13,7 @@ mod billing;
 mod cli;
 mod conformance;
 mod deploy;
+mod limits;
 mod logging;
 mod memory;
 mod otlp;

@@ -126,6 +126,7 @@ contract_tests!(
     config_writes_bump_version,
     load_config_is_consistent,
     revoke_is_idempotent,
+    key_limits_are_replaced,
     system_secret_insert_keeps_first,
     reencrypt_all_rewrites_every_secret,
     reencrypt_all_rolls_back_on_error,
@@ -242,6 +243,7 @@ fn route(name: &str, service_id: Uuid, paths: &[&str]) -> RouteRecord {
         tags: Json(vec!["r".into()]),
         created_at: t,
         updated_at: t,
+        limits: Json(json!({"requests_per_minute": 30, "shared": true})),
     }
 }
 
@@ -255,6 +257,7 @@ fn api_key(tenant_id: Uuid, name: &str) -> ApiKeyRecord {
         key_hash: Uuid::new_v4().as_bytes().repeat(2),
         routes: None,
         tags: Json(vec![]),
+        limits: Json(json!({"budget": {"amount_usd": 5.0, "period": "day"}})),
         expires_at: Some(t + chrono::Duration::days(30)),
         last_used_at: None,
         revoked_at: None,
@@ -1162,6 +1165,27 @@ async fn load_config_is_consistent(s: SharedStore) {
 }
 
 // --- API keys, secrets, rotation ---
+
+async fn key_limits_are_replaced(s: SharedStore) {
+    let t = tenant("acme");
+    s.insert_tenant(&t).await.unwrap();
+    let k = api_key(t.id, "ci");
+    s.insert_api_key(&k).await.unwrap();
+    assert_eq!(s.get_api_key(t.id, k.id).await.unwrap(), Some(k.clone()));
+    let before = s.config_version().await.unwrap();
+    let limits = Json(json!({"requests_per_minute": 7}));
+    let at = now();
+    let changed = s.set_api_key_limits(t.id, k.id, &limits, at).await.unwrap();
+    assert_eq!(changed.limits, limits);
+    assert_eq!(changed.updated_at, at);
+    assert!(
+        s.config_version().await.unwrap() > before,
+        "a configuration change"
+    );
+    let other = tenant("globex");
+    s.insert_tenant(&other).await.unwrap();
+    not_found(s.set_api_key_limits(other.id, k.id, &limits, at).await);
+}
 
 async fn revoke_is_idempotent(s: SharedStore) {
     let t = tenant("acme");

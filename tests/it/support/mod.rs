@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod kong;
+pub mod limits;
 pub mod mock_upstream;
 pub mod otlp;
 pub mod process;

@@ -1,0 +1,195 @@
+//! The in-process counter store: one map behind one mutex. Exact on one node — a
+//! reservation checks and adds all its counters under the lock — and the default when no
+//! shared store is configured (docs/behaviour.md, "Limits and budgets").
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use futures::future::{self, BoxFuture};
+
+use super::store::{Adjustment, Counter, CounterStore, Reserved, StoreFault};
+
+/// Ended windows are swept at most this often (seconds).
+const SWEEP_EVERY: i64 = 60;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Counter key → (total, window end).
+    counters: HashMap<String, (i64, i64)>,
+    next_sweep: i64,
+}
+
+impl Inner {
+    fn sweep(&mut self, now: i64) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.counters.retain(|_, (_, end)| *end > now);
+        self.next_sweep = now + SWEEP_EVERY;
+    }
+
+    fn total(&self, key: &str, now: i64) -> i64 {
+        match self.counters.get(key) {
+            Some((total, end)) if *end > now => *total,
+            _ => 0,
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied reservation (each is
+        // checked before anything is added), so the map is still sound.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reservation itself, synchronous (the trait wraps it in a ready future).
+    pub fn reserve_now(&self, counters: &[Counter], now: i64) -> Reserved {
+        let mut inner = self.lock();
+        inner.sweep(now);
+        let totals: Vec<i64> = counters.iter().map(|c| inner.total(&c.key, now)).collect();
+        // The same counter may be named twice (two scopes sharing one): sum per key.
+        for (i, c) in counters.iter().enumerate() {
+            let earlier: i64 = counters[..i]
+                .iter()
+                .filter(|o| o.key == c.key)
+                .map(|o| o.amount)
+                .sum();
+            if totals[i] + earlier + c.amount > c.limit {
+                return Reserved::Refused { counter: i, totals };
+            }
+        }
+        let mut after = Vec::with_capacity(counters.len());
+        for c in counters {
+            let entry = inner
+                .counters
+                .entry(c.key.clone())
+                .or_insert((0, c.window_end));
+            if entry.1 <= now {
+                *entry = (0, c.window_end);
+            }
+            entry.0 += c.amount;
+            after.push(entry.0);
+        }
+        Reserved::Granted(after)
+    }
+}
+
+impl CounterStore for MemoryStore {
+    fn name(&self) -> &'static str {
+        "in_process"
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        counters: &'a [Counter],
+        now: i64,
+    ) -> BoxFuture<'a, Result<Reserved, StoreFault>> {
+        Box::pin(future::ready(Ok(self.reserve_now(counters, now))))
+    }
+
+    fn adjust(&self, adjustments: Vec<Adjustment>) {
+        let mut inner = self.lock();
+        for a in adjustments {
+            if let Some((total, end)) = inner.counters.get_mut(&a.key)
+                && *end == a.window_end
+            {
+                *total = (*total + a.delta).max(0);
+            }
+        }
+    }
+
+    fn read<'a>(
+        &'a self,
+        keys: &'a [String],
+        now: i64,
+    ) -> BoxFuture<'a, Result<Vec<i64>, StoreFault>> {
+        let inner = self.lock();
+        let totals = keys.iter().map(|k| inner.total(k, now)).collect();
+        Box::pin(future::ready(Ok(totals)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(key: &str, amount: i64, limit: i64) -> Counter {
+        Counter {
+            key: key.into(),
+            amount,
+            limit,
+            window_end: 100,
+        }
+    }
+
+    #[test]
+    fn all_or_none() {
+        let s = MemoryStore::new();
+        let both = [counter("a", 3, 10), counter("b", 3, 4)];
+        assert_eq!(s.reserve_now(&both, 0), Reserved::Granted(vec![3, 3]));
+        // b would reach 6 > 4: refused, and a is untouched.
+        assert_eq!(
+            s.reserve_now(&both, 0),
+            Reserved::Refused {
+                counter: 1,
+                totals: vec![3, 3]
+            }
+        );
+        assert_eq!(
+            s.reserve_now(&[counter("a", 2, 5)], 0),
+            Reserved::Granted(vec![5])
+        );
+    }
+
+    #[test]
+    fn a_key_named_twice_counts_twice() {
+        let s = MemoryStore::new();
+        let twice = [counter("a", 3, 5), counter("a", 3, 5)];
+        assert!(matches!(
+            s.reserve_now(&twice, 0),
+            Reserved::Refused { counter: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn adjustments_never_revive_or_go_negative() {
+        let s = MemoryStore::new();
+        s.reserve_now(&[counter("a", 3, 5)], 0);
+        s.adjust(vec![Adjustment {
+            key: "a".into(),
+            delta: -10,
+            window_end: 100,
+        }]);
+        s.adjust(vec![Adjustment {
+            key: "gone".into(),
+            delta: 4,
+            window_end: 100,
+        }]);
+        let keys = ["a".to_string(), "gone".to_string()];
+        let read = futures::executor::block_on(s.read(&keys, 0)).unwrap();
+        assert_eq!(read, vec![0, 0]);
+    }
+
+    #[test]
+    fn ended_windows_start_from_zero_and_are_swept() {
+        let s = MemoryStore::new();
+        s.reserve_now(&[counter("a", 5, 5)], 0);
+        let next = Counter {
+            window_end: 200,
+            ..counter("a", 5, 5)
+        };
+        assert_eq!(s.reserve_now(&[next], 150), Reserved::Granted(vec![5]));
+        s.reserve_now(&[], 400);
+        assert!(s.lock().counters.is_empty());
+    }
+}

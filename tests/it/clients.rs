@@ -424,3 +424,72 @@ async fn json_mode_on_anthropic_is_a_forced_tool_answered_as_text() {
     assert_eq!(choice["finish_reason"], "stop");
     assert_eq!(r.body["usage"]["completion_tokens"], 9);
 }
+
+#[actix_web::test]
+async fn json_mode_on_anthropic_streams_the_answer_as_content() {
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
+    let frames = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_1",
+            "model": "claude-sonnet-4-5", "usage": {"input_tokens": 20, "output_tokens": 1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1",
+                              "name": "tollgate_json_answer", "input": {}}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"answer\""}}),
+        ),
+        event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ": 42}"}}),
+        ),
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        event(
+            "message_delta",
+            json!({"type": "message_delta",
+            "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+        ),
+        event("message_stop", json!({"type": "message_stop"})),
+    ];
+    let mock = MockUpstream::start(sse(frames, 2, Tail::End)).await;
+    let app = spawn_app().await;
+    let options = json!({"anthropic_version": "2023-06-01"});
+    let key = configure(
+        &app,
+        &mock,
+        "anthropic",
+        "/v1/messages",
+        options,
+        "llm/v1/chat",
+    )
+    .await;
+    let ask = json!({"model": "alias", "response_format": {"type": "json_object"}, "stream": true,
+                     "stream_options": {"include_usage": true},
+                     "messages": [{"role": "user", "content": "The answer, as JSON"}]});
+    let s = stream(&app, "/v1/chat/completions", &key, ask).await;
+    assert_eq!(s.status, 200, "{}", s.raw);
+    let content: Value = serde_json::from_str(&s.text()).unwrap();
+    assert_eq!(content, json!({"answer": 42}));
+    assert!(s.tool_calls().is_empty(), "{}", s.raw);
+    assert_eq!(s.finish_reasons(), vec!["stop"], "{}", s.raw);
+    assert_eq!(
+        s.usage_chunks()[0]["usage"]["completion_tokens"],
+        9,
+        "{}",
+        s.raw
+    );
+    assert_eq!(
+        mock.last().json()["tool_choice"]["name"],
+        "tollgate_json_answer"
+    );
+}

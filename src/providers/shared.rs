@@ -28,7 +28,8 @@ pub(super) fn single_prompt(body: &Map<String, Value>) -> Result<String, Request
             [Value::String(s)] => Ok(s.clone()),
             [_, _, ..] => Err(RequestError::param(
                 "prompt",
-                "only one prompt per request is supported by this provider",
+                "several prompts in one request are supported only by OpenAI-compatible \
+                 providers; send one string",
             )),
             _ => Err(RequestError::param("prompt", "must be a string")),
         },

@@ -19,8 +19,10 @@ use crate::vocab::RouteKind;
 
 use super::auth::CallerId;
 
-/// The response header that carries the request id.
+/// The response headers that carry the request id: the gateway's own, and the one OpenAI's
+/// SDKs read (`request_id`). A client's id in either is kept, the gateway's name first.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-tollgate-request-id");
+const OPENAI_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Which surface the request came in on: the OpenAI-compatible one addresses the route by
 /// `model` (the alias), so it is exempt from "cannot use own model".
@@ -90,16 +92,19 @@ impl PolicyOutcome {
 impl RequestCtx {
     pub fn new(req: &HttpRequest, surface: Surface, snapshot: Arc<Snapshot>) -> RequestCtx {
         // A client's own request id is kept when it is sane (no injection into logs/headers).
-        let request_id = req
-            .headers()
-            .get(&REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| {
-                !v.is_empty()
-                    && v.len() <= 128
-                    && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-            })
+        let sane = |name: &HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| {
+                    !v.is_empty()
+                        && v.len() <= 128
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                })
+        };
+        let request_id = sane(&REQUEST_ID)
+            .or_else(|| sane(&OPENAI_REQUEST_ID))
             .map_or_else(|| Uuid::now_v7().to_string(), str::to_string);
         RequestCtx {
             request_id,
@@ -141,6 +146,7 @@ impl RequestCtx {
     /// Every proxy response leaves through here: the one place that sets the request id.
     pub fn finish(&self, mut response: HttpResponse) -> HttpResponse {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(OPENAI_REQUEST_ID, v.clone());
             response.headers_mut().insert(REQUEST_ID, v);
         }
         response

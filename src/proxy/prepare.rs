@@ -68,6 +68,9 @@ pub fn request(
         ))
         .with_param("model"));
     }
+    if kind == RouteKind::Completions {
+        one_prompt_as_string(object)?;
+    }
     check_prompt(object, kind)?;
     let model = resolve_model(object, route, ctx.surface)?;
     let wants_stream = object
@@ -149,12 +152,36 @@ pub fn translate_context<'a>(
     }
 }
 
+/// A completions `prompt` may be a list (OpenAI's batch form, which LangChain always sends):
+/// one string is that string for every provider; several go to the translator, which
+/// forwards them where the provider takes batches and refuses them naming `prompt`
+/// elsewhere (docs/behaviour.md, "Request order").
+fn one_prompt_as_string(body: &mut Map<String, Value>) -> Result<(), Error> {
+    let Some(Value::Array(prompts)) = body.get_mut("prompt") else {
+        return Ok(());
+    };
+    if prompts.is_empty() || !prompts.iter().all(Value::is_string) {
+        return Err(Error::bad_request(
+            "'prompt' must be a string or a non-empty array of strings",
+        )
+        .with_param("prompt"));
+    }
+    if prompts.len() == 1 {
+        let one = prompts.swap_remove(0);
+        body.insert("prompt".into(), one);
+    }
+    Ok(())
+}
+
 /// Kong's prompt checks (docs/behaviour.md, "Request order", step 5).
 fn check_prompt(body: &Map<String, Value>, kind: RouteKind) -> Result<(), Error> {
     let chat = body
         .get("messages")
         .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()));
-    let completion = body.get("prompt").is_some_and(Value::is_string);
+    // A list of several prompts counts as one format too (`one_prompt_as_string`).
+    let completion = body
+        .get("prompt")
+        .is_some_and(|p| p.is_string() || p.is_array());
     match (chat, completion, kind) {
         (true, true, _) => Err(Error::bad_request(
             "request matches multiple LLM request formats",

@@ -52,6 +52,32 @@ pub struct StreamStart {
     pub upstream_sent: Instant,
 }
 
+/// The provider refusing the gateway's own credential (docs/behaviour.md, "Responses"): a
+/// 502 naming the service, so the client's SDK does not report its own key as wrong.
+fn credential_refused(
+    party: &Party,
+    status: u16,
+    body: &[u8],
+    redactor: &crate::crypto::redact::LazyRedactor,
+) -> Error {
+    let service = &party.route.service;
+    let provider = service.translator().error(status, body);
+    let mut e = Error::upstream(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "the provider refused the gateway's credential for service '{}' (upstream status \
+             {status}): {}; this is the gateway operator's configuration to fix, not the \
+             client's key",
+            service.record.name,
+            redactor.get().redact(&provider.message)
+        ),
+    )
+    .with_openai_type("upstream_authentication_error")
+    .with_openai_code("upstream_authentication_error");
+    e.retryable = false;
+    e
+}
+
 pub fn reply(
     party: &Party,
     plan: Plan,
@@ -111,6 +137,14 @@ pub fn reply(
         }
         Upstream::Whole(reply) => reply,
     };
+    if matches!(reply.status, 401 | 403) {
+        return Err(credential_refused(
+            party,
+            reply.status,
+            &reply.body,
+            &redactor,
+        ));
+    }
 
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));

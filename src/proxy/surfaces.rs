@@ -1,10 +1,13 @@
 //! The proxy's entry points (docs/behaviour.md, "Proxy surfaces"): Kong-style route paths,
-//! the OpenAI-compatible `/v1/chat/completions` and `/v1/completions`, and `/v1/models`.
+//! the OpenAI-compatible `/v1/chat/completions` and `/v1/completions`, and `/v1/models` (the
+//! list and one model).
 //! Each hands its request to the pipeline (pipeline.rs).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use crate::error::Error;
+use crate::snapshot::RouteEntry;
 use crate::state::AppState;
 use crate::vocab::RouteKind;
 
@@ -96,15 +99,48 @@ pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         .aliases
         .iter()
         .filter(|(_, route)| authorize(&caller, route).is_ok())
-        .map(|(alias, route)| {
-            json!({
-                "id": alias,
-                "object": "model",
-                "created": route.record.created_at.timestamp(),
-                "owned_by": route.service.provider.name(),
-            })
-        })
+        .map(|(alias, route)| model_object(alias, route))
         .collect();
     data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     ctx.finish(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+}
+
+/// `GET /v1/models/{id}`: one alias this key may use; any other is 404 `model_not_found`,
+/// like an alias the key may not use on the completion surfaces, so aliases do not leak.
+pub async fn model(
+    req: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let ctx = RequestCtx::new(
+        &req,
+        Surface::OpenAi(RouteKind::Chat),
+        state.snapshot.load(),
+    );
+    let caller = match authenticate(&req, &ctx.snapshot, &state.api_keys) {
+        Ok(c) => c,
+        Err(e) => return ctx.finish(render(e)),
+    };
+    let id = id.into_inner();
+    let response = match ctx.snapshot.aliases.get(&id) {
+        Some(route) if authorize(&caller, route).is_ok() => {
+            HttpResponse::Ok().json(model_object(&id, route))
+        }
+        _ => render(
+            Error::not_found(format!("model '{id}'"))
+                .with_param("model")
+                .with_openai_code("model_not_found"),
+        ),
+    };
+    ctx.finish(response)
+}
+
+/// OpenAI's model object for an alias.
+fn model_object(alias: &str, route: &RouteEntry) -> Value {
+    json!({
+        "id": alias,
+        "object": "model",
+        "created": route.record.created_at.timestamp(),
+        "owned_by": route.service.provider.name(),
+    })
 }

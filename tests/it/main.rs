@@ -11,6 +11,7 @@ mod auth;
 mod bad_secret;
 mod billing;
 mod cli;
+mod clients;
 mod conformance;
 mod deploy;
 mod limits;

@@ -23,6 +23,10 @@ use super::{
 use crate::llm::StreamTranscoder;
 pub use stream::AnthropicStream;
 
+/// The tool that carries a JSON-mode answer (request.rs, `json_mode`): a call to it is the
+/// message's text, not a tool call, in whole and streamed answers.
+const JSON_TOOL: &str = "tollgate_json_answer";
+
 pub struct Anthropic;
 
 impl Translator for Anthropic {

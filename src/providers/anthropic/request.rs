@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
+use super::JSON_TOOL;
 use crate::providers::{RequestError, RouteKind, TranslateContext, UpstreamRequest, apply_tuning};
 
 const CHAT_URL: &str = "https://api.anthropic.com/v1/messages";
@@ -203,9 +204,9 @@ pub(super) fn stop_sequences(stop: Value) -> Result<Option<Value>, RequestError>
 }
 
 fn completions_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
-    let Some(Value::String(prompt)) = body.remove("prompt") else {
-        return Err(RequestError::param("prompt", "`prompt` must be a string"));
-    };
+    // One prompt per request: a list of one is that string, several are refused.
+    let prompt = crate::providers::shared::single_prompt(body)?;
+    body.remove("prompt");
     // Kong's wrapping; a prompt the client already formatted for Anthropic is kept as is.
     let prompt = if prompt.starts_with("\n\nHuman:") {
         prompt
@@ -274,7 +275,16 @@ fn chat_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
         body.insert("tool_choice".into(), choice);
     }
 
-    if let Some(format) = body.remove("response_format")
+    let format = body.remove("response_format");
+    if format
+        .as_ref()
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+        == Some("json_object")
+    {
+        return json_mode(body);
+    }
+    if let Some(format) = format
         && let Some(format) = convert_response_format(format)?
     {
         let config = body.entry("output_config").or_insert_with(|| json!({}));
@@ -637,6 +647,12 @@ fn convert_tools(tools: Value) -> Result<Vec<Value>, RequestError> {
                 "a tool needs a string `function.name`",
             ));
         };
+        if name == JSON_TOOL {
+            return Err(RequestError::param(
+                &format!("{at}.function.name"),
+                format!("`{JSON_TOOL}` is reserved for JSON mode on anthropic"),
+            ));
+        }
         // Anthropic requires a schema of type object; a parameterless function gets an empty one.
         let schema = match tool.pointer("/function/parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
@@ -689,6 +705,32 @@ fn convert_tool_choice(choice: Value) -> Result<Value, RequestError> {
     ))
 }
 
+/// JSON mode (`response_format: {"type":"json_object"}`) the way Anthropic's own documentation
+/// does it (docs/wire-formats.md, "Anthropic"): one tool whose input is the answer, forced by
+/// `tool_choice`. The response side turns that call back into the message's text.
+fn json_mode(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+    if body.contains_key("tools") || body.contains_key("tool_choice") {
+        return Err(RequestError::param(
+            "response_format",
+            "`json_object` on anthropic is a forced tool call, so it cannot be combined with \
+             `tools` or `tool_choice`; use `response_format` of type `json_schema`",
+        ));
+    }
+    body.insert(
+        "tools".into(),
+        json!([{
+            "name": JSON_TOOL,
+            "description": "Give your answer as a JSON object: the input of this tool is the answer.",
+            "input_schema": {"type": "object"},
+        }]),
+    );
+    body.insert(
+        "tool_choice".into(),
+        json!({"type": "tool", "name": JSON_TOOL}),
+    );
+    Ok(())
+}
+
 /// OpenAI `response_format` → `output_config.format` (structured outputs).
 fn convert_response_format(format: Value) -> Result<Option<Value>, RequestError> {
     match format.get("type").and_then(Value::as_str) {
@@ -708,7 +750,7 @@ fn convert_response_format(format: Value) -> Result<Option<Value>, RequestError>
         )),
         _ => Err(RequestError::param(
             "response_format",
-            "`response_format.type` must be `text` or `json_schema`",
+            "`response_format.type` must be `text`, `json_object` or `json_schema`",
         )),
     }
 }

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::JSON_TOOL;
 use crate::providers::{
     OpenAiErrorBody, RouteKind, TranslateContext, TranslateError, generic_error,
 };
@@ -62,6 +63,7 @@ fn chat_response(
     let mut text = String::new();
     let mut has_text = false;
     let mut tool_calls = Vec::new();
+    let mut json_answer = false;
     for block in blocks {
         match block.get("type").and_then(Value::as_str) {
             Some("text") => {
@@ -83,6 +85,13 @@ fn chat_response(
                 let input = block.get("input").cloned().unwrap_or_else(|| json!({}));
                 let arguments = serde_json::to_string(&input)
                     .map_err(|_| TranslateError("cannot encode tool_use input".into()))?;
+                if name == JSON_TOOL {
+                    // JSON mode: the forced tool's input is the answer.
+                    text.push_str(&arguments);
+                    has_text = true;
+                    json_answer = true;
+                    continue;
+                }
                 tool_calls.push(json!({
                     "id": id, "type": "function",
                     "function": {"name": name, "arguments": arguments},
@@ -110,7 +119,11 @@ fn chat_response(
         "choices": [{
             "index": 0,
             "message": message,
-            "finish_reason": finish_reason(obj.get("stop_reason"), has_tool_calls),
+            "finish_reason": if json_answer && !has_tool_calls {
+                json_finish_reason(obj.get("stop_reason"))
+            } else {
+                finish_reason(obj.get("stop_reason"), has_tool_calls)
+            },
         }],
         "usage": usage(obj.get("usage")),
     }))
@@ -173,6 +186,14 @@ pub(super) fn finish_reason(stop_reason: Option<&Value>, has_tool_calls: bool) -
         Some("refusal") => "content_filter",
         _ if has_tool_calls => "tool_calls",
         _ => "stop",
+    }
+}
+
+/// A JSON-mode answer's finish reason: the forced tool call is a normal stop.
+pub(super) fn json_finish_reason(stop_reason: Option<&Value>) -> &'static str {
+    match stop_reason.and_then(Value::as_str) {
+        Some("tool_use") => "stop",
+        _ => finish_reason(stop_reason, false),
     }
 }
 

@@ -6,7 +6,8 @@ use crate::llm::{
     ChunkEmitter, ReportedUsage, SseDecoder, SseEvent, StreamError, StreamTranscoder,
 };
 
-use super::response::finish_reason;
+use super::JSON_TOOL;
+use super::response::{finish_reason, json_finish_reason};
 use crate::providers::{OpenAiErrorBody, RouteKind};
 
 /// Anthropic's named-event SSE (Messages API, docs/wire-formats.md, "Anthropic") and the legacy
@@ -23,6 +24,9 @@ struct StreamState {
     /// The `tool_use` blocks seen so far, in order: a tool call's OpenAI `index` is its
     /// position here, not Anthropic's content-block index (text blocks share that count).
     tools: Vec<ToolBlock>,
+    /// JSON mode's forced tool block (mod.rs, `JSON_TOOL`): its input streams as text; and
+    /// whether any of it came.
+    json_block: Option<(u64, bool)>,
     /// Prompt-side counts so far: `message_delta` may repeat them, or not.
     input: Option<u64>,
     cache_write: Option<u64>,
@@ -42,6 +46,7 @@ impl AnthropicStream {
             state: StreamState {
                 kind,
                 tools: Vec::new(),
+                json_block: None,
                 input: None,
                 cache_write: None,
                 cache_read: None,
@@ -124,13 +129,22 @@ impl StreamState {
                     tool.has_arguments = true;
                     out.tool_call_arguments(k, "{}");
                 }
+                if let Some((block, sent)) = &mut self.json_block
+                    && v.get("index").and_then(Value::as_u64) == Some(*block)
+                    && !*sent
+                {
+                    *sent = true;
+                    out.content("{}");
+                }
             }
             "message_delta" => {
                 self.usage(v.get("usage"), true, out);
-                out.finish(finish_reason(
-                    v.pointer("/delta/stop_reason"),
-                    !self.tools.is_empty(),
-                ));
+                let stop = v.pointer("/delta/stop_reason");
+                out.finish(if self.json_block.is_some() && self.tools.is_empty() {
+                    json_finish_reason(stop)
+                } else {
+                    finish_reason(stop, !self.tools.is_empty())
+                });
             }
             "message_stop" => out.done(),
             "error" => out.error(&stream_error(&v)),
@@ -172,6 +186,10 @@ impl StreamState {
                 let Some(index) = v.get("index").and_then(Value::as_u64) else {
                     return Err(invalid("content_block_start without an index"));
                 };
+                if name == JSON_TOOL {
+                    self.json_block = Some((index, false));
+                    return Ok(());
+                }
                 let k = u32::try_from(self.tools.len())
                     .map_err(|_| invalid("too many tool calls in one response"))?;
                 self.tools.push(ToolBlock {
@@ -201,6 +219,15 @@ impl StreamState {
                 let Some(fragment) = field("partial_json") else {
                     return Err(invalid("input_json_delta without partial_json"));
                 };
+                if let Some((block, sent)) = &mut self.json_block
+                    && v.get("index").and_then(Value::as_u64) == Some(*block)
+                {
+                    if !fragment.is_empty() {
+                        *sent = true;
+                        out.content(fragment);
+                    }
+                    return Ok(());
+                }
                 // Server tools (`server_tool_use`) stream their input too: not in the map.
                 if let Some(k) = self.tool(v.get("index"))
                     && let Some(tool) = self.tools.get_mut(k as usize)

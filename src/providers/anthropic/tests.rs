@@ -404,9 +404,78 @@ fn response_format_maps_to_output_config() {
     );
     let body = chat(json!({"messages": [user("hi")], "response_format": {"type": "text"}}));
     assert!(body.get("output_config").is_none());
-    let err =
-        chat_err(json!({"messages": [user("hi")], "response_format": {"type": "json_object"}}));
+}
+
+#[test]
+fn json_mode_is_one_forced_tool_whose_input_is_the_answer() {
+    let body = chat(json!({"messages": [user("hi")], "response_format": {"type": "json_object"}}));
+    assert_eq!(body["tools"][0]["name"], "tollgate_json_answer");
+    assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "tollgate_json_answer"})
+    );
+    assert!(body.get("response_format").is_none());
+    assert!(body.get("output_config").is_none());
+    let tool = json!({"type": "function", "function": {"name": "f"}});
+    let err = chat_err(json!({"messages": [user("hi")], "tools": [tool],
+                              "response_format": {"type": "json_object"}}));
     assert_eq!(err.param.as_deref(), Some("response_format"));
+    let reserved = json!({"type": "function", "function": {"name": "tollgate_json_answer"}});
+    let err = chat_err(json!({"messages": [user("hi")], "tools": [reserved]}));
+    assert_eq!(err.param.as_deref(), Some("tools[0].function.name"));
+
+    // The forced call comes back as the message's text, a normal stop.
+    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "tollgate_json_answer",
+                     "input": {"city": "Paris", "n": 2}}],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 10, "output_tokens": 5}});
+    let got = respond(RouteKind::Chat, &answer.to_string()).unwrap();
+    let message = &got["choices"][0]["message"];
+    assert_eq!(
+        serde_json::from_str::<Value>(message["content"].as_str().unwrap()).unwrap(),
+        json!({"city": "Paris", "n": 2})
+    );
+    assert!(message.get("tool_calls").is_none(), "{got}");
+    assert_eq!(got["choices"][0]["finish_reason"], "stop");
+
+    // Streamed: the input's fragments are content deltas.
+    let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+    let input = [
+        event("message_start", json!({"type": "message_start", "message": {"id": "msg_1",
+            "model": "claude-test", "usage": {"input_tokens": 10, "output_tokens": 1}}})),
+        event("content_block_start", json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "tollgate_json_answer", "input": {}}})),
+        event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"city\": "}})),
+        event("content_block_delta", json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}})),
+        event("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        event("message_delta", json!({"type": "message_delta",
+            "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 5}})),
+        event("message_stop", json!({"type": "message_stop"})),
+    ]
+    .concat();
+    let (out, _) = run(RouteKind::Chat, false, input.as_bytes());
+    let f = frames(&out);
+    let text: String = f
+        .iter()
+        .filter_map(|c| {
+            c.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+        })
+        .collect();
+    assert_eq!(text, "{\"city\": \"Paris\"}");
+    assert!(
+        f.iter()
+            .all(|c| c.pointer("/choices/0/delta/tool_calls").is_none())
+    );
+    let finish: Vec<&Value> = f
+        .iter()
+        .filter_map(|c| c.pointer("/choices/0/finish_reason"))
+        .filter(|r| !r.is_null())
+        .collect();
+    assert_eq!(finish, vec![&json!("stop")]);
 }
 
 // ---- content parts ----

@@ -701,9 +701,9 @@ pub(super) fn response_format(format: &Value) -> Result<Option<Value>, RequestEr
 
 /// OpenAI completion fields → `/v1/generate`.
 fn generate_fields(body: &mut Map<String, Value>) -> Result<(), RequestError> {
-    if !body.get("prompt").is_some_and(Value::is_string) {
-        return Err(bad("prompt", "prompt must be a string"));
-    }
+    // One prompt per request: a list of one is that string, several are refused.
+    let prompt = crate::providers::shared::single_prompt(body)?;
+    body.insert("prompt".into(), Value::String(prompt));
     if let Some(n) = body.remove("n") {
         let n = choice_count(&n)?;
         // The stream transcoder emits one choice; v1 interleaves generations by `index`.

@@ -73,6 +73,11 @@ pub(super) fn compatible_request(
                         // Not an object: the upstream's 400 tells the client.
                         Some(_) => {}
                     }
+                } else {
+                    // Older Azure versions refuse the field with a 400, the client's own
+                    // included; the usage chunk is then estimated (docs/behaviour.md,
+                    // "Streaming rules").
+                    body.remove("stream_options");
                 }
             }
         }

@@ -822,11 +822,14 @@ fn azure_gets_stream_options_only_where_its_api_version_has_them() {
         let want = supported.then(|| json!({"include_usage": true}));
         assert_eq!(body.get("stream_options").cloned(), want, "{version}");
 
-        // On an old version the client's own choice is left alone.
-        let client = json!({"stream_options": {"include_usage": false}});
-        let (_, body) = req_ok(&s, CHAT, streaming(client));
-        let want = json!({"include_usage": supported});
-        assert_eq!(body["stream_options"], want, "{version}");
+        // On an old version the client's own `stream_options` is removed too: Azure
+        // refuses the field whatever it holds.
+        for asked in [false, true] {
+            let client = json!({"stream_options": {"include_usage": asked}});
+            let (_, body) = req_ok(&s, CHAT, streaming(client));
+            let want = supported.then(|| json!({"include_usage": true}));
+            assert_eq!(body.get("stream_options").cloned(), want, "{version}");
+        }
     }
     // The version in the configured URL is the one Azure sees; the v1 surface has them.
     for (url, supported) in [

@@ -2,12 +2,11 @@
 //! reservation checks and adds all its counters under the lock — and the default when no
 //! shared store is configured (docs/behaviour.md, "Limits and budgets").
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use futures::future::{self, BoxFuture};
 
-use super::store::{Adjustment, Counter, CounterStore, Reserved, StoreFault};
+use super::store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
 
 /// Ended windows are swept at most this often (seconds).
 const SWEEP_EVERY: i64 = 60;
@@ -20,7 +19,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     /// Counter key → (total, window end).
-    counters: HashMap<String, (i64, i64)>,
+    counters: foldhash::HashMap<CounterKey, (i64, i64)>,
     next_sweep: i64,
 }
 
@@ -33,7 +32,7 @@ impl Inner {
         self.next_sweep = now + SWEEP_EVERY;
     }
 
-    fn total(&self, key: &str, now: i64) -> i64 {
+    fn total(&self, key: &CounterKey, now: i64) -> i64 {
         match self.counters.get(key) {
             Some((total, end)) if *end > now => *total,
             _ => 0,
@@ -70,10 +69,7 @@ impl MemoryStore {
         }
         let mut after = Vec::with_capacity(counters.len());
         for c in counters {
-            let entry = inner
-                .counters
-                .entry(c.key.clone())
-                .or_insert((0, c.window_end));
+            let entry = inner.counters.entry(c.key).or_insert((0, c.window_end));
             if entry.1 <= now {
                 *entry = (0, c.window_end);
             }
@@ -110,7 +106,7 @@ impl CounterStore for MemoryStore {
 
     fn read<'a>(
         &'a self,
-        keys: &'a [String],
+        keys: &'a [CounterKey],
         now: i64,
     ) -> BoxFuture<'a, Result<Vec<i64>, StoreFault>> {
         let inner = self.lock();
@@ -122,10 +118,21 @@ impl CounterStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::OwnerId;
+
+    /// A counter key per short name (`"a"`, `"b"`).
+    fn k(name: &str) -> CounterKey {
+        let n = name.bytes().fold(0u128, |acc, b| acc * 256 + u128::from(b));
+        CounterKey {
+            tag: "rpm",
+            owner: OwnerId::Tenant(uuid::Uuid::from_u128(n)),
+            window_start: 0,
+        }
+    }
 
     fn counter(key: &str, amount: i64, limit: i64) -> Counter {
         Counter {
-            key: key.into(),
+            key: k(key),
             amount,
             limit,
             window_end: 100,
@@ -166,16 +173,16 @@ mod tests {
         let s = MemoryStore::new();
         s.reserve_now(&[counter("a", 3, 5)], 0);
         s.adjust(vec![Adjustment {
-            key: "a".into(),
+            key: k("a"),
             delta: -10,
             window_end: 100,
         }]);
         s.adjust(vec![Adjustment {
-            key: "gone".into(),
+            key: k("gone"),
             delta: 4,
             window_end: 100,
         }]);
-        let keys = ["a".to_string(), "gone".to_string()];
+        let keys = [k("a"), k("gone")];
         let read = futures::executor::block_on(s.read(&keys, 0)).unwrap();
         assert_eq!(read, vec![0, 0]);
     }

@@ -23,7 +23,7 @@ use crate::vocab::{BudgetPeriod, Limits, OnStoreError};
 pub use clock::{Clock, ManualClock, SystemClock, Window};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
-pub use store::{Adjustment, Counter, CounterStore, Reserved, StoreFault};
+pub use store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
 
 /// The three kinds of limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +113,7 @@ impl<'a> Scope<'a> {
 /// Names an owner's counters: `t:<tenant>`, `k:<key>`, `r:<route>` (shared) or
 /// `r:<route>:t:<tenant>` (a route's limits per tenant). Written straight into each
 /// counter's key, with no string of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OwnerId {
     Tenant(uuid::Uuid),
     Key(uuid::Uuid),
@@ -228,7 +228,7 @@ pub struct Limiter {
 /// One counter of a request's reservation, as the request holds it.
 #[derive(Debug, Clone)]
 struct Held {
-    key: String,
+    key: CounterKey,
     kind: Kind,
     amount: i64,
     window_end: i64,
@@ -294,7 +294,11 @@ impl Limiter {
             let l = scope.limits;
             let mut add = |kind: Kind, limit: i64, amount: i64, window: Window, budget| {
                 counters.push(Counter {
-                    key: format!("{}:{}:{}", kind.tag(), scope.id, window.start),
+                    key: CounterKey {
+                        tag: kind.tag(),
+                        owner: scope.id,
+                        window_start: window.start,
+                    },
                     amount,
                     limit,
                     window_end: window.end,
@@ -431,7 +435,7 @@ impl Limiter {
             cost_micro: 0,
         };
         let (counters, planned) = Self::plan(std::slice::from_ref(scope), demand, now);
-        let keys: Vec<String> = counters.into_iter().map(|c| c.key).collect();
+        let keys: Vec<CounterKey> = counters.into_iter().map(|c| c.key).collect();
         let totals = self.store.read(&keys, now.timestamp()).await?;
         Ok(planned
             .iter()
@@ -499,7 +503,7 @@ impl Reservation {
                     Kind::Budget => cost_micro,
                 };
                 (real != h.amount).then(|| Adjustment {
-                    key: h.key.clone(),
+                    key: h.key,
                     delta: real - h.amount,
                     window_end: h.window_end,
                 })
@@ -530,7 +534,7 @@ impl Drop for Reservation {
             .iter()
             .filter(|h| h.amount != 0)
             .map(|h| Adjustment {
-                key: h.key.clone(),
+                key: h.key,
                 delta: -h.amount,
                 window_end: h.window_end,
             })

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
-use super::store::{Adjustment, Counter, CounterStore, Reserved, StoreFault};
+use super::store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
 
 /// A Redis call slower than this counts as an outage (the request must not wait on it).
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -77,7 +77,7 @@ fn fault(e: impl std::fmt::Display) -> StoreFault {
     StoreFault(e.to_string())
 }
 
-fn key(k: &str) -> String {
+fn key(k: &CounterKey) -> String {
     format!("{PREFIX}{k}")
 }
 
@@ -175,7 +175,7 @@ impl CounterStore for RedisStore {
 
     fn read<'a>(
         &'a self,
-        keys: &'a [String],
+        keys: &'a [CounterKey],
         _now: i64,
     ) -> BoxFuture<'a, Result<Vec<i64>, StoreFault>> {
         Box::pin(async move {

@@ -4,12 +4,30 @@
 
 use futures::future::BoxFuture;
 
+use super::OwnerId;
+
+/// Names a counter: its kind's tag (`rpm`, `tpm`, `usd`), its owner and the start of its
+/// window (Unix seconds). A store that needs text writes it as `rpm:t:<uuid>:<start>`
+/// (`Display`); the in-process store hashes it as it is, with no string per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    pub tag: &'static str,
+    pub owner: OwnerId,
+    pub window_start: i64,
+}
+
+impl std::fmt::Display for CounterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.tag, self.owner, self.window_start)
+    }
+}
+
 /// One counter a request wants to add to: `amount` more, as long as the total stays within
 /// `limit`. The key names the counter and its window; the counter may be forgotten once
 /// `window_end` (Unix seconds) has passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
-    pub key: String,
+    pub key: CounterKey,
     pub amount: i64,
     pub limit: i64,
     pub window_end: i64,
@@ -35,7 +53,7 @@ pub struct StoreFault(pub String);
 /// settlement below the reservation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjustment {
-    pub key: String,
+    pub key: CounterKey,
     pub delta: i64,
     pub window_end: i64,
 }
@@ -62,7 +80,7 @@ pub trait CounterStore: Send + Sync {
     /// endpoints and the rate-limit headers of a refusal.
     fn read<'a>(
         &'a self,
-        keys: &'a [String],
+        keys: &'a [CounterKey],
         now: i64,
     ) -> BoxFuture<'a, Result<Vec<i64>, StoreFault>>;
 }

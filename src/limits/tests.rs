@@ -165,7 +165,7 @@ impl CounterStore for Broken {
     fn adjust(&self, _: Vec<Adjustment>) {}
     fn read<'a>(
         &'a self,
-        _: &'a [String],
+        _: &'a [CounterKey],
         _: i64,
     ) -> futures::future::BoxFuture<'a, Result<Vec<i64>, StoreFault>> {
         Box::pin(async { Err(StoreFault("connection refused".into())) })

@@ -564,6 +564,21 @@ fn plugin_entry(call: &PolicyUsage) -> analytics::Proxy<'_> {
     }
 }
 
+/// `0.307`: milliseconds to the microsecond, from integers into a stack buffer (a float
+/// formatted to three decimals took an exact-decimal conversion on every answer).
+fn millis_with_three_decimals(d: Duration) -> actix_web::http::header::HeaderValue {
+    use std::io::Write;
+    let micros = (d.as_nanos() + 500) / 1000;
+    let mut buf = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let len = match write!(cursor, "{}.{:03}", micros / 1000, micros % 1000) {
+        Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    actix_web::http::header::HeaderValue::from_bytes(&buf[..len])
+        .unwrap_or(actix_web::http::header::HeaderValue::from_static("0.000"))
+}
+
 /// Sets the response headers of docs/behaviour.md, "Responses" (`x-tollgate-*`).
 fn set_gateway_headers(
     response: &mut HttpResponse,
@@ -590,13 +605,39 @@ fn set_gateway_headers(
             ),
         );
     }
-    set(
-        "x-tollgate-overhead-ms",
-        format!("{:.3}", overhead.as_secs_f64() * 1000.0),
+    headers.insert(
+        HeaderName::from_static("x-tollgate-overhead-ms"),
+        millis_with_three_decimals(overhead),
     );
     let latency_ms = u64::try_from(upstream_latency.as_millis()).unwrap_or(u64::MAX);
     headers.insert(
         HeaderName::from_static("x-tollgate-upstream-latency-ms"),
         HeaderValue::from(latency_ms),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::millis_with_three_decimals;
+
+    /// The header reads as `{:.3}` of the milliseconds did, rounded to the microsecond.
+    #[test]
+    fn overhead_header_has_three_decimals() {
+        for (nanos, text) in [
+            (0, "0.000"),
+            (307_291, "0.307"),
+            (307_500, "0.308"),
+            (1_000_000, "1.000"),
+            (12_345_678_901, "12345.679"),
+        ] {
+            let value = millis_with_three_decimals(Duration::from_nanos(nanos));
+            assert_eq!(value.to_str().unwrap(), text, "{nanos} ns");
+            let float = format!("{:.3}", Duration::from_nanos(nanos).as_secs_f64() * 1000.0);
+            if nanos != 307_500 {
+                assert_eq!(float, text, "{nanos} ns as before");
+            }
+        }
+    }
 }

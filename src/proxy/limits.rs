@@ -139,15 +139,77 @@ fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The rate-limit headers on an answer the request's limits let through.
+/// The rate-limit headers on an answer the request's limits let through: numbers straight
+/// into header values, no string formatted per header (every answer on a limited route
+/// carries them).
 pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
     let Some(rate) = rate else {
         return;
     };
     let headers = response.headers_mut();
-    for (name, value) in header_values(rate) {
-        if let Ok(v) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), v);
+    let mut put = |name: &'static str, value: HeaderValue| {
+        headers.insert(HeaderName::from_static(name), value);
+    };
+    if let Some(r) = rate.requests {
+        put("x-ratelimit-limit-requests", HeaderValue::from(r.limit));
+        put(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from(r.remaining),
+        );
+        put("x-ratelimit-reset-requests", seconds(r.reset_secs));
+    }
+    if let Some(r) = rate.tokens {
+        put("x-ratelimit-limit-tokens", HeaderValue::from(r.limit));
+        put(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from(r.remaining),
+        );
+        put("x-ratelimit-reset-tokens", seconds(r.reset_secs));
+    }
+}
+
+/// `12s`, written into a stack buffer.
+fn seconds(n: i64) -> HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let len = match write!(cursor, "{n}s") {
+        Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
+        Err(_) => 0,
+    };
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Rate;
+
+    /// The answer's headers say what a refusal's would (`header_values`).
+    #[test]
+    fn answer_headers_match_the_refusal_headers() {
+        let rate = RateHeaders {
+            requests: Some(Rate {
+                limit: 600,
+                remaining: 0,
+                reset_secs: 59,
+            }),
+            tokens: Some(Rate {
+                limit: 200_000,
+                remaining: 123,
+                reset_secs: 7,
+            }),
+        };
+        let mut response = HttpResponse::Ok().finish();
+        set_headers(&mut response, Some(rate));
+        let expected = header_values(rate);
+        assert_eq!(expected.len(), 6);
+        for (name, value) in expected {
+            assert_eq!(
+                response.headers().get(name).unwrap(),
+                value.as_str(),
+                "{name}"
+            );
         }
     }
 }

@@ -182,7 +182,7 @@ impl CounterStore for RedisStore {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let full: Vec<String> = keys.iter().map(|k| key(k)).collect();
+            let full: Vec<String> = keys.iter().map(key).collect();
             let mut conn = self.conn.clone();
             let mut cmd = redis::cmd("MGET");
             cmd.arg(&full);

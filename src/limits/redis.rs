@@ -6,8 +6,10 @@
 //! Counters are plain integer keys under `tollgate:limits:`, expiring a minute after
 //! their window ends. A call that fails or takes longer than `CALL_TIMEOUT` is a
 //! `StoreFault`: each limit's `on_store_error` decides the request, and the connection
-//! manager reconnects on its own.
+//! manager reconnects on its own. Each thread has its own connection (see `CONNECTIONS`).
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -68,9 +70,20 @@ return 0
 ";
 
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Tells this store's connections apart in each thread's cache (tests run several).
+    id: u64,
     reserve: redis::Script,
     adjust: redis::Script,
+}
+
+static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Each thread's own connection per store: a proxy worker's calls run on the worker's
+    /// event loop, never handed to a connection driven by another thread (a shared one
+    /// cost two cross-thread wake-ups per call; docs/architecture.md, "Limits").
+    static CONNECTIONS: RefCell<Vec<(u64, ConnectionManager)>> = const { RefCell::new(Vec::new()) };
 }
 
 fn fault(e: impl std::fmt::Display) -> StoreFault {
@@ -79,6 +92,18 @@ fn fault(e: impl std::fmt::Display) -> StoreFault {
 
 fn key(k: &CounterKey) -> String {
     format!("{PREFIX}{k}")
+}
+
+/// The thread's connection, within the call's time bound (a Redis that is down must not
+/// hold the request longer than a call would).
+async fn timed_connection(store: &RedisStore) -> Result<ConnectionManager, StoreFault> {
+    match tokio::time::timeout(CALL_TIMEOUT, store.connection()).await {
+        Ok(conn) => conn,
+        Err(_) => Err(StoreFault(format!(
+            "no connection within {} ms",
+            CALL_TIMEOUT.as_millis()
+        ))),
+    }
 }
 
 async fn timed<T>(
@@ -98,15 +123,38 @@ impl RedisStore {
     /// found at once, not at the first request).
     pub async fn connect(url: &str) -> Result<RedisStore, StoreFault> {
         let client = redis::Client::open(url).map_err(fault)?;
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, ConnectionManager::new(client))
-            .await
-            .map_err(|_| StoreFault("no connection within 5 s".into()))?
-            .map_err(fault)?;
-        Ok(RedisStore {
-            conn,
+        let store = RedisStore {
+            client,
+            id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
             reserve: redis::Script::new(RESERVE),
             adjust: redis::Script::new(ADJUST),
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, store.connection())
+            .await
+            .map_err(|_| StoreFault("no connection within 5 s".into()))??;
+        Ok(store)
+    }
+
+    /// This thread's connection, if it has one.
+    fn cached(&self) -> Option<ConnectionManager> {
+        CONNECTIONS.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, conn)| conn.clone())
         })
+    }
+
+    /// This thread's connection, opened on first use (it reconnects by itself after).
+    async fn connection(&self) -> Result<ConnectionManager, StoreFault> {
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        let conn = ConnectionManager::new(self.client.clone())
+            .await
+            .map_err(fault)?;
+        CONNECTIONS.with(|c| c.borrow_mut().push((self.id, conn.clone())));
+        Ok(conn)
     }
 }
 
@@ -129,7 +177,7 @@ impl CounterStore for RedisStore {
                 call.arg(c.amount).arg(c.limit).arg(c.window_end);
             }
             call.arg(GRACE_SECS);
-            let mut conn = self.conn.clone();
+            let mut conn = timed_connection(self).await?;
             let out: Vec<i64> = timed(call.invoke_async(&mut conn)).await?;
             match out.as_slice() {
                 [1, _, totals @ ..] if totals.len() == counters.len() => {
@@ -155,8 +203,18 @@ impl CounterStore for RedisStore {
             return;
         };
         let script = self.adjust.clone();
-        let mut conn = self.conn.clone();
+        let (cached, client) = (self.cached(), self.client.clone());
         runtime.spawn(async move {
+            let mut conn = match cached {
+                Some(conn) => conn,
+                None => match timed(ConnectionManager::new(client)).await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "limit settlement not applied in Redis");
+                        return;
+                    }
+                },
+            };
             let mut call = script.prepare_invoke();
             for a in &adjustments {
                 call.key(key(&a.key));
@@ -183,7 +241,7 @@ impl CounterStore for RedisStore {
                 return Ok(Vec::new());
             }
             let full: Vec<String> = keys.iter().map(key).collect();
-            let mut conn = self.conn.clone();
+            let mut conn = timed_connection(self).await?;
             let mut cmd = redis::cmd("MGET");
             cmd.arg(&full);
             let values: Vec<Option<i64>> = timed(cmd.query_async(&mut conn)).await?;

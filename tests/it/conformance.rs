@@ -1005,19 +1005,24 @@ async fn kong_bad_requests_are_400_and_never_forwarded() {
 
 /// Upstream errors: the status passes through as in Kong; the body is normalised into the
 /// OpenAI error shape keeping the provider's message and type (docs/behaviour.md, "Differences from
-/// Kong", 9). For OpenAI-format errors the normalised body is the provider's body itself.
+/// Kong", 9). For OpenAI-format errors the normalised body is the provider's body itself. A
+/// 401 (the provider refusing the gateway's credential) is 502 `upstream_authentication_error`
+/// instead (item 11).
 fn upstream_error_cases() -> Vec<Case> {
     let html = "§9.9 HTML error page → OpenAI error shape, type upstream_error";
     let shape = "§9.9 provider error normalised into the OpenAI error shape";
+    let auth =
+        "§9.11 the provider refusing the gateway's credential is 502 upstream_authentication_error";
     let mut cases = Vec::new();
     for svc in [OPENAI, AZURE] {
         let model = Some("gpt-3.5-turbo");
         cases.extend([
             Case::new(svc.clone(), CHAT, model, Req::File(OPENAI_CHAT_GOOD))
                 .upstream(401, "openai/llm-v1-chat/responses/unauthorized.json")
-                .status(401)
-                .client("/error/code", json!("invalid_api_key"))
-                .equals("openai/llm-v1-chat/responses/unauthorized.json"),
+                .status(502)
+                .client("/error/code", json!("upstream_authentication_error"))
+                .client("/error/type", json!("upstream_authentication_error"))
+                .differs(auth),
             Case::new(svc.clone(), CHAT, model, Req::File(OPENAI_CHAT_GOOD))
                 .upstream(400, "openai/llm-v1-chat/responses/bad_request.json")
                 .status(400)
@@ -1038,9 +1043,10 @@ fn upstream_error_cases() -> Vec<Case> {
                 Req::File(OPENAI_COMPLETIONS_GOOD),
             )
             .upstream(401, "openai/llm-v1-completions/responses/unauthorized.json")
-            .status(401)
-            .client("/error/code", json!("invalid_api_key"))
-            .equals("openai/llm-v1-completions/responses/unauthorized.json"),
+            .status(502)
+            .client("/error/code", json!("upstream_authentication_error"))
+            .client("/error/type", json!("upstream_authentication_error"))
+            .differs(auth),
             Case::new(
                 svc.clone(),
                 COMPLETIONS,
@@ -1062,9 +1068,10 @@ fn upstream_error_cases() -> Vec<Case> {
     cases.extend([
         Case::new(ANTHROPIC, CHAT, claude, anthropic_good.clone())
             .upstream(401, "anthropic/llm-v1-chat/responses/unauthorized.json")
-            .status(401)
-            .client("/error", error("Invalid API Key", "authentication_error"))
-            .differs(shape),
+            .status(502)
+            .client("/error/code", json!("upstream_authentication_error"))
+            .client("/error/type", json!("upstream_authentication_error"))
+            .differs(auth),
         Case::new(ANTHROPIC, CHAT, claude, anthropic_good.clone())
             .upstream(400, "anthropic/llm-v1-chat/responses/bad_request.json")
             .status(400)
@@ -1091,9 +1098,10 @@ fn upstream_error_cases() -> Vec<Case> {
             401,
             "anthropic/llm-v1-completions/responses/unauthorized.json",
         )
-        .status(401)
-        .client("/error", error("Invalid API Key", "authentication_error"))
-        .differs(shape),
+        .status(502)
+        .client("/error/code", json!("upstream_authentication_error"))
+        .client("/error/type", json!("upstream_authentication_error"))
+        .differs(auth),
         Case::new(ANTHROPIC, COMPLETIONS, claude, anthropic_completions)
             .upstream(
                 400,
@@ -1104,9 +1112,10 @@ fn upstream_error_cases() -> Vec<Case> {
             .differs(shape),
         Case::new(COHERE, CHAT, command, cohere_good.clone())
             .upstream(401, "cohere/llm-v1-chat/responses/unauthorized.json")
-            .status(401)
-            .client("/error", error("invalid api token", "upstream_error"))
-            .differs("§9.9 Kong passes {\"message\"} through; ours is error.message"),
+            .status(502)
+            .client("/error/code", json!("upstream_authentication_error"))
+            .client("/error/type", json!("upstream_authentication_error"))
+            .differs(auth),
         Case::new(COHERE, CHAT, command, cohere_good.clone())
             .upstream(400, "cohere/llm-v1-chat/responses/bad_request.json")
             .status(400)
@@ -1125,9 +1134,10 @@ fn upstream_error_cases() -> Vec<Case> {
             .differs(html),
         Case::new(COHERE, COMPLETIONS, command, cohere_completions.clone())
             .upstream(401, "cohere/llm-v1-completions/responses/unauthorized.json")
-            .status(401)
-            .client("/error", error("invalid api token", "upstream_error"))
-            .differs(shape),
+            .status(502)
+            .client("/error/code", json!("upstream_authentication_error"))
+            .client("/error/type", json!("upstream_authentication_error"))
+            .differs(auth),
         Case::new(COHERE, COMPLETIONS, command, cohere_completions)
             .upstream(400, "cohere/llm-v1-completions/responses/bad_request.json")
             .status(400)
@@ -1140,12 +1150,10 @@ fn upstream_error_cases() -> Vec<Case> {
             Req::File("llama2/raw/requests/good-chat.json"),
         )
         .upstream(401, "llama2/raw/responses/unauthorized.json")
-        .status(401)
-        .client(
-            "/error",
-            error("Model requires a Pro subscription.", "upstream_error"),
-        )
-        .differs("§9.9 Kong passes {\"error\":\"…\"} through; ours is error.message"),
+        .status(502)
+        .client("/error/code", json!("upstream_authentication_error"))
+        .client("/error/type", json!("upstream_authentication_error"))
+        .differs(auth),
         Case::new(
             LLAMA2_RAW,
             COMPLETIONS,

@@ -6,12 +6,10 @@
 //! Counters are plain integer keys under `tollgate:limits:`, expiring a minute after
 //! their window ends. A call that fails or takes longer than `CALL_TIMEOUT` is a
 //! `StoreFault`: each limit's `on_store_error` decides the request, and the connection
-//! manager reconnects on its own. Each thread has its own connection (see `CONNECTIONS`),
-//! and sends its settlements in batches (`SETTLE_BATCH`).
+//! manager reconnects on its own. Each thread has its own connection (see `CONNECTIONS`).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -81,19 +79,7 @@ pub struct RedisStore {
 
 static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
 
-/// How long a settlement waits for others of the same thread to go with it.
-const SETTLE_BATCH: Duration = Duration::from_millis(1);
-
-/// One thread's settlements not sent yet, and whether a flush is scheduled.
-#[derive(Default)]
-struct Settlements {
-    adjustments: Vec<Adjustment>,
-    scheduled: bool,
-}
-
 thread_local! {
-    /// Each thread's settlements per store, waiting for one batched call.
-    static SETTLEMENTS: RefCell<Vec<(u64, Arc<Mutex<Settlements>>)>> = const { RefCell::new(Vec::new()) };
     /// Each thread's own connection per store: a proxy worker's calls run on the worker's
     /// event loop, never handed to a connection driven by another thread (a shared one
     /// cost two cross-thread wake-ups per call; docs/architecture.md, "Limits").
@@ -216,36 +202,9 @@ impl CounterStore for RedisStore {
             tracing::warn!("limit settlement outside a runtime; not sent to Redis");
             return;
         };
-        // Settlements wait up to `SETTLE_BATCH` in this thread's batch and go as one
-        // script call: one round trip for many requests instead of one each.
-        let batch = SETTLEMENTS.with(|all| {
-            let mut all = all.borrow_mut();
-            match all.iter().find(|(id, _)| *id == self.id) {
-                Some((_, batch)) => Arc::clone(batch),
-                None => {
-                    let batch = Arc::new(Mutex::new(Settlements::default()));
-                    all.push((self.id, Arc::clone(&batch)));
-                    batch
-                }
-            }
-        });
-        let first = {
-            let mut pending = batch.lock().unwrap_or_else(|p| p.into_inner());
-            pending.adjustments.extend(adjustments);
-            !std::mem::replace(&mut pending.scheduled, true)
-        };
-        if !first {
-            return; // a flush is already on its way
-        }
         let script = self.adjust.clone();
         let (cached, client) = (self.cached(), self.client.clone());
         runtime.spawn(async move {
-            tokio::time::sleep(SETTLE_BATCH).await;
-            let adjustments = {
-                let mut pending = batch.lock().unwrap_or_else(|p| p.into_inner());
-                pending.scheduled = false;
-                std::mem::take(&mut pending.adjustments)
-            };
             let mut conn = match cached {
                 Some(conn) => conn,
                 None => match timed(ConnectionManager::new(client)).await {

@@ -7,12 +7,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::error::Error;
-use crate::snapshot::RouteEntry;
+use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
 use crate::vocab::RouteKind;
 
 use super::accounting::render;
-use super::auth::{authenticate, authorize};
+use super::auth::{Caller, authenticate, authorize};
 use super::context::{RequestCtx, Surface};
 use super::pipeline::{self, Deps};
 use super::{Pools, Recorder};
@@ -85,24 +85,16 @@ async fn serve(
 
 /// `GET /v1/models`: the aliases this key may use.
 pub async fn models(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let ctx = RequestCtx::new(
-        &req,
-        Surface::OpenAi(RouteKind::Chat),
-        state.snapshot.load(),
-    );
-    let caller = match authenticate(&req, &ctx.snapshot, &state.api_keys) {
-        Ok(c) => c,
-        Err(e) => return ctx.finish(render(e)),
-    };
-    let mut data: Vec<Value> = ctx
-        .snapshot
-        .aliases
-        .iter()
-        .filter(|(_, route)| authorize(&caller, route).is_ok())
-        .map(|(alias, route)| model_object(alias, route))
-        .collect();
-    data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    ctx.finish(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
+    with_caller(&req, &state, |snapshot, caller| {
+        let mut data: Vec<Value> = snapshot
+            .aliases
+            .iter()
+            .filter(|(_, route)| authorize(caller, route).is_ok())
+            .map(|(alias, route)| model_object(alias, route))
+            .collect();
+        data.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+        HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+    })
 }
 
 /// `GET /v1/models/{id}`: one alias this key may use; any other is 404 `model_not_found`,
@@ -112,25 +104,32 @@ pub async fn model(
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let ctx = RequestCtx::new(
-        &req,
-        Surface::OpenAi(RouteKind::Chat),
-        state.snapshot.load(),
-    );
-    let caller = match authenticate(&req, &ctx.snapshot, &state.api_keys) {
-        Ok(c) => c,
-        Err(e) => return ctx.finish(render(e)),
-    };
     let id = id.into_inner();
-    let response = match ctx.snapshot.aliases.get(&id) {
-        Some(route) if authorize(&caller, route).is_ok() => {
-            HttpResponse::Ok().json(model_object(&id, route))
+    with_caller(&req, &state, |snapshot, caller| {
+        match snapshot.aliases.get(&id) {
+            Some(route) if authorize(caller, route).is_ok() => {
+                HttpResponse::Ok().json(model_object(&id, route))
+            }
+            _ => render(
+                Error::not_found(format!("model '{id}'"))
+                    .with_param("model")
+                    .with_openai_code("model_not_found"),
+            ),
         }
-        _ => render(
-            Error::not_found(format!("model '{id}'"))
-                .with_param("model")
-                .with_openai_code("model_not_found"),
-        ),
+    })
+}
+
+/// The models surfaces' common part: the caller's key checked against the current
+/// snapshot, then `answer`; the request id set on whatever is answered.
+fn with_caller(
+    req: &HttpRequest,
+    state: &AppState,
+    answer: impl FnOnce(&Snapshot, &Caller<'_>) -> HttpResponse,
+) -> HttpResponse {
+    let ctx = RequestCtx::new(req, Surface::OpenAi(RouteKind::Chat), state.snapshot.load());
+    let response = match authenticate(req, &ctx.snapshot, &state.api_keys) {
+        Ok(caller) => answer(&ctx.snapshot, &caller),
+        Err(e) => render(e),
     };
     ctx.finish(response)
 }

@@ -421,6 +421,23 @@ macro_rules! impl_store {
                         .map_err(map_sqlx)
                 }
 
+                /// The API key as stored now, after a write to it (not found: the write
+                /// matched no key).
+                pub(super) async fn api_key_after_write(
+                    c: &mut Conn,
+                    tenant_id: Uuid,
+                    id: Uuid,
+                ) -> StoreResult<ApiKeyRecord> {
+                    let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
+                        .bind(tenant_id)
+                        .bind(id)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(map_sqlx)?;
+                    record
+                        .ok_or_else(|| $crate::store::StoreError::NotFound(format!("API key {id}")))
+                }
+
                 /// `(id, name)` of the row whose unique column equals `value`.
                 pub(super) async fn owner(
                     c: &mut Conn,
@@ -967,15 +984,7 @@ macro_rules! impl_store {
                             return Err(StoreError::NotFound(format!("API key {id}")));
                         }
                         q::bump(&mut tx).await?;
-                        let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
-                            .bind(tenant_id)
-                            .bind(id)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(map_sqlx)?;
-                        let record =
-                            record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
-                        Ok(record)
+                        q::api_key_after_write(&mut tx, tenant_id, id).await
                     })
                 }
 
@@ -993,15 +1002,7 @@ macro_rules! impl_store {
                         if q::rows_affected(&mut tx, query).await? > 0 {
                             q::bump(&mut tx).await?;
                         }
-                        let record: Option<ApiKeyRecord> = sqlx::query_as(sql::API_KEY_GET)
-                            .bind(tenant_id)
-                            .bind(id)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(map_sqlx)?;
-                        let record =
-                            record.ok_or_else(|| StoreError::NotFound(format!("API key {id}")))?;
-                        Ok(record)
+                        q::api_key_after_write(&mut tx, tenant_id, id).await
                     })
                 }
 

@@ -1,5 +1,5 @@
 // The admin API client. The session token lives only in this module's memory: never in
-// localStorage, a cookie or a URL, so a reload logs out and nothing can forge a request
+// browser storage, a cookie or a URL, so a reload logs out and nothing can forge a request
 // with it. A 401 (expired or revoked token) ends the session.
 
 let session = null;

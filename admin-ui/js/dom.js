@@ -1,4 +1,4 @@
-// Small DOM helpers. Text always goes through text nodes (never innerHTML), so no value
+// Small DOM helpers. Text always goes through text nodes (never parsed as markup), so no value
 // from the API can become markup.
 
 export function h(tag, attrs = {}, ...children) {

@@ -52,7 +52,9 @@ pub async fn serve(req: HttpRequest) -> HttpResponse {
         .body(file.data.into_owned())
 }
 
-fn with_security_headers(mut builder: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+fn with_security_headers(
+    mut builder: actix_web::HttpResponseBuilder,
+) -> actix_web::HttpResponseBuilder {
     builder
         .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

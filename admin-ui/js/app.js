@@ -114,7 +114,7 @@ async function render() {
     content = [heading(resources[section]?.title || "Error"), notice("error", e.message)];
   }
   if (!currentSession() || !main.isConnected) return;
-  main.replaceChildren(...[content].flat());
+  main.replaceChildren(...[content].flat().filter((c) => c !== null && c !== undefined));
   drawCharts();
   const h1 = main.querySelector("h1");
   if (h1 && ctx.focusHeading !== false) h1.focus({ preventScroll: true });

@@ -2,8 +2,9 @@
 // API's validation errors shown next to the field they name.
 //
 // A field: { path: "limits.budget.amount_usd", label, type, required, help, options,
-// emptyNull, createOnly, placeholder }. Types: text, textarea, number, select, checkbox,
-// list (one item per line or comma), secret (write-only: never filled in), json, datetime.
+// emptyNull, placeholder, noBlank (a select without a "none" choice) }. Types: text,
+// textarea, number, select, checkbox, list (one item per line or comma), secret
+// (write-only: never filled in), json, datetime. `{ group, help }` starts a fieldset.
 
 import { h, uid, notice } from "./dom.js";
 
@@ -43,7 +44,6 @@ export function buildForm({ fields, item, submitLabel, onSubmit, onCancel, extra
   if (extraTop) form.append(extraTop);
   let fieldset = null;
   for (const f of fields) {
-    if (editing && f.createOnly) continue;
     if (f.group) {
       fieldset = h("fieldset", {}, h("legend", { text: f.group }));
       if (f.help) fieldset.append(h("p", { class: "help", text: f.help }));
@@ -60,7 +60,7 @@ export function buildForm({ fields, item, submitLabel, onSubmit, onCancel, extra
     if (f.type === "select") {
       input = h("select", { id, name: f.path, "aria-describedby": described, required: f.required });
       const options = typeof f.options === "function" ? f.options() : f.options;
-      if (!f.required || f.blank) input.append(h("option", { value: "", text: f.blank || "— none —" }));
+      if ((!f.required && !f.noBlank) || f.blank) input.append(h("option", { value: "", text: f.blank || "— none —" }));
       for (const o of options || []) {
         const [value, label] = Array.isArray(o) ? o : [o, o];
         input.append(h("option", { value, text: label }));
@@ -219,7 +219,7 @@ export function limitFields({ shared = false } = {}) {
     { path: "limits.requests_per_minute", label: "Requests per minute", type: "number", step: "1" },
     { path: "limits.tokens_per_minute", label: "Tokens per minute", type: "number", step: "1" },
     { path: "limits.budget.amount_usd", label: "Budget (USD)", type: "number", step: "0.01" },
-    { path: "limits.budget.period", label: "Budget period", type: "select", options: ["day", "month"], required: true, default: "month" },
+    { path: "limits.budget.period", label: "Budget period", type: "select", options: ["day", "month"], noBlank: true, default: "month" },
     ...(shared ? [{ path: "limits.shared", label: "One shared counter for all tenants", type: "checkbox" }] : []),
   ];
 }

@@ -25,7 +25,7 @@ export async function keysPage(ctx) {
   const { tenant, picker } = await chooseTenant(ctx);
   const head = h("div", { class: "page-head" }, ctx.heading("API keys"),
     tenant && canWrite() ? h("a", { class: "button primary", href: `#/keys/new?tenant=${encodeURIComponent(tenant)}`, text: "New API key" }) : null);
-  const intro = h("p", { class: "intro", text: "Clients send an API key as `Authorization: Bearer tg-…`. Deleting a key revokes it; it stays listed." });
+  const intro = h("p", { class: "intro", text: "Clients send an API key as the header \"Authorization: Bearer tg-…\". Deleting a key revokes it; it stays listed." });
   if (!tenant) {
     return [head, intro, h("div", { class: "empty" }, h("p", {}, "No tenants yet — ", h("a", { href: "#/tenants/new", text: "create a tenant" }), " first; API keys belong to a tenant."))];
   }

@@ -222,6 +222,15 @@ await text(page, "Saved tenant 'acme'.");
 await text(page, "100 req/min, $50/month");
 await shot(page, "tenants");
 
+// Every edit form round-trips: opened and saved unchanged, the API accepts it.
+for (const [section, singular, name] of [["Credentials", "credential", "openai-key"], ["Services", "service", "openai"], ["Routes", "route", "chat"], ["Policies", "policy", "no-secrets"]]) {
+  await nav(page, section);
+  await page.getByRole("link", { name: `Edit ${singular} ${name}` }).click();
+  await heading(page, `Edit ${singular} '${name}'`);
+  await button(page, "Save").click();
+  await text(page, `Saved ${singular} '${name}'.`);
+}
+
 // A delete the API refuses (still referenced) says what refers to it.
 await nav(page, "Credentials");
 await page.getByRole("button", { name: "Delete credential openai-key" }).click();
@@ -340,6 +349,13 @@ await ta.evaluate(() => { location.hash = "#/keys?tenant=globex"; });
 await heading(ta, "API keys");
 check(!/globex/.test(await ta.locator("main").textContent()), "tenant_admin cannot list globex's keys");
 await text(ta, "ci-client");
+// It manages its own tenant's keys.
+await link(ta, "New API key").click();
+await heading(ta, "New API key for acme");
+await label(ta, "Name").fill("acme-self-service");
+await button(ta, "Create API key").click();
+await text(ta, "Copy it now: it will not be shown again.");
+check((await label(ta, "New API key").inputValue()).startsWith("tg-"), "tenant_admin's new key is shown once");
 await shot(ta, "tenant-admin-keys");
 await ta.evaluate(() => { location.hash = "#/credentials"; });
 await heading(ta, "Not found");

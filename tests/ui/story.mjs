@@ -147,6 +147,22 @@ await text(page, "Wrong user name or password.");
 await logIn(page, "admin", PASSWORD);
 await text(page, "No requests in this range yet");
 
+// Keyboard: Tab reaches the navigation, Enter follows it.
+async function tabTo(p, wanted) {
+  for (let i = 0; i < 40; i += 1) {
+    await p.keyboard.press("Tab");
+    if ((await p.evaluate(() => document.activeElement && document.activeElement.textContent.trim())) === wanted) return;
+  }
+  throw new Error(`Tab never reaches "${wanted}"`);
+}
+await tabTo(page, "Tenants");
+await page.keyboard.press("Enter");
+await heading(page, "Tenants");
+await tabTo(page, "New tenant");
+await page.keyboard.press("Enter");
+await heading(page, "New tenant");
+check(await page.evaluate(() => document.activeElement.tagName === "H1"), "focus moves to the new page's heading");
+
 // Tenants: a name the API refuses shows its error next to the field.
 await nav(page, "Tenants");
 await text(page, "No tenants yet");
@@ -374,11 +390,28 @@ for (const section of ["Tenants", "Credentials", "Services", "Routes", "Policies
 }
 await nav(viewer, "API keys");
 check(await viewer.getByRole("link", { name: "New API key" }).count() === 0, "viewer cannot create keys");
-await shot(viewer, "viewer-tenants");
-// The viewer's tokens are revoked (as an admin would): the next call ends the session.
 const adminToken = await (await fetch(`${ADMIN}/auth/login`, {
   method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "admin", password: PASSWORD }),
 })).json();
+// Paging: 23 tenants are two pages of 20.
+for (let i = 1; i <= 21; i += 1) {
+  const r = await fetch(`${ADMIN}/tenants`, {
+    method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${adminToken.token}` },
+    body: JSON.stringify({ name: `tenant-${String(i).padStart(2, "0")}` }),
+  });
+  check(r.status === 201, `tenant ${i} created (${r.status})`);
+}
+await nav(viewer, "Tenants");
+await text(viewer, "Items 1–20");
+check(await viewer.locator("main tbody tr").count() === 20, "the first page has 20 tenants");
+await shot(viewer, "viewer-tenants");
+await button(viewer, "Next →").click();
+await text(viewer, "Items 21–23");
+check(await viewer.locator("main tbody tr").count() === 3, "the second page has the other 3");
+check(await button(viewer, "Next →").isDisabled(), "no page after the last");
+await button(viewer, "← Previous").click();
+await text(viewer, "Items 1–20");
+// The viewer's tokens are revoked (as an admin would): the next call ends the session.
 const revoked = await fetch(`${ADMIN}/auth/logout-all`, {
   method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${adminToken.token}` }, body: JSON.stringify({ admin: "watcher" }),
 });

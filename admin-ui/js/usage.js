@@ -170,14 +170,15 @@ function chartBox(id, title, config) {
 }
 
 function usageTable(data, group, groupOf) {
+  const groupTitle = { tenant: "Tenant", route: "Route", model: "Model", key: "API key id" }[group] || group;
   const rows = [...data].sort((a, b) => (a.bucket_start < b.bucket_start ? 1 : -1)).slice(0, 500);
   const num = (label, v) => h("td", { class: "num", "data-label": label, text: fmtNumber(v) });
   return h("div", { class: "table-wrap" },
     h("table", { id: "usage-table" },
-      h("caption", { text: `Usage by bucket and ${group}${data.length > 500 ? " (latest 500 rows)" : ""}` }),
-      h("thead", {}, h("tr", {}, ["Bucket (UTC)", group, "Requests", "Errors", "Refused", "Prompt tokens", "Completion tokens", "Tokens", "Cost", "p50 ms", "p95 ms"].map((t) => h("th", { scope: "col", text: t })))),
+      h("caption", { text: `Usage by bucket and ${groupTitle.toLowerCase()}${data.length > 500 ? " (latest 500 rows)" : ""}` }),
+      h("thead", {}, h("tr", {}, ["Bucket (UTC)", groupTitle, "Requests", "Errors", "Refused", "Prompt tokens", "Completion tokens", "Tokens", "Cost", "p50 ms", "p95 ms"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, rows.map((x) => h("tr", {},
-        h("td", { "data-label": "Bucket", text: fmtDate(x.bucket_start) }), h("td", { "data-label": group, text: groupOf(x) }),
+        h("td", { "data-label": "Bucket", text: fmtDate(x.bucket_start) }), h("td", { "data-label": groupTitle, text: groupOf(x) }),
         num("Requests", x.requests), num("Errors", x.errors), num("Refused", x.rejected), num("Prompt tokens", x.prompt_tokens),
         num("Completion tokens", x.completion_tokens), num("Tokens", x.total_tokens),
         h("td", { class: "num", "data-label": "Cost", text: fmtCost(x.cost) }),

@@ -76,7 +76,8 @@ function layout(current) {
   const main = h("main", { id: "main", class: "content" });
   const nav = h("nav", { class: "sidebar", "aria-label": "Sections" },
     h("ul", {}, navFor().map(([k, label]) => h("li", {},
-      h("a", { href: `#/${k}`, text: label, "aria-current": k === current ? "page" : null })))));
+      h("a", { href: `#/${k}`, text: label, "aria-current": k === current ? "page" : null }))),
+      h("li", { class: "nav-extra" }, h("a", { href: "/docs/", text: "API docs" }))));
   const header = h("header", { class: "topbar" },
     h("a", { class: "brand", href: "#/usage", text: "Tollgate" }),
     h("span", { class: "who", text: `${who.name || who.sub} · ${who.role}${who.tenant ? ` · ${who.tenant}` : ""}` }),

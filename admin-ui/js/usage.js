@@ -103,7 +103,8 @@ export async function usagePage(ctx) {
     body.append(h("div", { class: "empty" }, h("p", { text: "No requests in this range yet — send one through the proxy with an API key, then press Show." })));
   } else {
     const labels = bucketsBetween(from, to, state.bucket, grouped.data);
-    const groupOf = (x) => (state.group === "key" ? x.key_id : x[state.group]) || "(none)";
+    const keyNames = state.group === "key" ? await keyNamesOf(state.tenant ? [state.tenant] : isTenantAdmin() ? [ownTenant()] : tenants.map((t) => t.name)) : new Map();
+    const groupOf = (x) => (state.group === "key" ? keyNames.get(x.key_id) || x.key_id : x[state.group]) || "(none)";
     const groups = [...new Set(grouped.data.map(groupOf))];
     const datasets = groups.map((g, i) => {
       const byBucket = new Map();
@@ -138,6 +139,17 @@ export async function usagePage(ctx) {
   return out;
 }
 
+/** "name (tenant)" of every API key of these tenants, by id; a key that cannot be read
+ * keeps its id. */
+async function keyNamesOf(tenantNames) {
+  const names = new Map();
+  await Promise.all(tenantNames.slice(0, 50).map(async (t) => {
+    const keys = await listAll(`/tenants/${encodeURIComponent(t)}/keys`).catch(() => []);
+    for (const k of keys) names.set(k.id, `${k.name} (${t})`);
+  }));
+  return names;
+}
+
 /** Every bucket start in the range, so gaps show as zero; the data's own when too many. */
 function bucketsBetween(from, to, bucket, data) {
   const step = BUCKET_MS[bucket];
@@ -170,7 +182,7 @@ function chartBox(id, title, config) {
 }
 
 function usageTable(data, group, groupOf) {
-  const groupTitle = { tenant: "Tenant", route: "Route", model: "Model", key: "API key id" }[group] || group;
+  const groupTitle = { tenant: "Tenant", route: "Route", model: "Model", key: "API key" }[group] || group;
   const rows = [...data].sort((a, b) => (a.bucket_start < b.bucket_start ? 1 : -1)).slice(0, 500);
   const num = (label, v) => h("td", { class: "num", "data-label": label, text: fmtNumber(v) });
   return h("div", { class: "table-wrap" },

@@ -327,6 +327,9 @@ await shot(page, "usage-by-model");
 await label(page, "Stack by").selectOption("route");
 await button(page, "Show").click();
 await page.locator("#usage-table").getByText("chat", { exact: true }).first().waitFor();
+await label(page, "Stack by").selectOption("key");
+await button(page, "Show").click();
+await page.locator("#usage-table").getByText("ci-client (acme)", { exact: true }).first().waitFor();
 
 await nav(page, "Limits");
 await page.locator("#limit-status-table").getByText("acme").first().waitFor();

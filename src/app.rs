@@ -27,8 +27,8 @@ use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::state::AppState;
 use crate::store::{self, SharedStore};
 use crate::telemetry::analytics::AnalyticsLog;
-use crate::telemetry::otlp_logs::OtlpLogExporter;
 use crate::telemetry::otel::Otel;
+use crate::telemetry::otlp_logs::OtlpLogExporter;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); changes reach every node within a second (docs/behaviour.md,

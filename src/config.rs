@@ -209,8 +209,14 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
         "otel_exporter_otlp_metrics_headers",
     ),
-    ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "otel_exporter_otlp_logs_headers"),
-    ("OTEL_EXPORTER_OTLP_CERTIFICATE", "otel_exporter_otlp_certificate"),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+        "otel_exporter_otlp_logs_headers",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "otel_exporter_otlp_certificate",
+    ),
     (
         "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
         "otel_exporter_otlp_traces_certificate",

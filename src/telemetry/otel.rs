@@ -204,7 +204,9 @@ impl Otel {
                 );
                 let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
-                    .with_http_client(otlp_tls::blocking_client(timeout, &metrics)?)
+                    .with_http_client(otlp_tls::ExplainingClient(otlp_tls::blocking_client(
+                        timeout, &metrics,
+                    )?))
                     .with_protocol(Protocol::HttpBinary)
                     .with_endpoint(signal_url(endpoint, "v1/metrics"))
                     .with_headers(signal_headers(&metrics))

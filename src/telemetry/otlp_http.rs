@@ -109,7 +109,7 @@ pub(crate) fn post(
 }
 
 /// `error: cause: cause...`, without repeating a cause already in its parent's message.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

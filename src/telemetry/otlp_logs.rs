@@ -19,8 +19,7 @@ use reqwest::header::HeaderMap;
 
 use crate::config::{OtlpSignal, Settings};
 use crate::telemetry::otlp_http::{
-    bytes, encode_resource, fixed32, fixed64, message, post, string, string_always, to_nanos,
-    uint,
+    bytes, encode_resource, fixed32, fixed64, message, post, string, string_always, to_nanos, uint,
 };
 use crate::telemetry::{otel, otlp_tls, semconv};
 

@@ -39,6 +39,32 @@ pub(crate) fn blocking_client(
     Ok(client)
 }
 
+/// The metric exporter's client: opentelemetry-otlp reports any failure to send as
+/// "network error", so the reason (a refused certificate, a refused connection) is logged
+/// here, with the URL and never the headers.
+#[derive(Debug)]
+pub(crate) struct ExplainingClient(pub reqwest::blocking::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for ExplainingClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let url = request.uri().to_string();
+        self.0.send_bytes(request).await.inspect_err(|e| {
+            tracing::warn!(
+                url,
+                error = super::otlp_http::error_chain(e.as_ref()),
+                "OTLP metric export failed"
+            );
+        })
+    }
+}
+
 /// The rustls configuration: `certificate` is (variable, CA file), `client` is
 /// (certificate file, key file).
 pub(crate) fn client_config(

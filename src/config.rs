@@ -807,6 +807,71 @@ mod tests {
     }
 
     #[test]
+    fn otlp_signal_settings_prefer_the_signal_variables() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "a=general"),
+                ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=logs"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+                ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/c.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem"),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=traces-secret"),
+            ]),
+        )
+        .unwrap();
+        let traces = s.otlp_signal(OtlpSignal::Traces);
+        assert_eq!(
+            traces.headers,
+            Some(("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=traces-secret"))
+        );
+        assert_eq!(
+            traces.certificate,
+            Some(("OTEL_EXPORTER_OTLP_CERTIFICATE", Path::new("/ca.pem")))
+        );
+        let metrics = s.otlp_signal(OtlpSignal::Metrics);
+        assert_eq!(
+            metrics.headers,
+            Some(("OTEL_EXPORTER_OTLP_HEADERS", "a=general"))
+        );
+        assert_eq!(
+            metrics.certificate,
+            Some((
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                Path::new("/metrics-ca.pem")
+            ))
+        );
+        let logs = s.otlp_signal(OtlpSignal::Logs);
+        assert_eq!(
+            logs.headers,
+            Some(("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=logs"))
+        );
+        assert_eq!(
+            logs.client,
+            Some((Path::new("/c.pem"), Path::new("/k.pem")))
+        );
+        assert!(!s.masked_toml().contains("traces-secret"));
+
+        for (vars, named) in [
+            (
+                vec![("TOLLGATE_ANALYTICS_LOG", "otlp")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem")],
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ),
+        ] {
+            let err = Settings::load_from(None, &env(&vars))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{err}");
+        }
+    }
+
+    #[test]
     fn bad_otel_values_name_the_variable() {
         for (var, value) in [
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),

@@ -377,7 +377,7 @@ impl Settings {
                     .into(),
             });
         }
-        if self.analytics_log == "otlp" && self.otel_exporter_otlp_endpoint.is_none() {
+        if self.analytics_log == "otlp" && self.otlp_endpoint().is_none() {
             return Err(ConfigError::Env {
                 var: "TOLLGATE_ANALYTICS_LOG".into(),
                 reason: "'otlp' needs OTEL_EXPORTER_OTLP_ENDPOINT (the receiver of the log \
@@ -449,6 +449,14 @@ impl Settings {
                 "'{other}' is not supported (use 'http/protobuf' or 'grpc')"
             ))),
         }
+    }
+
+    /// The OTLP endpoint, when export is on.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.otel_exporter_otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
     }
 
     /// What one OTLP signal's exporter uses: the signal's own headers and CA file when set,

@@ -180,12 +180,7 @@ impl Otel {
         settings: &Settings,
         node_id: Option<&str>,
     ) -> anyhow::Result<Option<Otel>> {
-        let Some(endpoint) = settings
-            .otel_exporter_otlp_endpoint
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        else {
+        let Some(endpoint) = settings.otlp_endpoint() else {
             return Ok(None);
         };
         let resource = resource(settings, node_id);

@@ -120,12 +120,7 @@ impl OtlpLogExporter {
     /// From the OTLP settings (endpoint, logs headers and TLS files, the resource of the
     /// spans); fails when no endpoint is set or a TLS file is unusable.
     pub fn from_settings(settings: &Settings, node_id: Option<&str>) -> anyhow::Result<Self> {
-        let Some(endpoint) = settings
-            .otel_exporter_otlp_endpoint
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        else {
+        let Some(endpoint) = settings.otlp_endpoint() else {
             anyhow::bail!("TOLLGATE_ANALYTICS_LOG=otlp needs OTEL_EXPORTER_OTLP_ENDPOINT");
         };
         let signal = settings.otlp_signal(OtlpSignal::Logs);

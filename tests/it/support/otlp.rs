@@ -87,52 +87,39 @@ fn is_protobuf(req: &HttpRequest) -> bool {
         .is_some_and(|v| v == "application/x-protobuf")
 }
 
-async fn traces(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
-    note(&req, &data);
-    if !is_protobuf(&req) {
+/// Decodes an export request of type `M` into `Received` (by `store`) and answers with
+/// the empty response `R`.
+fn receive<M: Message + Default, R: Message + Default>(
+    req: &HttpRequest,
+    body: web::Bytes,
+    data: &Shared,
+    store: impl FnOnce(&mut Received, M),
+) -> HttpResponse {
+    note(req, data);
+    if !is_protobuf(req) {
         return HttpResponse::UnsupportedMediaType().finish();
     }
-    match ExportTraceServiceRequest::decode(body) {
+    match M::decode(body) {
         Ok(decoded) => {
-            data.lock().unwrap().traces.push(decoded);
+            store(&mut data.lock().unwrap(), decoded);
             HttpResponse::Ok()
                 .content_type("application/x-protobuf")
-                .body(ExportTraceServiceResponse::default().encode_to_vec())
+                .body(R::default().encode_to_vec())
         }
         Err(e) => HttpResponse::BadRequest().body(e.to_string()),
     }
+}
+
+async fn traces(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
+    receive::<_, ExportTraceServiceResponse>(&req, body, &data, |r, m| r.traces.push(m))
 }
 
 async fn metrics(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
-    note(&req, &data);
-    if !is_protobuf(&req) {
-        return HttpResponse::UnsupportedMediaType().finish();
-    }
-    match ExportMetricsServiceRequest::decode(body) {
-        Ok(decoded) => {
-            data.lock().unwrap().metrics.push(decoded);
-            HttpResponse::Ok()
-                .content_type("application/x-protobuf")
-                .body(ExportMetricsServiceResponse::default().encode_to_vec())
-        }
-        Err(e) => HttpResponse::BadRequest().body(e.to_string()),
-    }
+    receive::<_, ExportMetricsServiceResponse>(&req, body, &data, |r, m| r.metrics.push(m))
 }
 
 async fn logs(req: HttpRequest, body: web::Bytes, data: web::Data<Shared>) -> HttpResponse {
-    note(&req, &data);
-    if !is_protobuf(&req) {
-        return HttpResponse::UnsupportedMediaType().finish();
-    }
-    match ExportLogsServiceRequest::decode(body) {
-        Ok(decoded) => {
-            data.lock().unwrap().logs.push(decoded);
-            HttpResponse::Ok()
-                .content_type("application/x-protobuf")
-                .body(ExportLogsServiceResponse::default().encode_to_vec())
-        }
-        Err(e) => HttpResponse::BadRequest().body(e.to_string()),
-    }
+    receive::<_, ExportLogsServiceResponse>(&req, body, &data, |r, m| r.logs.push(m))
 }
 
 pub fn start_receiver() -> Receiver {

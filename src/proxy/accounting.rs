@@ -458,50 +458,48 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
         span_id: record.trace.request_span_id,
         sampled: record.trace.sampled,
     };
-    recorder.analytics.write_for(
-        &analytics::Line {
-            ai: analytics::Ai {
-                plugins,
-                proxy: analytics::Proxy {
-                    meta: analytics::Meta {
-                        plugin_id: route.record.id,
-                        provider_name: route.service.provider.name(),
-                        request_model: &request_model,
-                        response_model: response_model.as_deref().unwrap_or(&request_model),
-                        llm_latency: upstream_ms,
-                    },
-                    usage: analytics::Usage {
-                        prompt_tokens: prompt,
-                        completion_tokens: completion,
-                        total_tokens: prompt.saturating_add(completion),
-                        time_per_token,
-                        cost,
-                    },
-                    payload,
+    let line = analytics::Line {
+        ai: analytics::Ai {
+            plugins,
+            proxy: analytics::Proxy {
+                meta: analytics::Meta {
+                    plugin_id: route.record.id,
+                    provider_name: route.service.provider.name(),
+                    request_model: &request_model,
+                    response_model: response_model.as_deref().unwrap_or(&request_model),
+                    llm_latency: upstream_ms,
                 },
-                payload: record
-                    .original_request
-                    .map(|body| analytics::OriginalPayload {
-                        original_request: String::from_utf8_lossy(body),
-                    }),
+                usage: analytics::Usage {
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    total_tokens: prompt.saturating_add(completion),
+                    time_per_token,
+                    cost,
+                },
+                payload,
             },
-            tollgate: analytics::Tollgate {
-                request_id: record.request_id,
-                tenant: record.tenant,
-                key_id: record.key_id,
-                route: &route.record.name,
-                service: &route.service.record.name,
-                status: record.status,
-                overhead_ms: record.overhead.as_secs_f64() * 1000.0,
-                stream: record.stream_end.is_some(),
-                stream_end: record.stream_end,
-                usage_estimated: record.usage_estimated,
-                policies: record.policies,
-                limit_refused: record.limit_refused,
-            },
+            payload: record
+                .original_request
+                .map(|body| analytics::OriginalPayload {
+                    original_request: String::from_utf8_lossy(body),
+                }),
         },
-        context,
-    );
+        tollgate: analytics::Tollgate {
+            request_id: record.request_id,
+            tenant: record.tenant,
+            key_id: record.key_id,
+            route: &route.record.name,
+            service: &route.service.record.name,
+            status: record.status,
+            overhead_ms: record.overhead.as_secs_f64() * 1000.0,
+            stream: record.stream_end.is_some(),
+            stream_end: record.stream_end,
+            usage_estimated: record.usage_estimated,
+            policies: record.policies,
+            limit_refused: record.limit_refused,
+        },
+    };
+    recorder.analytics.write_for(&line, context);
 }
 /// A transformer policy's instruction call as its own usage event: the request's tenant,
 /// key and route, the instruction LLM's provider and model, marked as policy usage

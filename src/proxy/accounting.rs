@@ -453,7 +453,10 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
         .collect();
     // For the OTLP sink only: the record's time and the request span's ids.
     let context = || crate::telemetry::otlp_logs::EntryContext {
-        time: record.started_at + record.duration,
+        time: record
+            .started_at
+            .checked_add(record.duration)
+            .unwrap_or(record.started_at),
         trace_id: record.trace.trace_id,
         span_id: record.trace.request_span_id,
         sampled: record.trace.sampled,

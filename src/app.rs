@@ -28,6 +28,7 @@ use crate::state::AppState;
 use crate::store::{self, SharedStore};
 use crate::telemetry::analytics::AnalyticsLog;
 use crate::telemetry::otel::Otel;
+use crate::telemetry::otlp_logs::OtlpLogExporter;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); changes reach every node within a second (docs/behaviour.md,
@@ -158,8 +159,15 @@ impl Application {
         let spool_dir = settings.usage_spool_dir();
         let (usage, usage_events) = UsageSink::open(&spool_dir)
             .with_context(|| format!("cannot open the usage spool {}", spool_dir.display()))?;
-        let analytics = AnalyticsLog::open(&settings.analytics_log)
-            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
+        let node_id = node_id();
+        let analytics = if settings.analytics_log == "otlp" {
+            let exporter = OtlpLogExporter::from_settings(&settings, Some(&node_id))?;
+            AnalyticsLog::otlp(exporter).context("cannot start the analytics log's OTLP export")?
+        } else {
+            AnalyticsLog::open(&settings.analytics_log).with_context(|| {
+                format!("cannot open the analytics log {}", settings.analytics_log)
+            })?
+        };
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -167,7 +175,7 @@ impl Application {
             jwt,
             api_keys,
             snapshot,
-            node_id: node_id(),
+            node_id,
             started_at: chrono::Utc::now(),
             analytics: analytics.clone(),
             usage_spool: usage.spool().clone(),

@@ -235,5 +235,7 @@ pub mod analytics;
 pub mod event;
 pub mod otel;
 pub mod otlp_http;
+pub mod otlp_logs;
+pub mod otlp_tls;
 pub mod semconv;
 pub mod trace;

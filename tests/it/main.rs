@@ -18,6 +18,7 @@ mod limits;
 mod logging;
 mod memory;
 mod otlp;
+mod otlp_tls;
 mod policies;
 mod provider_streams;
 mod proxy;

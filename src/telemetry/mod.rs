@@ -235,5 +235,6 @@ pub mod analytics;
 pub mod event;
 pub mod otel;
 pub mod otlp_http;
+pub mod prometheus;
 pub mod semconv;
 pub mod trace;

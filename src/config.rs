@@ -289,7 +289,11 @@ impl Settings {
                 "must be greater than 0".into(),
             ));
         }
-        if self.metrics_token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
             return Err(invalid("metrics_token", "must not be blank".into()));
         }
         if self.max_buffered_upstream_bytes == 0 {

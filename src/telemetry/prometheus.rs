@@ -38,8 +38,8 @@ pub const OTHER: &str = "other";
 const MAX_ERROR_TYPES: usize = 16;
 /// Kong's `ai_llm_provider_latency_ms` buckets (its Prometheus exporter).
 pub const KONG_LATENCY_BUCKETS_MS: &[f64] = &[
-    250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0,
-    10000.0, 30000.0, 60000.0,
+    250.0, 500.0, 1000.0, 1500.0, 2000.0, 2500.0, 3000.0, 3500.0, 4000.0, 4500.0, 5000.0, 10000.0,
+    30000.0, 60000.0,
 ];
 /// Status classes: index = status / 100.
 const CLASSES: [&str; 6] = ["0xx", "1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -271,11 +271,11 @@ impl PromMetrics {
 
     fn index(&mut self, event: &UsageEvent) -> usize {
         let key = (event.tenant_id, event.route_id);
-        if let Some(found) = self.by_route.get(&key).and_then(|ids| {
-            ids.iter()
-                .copied()
-                .find(|&i| self.sets[i].matches(event))
-        }) {
+        if let Some(found) = self
+            .by_route
+            .get(&key)
+            .and_then(|ids| ids.iter().copied().find(|&i| self.sets[i].matches(event)))
+        {
             return found;
         }
         if self.sets.len() >= self.max_label_sets {
@@ -359,7 +359,12 @@ impl PromMetrics {
             }
         }
         let name = "gen_ai_server_time_to_first_token_seconds";
-        family(out, name, "histogram", "Time to the first chunk of a stream.");
+        family(
+            out,
+            name,
+            "histogram",
+            "Time to the first chunk of a stream.",
+        );
         for set in &self.sets {
             if let Some(h) = &set.ttft {
                 histogram(out, name, &set.base, h);
@@ -371,7 +376,12 @@ impl PromMetrics {
             histogram(out, name, &set.base, &set.overhead);
         }
         let name = "tollgate_policy_actions_total";
-        family(out, name, "counter", "Policies that acted, by type and outcome.");
+        family(
+            out,
+            name,
+            "counter",
+            "Policies that acted, by type and outcome.",
+        );
         for set in &self.sets {
             for (kind, outcome, count) in &set.policies {
                 let mut labels = set.base.clone();
@@ -384,7 +394,12 @@ impl PromMetrics {
 
     fn render_kong(&self, out: &mut String) {
         let name = "ai_llm_requests_total";
-        family(out, name, "counter", "AI requests (Kong's name), by status class.");
+        family(
+            out,
+            name,
+            "counter",
+            "AI requests (Kong's name), by status class.",
+        );
         for set in &self.sets {
             for (class, count) in set.requests.iter().enumerate() {
                 if *count > 0 {
@@ -400,7 +415,12 @@ impl PromMetrics {
             sample(out, name, &set.kong, set.cost);
         }
         let name = "ai_llm_tokens_total";
-        family(out, name, "counter", "AI tokens (Kong's name), by token type.");
+        family(
+            out,
+            name,
+            "counter",
+            "AI tokens (Kong's name), by token type.",
+        );
         for set in &self.sets {
             let prompt = set.tokens_input.sum;
             let completion = set.tokens_output.sum;
@@ -457,7 +477,12 @@ fn render_process(out: &mut String, process: &ProcessCounters, overflowed: u64) 
         sample(out, name, "", value as f64);
     }
     let name = "tollgate_limit_rejections_total";
-    family(out, name, "counter", "Requests refused by a limit, by kind.");
+    family(
+        out,
+        name,
+        "counter",
+        "Requests refused by a limit, by kind.",
+    );
     for (kind, count) in &process.limit_rejections {
         let mut labels = String::new();
         push_label(&mut labels, "tollgate_limit_kind", kind);
@@ -611,7 +636,8 @@ mod tests {
         assert!(text.contains(&format!(
             "tollgate_policy_actions_total{{{base},tollgate_policy_type=\"ai-prompt-guard\",tollgate_policy_outcome=\"applied\"}} 3\n"
         )));
-        let kong = r#"ai_provider="azure",ai_model="gpt-4o",tollgate_tenant="acme",tollgate_route="chat""#;
+        let kong =
+            r#"ai_provider="azure",ai_model="gpt-4o",tollgate_tenant="acme",tollgate_route="chat""#;
         assert!(text.contains(&format!(
             "ai_llm_tokens_total{{{kong},token_type=\"total_tokens\"}} 34\n"
         )));
@@ -651,7 +677,10 @@ mod tests {
         let mut m = PromMetrics::new(10);
         m.observe(&event("acme", "a\"b\\c\nd", 200));
         let text = m.render(&ProcessCounters::default());
-        assert!(text.contains(r#"gen_ai_request_model="a\"b\\c\nd""#), "{text}");
+        assert!(
+            text.contains(r#"gen_ai_request_model="a\"b\\c\nd""#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -680,6 +709,8 @@ mod tests {
         assert!(text.contains("tollgate_usage_dropped_total 3\n"));
         assert!(text.contains("tollgate_log_dropped_total 4\n"));
         assert!(text.contains("tollgate_analytics_lost_total 5\n"));
-        assert!(text.contains("tollgate_limit_rejections_total{tollgate_limit_kind=\"budget\"} 7\n"));
+        assert!(
+            text.contains("tollgate_limit_rejections_total{tollgate_limit_kind=\"budget\"} 7\n")
+        );
     }
 }

@@ -19,6 +19,7 @@ mod logging;
 mod memory;
 mod otlp;
 mod policies;
+mod prometheus;
 mod provider_streams;
 mod proxy;
 mod redaction;

@@ -122,7 +122,7 @@ impl Default for Settings {
             log_format: "text".into(),
             metrics: false,
             metrics_token: None,
-            metrics_max_label_sets: crate::telemetry::prometheus::DEFAULT_MAX_LABEL_SETS,
+            metrics_max_label_sets: 2000,
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
             otel_exporter_otlp_headers: None,

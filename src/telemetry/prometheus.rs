@@ -30,8 +30,6 @@ use crate::telemetry::semconv;
 
 /// The `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Default of `metrics_max_label_sets`.
-pub const DEFAULT_MAX_LABEL_SETS: usize = 2000;
 /// The label value past the cardinality bound.
 pub const OTHER: &str = "other";
 /// Distinct `error.type` values kept per label set; further ones count as `other`.

@@ -233,6 +233,7 @@ mod tests {
 
 pub mod analytics;
 pub mod event;
+pub mod label_index;
 pub mod otel;
 pub mod otlp_http;
 pub mod prometheus;

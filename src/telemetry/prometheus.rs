@@ -17,15 +17,13 @@
 //!
 //! Cardinality is bounded: at most `max_label_sets` tenant × route × provider × model ×
 //! operation combinations are kept; past that, new combinations are counted in one set
-//! whose tenant, route, provider and model labels are `other` (and in
+//! whose tenant, route, provider, model and operation labels are `other` (and in
 //! `tollgate_metrics_overflow_total`). `error.type` values are bounded per set the same way.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use uuid::Uuid;
-
 use crate::telemetry::event::UsageEvent;
+use crate::telemetry::label_index::LabelIndex;
 use crate::telemetry::semconv;
 
 /// The `Content-Type` of the text exposition format.
@@ -76,11 +74,6 @@ impl Histogram {
 
 /// The series of one tenant × route × provider × model × operation.
 struct LabelSet {
-    tenant: String,
-    route: String,
-    provider: &'static str,
-    model: String,
-    operation: &'static str,
     /// `tollgate_tenant="…",tollgate_route="…",gen_ai_provider_name="…",
     /// gen_ai_request_model="…",gen_ai_operation_name="…"`, escaped once.
     base: String,
@@ -102,14 +95,15 @@ struct LabelSet {
 
 impl LabelSet {
     fn new(event: &UsageEvent, overflow: bool) -> LabelSet {
-        let (tenant, route, model, provider) = if overflow {
-            (OTHER, OTHER, OTHER, OTHER)
+        let (tenant, route, model, provider, operation) = if overflow {
+            (OTHER, OTHER, OTHER, OTHER, OTHER)
         } else {
             (
                 event.tenant.as_str(),
                 event.route.as_str(),
                 event.request_model.as_str(),
                 event.provider,
+                event.operation,
             )
         };
         let gen_ai_provider = if overflow {
@@ -122,18 +116,13 @@ impl LabelSet {
         push_label(&mut base, "tollgate_route", route);
         push_label(&mut base, "gen_ai_provider_name", gen_ai_provider);
         push_label(&mut base, "gen_ai_request_model", model);
-        push_label(&mut base, "gen_ai_operation_name", event.operation);
+        push_label(&mut base, "gen_ai_operation_name", operation);
         let mut kong = String::new();
         push_label(&mut kong, "ai_provider", provider);
         push_label(&mut kong, "ai_model", model);
         push_label(&mut kong, "tollgate_tenant", tenant);
         push_label(&mut kong, "tollgate_route", route);
         LabelSet {
-            tenant: tenant.to_string(),
-            route: route.to_string(),
-            provider: if overflow { OTHER } else { event.provider },
-            model: model.to_string(),
-            operation: event.operation,
             base,
             kong,
             requests: [0; CLASSES.len()],
@@ -147,14 +136,6 @@ impl LabelSet {
             llm_latency: Histogram::new(KONG_LATENCY_BUCKETS_MS),
             policies: Vec::new(),
         }
-    }
-
-    fn matches(&self, event: &UsageEvent) -> bool {
-        self.model == event.request_model
-            && self.provider == event.provider
-            && self.operation == event.operation
-            && self.tenant == event.tenant
-            && self.route == event.route
     }
 
     fn observe(&mut self, event: &UsageEvent) {
@@ -230,8 +211,8 @@ fn error_type(event: &UsageEvent) -> Option<String> {
 pub struct PromMetrics {
     max_label_sets: usize,
     sets: Vec<LabelSet>,
-    /// (tenant id, route id) → indexes into `sets`.
-    by_route: HashMap<(Uuid, Uuid), Vec<usize>>,
+    /// Where each event's set is in `sets`.
+    index: LabelIndex,
     /// The `other` set, once the bound is reached.
     overflow: Option<usize>,
     overflowed: u64,
@@ -255,7 +236,7 @@ impl PromMetrics {
         PromMetrics {
             max_label_sets: max_label_sets.max(1),
             sets: Vec::new(),
-            by_route: HashMap::new(),
+            index: LabelIndex::default(),
             overflow: None,
             overflowed: 0,
         }
@@ -268,27 +249,22 @@ impl PromMetrics {
     }
 
     fn index(&mut self, event: &UsageEvent) -> usize {
-        let key = (event.tenant_id, event.route_id);
-        if let Some(found) = self
-            .by_route
-            .get(&key)
-            .and_then(|ids| ids.iter().copied().find(|&i| self.sets[i].matches(event)))
-        {
+        if let Some(found) = self.index.find(event) {
             return found;
         }
         if self.sets.len() >= self.max_label_sets {
             self.overflowed += 1;
-            if let Some(i) = self.overflow {
-                return i;
+            if let Some(at) = self.overflow {
+                return at;
             }
             self.sets.push(LabelSet::new(event, true));
             self.overflow = Some(self.sets.len() - 1);
             return self.sets.len() - 1;
         }
         self.sets.push(LabelSet::new(event, false));
-        let index = self.sets.len() - 1;
-        self.by_route.entry(key).or_default().push(index);
-        index
+        let at = self.sets.len() - 1;
+        self.index.insert(event, at);
+        at
     }
 
     /// Label sets kept (the `other` one included).
@@ -558,6 +534,8 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use uuid::Uuid;
+
     use super::*;
     use crate::telemetry::event::{PolicyEvent, UpstreamTiming};
     use crate::telemetry::trace::TraceContext;
@@ -664,7 +642,7 @@ mod tests {
         m.observe(&event("a", "m1", 200));
         assert_eq!(m.label_sets(), 3);
         let text = m.render(&ProcessCounters::default());
-        assert!(text.contains(r#"tollgate_requests_total{tollgate_tenant="other",tollgate_route="other",gen_ai_provider_name="other",gen_ai_request_model="other",gen_ai_operation_name="chat",tollgate_status_class="2xx"} 50"#));
+        assert!(text.contains(r#"tollgate_requests_total{tollgate_tenant="other",tollgate_route="other",gen_ai_provider_name="other",gen_ai_request_model="other",gen_ai_operation_name="other",tollgate_status_class="2xx"} 50"#));
         assert!(text.contains(r#"gen_ai_request_model="m1",gen_ai_operation_name="chat",tollgate_status_class="2xx"} 2"#));
         assert!(text.contains("tollgate_metrics_overflow_total 50\n"));
         assert!(!text.contains("client-chosen"));

@@ -37,8 +37,9 @@ async fn metrics(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| Secret::new(t.trim().to_string()));
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| Secret::new(token.trim().to_string()));
         // Constant-time comparison (`Secret`'s `PartialEq`).
         if given.as_ref() != Some(expected) {
             return Err(Error::unauthorized("a valid metrics bearer token is required").into());

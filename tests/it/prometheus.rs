@@ -283,6 +283,13 @@ async fn metrics_are_served_in_the_text_format_behind_the_token() {
         assert_eq!(r.status, 401, "{auth:?}: {}", r.text);
         assert!(!r.text.contains(METRICS_TOKEN));
     }
+    // The scheme is case-insensitive (RFC 9110).
+    assert_eq!(
+        scrape(&app, Some(&format!("bearer {METRICS_TOKEN}")))
+            .await
+            .status,
+        200
+    );
     let auth = format!("Bearer {METRICS_TOKEN}");
     let scraped = scrape_after(&app, Some(&auth), rounds * PER_ROUND).await;
     assert_eq!(

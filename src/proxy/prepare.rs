@@ -49,7 +49,7 @@ pub fn request(
         RouteType::Preserve => {
             return Ok(Plan {
                 kind: None,
-                model: preserve_model(route, &body.raw),
+                model: preserve_model(route, body.raw()),
                 stream: None,
             });
         }

@@ -282,21 +282,12 @@ impl PromMetrics {
     }
 
     fn render_tollgate(&self, out: &mut String) {
-        family(
+        self.requests_by_class(
             out,
             "tollgate_requests_total",
-            "counter",
             "Proxied requests, by status class.",
+            |set| &set.base,
         );
-        for set in &self.sets {
-            for (class, count) in set.requests.iter().enumerate() {
-                if *count > 0 {
-                    let mut labels = set.base.clone();
-                    push_label(&mut labels, "tollgate_status_class", CLASSES[class]);
-                    sample(out, "tollgate_requests_total", &labels, *count as f64);
-                }
-            }
-        }
         family(
             out,
             "tollgate_cost_USD_total",
@@ -366,23 +357,33 @@ impl PromMetrics {
         }
     }
 
-    fn render_kong(&self, out: &mut String) {
-        let name = "ai_llm_requests_total";
-        family(
-            out,
-            name,
-            "counter",
-            "AI requests (Kong's name), by status class.",
-        );
+    /// A request counter per label set and status class (classes never seen are left out).
+    fn requests_by_class(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        labels_of: impl Fn(&LabelSet) -> &String,
+    ) {
+        family(out, name, "counter", help);
         for set in &self.sets {
             for (class, count) in set.requests.iter().enumerate() {
                 if *count > 0 {
-                    let mut labels = set.kong.clone();
+                    let mut labels = labels_of(set).clone();
                     push_label(&mut labels, "tollgate_status_class", CLASSES[class]);
                     sample(out, name, &labels, *count as f64);
                 }
             }
         }
+    }
+
+    fn render_kong(&self, out: &mut String) {
+        self.requests_by_class(
+            out,
+            "ai_llm_requests_total",
+            "AI requests (Kong's name), by status class.",
+            |set| &set.kong,
+        );
         let name = "ai_llm_cost_total";
         family(out, name, "counter", "AI cost in USD (Kong's name).");
         for set in self.sets.iter().filter(|s| s.cost > 0.0) {

@@ -617,6 +617,46 @@ mod tests {
         }
     }
 
+    /// Without OTLP and `/metrics` the written events end on the worker (the request
+    /// path's default cost); `/metrics` alone has them forwarded, counted and rendered.
+    #[actix::test]
+    async fn events_reach_the_aggregator_only_when_something_uses_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(FakeStore::default());
+        let (sink, events) = UsageSink::open_sized(dir.path(), 4096).expect("spool");
+        let plain = MetricsAggregator::new(
+            sink.clone(),
+            events,
+            store.clone(),
+            None,
+            Duration::from_secs(3600),
+        );
+        assert!(!sink.forward.load(Ordering::Relaxed));
+        let scraped = plain.with_prometheus(PromMetrics::new(10));
+        assert!(sink.forward.load(Ordering::Relaxed));
+        let addr = scraped.start();
+        sink.record(event(Uuid::now_v7(), "gpt-4o", 12, 3, 200));
+        let until = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let text = addr
+                .send(RenderMetrics {
+                    counters: ProcessCounters::default(),
+                })
+                .await
+                .expect("answer")
+                .expect("/metrics is on");
+            if text.contains("tollgate_requests_total{") || Instant::now() > until {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            text.contains(r#"gen_ai_request_model="gpt-4o",gen_ai_operation_name="chat",tollgate_status_class="2xx"} 1"#),
+            "{text}"
+        );
+        stop(&addr, Duration::from_secs(2)).await;
+    }
+
     #[actix::test]
     async fn events_are_aggregated_per_minute_and_key_and_written_in_batches() {
         let dir = tempfile::tempdir().expect("dir");

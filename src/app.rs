@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Addr, AsyncContext};
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -29,6 +29,7 @@ use crate::store::{self, SharedStore};
 use crate::telemetry::analytics::AnalyticsLog;
 use crate::telemetry::otel::Otel;
 use crate::telemetry::otlp_logs::OtlpLogExporter;
+use crate::telemetry::prometheus::PromMetrics;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); changes reach every node within a second (docs/behaviour.md,
@@ -204,6 +205,14 @@ impl Application {
         let proxy_addr = proxy_listener.local_addr()?;
         let drain = settings.drain_timeout();
 
+        // The aggregator's address exists before it starts: `/metrics` on the admin
+        // listener asks it for the exposition.
+        let aggregator_context = actix::Context::<MetricsAggregator>::new();
+        let scrape = settings.metrics.then(|| admin::metrics::Scrape {
+            aggregator: aggregator_context.address(),
+            token: settings.metrics_token.clone(),
+        });
+
         let admin_state = state.clone();
         let body_limit = BodyLimit(settings.admin_max_body_size);
         let mut admin_server = HttpServer::new(move || {
@@ -226,6 +235,11 @@ impl Application {
                     }),
                 )
                 .configure(admin::ui::configure)
+                .configure(|cfg| {
+                    if let Some(scrape) = &scrape {
+                        admin::metrics::configure(cfg, scrape.clone());
+                    }
+                })
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, AdminError>(Error::not_found("endpoint").into())
                 }))
@@ -263,8 +277,13 @@ impl Application {
                 .map(|o| Box::new(o) as Box<dyn crate::actors::metrics::UsageObserver>),
             USAGE_FLUSH_INTERVAL,
         );
+        let aggregator = if settings.metrics {
+            aggregator.with_prometheus(PromMetrics::new(settings.metrics_max_label_sets))
+        } else {
+            aggregator
+        };
         // On this (the main) thread: it only aggregates and hands batches to the store.
-        let aggregator = aggregator.start();
+        let aggregator = aggregator_context.run(aggregator);
         let recorder = Recorder {
             analytics,
             usage: Some(usage.clone()),

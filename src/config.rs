@@ -63,6 +63,14 @@ pub struct Settings {
     pub redis_url: Option<Secret<String>>,
     /// `text` or `json` for the process log.
     pub log_format: String,
+    /// `GET /metrics` on the admin listener, in the Prometheus text format
+    /// (docs/behaviour.md, "Prometheus scraping"); off by default.
+    pub metrics: bool,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret<String>>,
+    /// Tenant × route × provider × model × operation combinations `/metrics` keeps; new
+    /// ones past it are counted under `other`.
+    pub metrics_max_label_sets: usize,
     /// Base URL of the OTLP receiver; OTLP export is on only when this is set. Over
     /// http/protobuf the signal paths `/v1/traces` and `/v1/metrics` are appended.
     pub otel_exporter_otlp_endpoint: Option<String>,
@@ -147,6 +155,9 @@ impl Default for Settings {
             default_max_tokens: 4096,
             redis_url: None,
             log_format: "text".into(),
+            metrics: false,
+            metrics_token: None,
+            metrics_max_label_sets: 2000,
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
             otel_exporter_otlp_headers: None,
@@ -198,6 +209,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_DEFAULT_MAX_TOKENS", "default_max_tokens"),
     ("TOLLGATE_REDIS_URL", "redis_url"),
     ("TOLLGATE_LOG_FORMAT", "log_format"),
+    ("TOLLGATE_METRICS", "metrics"),
+    ("TOLLGATE_METRICS_TOKEN", "metrics_token"),
+    ("TOLLGATE_METRICS_MAX_LABEL_SETS", "metrics_max_label_sets"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),
     ("OTEL_EXPORTER_OTLP_HEADERS", "otel_exporter_otlp_headers"),
@@ -348,6 +362,19 @@ impl Settings {
                 "admin_max_body_size",
                 "must be greater than 0".into(),
             ));
+        }
+        if self.metrics_max_label_sets == 0 {
+            return Err(invalid(
+                "metrics_max_label_sets",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(invalid("metrics_token", "must not be blank".into()));
         }
         if self.max_buffered_upstream_bytes == 0 {
             return Err(invalid(
@@ -759,6 +786,7 @@ mod tests {
                     "TOLLGATE_DATABASE_URL",
                     "postgres://app:dbpass123@db:5432/tollgate",
                 ),
+                ("TOLLGATE_METRICS_TOKEN", "scrape-token-value"),
             ]),
         )
         .unwrap();
@@ -768,6 +796,7 @@ mod tests {
             "jwt-secret-value",
             "hunter2-password",
             "dbpass123",
+            "scrape-token-value",
         ] {
             assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
         }

@@ -29,6 +29,7 @@ use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTra
 
 use crate::config::{OtlpProtocol, OtlpSignal, OtlpSignalSettings, Settings};
 use crate::telemetry::event::{UsageEvent, UsageObserver};
+use crate::telemetry::label_index::LabelIndex;
 use crate::telemetry::otlp_http::OtlpHttpSpanExporter;
 use crate::telemetry::{otlp_tls, semconv};
 
@@ -505,11 +506,6 @@ const MAX_LABEL_SETS: usize = 10_000;
 /// The attribute sets of one tenant × route × model (× provider, operation), built once;
 /// values are `Arc<str>`, so each use is a reference-count bump, not a string copy.
 struct Labels {
-    tenant: String,
-    route: String,
-    model: String,
-    provider: &'static str,
-    operation: &'static str,
     span_name: String,
     /// tenant, route, provider, model, operation: every metric's attributes.
     base: Vec<KeyValue>,
@@ -555,11 +551,6 @@ impl Labels {
             KeyValue::new(semconv::TOLLGATE_PROVIDER, event.provider),
         ];
         Labels {
-            tenant: event.tenant.clone(),
-            route: event.route.clone(),
-            model: event.request_model.clone(),
-            provider: event.provider,
-            operation: event.operation,
             span_name: format!("{} {}", event.operation, event.request_model),
             input: with(KeyValue::new(
                 semconv::GEN_AI_TOKEN_TYPE,
@@ -576,19 +567,11 @@ impl Labels {
             pending_cost: 0.0,
         }
     }
-
-    fn matches(&self, event: &UsageEvent) -> bool {
-        self.model == event.request_model
-            && self.provider == event.provider
-            && self.operation == event.operation
-            && self.tenant == event.tenant
-            && self.route == event.route
-    }
 }
 
 #[derive(Default)]
 struct LabelCache {
-    by_route: HashMap<(uuid::Uuid, uuid::Uuid), Vec<usize>>,
+    index: LabelIndex,
     sets: Vec<Labels>,
 }
 
@@ -602,18 +585,13 @@ impl Clone for LabelCache {
 impl LabelCache {
     /// The index of the event's label set (built on first sight).
     fn index(&mut self, event: &UsageEvent) -> usize {
-        let key = (event.tenant_id, event.route_id);
-        if let Some(found) = self
-            .by_route
-            .get(&key)
-            .and_then(|ids| ids.iter().copied().find(|&i| self.sets[i].matches(event)))
-        {
+        if let Some(found) = self.index.find(event) {
             return found;
         }
         self.sets.push(Labels::new(event));
-        let index = self.sets.len() - 1;
-        self.by_route.entry(key).or_default().push(index);
-        index
+        let at = self.sets.len() - 1;
+        self.index.insert(event, at);
+        at
     }
 }
 

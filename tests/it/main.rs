@@ -20,6 +20,7 @@ mod memory;
 mod otlp;
 mod otlp_tls;
 mod policies;
+mod prometheus;
 mod provider_streams;
 mod proxy;
 mod redaction;

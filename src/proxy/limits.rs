@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::limits::{Demand, Kind, Limiter, RateHeaders, Refusal, Reservation, Scope};
 use crate::snapshot::RouteEntry;
+use crate::vocab::RouteType;
 
 use super::context::{Party, RequestCtx};
 use super::read::Body;
@@ -65,8 +66,12 @@ fn prompt_estimate(body: &Body) -> u64 {
 
 /// The completion's ceiling: the route's `max_tokens` (it overrides the client's), else the
 /// client's `max_tokens` / `max_completion_tokens`, else the configured default
-/// (`default_max_tokens`).
+/// (`default_max_tokens`); none for embeddings.
 fn max_tokens(route: &RouteEntry, body: &Body, default_max_tokens: u32) -> u64 {
+    // An embedding has no completion.
+    if route.route_type == RouteType::Embeddings {
+        return 0;
+    }
     let client = || {
         let object = body.parsed.as_ref()?;
         ["max_tokens", "max_completion_tokens"]

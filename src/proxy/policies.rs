@@ -26,6 +26,9 @@ pub async fn apply(
     }
     let snapshot = Arc::clone(&ctx.snapshot);
     for policy in snapshot.policies_for(&party.route, party.caller.tenant) {
+        if !policy.kind.applies_to(party.route.route_type) {
+            continue;
+        }
         let before = body.raw.clone();
         let ran = match &policy.compiled {
             Ok(Compiled::RequestTransformer(transformer)) => {

@@ -1,6 +1,6 @@
 //! The proxy's entry points (docs/behaviour.md, "Proxy surfaces"): Kong-style route paths,
-//! the OpenAI-compatible `/v1/chat/completions` and `/v1/completions`, and `/v1/models` (the
-//! list and one model).
+//! the OpenAI-compatible `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`, and
+//! `/v1/models` (the list and one model).
 //! Each hands its request to the pipeline (pipeline.rs).
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::error::Error;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
-use crate::vocab::RouteKind;
+use crate::vocab::RouteType;
 
 use super::accounting::render;
 use super::auth::{Caller, authenticate, authorize};
@@ -42,7 +42,7 @@ pub async fn openai_chat(
         state,
         pools,
         recorder,
-        Surface::OpenAi(RouteKind::Chat),
+        Surface::OpenAi(RouteType::Chat),
     )
     .await
 }
@@ -61,7 +61,26 @@ pub async fn openai_completions(
         state,
         pools,
         recorder,
-        Surface::OpenAi(RouteKind::Completions),
+        Surface::OpenAi(RouteType::Completions),
+    )
+    .await
+}
+
+/// `POST /v1/embeddings` (docs/behaviour.md, "Embeddings").
+pub async fn openai_embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    pools: web::Data<Pools>,
+    recorder: web::Data<Recorder>,
+) -> HttpResponse {
+    serve(
+        req,
+        payload,
+        state,
+        pools,
+        recorder,
+        Surface::OpenAi(RouteType::Embeddings),
     )
     .await
 }
@@ -126,7 +145,7 @@ fn with_caller(
     state: &AppState,
     answer: impl FnOnce(&Snapshot, &Caller<'_>) -> HttpResponse,
 ) -> HttpResponse {
-    let ctx = RequestCtx::new(req, Surface::OpenAi(RouteKind::Chat), state.snapshot.load());
+    let ctx = RequestCtx::new(req, Surface::OpenAi(RouteType::Chat), state.snapshot.load());
     let response = match authenticate(req, &ctx.snapshot, &state.api_keys) {
         Ok(caller) => answer(&ctx.snapshot, &caller),
         Err(e) => render(e),

@@ -90,9 +90,8 @@ fn max_tokens(route: &RouteEntry, body: &Body, default_max_tokens: u32) -> u64 {
 /// Micro-dollars from the route's per-1M-token prices, rounded up; 0 when the route has
 /// no prices (its budget then counts nothing).
 pub fn cost_micro(route: &RouteEntry, prompt: u64, completion: u64) -> i64 {
-    let o = &route.model.options;
-    match (o.input_cost, o.output_cost) {
-        (Some(i), Some(out)) => {
+    match route.prices() {
+        Some((i, out)) => {
             let micro = (prompt as f64 * i + completion as f64 * out).ceil();
             if micro >= i64::MAX as f64 {
                 i64::MAX
@@ -100,7 +99,7 @@ pub fn cost_micro(route: &RouteEntry, prompt: u64, completion: u64) -> i64 {
                 micro as i64
             }
         }
-        _ => 0,
+        None => 0,
     }
 }
 

@@ -3,7 +3,7 @@
 //! `/v1/models` (the list and one model).
 //! Each hands its request to the pipeline (pipeline.rs).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{Handler, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::error::Error;
@@ -28,61 +28,28 @@ pub async fn route_path(
     serve(req, payload, state, pools, recorder, Surface::RoutePath).await
 }
 
-/// `POST /v1/chat/completions`: the route is the one whose alias is the body's `model`.
-pub async fn openai_chat(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    pools: web::Data<Pools>,
-    recorder: web::Data<Recorder>,
-) -> HttpResponse {
-    serve(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        Surface::OpenAi(RouteType::Chat),
-    )
-    .await
-}
+/// The arguments of a pipeline handler.
+type Args = (
+    HttpRequest,
+    web::Payload,
+    web::Data<AppState>,
+    web::Data<Pools>,
+    web::Data<Recorder>,
+);
 
-/// `POST /v1/completions`.
-pub async fn openai_completions(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    pools: web::Data<Pools>,
-    recorder: web::Data<Recorder>,
-) -> HttpResponse {
-    serve(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        Surface::OpenAi(RouteType::Completions),
-    )
-    .await
-}
-
-/// `POST /v1/embeddings` (docs/behaviour.md, "Embeddings").
-pub async fn openai_embeddings(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    pools: web::Data<Pools>,
-    recorder: web::Data<Recorder>,
-) -> HttpResponse {
-    serve(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        Surface::OpenAi(RouteType::Embeddings),
-    )
-    .await
+/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: the route is the one
+/// whose alias is the body's `model`, and must be of the endpoint's `route_type`.
+pub fn openai(route_type: RouteType) -> impl Handler<Args, Output = HttpResponse> {
+    move |req, payload, state, pools, recorder| {
+        serve(
+            req,
+            payload,
+            state,
+            pools,
+            recorder,
+            Surface::OpenAi(route_type),
+        )
+    }
 }
 
 /// Hands a request to the pipeline with this worker's shared parts.

@@ -77,6 +77,20 @@ async fn embeddings_route(
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
+/// Route `emb` at an OpenAI mock, for `text-embedding-3-small`.
+async fn openai_route(app: &TestApp, mock: &MockUpstream) {
+    let url = format!("{}/v1/embeddings", mock.base);
+    embeddings_route(
+        app,
+        "emb",
+        "openai",
+        &url,
+        json!({}),
+        "text-embedding-3-small",
+    )
+    .await;
+}
+
 async fn embed(app: &TestApp, key: &str, body: Value) -> crate::support::proxy::ProxyReply {
     chat(app, "/v1/embeddings", key, body).await
 }
@@ -118,16 +132,7 @@ async fn openai_embeddings_are_forwarded_in_the_clients_encoding_and_billed() {
         openai_floats(&[&[0.5, -0.25], &[1.0, 0.0]], 4),
     ))
     .await;
-    let url = format!("{}/v1/embeddings", mock.base);
-    embeddings_route(
-        &app,
-        "emb",
-        "openai",
-        &url,
-        json!({}),
-        "text-embedding-3-small",
-    )
-    .await;
+    openai_route(&app, &mock).await;
     let key = new_key(&app, "acme", json!({"name": "app"})).await;
 
     // Floats (OpenAI's default when the field is absent).
@@ -413,15 +418,7 @@ async fn mistral_cohere_and_ollama_speak_their_own_embeddings_formats() {
 async fn wrong_requests_are_refused_before_anything_is_sent() {
     let app = crate::support::spawn_app().await;
     let mock = MockUpstream::start(Behaviour::json(200, openai_floats(&[&[0.5]], 1))).await;
-    embeddings_route(
-        &app,
-        "emb",
-        "openai",
-        &format!("{}/v1/embeddings", mock.base),
-        json!({}),
-        "text-embedding-3-small",
-    )
-    .await;
+    openai_route(&app, &mock).await;
     let key = new_key(&app, "acme", json!({"name": "app"})).await;
     let cases = [
         (
@@ -551,15 +548,7 @@ async fn the_admin_api_refuses_embeddings_on_providers_without_them() {
 async fn limits_count_no_completion_and_only_the_guard_applies() {
     let app = crate::support::spawn_app().await;
     let mock = MockUpstream::start(Behaviour::json(200, openai_floats(&[&[0.5]], 2))).await;
-    embeddings_route(
-        &app,
-        "emb",
-        "openai",
-        &format!("{}/v1/embeddings", mock.base),
-        json!({}),
-        "text-embedding-3-small",
-    )
-    .await;
+    openai_route(&app, &mock).await;
     // 100 tokens a minute: a chat request would reserve the default max_tokens (4096) and
     // be refused; an embedding reserves its prompt only.
     let r = app
@@ -606,15 +595,7 @@ async fn the_request_span_names_the_embeddings_operation() {
     })
     .await;
     let mock = MockUpstream::start(Behaviour::json(200, openai_floats(&[&[0.5]], 2))).await;
-    embeddings_route(
-        &app,
-        "emb",
-        "openai",
-        &format!("{}/v1/embeddings", mock.base),
-        json!({}),
-        "text-embedding-3-small",
-    )
-    .await;
+    openai_route(&app, &mock).await;
     let key = new_key(&app, "acme", json!({"name": "app"})).await;
     let r = embed(&app, &key, json!({"model": "emb", "input": "hello"})).await;
     assert_eq!(r.status, 200, "{}", r.text);

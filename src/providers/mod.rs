@@ -157,6 +157,13 @@ pub trait Embedder: Send + Sync {
     /// was forwarded; the proxy puts them in the client's encoding
     /// ([`embeddings::encode`]).
     fn response(&self, ctx: &TranslateContext<'_>, body: &[u8]) -> Result<Value, TranslateError>;
+
+    /// Upstream 2xx body that is already OpenAI's answer, with its usage and every vector
+    /// in `encoding`: its prompt tokens and model, read without building a tree, so the
+    /// proxy sends it as received. `None` (the default) when `response` must decide.
+    fn verbatim(&self, _body: &[u8], _encoding: embeddings::Encoding) -> Option<(u64, String)> {
+        None
+    }
 }
 
 /// Applies route tuning options over the client's values (route wins, Kong ≥ 3.8).

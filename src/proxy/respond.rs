@@ -175,16 +175,32 @@ pub fn reply(
             }
         }
         Operation::Embed(encoding) if (200..300).contains(&reply.status) => {
-            let ctx = translate_context(route, &plan.model, default_max_tokens);
-            let mut answer = embeddings_answer(party, &ctx, encoding, &reply.body, &body_sent)?;
-            let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-            let model = answer["model"].as_str().map(str::to_string);
-            let response = builder.json(&answer);
-            if route.logging.log_payloads {
-                redactor.get().redact_value(&mut answer);
-                logged_response = Some(answer);
+            let embedder = route.service.translator().embeddings();
+            if let Some((prompt, model)) = embedder.and_then(|e| e.verbatim(&reply.body, encoding))
+            {
+                // Already OpenAI's answer in the client's encoding: sent as received
+                // (docs/architecture.md, "Why the proxy path is cheap").
+                if route.logging.log_payloads {
+                    logged_response = logged_as_received(&reply.body, &redactor);
+                }
+                builder.content_type("application/json");
+                (
+                    builder.body(reply.body.clone()),
+                    Some(model),
+                    Some((prompt, 0)),
+                )
+            } else {
+                let ctx = translate_context(route, &plan.model, default_max_tokens);
+                let mut answer = embeddings_answer(party, &ctx, encoding, &reply.body, &body_sent)?;
+                let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+                let model = answer["model"].as_str().map(str::to_string);
+                let response = builder.json(&answer);
+                if route.logging.log_payloads {
+                    redactor.get().redact_value(&mut answer);
+                    logged_response = Some(answer);
+                }
+                (response, model, Some((prompt, 0)))
             }
-            (response, model, Some((prompt, 0)))
         }
         Operation::Complete(kind) if (200..300).contains(&reply.status) => {
             let translator = route.service.translator();
@@ -193,13 +209,7 @@ pub fn reply(
                 // (docs/architecture.md, "Why the proxy path is cheap").
                 finish_reason = Some(facts.finish_reason);
                 if route.logging.log_payloads {
-                    logged_response =
-                        serde_json::from_slice::<Value>(&reply.body)
-                            .ok()
-                            .map(|mut logged| {
-                                redactor.get().redact_value(&mut logged);
-                                logged
-                            });
+                    logged_response = logged_as_received(&reply.body, &redactor);
                 }
                 builder.content_type("application/json");
                 let usage = Some((facts.prompt_tokens, facts.completion_tokens));
@@ -259,6 +269,16 @@ pub fn reply(
         upstream_body: logged_request,
         logged_response,
     }))
+}
+
+/// The logged copy of an answer sent as received: parsed, the credential masked.
+fn logged_as_received(
+    body: &[u8],
+    redactor: &crate::crypto::redact::LazyRedactor,
+) -> Option<Value> {
+    let mut logged = serde_json::from_slice::<Value>(body).ok()?;
+    redactor.get().redact_value(&mut logged);
+    Some(logged)
 }
 
 /// An embeddings 2xx in OpenAI's shape (docs/behaviour.md, "Embeddings"): translated, its

@@ -330,11 +330,13 @@ async fn mistral_cohere_and_ollama_speak_their_own_embeddings_formats() {
         json!({"model": "mistral-embed", "input": ["a"], "output_dimension": 2,
                "encoding_format": "float"})
     );
+    // Already OpenAI's shape in the encoding asked: sent as received.
     assert_eq!(r.body["data"][0]["embedding"], json!([0.75, -0.5]));
     assert_eq!(
         r.body["usage"],
-        json!({"prompt_tokens": 5, "total_tokens": 5})
+        json!({"prompt_tokens": 5, "total_tokens": 5, "completion_tokens": 0})
     );
+    assert_eq!(r.body["id"], "e1");
 
     // Cohere v2: texts as documents, floats asked; base64 made by the gateway.
     let r = embed(

@@ -2,6 +2,10 @@
 //! forwarded with the route's model; Mistral's allow-list and rename; Azure's deployment URL,
 //! where `encoding_format` is sent only to api-versions that surely know it.
 
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::endpoint::{azure_has_encoding_format, embeddings_url};
@@ -46,6 +50,7 @@ impl Embedder for OpenAiEmbeddings {
                 const ALLOWED: &[&str] = &[
                     "model",
                     "input",
+                    "metadata",
                     "encoding_format",
                     "output_dimension",
                     "output_dtype",
@@ -105,6 +110,64 @@ impl Embedder for OpenAiEmbeddings {
             }
         }
         Ok(Value::Object(answer))
+    }
+
+    fn verbatim(&self, body: &[u8], encoding: Encoding) -> Option<(u64, String)> {
+        let answer: Answer = serde_json::from_slice(body).ok()?;
+        let shape = match encoding {
+            Encoding::Float => Shape::Floats,
+            Encoding::Base64 => Shape::Base64,
+        };
+        (answer.object == "list"
+            && !answer.model.is_empty()
+            && answer.data.iter().all(|item| item.embedding == shape))
+        .then_some((answer.usage.prompt_tokens, answer.model))
+    }
+}
+
+/// What `verbatim` reads of an OpenAI embeddings answer; the vectors' numbers are skipped.
+#[derive(Deserialize)]
+struct Answer {
+    object: String,
+    model: String,
+    usage: Usage,
+    data: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    embedding: Shape,
+}
+
+/// An embedding's form: an array (of anything; `response` checks numbers) or a string.
+#[derive(Debug, PartialEq, Eq)]
+enum Shape {
+    Floats,
+    Base64,
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Shape, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array or a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Base64)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Shape::Floats)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -247,5 +310,33 @@ mod tests {
             );
         }
         assert!(embedder(&setup).response(&setup.ctx(), b"").is_err());
+    }
+
+    #[test]
+    fn an_answer_in_the_clients_encoding_is_sent_as_received() {
+        let setup = Setup::new(ProviderKind::Openai, "text-embedding-3-small");
+        let floats = json!({"object": "list", "model": "text-embedding-3-small",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -1.0]}],
+            "usage": {"prompt_tokens": 4, "total_tokens": 4}})
+        .to_string();
+        let e = embedder(&setup);
+        assert_eq!(
+            e.verbatim(floats.as_bytes(), Encoding::Float),
+            Some((4, "text-embedding-3-small".to_string()))
+        );
+        // Floats where base64 was asked, no usage, not a list: translated instead.
+        assert_eq!(e.verbatim(floats.as_bytes(), Encoding::Base64), None);
+        let no_usage = json!({"object": "list", "model": "m", "data": [{"embedding": "AAAA"}]});
+        assert_eq!(
+            e.verbatim(no_usage.to_string().as_bytes(), Encoding::Base64),
+            None
+        );
+        let base64 = json!({"object": "list", "model": "m", "data": [{"embedding": "AAAA"}],
+                            "usage": {"prompt_tokens": 1}});
+        assert_eq!(
+            e.verbatim(base64.to_string().as_bytes(), Encoding::Base64),
+            Some((1, "m".to_string()))
+        );
+        assert_eq!(e.verbatim(b"{\"data\": 1}", Encoding::Float), None);
     }
 }

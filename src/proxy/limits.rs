@@ -19,7 +19,7 @@ use super::read::Body;
 pub async fn reserve(
     ctx: &mut RequestCtx,
     party: &Party,
-    body: &Body,
+    body: &mut Body,
     limiter: &Limiter,
     default_max_tokens: u32,
 ) -> Result<(), Error> {
@@ -60,8 +60,8 @@ pub async fn reserve(
 }
 
 /// The cheap prompt estimate: a quarter of the body's bytes (no tokenizer run).
-fn prompt_estimate(body: &Body) -> u64 {
-    body.raw.len() as u64 / 4
+fn prompt_estimate(body: &mut Body) -> u64 {
+    body.raw().len() as u64 / 4
 }
 
 /// The completion's ceiling: the route's `max_tokens` (it overrides the client's), else the

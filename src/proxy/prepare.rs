@@ -61,7 +61,7 @@ pub fn request(
         RouteType::Preserve => {
             return Ok(Plan {
                 operation: Operation::Preserve,
-                model: preserve_model(route, &body.raw),
+                model: preserve_model(route, body.raw()),
                 stream: None,
             });
         }

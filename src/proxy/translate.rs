@@ -38,7 +38,7 @@ pub fn request(
                 Error::internal("a preserve route needs a service with upstream_url")
             })?,
             headers: Vec::new(),
-            body: body.raw.to_vec(),
+            body: { body }.raw().to_vec(),
         },
         Operation::Complete(kind) => {
             let mut body = body;

@@ -32,6 +32,7 @@ mod streaming;
 mod support;
 mod timeouts;
 mod transformers;
+mod ui;
 mod upstream_guard;
 mod upstream_load;
 mod usage;

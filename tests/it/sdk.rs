@@ -16,14 +16,14 @@
 //! creates that virtualenv and sets the variable; the tests are `#[ignore]`d so a plain
 //! `cargo test` lists them as ignored, and run without the variable they fail.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
 use crate::support::proxy::new_key;
+use crate::support::script::run_to_end;
 use crate::support::streaming::sse;
 use crate::support::{TestApp, required_env, spawn_app};
 
@@ -244,19 +244,7 @@ fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behaviour {
     }
 }
 
-/// Kills the child on every path out (a failed assertion included).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the SDK script for `alias` (with `mode`, if any) and returns its JSON summary.
-/// Waits without blocking the test's runtime (the app and the mocks answer the script
-/// meanwhile).
 async fn run_script(
     python: &str,
     app: &TestApp,
@@ -265,7 +253,8 @@ async fn run_script(
     mode: Option<&str>,
 ) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
-    let child = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
         .arg(format!("{}/v1", app.proxy))
         .arg(key)
@@ -275,43 +264,9 @@ async fn run_script(
         // The SDK must talk to the gateway, not to a proxy from the environment.
         .env("NO_PROXY", "*")
         .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start TOLLGATE_SDK_PYTHON={python}: {e}"));
-    let mut child = ChildGuard(child);
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = pipe.read_to_string(&mut out);
-            out
-        })
-    };
-    let stdout = drain(Box::new(child.0.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for the SDK script") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            let err = stderr.join().unwrap_or_default();
-            panic!(
-                "the SDK script for {alias} took longer than {SCRIPT_TIMEOUT:?}; stderr:\n{err}"
-            );
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
-    assert!(
-        status.success(),
-        "the SDK script for {alias} failed ({status}):\nstdout: {out}\nstderr: {err}"
-    );
+        .env_remove("OPENAI_API_KEY");
+    let what = format!("the SDK script for {alias} (TOLLGATE_SDK_PYTHON={python})");
+    let out = run_to_end(command, &what, SCRIPT_TIMEOUT).await;
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("SDK script output for {alias} is not JSON ({e}): {out}"))
 }

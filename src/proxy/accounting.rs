@@ -380,10 +380,9 @@ impl<'a> Record<'a> {
 
 /// USD from the route's per-1M-token prices.
 fn cost_of(route: &RouteEntry, (prompt, completion): (u64, u64)) -> f64 {
-    let costs = &route.model.options;
-    match (costs.input_cost, costs.output_cost) {
-        (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
-        _ => 0.0,
+    match route.prices() {
+        Some((i, o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
+        None => 0.0,
     }
 }
 /// Records a finished request: the usage event always (billing does not depend on

@@ -26,6 +26,9 @@ pub async fn apply(
     }
     let snapshot = Arc::clone(&ctx.snapshot);
     for policy in snapshot.policies_for(&party.route, party.caller.tenant) {
+        if !policy.kind.applies_to(party.route.route_type) {
+            continue;
+        }
         // The body before this policy, only where it is read: the transformer's input, or
         // the template's logged original (taking it rebuilds a body an earlier policy changed).
         let before = match &policy.compiled {

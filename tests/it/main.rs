@@ -14,6 +14,7 @@ mod cli;
 mod clients;
 mod conformance;
 mod deploy;
+mod embeddings;
 mod limits;
 mod logging;
 mod memory;

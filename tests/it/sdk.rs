@@ -7,7 +7,10 @@
 //! Cohere v1 NDJSON) carrying the same text and usage when it is, its bytes re-cut across
 //! network writes so the gateway must reassemble frames. The script checks what the SDK
 //! sees with `stream=True` against the whole answer, and streams a two-tool call through
-//! the Anthropic alias.
+//! the Anthropic alias; `chat.completions.parse` with a pydantic model gets its structured
+//! output from the Anthropic alias (JSON mode's forced tool); `embeddings.create` works in
+//! the SDK's default (base64, decoded by the SDK), `float` and `base64` encodings through a
+//! Cohere and an OpenAI embeddings alias.
 //!
 //! Needs `TOLLGATE_SDK_PYTHON`: a Python interpreter with `openai` installed. `.ci/run`
 //! creates that virtualenv and sets the variable; the tests are `#[ignore]`d so a plain
@@ -645,5 +648,197 @@ async fn the_official_openai_python_sdk_streams_a_two_tool_call_through_the_anth
             json!([{"role": "user", "content": "What are the weather and the time in Paris?"}]),
             "{body}"
         );
+    }
+}
+
+/// The forced tool's answer (docs/wire-formats.md, "Anthropic"): its input is the JSON the
+/// client's schema asked for.
+fn anthropic_json_answer() -> Value {
+    json!({
+        "id": "msg_01JsonAnswer000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-3-5-sonnet-20241022",
+        "content": [{"type": "tool_use", "id": "toolu_01Json", "name": "tollgate_json_answer",
+                     "input": {"expression": "2 + 2", "result": 4}}],
+        "stop_reason": "tool_use",
+        "stop_sequence": null,
+        "usage": {"input_tokens": 310, "output_tokens": 24}
+    })
+}
+
+#[actix_web::test]
+#[ignore = "needs TOLLGATE_SDK_PYTHON (a Python with the openai package; .ci/run sets it)"]
+async fn the_official_openai_python_sdk_parses_structured_output_from_an_anthropic_alias() {
+    let python = required_env(
+        "TOLLGATE_SDK_PYTHON",
+        "a Python interpreter with the openai package installed",
+    );
+    let anthropic = MockUpstream::start(Behaviour::json(200, anthropic_json_answer())).await;
+    let cohere = MockUpstream::start(Behaviour::json(200, cohere_chat())).await;
+    let app = spawn_app().await;
+    let key = configure(&app, &anthropic, &cohere).await;
+
+    let summary = run_script(&python, &app, &key, "claude", Some("parse")).await;
+    println!("openai {} parse: {summary}", summary["openai_version"]);
+    assert_eq!(summary["parsed_type"], "Sum", "{summary}");
+    assert_eq!(
+        summary["parsed"],
+        json!({"expression": "2 + 2", "result": 4}),
+        "{summary}"
+    );
+    assert_eq!(summary["finish_reason"], "stop", "{summary}");
+    assert_eq!(summary["tool_calls"], json!([]), "{summary}");
+    assert_eq!(summary["refusal"], Value::Null, "{summary}");
+    assert_eq!(
+        summary["usage"],
+        json!({"prompt_tokens": 310, "completion_tokens": 24, "total_tokens": 334}),
+        "{summary}"
+    );
+
+    // What `parse` sent (`response_format: {type: json_schema, …}`) became the forced tool,
+    // its input schema the pydantic model's.
+    let received = anthropic.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_key_not_forwarded(&received[0], &key);
+    let body = received[0].json();
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "tollgate_json_answer"}),
+        "{body}"
+    );
+    let tools = body["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 1, "{body}");
+    let schema = &tools[0]["input_schema"];
+    assert_eq!(schema["type"], "object", "{body}");
+    assert_eq!(schema["properties"]["result"]["type"], "integer", "{body}");
+    assert_eq!(
+        schema["required"],
+        json!(["expression", "result"]),
+        "{body}"
+    );
+    assert!(body.get("output_config").is_none(), "{body}");
+    assert!(body.get("response_format").is_none(), "{body}");
+    assert!(cohere.received().is_empty());
+}
+
+/// Vectors whose values float32 holds exactly, so every encoding compares equal.
+const VECTORS: [[f32; 4]; 2] = [[0.5, -0.25, 0.125, 1.0], [-1.5, 0.0, 0.75, 2.0]];
+
+#[actix_web::test]
+#[ignore = "needs TOLLGATE_SDK_PYTHON (a Python with the openai package; .ci/run sets it)"]
+async fn the_official_openai_python_sdk_creates_embeddings_in_float_and_base64() {
+    let python = required_env(
+        "TOLLGATE_SDK_PYTHON",
+        "a Python interpreter with the openai package installed",
+    );
+    // Cohere v2 answers floats only; the OpenAI mock answers floats whatever it is asked
+    // (as an upstream that ignores `encoding_format` would): the gateway encodes both.
+    let cohere = MockUpstream::start(Behaviour::json(
+        200,
+        json!({"id": "e1", "response_type": "embeddings_by_type",
+               "embeddings": {"float": VECTORS},
+               "meta": {"billed_units": {"input_tokens": 11}}}),
+    ))
+    .await;
+    let openai = MockUpstream::start(Behaviour::json(
+        200,
+        json!({"object": "list", "model": "text-embedding-3-small",
+               "data": [{"object": "embedding", "index": 0, "embedding": VECTORS[0]},
+                        {"object": "embedding", "index": 1, "embedding": VECTORS[1]}],
+               "usage": {"prompt_tokens": 9, "total_tokens": 9}}),
+    ))
+    .await;
+    let app = spawn_app().await;
+    let objects = [
+        ("/tenants", json!({"name": "acme"})),
+        (
+            "/credentials",
+            json!({"name": "k", "header_name": "Authorization",
+                   "header_value": format!("Bearer {COHERE_SECRET}")}),
+        ),
+        (
+            "/services",
+            json!({"name": "cohere", "provider": "cohere", "credential": "k",
+                   "upstream_url": format!("{}/v2/embed", cohere.base)}),
+        ),
+        (
+            "/services",
+            json!({"name": "openai", "provider": "openai", "credential": "k",
+                   "upstream_url": format!("{}/v1/embeddings", openai.base)}),
+        ),
+        (
+            "/routes",
+            json!({"name": "co-embed", "model_alias": "co-embed", "service": "cohere",
+                   "route_type": "llm/v1/embeddings", "model": {"name": "embed-v4.0"}}),
+        ),
+        (
+            "/routes",
+            json!({"name": "oa-embed", "model_alias": "oa-embed", "service": "openai",
+                   "route_type": "llm/v1/embeddings",
+                   "model": {"name": "text-embedding-3-small"}}),
+        ),
+    ];
+    for (path, body) in objects {
+        let r = app.post(path, body).await;
+        assert_eq!(r.status, 201, "POST {path}: {}", r.text);
+    }
+    let key = new_key(&app, "acme", json!({"name": "sdk"})).await;
+    let expected: Vec<Vec<f64>> = VECTORS
+        .iter()
+        .map(|v| v.iter().map(|f| f64::from(*f)).collect())
+        .collect();
+
+    for (alias, mock, model, tokens) in [
+        ("co-embed", &cohere, "embed-v4.0", 11),
+        ("oa-embed", &openai, "text-embedding-3-small", 9),
+    ] {
+        let summary = run_script(&python, &app, &key, alias, Some("embeddings")).await;
+        println!(
+            "openai {} embeddings {alias}: {summary}",
+            summary["openai_version"]
+        );
+        assert_eq!(summary["object"], "list", "{alias}: {summary}");
+        assert_eq!(summary["default"], json!(expected), "{alias}: {summary}");
+        assert_eq!(summary["float"], json!(expected), "{alias}: {summary}");
+        assert_eq!(
+            summary["base64_decoded"],
+            json!(expected[0]),
+            "{alias}: {summary}"
+        );
+        assert_eq!(summary["default_model"], model, "{alias}: {summary}");
+        assert_eq!(
+            summary["default_usage"],
+            json!({"prompt_tokens": tokens, "total_tokens": tokens}),
+            "{alias}: {summary}"
+        );
+        assert!(
+            summary["request_id"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{alias}: {summary}"
+        );
+        // The SDK's default asked for base64; `float` and `base64` were asked as such.
+        let received = mock.received();
+        assert_eq!(received.len(), 3, "{alias}: {received:?}");
+        for sent in &received {
+            assert_key_not_forwarded(sent, &key);
+            assert_eq!(
+                sent.header("authorization"),
+                Some(format!("Bearer {COHERE_SECRET}").as_str())
+            );
+        }
+        if alias == "oa-embed" {
+            let formats: Vec<Value> = received
+                .iter()
+                .map(|r| r.json()["encoding_format"].clone())
+                .collect();
+            assert_eq!(formats, [json!("base64"), json!("float"), json!("base64")]);
+        } else {
+            assert_eq!(
+                received[0].json()["texts"],
+                json!(["The food was delicious", "and the waiter was kind"])
+            );
+        }
     }
 }

@@ -82,12 +82,7 @@ fn transform_body(
     result: Result<String, Error>,
     body: &mut Body,
 ) -> Result<Option<PolicyAction>, Box<(PolicyAction, Error)>> {
-    let action = |outcome: PolicyOutcome, detail| PolicyAction {
-        kind: policy.kind.as_str(),
-        name: policy.record.name.clone(),
-        outcome: outcome.as_str(),
-        detail,
-    };
+    let action = |outcome, detail| transformers::action(policy, outcome, detail);
     match result {
         Ok(text) => {
             body.replace(bytes::Bytes::from(text));
@@ -106,12 +101,7 @@ fn run(
     policy: &PolicyEntry,
     body: &mut Body,
 ) -> Result<Option<PolicyAction>, Box<(PolicyAction, Error)>> {
-    let action = |outcome: PolicyOutcome, detail| PolicyAction {
-        kind: policy.kind.as_str(),
-        name: policy.record.name.clone(),
-        outcome: outcome.as_str(),
-        detail,
-    };
+    let action = |outcome, detail| transformers::action(policy, outcome, detail);
     let failed = |error: Error| {
         Box::new((
             action(PolicyOutcome::Failed, Some(error.message.clone())),

@@ -205,12 +205,12 @@ pub fn refuse_stream(ctx: &mut RequestCtx, party: &Party, streaming: bool) -> Re
     Err(error)
 }
 
-fn action(policy: &PolicyEntry, outcome: PolicyOutcome, detail: Option<String>) -> PolicyEvent {
-    PolicyEvent {
-        kind: policy.kind.as_str(),
-        name: policy.record.name.clone(),
-        outcome: outcome.as_str(),
-        detail,
+/// What a policy did, for the analytics line, the span and the metrics: the entry rendered
+/// when the snapshot was compiled when it simply applied.
+pub fn action(policy: &PolicyEntry, outcome: PolicyOutcome, detail: Option<String>) -> PolicyEvent {
+    match (outcome, detail) {
+        (PolicyOutcome::Applied, None) => policy.applied.clone(),
+        (outcome, detail) => policy.applied.with_outcome(outcome.as_str(), detail),
     }
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{RouteEntry, ServiceEntry};
 use crate::policy::{CompileError, Compiled};
 use crate::store::PolicyRecord;
+use crate::telemetry::event::PolicyEvent;
 use crate::vocab::policy::{PolicyConfig, PolicyScope, PolicyType};
 
 /// One enabled policy, typed.
@@ -35,6 +36,8 @@ pub struct PolicyEntry {
     /// a hand-edited database) keeps its error: the requests it applies to are refused
     /// (503 `policy_unavailable`) rather than let through unchecked.
     pub compiled: Result<Compiled, CompileError>,
+    /// The analytics entry of this policy having applied, rendered once here.
+    pub applied: PolicyEvent,
 }
 
 /// The policies bound to one object: at most one per type, in `PolicyType::IN_ORDER` slots.
@@ -157,6 +160,7 @@ fn compile_policy(
             // guards): they are refused as for a configuration that does not compile.
             tracing::warn!(object = %format!("policies/{}", r.name), error = %e, "stored configuration does not parse; requests it applies to are refused");
             return Some(PolicyEntry {
+                applied: applied(kind, &r.name),
                 record: r,
                 kind,
                 scope,
@@ -189,6 +193,7 @@ fn compile_policy(
         tracing::error!(policy = %r.name, error = %e, "stored configuration does not compile; requests it applies to are refused");
     }
     Some(PolicyEntry {
+        applied: applied(kind, &r.name),
         record: r,
         kind,
         scope,
@@ -196,6 +201,11 @@ fn compile_policy(
         llm_service,
         compiled,
     })
+}
+
+/// The entry a request's analytics line gets when the policy applied without a detail.
+fn applied(kind: PolicyType, name: &str) -> PolicyEvent {
+    PolicyEvent::new(kind.as_str(), name, "applied", None).prerendered()
 }
 
 #[cfg(test)]

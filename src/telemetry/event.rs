@@ -3,7 +3,10 @@
 //! metrics (`otel.rs`). The usage aggregator (`actors::metrics`) delivers the events and
 //! re-exports these types; they live here so the telemetry never imports the actors.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use serde_json::value::RawValue;
 
 use uuid::Uuid;
 
@@ -57,18 +60,88 @@ pub struct UsageEvent {
 
 /// One policy that acted on a request: in the analytics line (`tollgate.policies`), as
 /// span attributes and in the `tollgate.policy.actions` metric.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct PolicyEvent {
     /// Kong's plugin name (`ai-prompt-guard`, …).
-    #[serde(rename = "type")]
     pub kind: &'static str,
-    pub name: String,
+    pub name: Arc<str>,
     /// `applied`, `blocked` or `failed`.
     pub outcome: &'static str,
     /// For a refusal, the real reason (a guard's matching pattern included), which the
     /// client is not told.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// This entry as JSON, rendered once when the snapshot was compiled (the common
+    /// `applied` entry of a policy), so each request's analytics line copies it instead of
+    /// escaping every string again.
+    rendered: Option<Arc<RawValue>>,
+}
+
+/// The analytics line's shape of a [`PolicyEvent`].
+#[derive(serde::Serialize, PartialEq)]
+struct PolicyEventJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    name: &'a str,
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+impl PolicyEvent {
+    pub fn new(
+        kind: &'static str,
+        name: impl Into<Arc<str>>,
+        outcome: &'static str,
+        detail: Option<String>,
+    ) -> PolicyEvent {
+        PolicyEvent {
+            kind,
+            name: name.into(),
+            outcome,
+            detail,
+            rendered: None,
+        }
+    }
+
+    /// The same event with its JSON rendered now, for an event reused by many requests.
+    pub fn prerendered(mut self) -> PolicyEvent {
+        self.rendered = serde_json::to_string(&self.json())
+            .ok()
+            .and_then(|json| RawValue::from_string(json).ok())
+            .map(Arc::from);
+        self
+    }
+
+    /// The same policy with another outcome (not pre-rendered).
+    pub fn with_outcome(&self, outcome: &'static str, detail: Option<String>) -> PolicyEvent {
+        PolicyEvent::new(self.kind, Arc::clone(&self.name), outcome, detail)
+    }
+
+    fn json(&self) -> PolicyEventJson<'_> {
+        PolicyEventJson {
+            kind: self.kind,
+            name: &self.name,
+            outcome: self.outcome,
+            detail: self.detail.as_deref(),
+        }
+    }
+}
+
+impl PartialEq for PolicyEvent {
+    fn eq(&self, other: &PolicyEvent) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Eq for PolicyEvent {}
+
+impl serde::Serialize for PolicyEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.rendered {
+            Some(json) => json.serialize(serializer),
+            None => self.json().serialize(serializer),
+        }
+    }
 }
 
 /// A transformer policy's call to its instruction LLM: recorded as its own usage event
@@ -111,4 +184,33 @@ pub trait UsageObserver {
     fn flush(&mut self);
     /// The end of one drain of the queue (events may have been summed until now).
     fn drained(&mut self) {}
+}
+
+#[cfg(test)]
+mod policy_event_tests {
+    use super::PolicyEvent;
+
+    #[test]
+    fn a_prerendered_entry_is_the_same_json_as_one_rendered_per_request() {
+        for name in ["guard", "quote\" and \\ and \u{7}", "naïve"] {
+            let plain = PolicyEvent::new("ai-prompt-guard", name, "applied", None);
+            let once = plain.clone().prerendered();
+            assert_eq!(
+                serde_json::to_string(&once).unwrap(),
+                serde_json::to_string(&plain).unwrap()
+            );
+            assert_eq!(once, plain);
+            let value: serde_json::Value = serde_json::to_value(&once).unwrap();
+            assert_eq!(value["name"], name);
+            assert_eq!(value["type"], "ai-prompt-guard");
+            assert!(value.get("detail").is_none());
+        }
+        let blocked = PolicyEvent::new("ai-prompt-guard", "g", "applied", None)
+            .prerendered()
+            .with_outcome("blocked", Some("deny_patterns[0]".into()));
+        assert_eq!(
+            serde_json::to_string(&blocked).unwrap(),
+            r#"{"type":"ai-prompt-guard","name":"g","outcome":"blocked","detail":"deny_patterns[0]"}"#
+        );
+    }
 }

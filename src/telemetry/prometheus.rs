@@ -571,12 +571,7 @@ mod tests {
             finish_reason: None,
             server_address: None,
             trace: TraceContext::from_headers(&actix_web::http::header::HeaderMap::new()),
-            policies: vec![PolicyEvent {
-                kind: "ai-prompt-guard",
-                name: "g".into(),
-                outcome: "applied",
-                detail: None,
-            }],
+            policies: vec![PolicyEvent::new("ai-prompt-guard", "g", "applied", None)],
             policy_usage: None,
             rejected: false,
         }

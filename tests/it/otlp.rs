@@ -679,21 +679,20 @@ fn policies_that_acted_are_a_metric_and_a_span_attribute() {
     use tollgate::telemetry::event::PolicyEvent;
     let receiver = start_receiver();
     let mut otel = otel_for(&receiver);
-    let policy = |kind: &'static str, outcome: &'static str| PolicyEvent {
-        kind,
-        name: format!("{kind}-1"),
-        outcome,
-        detail: None,
+    let policy = |kind: &'static str, outcome: &'static str| {
+        PolicyEvent::new(kind, format!("{kind}-1"), outcome, None)
     };
     let blocked = UsageEvent {
         status: 400,
         error_type: Some("400".into()),
         policies: vec![
             policy("ai-prompt-decorator", "applied"),
-            PolicyEvent {
-                detail: Some("prompt pattern is blocked (deny_patterns[3])".into()),
-                ..policy("ai-prompt-guard", "blocked")
-            },
+            PolicyEvent::new(
+                "ai-prompt-guard",
+                "ai-prompt-guard-1",
+                "blocked",
+                Some("prompt pattern is blocked (deny_patterns[3])".into()),
+            ),
         ],
         ..event(7)
     };

@@ -45,6 +45,32 @@ fn compose_file_runs_tollgate_on_postgres() {
             "docker-compose.yml sets {key}, which Tollgate does not read"
         );
     }
+    // The limits' counters are shared through the stack's Redis, kept on disk (budgets).
+    assert_eq!(
+        env.get("TOLLGATE_REDIS_URL").and_then(|v| v.as_str()),
+        Some("redis://redis:6379")
+    );
+    assert_eq!(
+        tollgate["depends_on"]["redis"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let redis = &compose["services"]["redis"];
+    let redis_command: Vec<&str> = redis["command"]
+        .as_sequence()
+        .expect("redis command")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    assert!(
+        redis_command.windows(2).any(|w| w == ["--appendonly", "yes"]),
+        "{redis_command:?}"
+    );
+    assert!(
+        redis["volumes"]
+            .as_sequence()
+            .is_some_and(|v| v.iter().any(|m| m.as_str() == Some("redisdata:/data"))),
+        "Redis keeps its data in a named volume"
+    );
     let db_url = env
         .get("TOLLGATE_DATABASE_URL")
         .and_then(|v| v.as_str())

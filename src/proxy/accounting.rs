@@ -598,32 +598,26 @@ fn set_gateway_headers(
     overhead: Duration,
 ) {
     use actix_web::http::header::{HeaderName, HeaderValue};
+    // Built at compile time: `from_static` at run time validates the name on every call.
+    const LLM_MODEL: HeaderName = HeaderName::from_static("x-tollgate-llm-model");
+    const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-tollgate-overhead-ms");
+    const UPSTREAM_LATENCY_MS: HeaderName =
+        HeaderName::from_static("x-tollgate-upstream-latency-ms");
     let headers = response.headers_mut();
-    // Built straight into header values (no parse of a formatted string).
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(v) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), v);
-        }
-    };
     if route.record.model_name_header {
-        set(
-            "x-tollgate-llm-model",
-            format!(
-                "{}/{}",
-                route.service.provider.name(),
-                redact::cap_model_name(request_model)
-            ),
+        let model = format!(
+            "{}/{}",
+            route.service.provider.name(),
+            redact::cap_model_name(request_model)
         );
+        if let Ok(v) = HeaderValue::try_from(model) {
+            headers.insert(LLM_MODEL, v);
+        }
     }
-    headers.insert(
-        HeaderName::from_static("x-tollgate-overhead-ms"),
-        millis_with_three_decimals(overhead),
-    );
+    // Built straight into header values (no parse of a formatted string).
+    headers.insert(OVERHEAD_MS, millis_with_three_decimals(overhead));
     let latency_ms = u64::try_from(upstream_latency.as_millis()).unwrap_or(u64::MAX);
-    headers.insert(
-        HeaderName::from_static("x-tollgate-upstream-latency-ms"),
-        HeaderValue::from(latency_ms),
-    );
+    headers.insert(UPSTREAM_LATENCY_MS, HeaderValue::from(latency_ms));
 }
 
 #[cfg(test)]

@@ -147,28 +147,27 @@ fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
 /// into header values, no string formatted per header (every answer on a limited route
 /// carries them).
 pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
+    // Built at compile time: `from_static` on a runtime `&str` validates it every call.
+    const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    const REMAINING_REQUESTS: HeaderName =
+        HeaderName::from_static("x-ratelimit-remaining-requests");
+    const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+    const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+    const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+    const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
     let Some(rate) = rate else {
         return;
     };
     let headers = response.headers_mut();
-    let mut put = |name: &'static str, value: HeaderValue| {
-        headers.insert(HeaderName::from_static(name), value);
-    };
     if let Some(r) = rate.requests {
-        put("x-ratelimit-limit-requests", HeaderValue::from(r.limit));
-        put(
-            "x-ratelimit-remaining-requests",
-            HeaderValue::from(r.remaining),
-        );
-        put("x-ratelimit-reset-requests", seconds(r.reset_secs));
+        headers.insert(LIMIT_REQUESTS, HeaderValue::from(r.limit));
+        headers.insert(REMAINING_REQUESTS, HeaderValue::from(r.remaining));
+        headers.insert(RESET_REQUESTS, seconds(r.reset_secs));
     }
     if let Some(r) = rate.tokens {
-        put("x-ratelimit-limit-tokens", HeaderValue::from(r.limit));
-        put(
-            "x-ratelimit-remaining-tokens",
-            HeaderValue::from(r.remaining),
-        );
-        put("x-ratelimit-reset-tokens", seconds(r.reset_secs));
+        headers.insert(LIMIT_TOKENS, HeaderValue::from(r.limit));
+        headers.insert(REMAINING_TOKENS, HeaderValue::from(r.remaining));
+        headers.insert(RESET_TOKENS, seconds(r.reset_secs));
     }
 }
 

@@ -11,6 +11,7 @@ mod auth;
 mod bad_secret;
 mod billing;
 mod cli;
+mod client_matrix;
 mod clients;
 mod conformance;
 mod deploy;

@@ -35,7 +35,7 @@ const GAP_MS: u64 = 2;
 const CUTS: [usize; 6] = [1, 5, 40, 3, 200, 17];
 
 /// A text-only Messages API answer, as Anthropic sends it (docs/wire-formats.md, "Anthropic").
-fn anthropic_message() -> Value {
+pub(crate) fn anthropic_message() -> Value {
     json!({
         "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
         "type": "message",
@@ -80,7 +80,7 @@ fn cohere_chat() -> Value {
 
 /// A two-tool answer: a text block, then `get_weather` and `get_time` (docs/wire-formats.md,
 /// "Anthropic").
-fn anthropic_tool_message() -> Value {
+pub(crate) fn anthropic_tool_message() -> Value {
     json!({
         "id": "msg_01Aq9w938a90dw8qRtw6ZpQb",
         "type": "message",
@@ -132,7 +132,7 @@ fn recut(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 /// `message`: the same blocks, text in short `text_delta`s, tool input as `input_json_delta`
 /// fragments cut at awkward places, and the same usage (input and cache counts in `message_start`,
 /// the final `output_tokens` in `message_delta`).
-fn anthropic_stream(message: &Value) -> Behaviour {
+pub(crate) fn anthropic_stream(message: &Value) -> Behaviour {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
     let usage = &message["usage"];
     let mut start = message.clone();
@@ -234,7 +234,7 @@ fn cohere_stream(chat: &Value) -> Behaviour {
 }
 
 /// The JSON `answer` when the request is not streamed, `stream` when it is.
-fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behaviour {
+pub(crate) fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behaviour {
     Behaviour::ByStream {
         streamed: Box::new(stream(&answer)),
         whole: Box::new(Behaviour::json(200, answer)),
@@ -252,8 +252,6 @@ impl Drop for ChildGuard {
 }
 
 /// Runs the SDK script for `alias` (with `mode`, if any) and returns its JSON summary.
-/// Waits without blocking the test's runtime (the app and the mocks answer the script
-/// meanwhile).
 async fn run_script(
     python: &str,
     app: &TestApp,
@@ -262,14 +260,23 @@ async fn run_script(
     mode: Option<&str>,
 ) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
-    let child = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
         .arg(format!("{}/v1", app.proxy))
         .arg(key)
         .arg(alias)
         .args(mode)
-        .env("PYTHONUNBUFFERED", "1")
-        // The SDK must talk to the gateway, not to a proxy from the environment.
+        .env("PYTHONUNBUFFERED", "1");
+    run_client(command, &format!("the SDK script for {alias}")).await
+}
+
+/// Runs a client program (`what`, for messages) to completion and returns the JSON summary
+/// it printed on stdout; fails unless it exits 0 within [`SCRIPT_TIMEOUT`]. Waits without
+/// blocking the test's runtime (the app and the mocks answer the program meanwhile).
+pub(crate) async fn run_client(mut command: Command, what: &str) -> Value {
+    let child = command
+        // The client must talk to the gateway, not to a proxy from the environment.
         .env("NO_PROXY", "*")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("OPENAI_API_KEY")
@@ -277,7 +284,7 @@ async fn run_script(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start TOLLGATE_SDK_PYTHON={python}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {what} ({command:?}): {e}"));
     let mut child = ChildGuard(child);
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -290,16 +297,14 @@ async fn run_script(
     let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for the SDK script") {
+        if let Some(status) = child.0.try_wait().expect("wait for the client") {
             break status;
         }
         if Instant::now() > deadline {
             let _ = child.0.kill();
             let _ = child.0.wait();
             let err = stderr.join().unwrap_or_default();
-            panic!(
-                "the SDK script for {alias} took longer than {SCRIPT_TIMEOUT:?}; stderr:\n{err}"
-            );
+            panic!("{what} took longer than {SCRIPT_TIMEOUT:?}; stderr:\n{err}");
         }
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     };
@@ -307,10 +312,10 @@ async fn run_script(
     let err = stderr.join().unwrap_or_default();
     assert!(
         status.success(),
-        "the SDK script for {alias} failed ({status}):\nstdout: {out}\nstderr: {err}"
+        "{what} failed ({status}):\nstdout: {out}\nstderr: {err}"
     );
     serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("SDK script output for {alias} is not JSON ({e}): {out}"))
+        .unwrap_or_else(|e| panic!("the output of {what} is not JSON ({e}): {out}"))
 }
 
 /// Tenant `acme`, an Anthropic service and route (alias `claude`) and a Cohere service and

@@ -15,6 +15,7 @@ mod client_matrix;
 mod clients;
 mod conformance;
 mod deploy;
+mod first_session;
 mod limits;
 mod logging;
 mod memory;

@@ -504,6 +504,43 @@ pub async fn call(
     )
 }
 
+/// Runs an outside program to completion (killed after `deadline`) on a blocking thread, so
+/// the test's runtime keeps serving it; returns its exit status, stdout and stderr.
+pub async fn run_program(mut command: Command, deadline: Duration) -> (ExitStatus, String, String) {
+    actix_web::rt::task::spawn_blocking(move || {
+        let what = format!("{command:?}");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = Guard(Some(child));
+        let log = Log::default();
+        let readers = log.capture(child.get(), None);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.get().try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "{what} did not finish within {deadline:?}:\n{}",
+                log.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        child.0 = None;
+        for r in readers {
+            let _ = r.join();
+        }
+        let [stdout, stderr] = log.streams();
+        (status, stdout, stderr)
+    })
+    .await
+    .expect("program thread")
+}
+
 /// Logs in to a subprocess server; panics unless it answers 200.
 pub async fn login(client: &awc::Client, base: &str, username: &str, password: &str) -> String {
     let body = serde_json::json!({"username": username, "password": password});

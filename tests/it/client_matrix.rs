@@ -90,6 +90,14 @@ async fn configure(app: &TestApp, mocks: &Mocks) -> String {
     new_key(app, "acme", json!({"name": "clients"})).await
 }
 
+/// The mocks, the app configured for them, and the tenant key.
+async fn start() -> (Mocks, TestApp, String) {
+    let mocks = Mocks::start().await;
+    let app = spawn_app().await;
+    let key = configure(&app, &mocks).await;
+    (mocks, app, key)
+}
+
 const TEXT_USAGE: (u64, u64) = (31, 11);
 const TOOLS_USAGE: (u64, u64) = (402, 97);
 
@@ -141,9 +149,7 @@ async fn the_official_openai_node_sdk_chats_streams_and_calls_tools() {
         "TOLLGATE_NODE_CLIENTS",
         "an npm prefix with the openai package installed (node_modules/openai)",
     );
-    let mocks = Mocks::start().await;
-    let app = spawn_app().await;
-    let key = configure(&app, &mocks).await;
+    let (mocks, app, key) = start().await;
 
     let mut command = Command::new(&node);
     command
@@ -269,9 +275,7 @@ async fn langchain_chat_openai_invokes_streams_calls_tools_and_structures_output
         "TOLLGATE_LANGCHAIN_PYTHON",
         "a Python interpreter with the langchain-openai package installed",
     );
-    let mocks = Mocks::start().await;
-    let app = spawn_app().await;
-    let key = configure(&app, &mocks).await;
+    let (mocks, app, key) = start().await;
 
     let mut command = Command::new(&python);
     command

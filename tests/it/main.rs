@@ -24,6 +24,7 @@ mod policies;
 mod provider_streams;
 mod proxy;
 mod redaction;
+mod schemathesis;
 mod sdk;
 mod secrets;
 mod spool;

@@ -138,6 +138,7 @@ fn apply_rules(doc: &mut Value) {
     {
         required.push(json!("password"));
     }
+    cross_field_rules(doc);
     unshared_limits(doc);
     let roots: Vec<String> = request_schemas(doc).into_keys().collect();
     let reachable = reachable(doc, roots.clone());
@@ -155,6 +156,48 @@ fn apply_rules(doc: &mut Value) {
         if let Some(schema) = schemas.get_mut(name.as_str()) {
             tighten(schema, top);
         }
+    }
+}
+
+/// The rules that tie fields of one body together (src/admin/admins.rs,
+/// src/admin/credentials.rs) and the shape of an upstream URL (`validate::upstream_url`;
+/// whether it may point at a private address depends on the configuration).
+fn cross_field_rules(doc: &mut Value) {
+    let schemas = &mut doc["components"]["schemas"];
+    // `tenant` is required for, and only for, a tenant_admin ("absent or null" otherwise).
+    if let Some(admin) = schemas.get_mut("AdminInput") {
+        admin["if"] = json!({"properties": {"role": {"const": "tenant_admin"}},
+                             "required": ["role"]});
+        admin["then"] = json!({"properties": {"tenant": {"type": "string", "minLength": 1}},
+                               "required": ["tenant"]});
+        admin["else"] = json!({"properties": {"tenant": {"type": "null"}}});
+    }
+    // A header pair or a parameter triple, each all or none ("none": absent or null).
+    if let Some(credential) = schemas.get_mut("CredentialInput") {
+        let group = |fields: &[&str]| {
+            let set: Map<String, Value> = fields
+                .iter()
+                .map(|f| (f.to_string(), json!({"not": {"type": "null"}})))
+                .collect();
+            let unset: Map<String, Value> = fields
+                .iter()
+                .map(|f| (f.to_string(), json!({"type": "null"})))
+                .collect();
+            (
+                json!({"required": fields, "properties": set}),
+                json!({"properties": unset}),
+            )
+        };
+        let (header_set, header_unset) = group(&["header_name", "header_value"]);
+        let (param_set, param_unset) = group(&["param_name", "param_value", "param_location"]);
+        credential["allOf"] = json!([
+            {"anyOf": [header_set.clone(), header_unset]},
+            {"anyOf": [param_set.clone(), param_unset]},
+            {"anyOf": [header_set, param_set]},
+        ]);
+    }
+    if let Some(url) = schemas.pointer_mut("/ServiceInput/properties/upstream_url") {
+        url["pattern"] = json!("^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$");
     }
 }
 
@@ -627,6 +670,32 @@ pub fn unrouted(req: &HttpRequest, declared: &DeclaredMethods) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_field_rules_are_stated() {
+        let mut doc = json!({"components": {"schemas": {
+            "AdminInput": {"type": "object", "properties": {"tenant": {"type": ["string", "null"]}}},
+            "CredentialInput": {"type": "object", "properties": {}},
+            "ServiceInput": {"type": "object", "properties": {"upstream_url": {"type": ["string", "null"]}}}
+        }}});
+        cross_field_rules(&mut doc);
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["AdminInput"]["then"]["required"], json!(["tenant"]));
+        assert_eq!(
+            schemas["AdminInput"]["else"]["properties"]["tenant"]["type"],
+            "null"
+        );
+        let groups = &schemas["CredentialInput"]["allOf"];
+        assert_eq!(
+            groups[2]["anyOf"][1]["required"],
+            json!(["param_name", "param_value", "param_location"])
+        );
+        assert!(
+            schemas["ServiceInput"]["properties"]["upstream_url"]["pattern"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("^https?://"))
+        );
+    }
 
     #[test]
     fn templates_match_segment_by_segment() {

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Addr, AsyncContext};
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -28,6 +28,8 @@ use crate::state::AppState;
 use crate::store::{self, SharedStore};
 use crate::telemetry::analytics::AnalyticsLog;
 use crate::telemetry::otel::Otel;
+use crate::telemetry::otlp_logs::OtlpLogExporter;
+use crate::telemetry::prometheus::PromMetrics;
 
 /// How often each node checks the stored configuration version (other nodes' writes,
 /// CLI changes); changes reach every node within a second (docs/behaviour.md,
@@ -158,8 +160,15 @@ impl Application {
         let spool_dir = settings.usage_spool_dir();
         let (usage, usage_events) = UsageSink::open(&spool_dir)
             .with_context(|| format!("cannot open the usage spool {}", spool_dir.display()))?;
-        let analytics = AnalyticsLog::open(&settings.analytics_log)
-            .with_context(|| format!("cannot open the analytics log {}", settings.analytics_log))?;
+        let node_id = node_id();
+        let analytics = if settings.analytics_log == "otlp" {
+            let exporter = OtlpLogExporter::from_settings(&settings, Some(&node_id))?;
+            AnalyticsLog::otlp(exporter).context("cannot start the analytics log's OTLP export")?
+        } else {
+            AnalyticsLog::open(&settings.analytics_log).with_context(|| {
+                format!("cannot open the analytics log {}", settings.analytics_log)
+            })?
+        };
         let state = web::Data::new(AppState {
             settings: settings.clone(),
             store,
@@ -167,7 +176,7 @@ impl Application {
             jwt,
             api_keys,
             snapshot,
-            node_id: node_id(),
+            node_id,
             started_at: chrono::Utc::now(),
             analytics: analytics.clone(),
             usage_spool: usage.spool().clone(),
@@ -196,6 +205,14 @@ impl Application {
         let proxy_addr = proxy_listener.local_addr()?;
         let drain = settings.drain_timeout();
 
+        // The aggregator's address exists before it starts: `/metrics` on the admin
+        // listener asks it for the exposition.
+        let aggregator_context = actix::Context::<MetricsAggregator>::new();
+        let scrape = settings.metrics.then(|| admin::metrics::Scrape {
+            aggregator: aggregator_context.address(),
+            token: settings.metrics_token.clone(),
+        });
+
         let admin_state = state.clone();
         let body_limit = BodyLimit(settings.admin_max_body_size);
         let mut admin_server = HttpServer::new(move || {
@@ -220,6 +237,11 @@ impl Application {
                     }),
                 )
                 .configure(admin::ui::configure)
+                .configure(|cfg| {
+                    if let Some(scrape) = &scrape {
+                        admin::metrics::configure(cfg, scrape.clone());
+                    }
+                })
                 // 405 with `Allow` for a declared path, 404 otherwise.
                 .default_service(web::to(move |req: actix_web::HttpRequest| {
                     let response = admin::openapi::unrouted(&req, &declared);
@@ -259,8 +281,13 @@ impl Application {
                 .map(|o| Box::new(o) as Box<dyn crate::actors::metrics::UsageObserver>),
             USAGE_FLUSH_INTERVAL,
         );
+        let aggregator = if settings.metrics {
+            aggregator.with_prometheus(PromMetrics::new(settings.metrics_max_label_sets))
+        } else {
+            aggregator
+        };
         // On this (the main) thread: it only aggregates and hands batches to the store.
-        let aggregator = aggregator.start();
+        let aggregator = aggregator_context.run(aggregator);
         let recorder = Recorder {
             analytics,
             usage: Some(usage.clone()),

@@ -63,6 +63,14 @@ pub struct Settings {
     pub redis_url: Option<Secret<String>>,
     /// `text` or `json` for the process log.
     pub log_format: String,
+    /// `GET /metrics` on the admin listener, in the Prometheus text format
+    /// (docs/behaviour.md, "Prometheus scraping"); off by default.
+    pub metrics: bool,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret<String>>,
+    /// Tenant × route × provider × model × operation combinations `/metrics` keeps; new
+    /// ones past it are counted under `other`.
+    pub metrics_max_label_sets: usize,
     /// Base URL of the OTLP receiver; OTLP export is on only when this is set. Over
     /// http/protobuf the signal paths `/v1/traces` and `/v1/metrics` are appended.
     pub otel_exporter_otlp_endpoint: Option<String>,
@@ -71,6 +79,21 @@ pub struct Settings {
     /// `key=value,key2=value2` (values percent-encoded) sent with every export; often a
     /// vendor's API key, hence a secret.
     pub otel_exporter_otlp_headers: Option<Secret<String>>,
+    /// Per-signal headers; each replaces `otel_exporter_otlp_headers` for its signal.
+    pub otel_exporter_otlp_traces_headers: Option<Secret<String>>,
+    pub otel_exporter_otlp_metrics_headers: Option<Secret<String>>,
+    pub otel_exporter_otlp_logs_headers: Option<Secret<String>>,
+    /// PEM file of the CA(s) that sign an https receiver's certificate; only these are
+    /// trusted then (default: the public web roots).
+    pub otel_exporter_otlp_certificate: Option<String>,
+    /// Per-signal CA files; each replaces `otel_exporter_otlp_certificate` for its signal.
+    pub otel_exporter_otlp_traces_certificate: Option<String>,
+    pub otel_exporter_otlp_metrics_certificate: Option<String>,
+    pub otel_exporter_otlp_logs_certificate: Option<String>,
+    /// PEM files of a client certificate (chain) and its private key, for receivers that
+    /// require mutual TLS; both or neither.
+    pub otel_exporter_otlp_client_certificate: Option<String>,
+    pub otel_exporter_otlp_client_key: Option<String>,
     pub otel_service_name: Option<String>,
     /// `key=value,key2=value2` (values percent-encoded), added to the resource.
     pub otel_resource_attributes: Option<String>,
@@ -83,6 +106,26 @@ pub struct Settings {
 pub enum OtlpProtocol {
     HttpProtobuf,
     Grpc,
+}
+
+/// The three OTLP signals, each with its own exporter (and optionally its own settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpSignal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+/// One signal's exporter settings, each with the variable it came from (for errors).
+/// Not `Debug`: the headers often carry a vendor's API key.
+#[derive(Clone, Copy)]
+pub struct OtlpSignalSettings<'a> {
+    /// `key=value,...` (percent-encoded values); a secret, never logged.
+    pub headers: Option<(&'static str, &'a str)>,
+    /// The CA file trusted for an https receiver.
+    pub certificate: Option<(&'static str, &'a Path)>,
+    /// Client certificate and key files (`OTEL_EXPORTER_OTLP_CLIENT_{CERTIFICATE,KEY}`).
+    pub client: Option<(&'a Path, &'a Path)>,
 }
 
 impl Default for Settings {
@@ -112,9 +155,21 @@ impl Default for Settings {
             default_max_tokens: 4096,
             redis_url: None,
             log_format: "text".into(),
+            metrics: false,
+            metrics_token: None,
+            metrics_max_label_sets: 2000,
             otel_exporter_otlp_endpoint: None,
             otel_exporter_otlp_protocol: None,
             otel_exporter_otlp_headers: None,
+            otel_exporter_otlp_traces_headers: None,
+            otel_exporter_otlp_metrics_headers: None,
+            otel_exporter_otlp_logs_headers: None,
+            otel_exporter_otlp_certificate: None,
+            otel_exporter_otlp_traces_certificate: None,
+            otel_exporter_otlp_metrics_certificate: None,
+            otel_exporter_otlp_logs_certificate: None,
+            otel_exporter_otlp_client_certificate: None,
+            otel_exporter_otlp_client_key: None,
             otel_service_name: None,
             otel_resource_attributes: None,
             otel_metric_export_interval: None,
@@ -154,9 +209,48 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("TOLLGATE_DEFAULT_MAX_TOKENS", "default_max_tokens"),
     ("TOLLGATE_REDIS_URL", "redis_url"),
     ("TOLLGATE_LOG_FORMAT", "log_format"),
+    ("TOLLGATE_METRICS", "metrics"),
+    ("TOLLGATE_METRICS_TOKEN", "metrics_token"),
+    ("TOLLGATE_METRICS_MAX_LABEL_SETS", "metrics_max_label_sets"),
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol"),
     ("OTEL_EXPORTER_OTLP_HEADERS", "otel_exporter_otlp_headers"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "otel_exporter_otlp_traces_headers",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+        "otel_exporter_otlp_metrics_headers",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+        "otel_exporter_otlp_logs_headers",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "otel_exporter_otlp_certificate",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "otel_exporter_otlp_traces_certificate",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+        "otel_exporter_otlp_metrics_certificate",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+        "otel_exporter_otlp_logs_certificate",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+        "otel_exporter_otlp_client_certificate",
+    ),
+    (
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY",
+        "otel_exporter_otlp_client_key",
+    ),
     ("OTEL_SERVICE_NAME", "otel_service_name"),
     ("OTEL_RESOURCE_ATTRIBUTES", "otel_resource_attributes"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "otel_metric_export_interval"),
@@ -269,6 +363,19 @@ impl Settings {
                 "must be greater than 0".into(),
             ));
         }
+        if self.metrics_max_label_sets == 0 {
+            return Err(invalid(
+                "metrics_max_label_sets",
+                "must be greater than 0".into(),
+            ));
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(invalid("metrics_token", "must not be blank".into()));
+        }
         if self.max_buffered_upstream_bytes == 0 {
             return Err(invalid(
                 "max_buffered_upstream_bytes",
@@ -287,6 +394,24 @@ impl Settings {
         }
         self.otlp_protocol()?;
         self.otel_metric_export_interval()?;
+        if self.otel_exporter_otlp_client_certificate.is_some()
+            != self.otel_exporter_otlp_client_key.is_some()
+        {
+            return Err(ConfigError::Env {
+                var: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE".into(),
+                reason: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY \
+                         go together: set both or neither"
+                    .into(),
+            });
+        }
+        if self.analytics_log == "otlp" && self.otlp_endpoint().is_none() {
+            return Err(ConfigError::Env {
+                var: "TOLLGATE_ANALYTICS_LOG".into(),
+                reason: "'otlp' needs OTEL_EXPORTER_OTLP_ENDPOINT (the receiver of the log \
+                         records)"
+                    .into(),
+            });
+        }
         self.trusted_proxies()?;
         let url = self.database_url();
         if !(url.starts_with("sqlite:")
@@ -350,6 +475,63 @@ impl Settings {
             Some(other) => Err(err(format!(
                 "'{other}' is not supported (use 'http/protobuf' or 'grpc')"
             ))),
+        }
+    }
+
+    /// The OTLP endpoint, when export is on.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        self.otel_exporter_otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
+    /// What one OTLP signal's exporter uses: the signal's own headers and CA file when set,
+    /// else the general ones; the client certificate is shared.
+    pub fn otlp_signal(&self, signal: OtlpSignal) -> OtlpSignalSettings<'_> {
+        let (headers, headers_var, certificate, certificate_var) = match signal {
+            OtlpSignal::Traces => (
+                &self.otel_exporter_otlp_traces_headers,
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                &self.otel_exporter_otlp_traces_certificate,
+                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+            ),
+            OtlpSignal::Metrics => (
+                &self.otel_exporter_otlp_metrics_headers,
+                "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+                &self.otel_exporter_otlp_metrics_certificate,
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+            ),
+            OtlpSignal::Logs => (
+                &self.otel_exporter_otlp_logs_headers,
+                "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
+                &self.otel_exporter_otlp_logs_certificate,
+                "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE",
+            ),
+        };
+        let headers = match headers {
+            Some(h) => Some((headers_var, h.expose().as_str())),
+            None => self
+                .otel_exporter_otlp_headers
+                .as_ref()
+                .map(|h| ("OTEL_EXPORTER_OTLP_HEADERS", h.expose().as_str())),
+        };
+        let certificate = match certificate {
+            Some(path) => Some((certificate_var, Path::new(path.as_str()))),
+            None => self
+                .otel_exporter_otlp_certificate
+                .as_deref()
+                .map(|p| ("OTEL_EXPORTER_OTLP_CERTIFICATE", Path::new(p))),
+        };
+        let client = self
+            .otel_exporter_otlp_client_certificate
+            .as_deref()
+            .zip(self.otel_exporter_otlp_client_key.as_deref())
+            .map(|(cert, key)| (Path::new(cert), Path::new(key)));
+        OtlpSignalSettings {
+            headers,
+            certificate,
+            client,
         }
     }
 
@@ -604,6 +786,7 @@ mod tests {
                     "TOLLGATE_DATABASE_URL",
                     "postgres://app:dbpass123@db:5432/tollgate",
                 ),
+                ("TOLLGATE_METRICS_TOKEN", "scrape-token-value"),
             ]),
         )
         .unwrap();
@@ -613,6 +796,7 @@ mod tests {
             "jwt-secret-value",
             "hunter2-password",
             "dbpass123",
+            "scrape-token-value",
         ] {
             assert!(!out.contains(secret), "{secret} leaked in:\n{out}");
         }
@@ -657,6 +841,71 @@ mod tests {
             OtlpProtocol::HttpProtobuf
         );
         assert_eq!(defaults.otel_metric_export_interval().unwrap(), None);
+    }
+
+    #[test]
+    fn otlp_signal_settings_prefer_the_signal_variables() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "a=general"),
+                ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=logs"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+                ("OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "/metrics-ca.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/c.pem"),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem"),
+                ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=traces-secret"),
+            ]),
+        )
+        .unwrap();
+        let traces = s.otlp_signal(OtlpSignal::Traces);
+        assert_eq!(
+            traces.headers,
+            Some(("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=traces-secret"))
+        );
+        assert_eq!(
+            traces.certificate,
+            Some(("OTEL_EXPORTER_OTLP_CERTIFICATE", Path::new("/ca.pem")))
+        );
+        let metrics = s.otlp_signal(OtlpSignal::Metrics);
+        assert_eq!(
+            metrics.headers,
+            Some(("OTEL_EXPORTER_OTLP_HEADERS", "a=general"))
+        );
+        assert_eq!(
+            metrics.certificate,
+            Some((
+                "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE",
+                Path::new("/metrics-ca.pem")
+            ))
+        );
+        let logs = s.otlp_signal(OtlpSignal::Logs);
+        assert_eq!(
+            logs.headers,
+            Some(("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "a=logs"))
+        );
+        assert_eq!(
+            logs.client,
+            Some((Path::new("/c.pem"), Path::new("/k.pem")))
+        );
+        assert!(!s.masked_toml().contains("traces-secret"));
+
+        for (vars, named) in [
+            (
+                vec![("TOLLGATE_ANALYTICS_LOG", "otlp")],
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                vec![("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem")],
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            ),
+        ] {
+            let err = Settings::load_from(None, &env(&vars))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{err}");
+        }
     }
 
     #[test]

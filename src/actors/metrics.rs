@@ -36,6 +36,7 @@ use uuid::Uuid;
 use crate::actors::spool::{self, Entry, Kind, Spool, SpoolRecord, SpoolSender};
 use crate::store::{UsageStore, UsageWriteError};
 pub use crate::telemetry::event::{UpstreamTiming, UsageEvent, UsageObserver};
+use crate::telemetry::prometheus::{ProcessCounters, PromMetrics};
 
 /// Events waiting between the spool writer and the aggregator (telemetry only: usage is
 /// already in the spool).
@@ -121,6 +122,8 @@ pub struct MetricsAggregator {
     rx: mpsc::Receiver<UsageEvent>,
     store: Arc<dyn UsageStore>,
     observer: Option<Box<dyn UsageObserver>>,
+    /// `GET /metrics`'s counters, when it is on (docs/behaviour.md, "Prometheus scraping").
+    prometheus: Option<PromMetrics>,
     sink: UsageSink,
     /// Latest use of each key whose `last_used_at` write has not succeeded yet.
     keys_used: HashMap<Uuid, DateTime<Utc>>,
@@ -179,6 +182,7 @@ impl MetricsAggregator {
             rx: events.0,
             store,
             observer,
+            prometheus: None,
             sink,
             keys_used: HashMap::new(),
             flush_interval,
@@ -192,12 +196,23 @@ impl MetricsAggregator {
         }
     }
 
+    /// Also aggregates the events for `GET /metrics`: the written events come here even
+    /// without an OTLP observer (the cost `forward` otherwise saves).
+    pub fn with_prometheus(mut self, metrics: PromMetrics) -> MetricsAggregator {
+        self.sink.forward.store(true, Ordering::Relaxed);
+        self.prometheus = Some(metrics);
+        self
+    }
+
     fn drain(&mut self) {
         let mut any = false;
         while let Ok(event) = self.rx.try_recv() {
             any = true;
             if let Some(observer) = self.observer.as_mut() {
                 observer.observe(&event);
+            }
+            if let Some(metrics) = self.prometheus.as_mut() {
+                metrics.observe(&event);
             }
         }
         if any && let Some(observer) = self.observer.as_mut() {
@@ -296,6 +311,28 @@ impl Actor for MetricsAggregator {
                 act.flush(ctx);
             }
         });
+    }
+}
+
+/// A scrape: the Prometheus exposition of what the aggregator has seen (events still
+/// queued are drained first), with the process-wide `counters` the caller read. `None`
+/// when `/metrics` is off.
+pub struct RenderMetrics {
+    pub counters: ProcessCounters,
+}
+
+impl Message for RenderMetrics {
+    type Result = Option<String>;
+}
+
+impl Handler<RenderMetrics> for MetricsAggregator {
+    type Result = Option<String>;
+
+    fn handle(&mut self, msg: RenderMetrics, _: &mut Context<Self>) -> Option<String> {
+        self.drain();
+        let mut counters = msg.counters;
+        counters.usage_dropped = self.sink.dropped();
+        self.prometheus.as_ref().map(|m| m.render(&counters))
     }
 }
 
@@ -578,6 +615,46 @@ mod tests {
         while totals(&store.rows.lock().expect("lock")).0 < n && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Without OTLP and `/metrics` the written events end on the worker (the request
+    /// path's default cost); `/metrics` alone has them forwarded, counted and rendered.
+    #[actix::test]
+    async fn events_reach_the_aggregator_only_when_something_uses_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(FakeStore::default());
+        let (sink, events) = UsageSink::open_sized(dir.path(), 4096).expect("spool");
+        let plain = MetricsAggregator::new(
+            sink.clone(),
+            events,
+            store.clone(),
+            None,
+            Duration::from_secs(3600),
+        );
+        assert!(!sink.forward.load(Ordering::Relaxed));
+        let scraped = plain.with_prometheus(PromMetrics::new(10));
+        assert!(sink.forward.load(Ordering::Relaxed));
+        let addr = scraped.start();
+        sink.record(event(Uuid::now_v7(), "gpt-4o", 12, 3, 200));
+        let until = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let text = addr
+                .send(RenderMetrics {
+                    counters: ProcessCounters::default(),
+                })
+                .await
+                .expect("answer")
+                .expect("/metrics is on");
+            if text.contains("tollgate_requests_total{") || Instant::now() > until {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            text.contains(r#"gen_ai_request_model="gpt-4o",gen_ai_operation_name="chat",tollgate_status_class="2xx"} 1"#),
+            "{text}"
+        );
+        stop(&addr, Duration::from_secs(2)).await;
     }
 
     #[actix::test]

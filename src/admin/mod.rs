@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod crud;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod policies;
 pub mod routes;

@@ -19,9 +19,10 @@ use crate::admin::{ErrorBody, Paged, fetch_page};
 use crate::error::{Error, admin::Result};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
-use crate::store::{Lookup, Page, RouteRecord, StoreResult, new_id, now};
+use crate::store::{Lookup, Page, RouteRecord, ServiceRecord, StoreResult, new_id, now};
 use crate::vocab::{
-    LimitScope, Limits, Logging, ModelConfig, ResponseStreaming, Role, RouteType, tenant_may_use,
+    LimitScope, Limits, Logging, ModelConfig, Provider, ProviderKind, ResponseStreaming, Role,
+    RouteType, ServiceOptions, tenant_may_use,
 };
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -73,7 +74,8 @@ pub struct RouteInput {
     /// Path prefixes (matched at segment boundaries, longest first).
     #[serde(default)]
     pub paths: Vec<String>,
-    /// Makes the route reachable as `model` on `/v1/chat/completions` and `/v1/completions`.
+    /// Makes the route reachable as `model` on the OpenAI-compatible surface of its type
+    /// (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`).
     pub model_alias: Option<String>,
     /// Service id or name.
     pub service: String,
@@ -253,6 +255,9 @@ async fn to_record(
             format!("service '{}' does not exist", input.service),
         );
     }
+    if input.route_type == RouteType::Embeddings {
+        check_embeddings(&mut problems, &input, service.as_ref());
+    }
     let mut tenant_ids = Vec::new();
     if let Some(tenants) = &input.tenants {
         for (i, t) in tenants.iter().enumerate() {
@@ -311,6 +316,38 @@ async fn to_record(
         updated_at: now,
         limits: Json(limits),
     })
+}
+
+/// An `llm/v1/embeddings` route (docs/behaviour.md, "Embeddings"): its service's provider
+/// must have an embeddings API, and embeddings are never streamed.
+fn check_embeddings(problems: &mut Problems, input: &RouteInput, service: Option<&ServiceRecord>) {
+    if input.response_streaming == ResponseStreaming::Always {
+        problems.add(
+            "response_streaming",
+            "an llm/v1/embeddings route cannot stream; use 'allow' or 'deny'",
+        );
+    }
+    let Some(service) = service else { return };
+    if let Some(kind) = service_kind(service)
+        && !kind.has_embeddings()
+    {
+        problems.add(
+            "route_type",
+            format!(
+                "service '{}' (provider {}) has no embeddings API; llm/v1/embeddings routes \
+                 need an openai, azure, cohere, mistral or llama2 (openai or ollama format) \
+                 service",
+                service.name,
+                kind.name()
+            ),
+        );
+    }
+}
+
+/// A stored service's provider in its configured format.
+pub(crate) fn service_kind(service: &ServiceRecord) -> Option<ProviderKind> {
+    let options: ServiceOptions = serde_json::from_value(service.options.0.clone()).ok()?;
+    ProviderKind::new(Provider::parse(&service.provider)?, &options)
 }
 
 /// Whether a tenant may use a stored route ([`tenant_may_use`]).

@@ -19,7 +19,10 @@ use crate::error::admin::Result;
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::{Lookup, Page, ServiceRecord, StoreResult, new_id, now};
-use crate::vocab::{DEFAULT_AZURE_API_VERSION, MistralFormat, Provider, ServiceOptions, Timeouts};
+use crate::vocab::{
+    DEFAULT_AZURE_API_VERSION, MistralFormat, Provider, ProviderKind, RouteType, ServiceOptions,
+    Timeouts,
+};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list)
@@ -113,6 +116,42 @@ fn as_input(r: &ServiceRecord, snap: &Snapshot) -> Value {
 
 /// Kong's provider-conditional checks (`must set 'options.X' for P provider`), and options
 /// that do not belong to the provider.
+/// A service that `llm/v1/embeddings` routes use keeps a provider with an embeddings API
+/// (docs/behaviour.md, "Embeddings"); the routes are read from the snapshot.
+fn check_embeddings_routes(
+    state: &AppState,
+    problems: &mut Problems,
+    input: &ServiceInput,
+    existing: &ServiceRecord,
+) {
+    let Some(kind) = ProviderKind::new(input.provider, &input.options) else {
+        return;
+    };
+    if kind.has_embeddings() {
+        return;
+    }
+    let snap = state.snapshot.load();
+    let mut routes: Vec<&str> = snap
+        .routes
+        .values()
+        .filter(|r| r.record.service_id == existing.id && r.route_type == RouteType::Embeddings)
+        .map(|r| r.record.name.as_str())
+        .collect();
+    if routes.is_empty() {
+        return;
+    }
+    routes.sort_unstable();
+    problems.add(
+        "provider",
+        format!(
+            "provider {} has no embeddings API, and llm/v1/embeddings routes use this \
+             service: {}",
+            kind.name(),
+            routes.join(", ")
+        ),
+    );
+}
+
 fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
     let o = &input.options;
     let p = input.provider;
@@ -283,6 +322,9 @@ async fn to_record(
         },
         None => None,
     };
+    if let Some(existing) = existing {
+        check_embeddings_routes(state, &mut problems, &input, existing);
+    }
     problems.finish()?;
     if input.provider == Provider::Azure && input.options.azure_api_version.is_none() {
         input.options.azure_api_version = Some(DEFAULT_AZURE_API_VERSION.into());

@@ -126,7 +126,8 @@ impl CompiledGuard {
 
     /// The text the patterns are matched against, as Kong collects it: the user messages
     /// (every role's with `match_all_roles`), newest first, each followed by a space; only
-    /// the newest one with `allow_all_conversation_history`; a completion's `prompt`.
+    /// the newest one with `allow_all_conversation_history`; a completion's `prompt`; an
+    /// embeddings `input`.
     fn collect<'b>(&self, body: &'b Map<String, Value>) -> Result<Cow<'b, str>, BlockReason> {
         match body.get("messages") {
             Some(Value::Array(messages)) => {
@@ -151,7 +152,9 @@ impl CompiledGuard {
             }
             // Kong reads a JSON object as an empty Lua array: nothing to collect.
             Some(Value::Object(_)) => Ok(Cow::Borrowed("")),
-            _ => match body.get("prompt") {
+            // Embeddings: their `input` is the text the provider reads (token ids are not
+            // text, so they cannot pass a guard).
+            _ => match body.get("prompt").or_else(|| body.get("input")) {
                 Some(Value::String(prompt)) => Ok(Cow::Borrowed(prompt)),
                 // The gateway also takes a list of prompts: all of them are checked.
                 Some(Value::Array(prompts)) => prompts

@@ -494,7 +494,7 @@ fn match_all_roles_checks_the_other_roles_too() {
 }
 
 #[test]
-fn a_completion_prompt_is_checked_and_other_bodies_are_refused() {
+fn a_completion_prompt_or_embeddings_input_is_checked_and_other_bodies_are_refused() {
     let g = guard(json!({"deny_patterns": ["bomb"]}));
     assert_eq!(g.check(&object(json!({"prompt": "a bomb"}))), denied(0));
     assert_eq!(
@@ -505,8 +505,19 @@ fn a_completion_prompt_is_checked_and_other_bodies_are_refused() {
         g.check(&object(json!({"prompt": ["a cake", "a bomb"]}))),
         denied(0)
     );
+    // An embeddings `input` is checked like a prompt (docs/behaviour.md, "Embeddings").
+    assert_eq!(g.check(&object(json!({"input": "a bomb"}))), denied(0));
+    assert_eq!(
+        g.check(&object(json!({"input": ["a cake", "a bomb"]}))),
+        denied(0)
+    );
+    assert_eq!(
+        g.check(&object(json!({"input": ["a cake"]}))),
+        Ok(GuardPass::default())
+    );
     for body in [
-        json!({"input": "bomb"}),
+        json!({"input": [1, 2]}),
+        json!({"nothing": "bomb"}),
         json!({"prompt": 1}),
         json!({"prompt": ["a", 1]}),
         json!({"messages": null}),

@@ -16,6 +16,7 @@
 
 pub mod anthropic;
 pub mod cohere;
+pub mod embeddings;
 pub mod ollama;
 pub mod openai;
 mod shared;
@@ -131,6 +132,36 @@ pub trait Translator: Send + Sync {
         _ctx: &TranslateContext<'_>,
         _kind: RouteKind,
     ) -> Option<Box<dyn StreamTranscoder>> {
+        None
+    }
+
+    /// This wire format's embeddings translator (docs/behaviour.md, "Embeddings"); `None`
+    /// when the provider has no embeddings API. Its errors are read by [`Translator::error`].
+    fn embeddings(&self) -> Option<&dyn Embedder> {
+        None
+    }
+}
+
+/// One wire format's embeddings API (`llm/v1/embeddings`).
+pub trait Embedder: Send + Sync {
+    /// OpenAI embeddings request body → upstream request; `ctx.model` is the model to call.
+    fn request(
+        &self,
+        ctx: &TranslateContext<'_>,
+        body: Map<String, Value>,
+    ) -> Result<UpstreamRequest, RequestError>;
+
+    /// Upstream 2xx body → OpenAI's `{"object": "list", "data": [{"object": "embedding",
+    /// "index", "embedding"}], "model", "usage"}`, `usage` only when the provider counted the
+    /// input. Embeddings are floats, or base64 strings where the client's `encoding_format`
+    /// was forwarded; the proxy puts them in the client's encoding
+    /// ([`embeddings::encode`]).
+    fn response(&self, ctx: &TranslateContext<'_>, body: &[u8]) -> Result<Value, TranslateError>;
+
+    /// Upstream 2xx body that is already OpenAI's answer, with its usage and every vector
+    /// in `encoding`: its prompt tokens and model, read without building a tree, so the
+    /// proxy sends it as received. `None` (the default) when `response` must decide.
+    fn verbatim(&self, _body: &[u8], _encoding: embeddings::Encoding) -> Option<(u64, String)> {
         None
     }
 }

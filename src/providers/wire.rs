@@ -97,6 +97,17 @@ mod tests {
             WireFormat::of(ProviderKind::Llama2(Llama2Format::Raw)),
             WireFormat::Tgi
         );
+        // The admin API's list of providers with embeddings is the translators' own.
+        for options in &all {
+            for provider in Provider::ALL {
+                let kind = ProviderKind::new(provider, options).expect("formats are set");
+                assert_eq!(
+                    kind.has_embeddings(),
+                    WireFormat::of(kind).translator().embeddings().is_some(),
+                    "{kind:?}"
+                );
+            }
+        }
         assert_eq!(
             WireFormat::of(ProviderKind::Mistral(MistralFormat::Ollama)),
             WireFormat::of(ProviderKind::Llama2(Llama2Format::Ollama))

@@ -380,10 +380,9 @@ impl<'a> Record<'a> {
 
 /// USD from the route's per-1M-token prices.
 fn cost_of(route: &RouteEntry, (prompt, completion): (u64, u64)) -> f64 {
-    let costs = &route.model.options;
-    match (costs.input_cost, costs.output_cost) {
-        (Some(i), Some(o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
-        _ => 0.0,
+    match route.prices() {
+        Some((i, o)) => (prompt as f64 * i + completion as f64 * o) / 1_000_000.0,
+        None => 0.0,
     }
 }
 /// Records a finished request: the usage event always (billing does not depend on
@@ -451,7 +450,17 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
         .iter()
         .map(|call| (call.kind, plugin_entry(call)))
         .collect();
-    recorder.analytics.write(&analytics::Line {
+    // For the OTLP sink only: the record's time and the request span's ids.
+    let context = || crate::telemetry::otlp_logs::EntryContext {
+        time: record
+            .started_at
+            .checked_add(record.duration)
+            .unwrap_or(record.started_at),
+        trace_id: record.trace.trace_id,
+        span_id: record.trace.request_span_id,
+        sampled: record.trace.sampled,
+    };
+    let line = analytics::Line {
         ai: analytics::Ai {
             plugins,
             proxy: analytics::Proxy {
@@ -491,7 +500,8 @@ pub(super) fn finish_record(recorder: &Recorder, record: &Record<'_>) {
             policies: record.policies,
             limit_refused: record.limit_refused,
         },
-    });
+    };
+    recorder.analytics.write_for(&line, context);
 }
 /// A transformer policy's instruction call as its own usage event: the request's tenant,
 /// key and route, the instruction LLM's provider and model, marked as policy usage

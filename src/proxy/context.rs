@@ -15,7 +15,7 @@ use crate::limits::Reservation;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::telemetry::event::{PolicyEvent, PolicyUsage};
 use crate::telemetry::trace::TraceContext;
-use crate::vocab::RouteKind;
+use crate::vocab::RouteType;
 
 use super::auth::CallerId;
 
@@ -29,7 +29,8 @@ const OPENAI_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
     RoutePath,
-    OpenAi(RouteKind),
+    /// The endpoint's route type (`/v1/chat/completions` is `llm/v1/chat`, …).
+    OpenAi(RouteType),
 }
 
 /// Who calls which route: known after the first stages.

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::limits::{Demand, Kind, Limiter, RateHeaders, Refusal, Reservation, Scope};
 use crate::snapshot::RouteEntry;
+use crate::vocab::RouteType;
 
 use super::context::{Party, RequestCtx};
 use super::read::Body;
@@ -18,7 +19,7 @@ use super::read::Body;
 pub async fn reserve(
     ctx: &mut RequestCtx,
     party: &Party,
-    body: &Body,
+    body: &mut Body,
     limiter: &Limiter,
     default_max_tokens: u32,
 ) -> Result<(), Error> {
@@ -59,14 +60,18 @@ pub async fn reserve(
 }
 
 /// The cheap prompt estimate: a quarter of the body's bytes (no tokenizer run).
-fn prompt_estimate(body: &Body) -> u64 {
-    body.raw.len() as u64 / 4
+fn prompt_estimate(body: &mut Body) -> u64 {
+    body.raw().len() as u64 / 4
 }
 
 /// The completion's ceiling: the route's `max_tokens` (it overrides the client's), else the
 /// client's `max_tokens` / `max_completion_tokens`, else the configured default
-/// (`default_max_tokens`).
+/// (`default_max_tokens`); none for embeddings.
 fn max_tokens(route: &RouteEntry, body: &Body, default_max_tokens: u32) -> u64 {
+    // An embedding has no completion.
+    if route.route_type == RouteType::Embeddings {
+        return 0;
+    }
     let client = || {
         let object = body.parsed.as_ref()?;
         ["max_tokens", "max_completion_tokens"]
@@ -85,9 +90,8 @@ fn max_tokens(route: &RouteEntry, body: &Body, default_max_tokens: u32) -> u64 {
 /// Micro-dollars from the route's per-1M-token prices, rounded up; 0 when the route has
 /// no prices (its budget then counts nothing).
 pub fn cost_micro(route: &RouteEntry, prompt: u64, completion: u64) -> i64 {
-    let o = &route.model.options;
-    match (o.input_cost, o.output_cost) {
-        (Some(i), Some(out)) => {
+    match route.prices() {
+        Some((i, out)) => {
             let micro = (prompt as f64 * i + completion as f64 * out).ceil();
             if micro >= i64::MAX as f64 {
                 i64::MAX
@@ -95,7 +99,7 @@ pub fn cost_micro(route: &RouteEntry, prompt: u64, completion: u64) -> i64 {
                 micro as i64
             }
         }
-        _ => 0,
+        None => 0,
     }
 }
 

@@ -30,9 +30,9 @@ use actix_web::web;
 use crate::actors::metrics::UsageSink;
 use crate::actors::upstream::UpstreamPool;
 use crate::telemetry::analytics::AnalyticsLog;
-use crate::vocab::Provider;
+use crate::vocab::{Provider, RouteType};
 
-pub use surfaces::{model, models, openai_chat, openai_completions, route_path};
+pub use surfaces::{model, models, openai, route_path};
 
 /// This worker's upstream pool actors, one per provider (started in the app factory, so
 /// they live on the worker's thread).
@@ -67,8 +67,18 @@ pub struct Recorder {
 pub fn configure(cfg: &mut web::ServiceConfig, recorder: Recorder, allow_private_upstreams: bool) {
     cfg.app_data(web::Data::new(Pools::start(allow_private_upstreams)))
         .app_data(web::Data::new(recorder))
-        .route("/v1/chat/completions", web::post().to(openai_chat))
-        .route("/v1/completions", web::post().to(openai_completions))
+        .route(
+            "/v1/chat/completions",
+            web::post().to(openai(RouteType::Chat)),
+        )
+        .route(
+            "/v1/completions",
+            web::post().to(openai(RouteType::Completions)),
+        )
+        .route(
+            "/v1/embeddings",
+            web::post().to(openai(RouteType::Embeddings)),
+        )
         .route("/v1/models", web::get().to(models))
         // An alias may hold a `/` (`openai/gpt-4o`), so the id is the rest of the path.
         .route("/v1/models/{id:.+}", web::get().to(model))

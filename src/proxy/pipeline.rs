@@ -101,7 +101,7 @@ async fn stages(
     policies::apply(ctx, &party, up, &mut body).await?;
     let plan = prepare::request(ctx, &party, &mut body, max_tokens)?;
     transformers::refuse_stream(ctx, &party, plan.stream.is_some())?;
-    limits::reserve(ctx, &party, &body, &state.limits, max_tokens).await?;
+    limits::reserve(ctx, &party, &mut body, &state.limits, max_tokens).await?;
     let outbound = translate::request(ctx, &party, req, &plan, body, max_tokens)?;
     let streaming = plan.stream.is_some();
     let answer = forward::call(

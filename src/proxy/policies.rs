@@ -26,14 +26,25 @@ pub async fn apply(
     }
     let snapshot = Arc::clone(&ctx.snapshot);
     for policy in snapshot.policies_for(&party.route, party.caller.tenant) {
-        let before = body.raw.clone();
-        let ran = match &policy.compiled {
-            Ok(Compiled::RequestTransformer(transformer)) => {
-                let result = transformers::instruct(ctx, up, policy, transformer, &body.raw).await;
+        if !policy.kind.applies_to(party.route.route_type) {
+            continue;
+        }
+        // The body before this policy, only where it is read: the transformer's input, or
+        // the template's logged original (taking it rebuilds a body an earlier policy changed).
+        let before = match &policy.compiled {
+            Ok(Compiled::RequestTransformer(_)) => Some(body.raw().clone()),
+            Ok(Compiled::PromptTemplate(template)) if template.log_original_request() => {
+                Some(body.raw().clone())
+            }
+            _ => None,
+        };
+        let ran = match (&policy.compiled, &before) {
+            (Ok(Compiled::RequestTransformer(transformer)), Some(input)) => {
+                let result = transformers::instruct(ctx, up, policy, transformer, input).await;
                 transform_body(policy, result, body)
             }
             // Runs after the respond stage (transformers.rs).
-            Ok(Compiled::ResponseTransformer(_)) => continue,
+            (Ok(Compiled::ResponseTransformer(_)), _) => continue,
             _ => run(policy, body),
         };
         let (action, refused) = match ran {
@@ -50,11 +61,11 @@ pub async fn apply(
                 "policy refused the request"
             );
         }
-        if let Ok(Compiled::PromptTemplate(template)) = &policy.compiled
-            && template.log_original_request()
+        if let Ok(Compiled::PromptTemplate(_)) = &policy.compiled
             && refused.is_none()
+            && before.is_some()
         {
-            ctx.original_request = Some(before);
+            ctx.original_request = before;
         }
         ctx.policy_actions.push(action);
         if let Some(error) = refused {
@@ -79,8 +90,7 @@ fn transform_body(
     };
     match result {
         Ok(text) => {
-            body.raw = bytes::Bytes::from(text);
-            body.parsed = None;
+            body.replace(bytes::Bytes::from(text));
             Ok(Some(action(PolicyOutcome::Applied, None)))
         }
         Err(error) => Err(Box::new((

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::llm::StreamTranscoder;
-use crate::providers::TranslateContext;
+use crate::providers::embeddings::Encoding;
+use crate::providers::{RequestError, TranslateContext};
 use crate::snapshot::RouteEntry;
 use crate::vocab::{ResponseStreaming, RouteKind, RouteType};
 
@@ -15,12 +16,22 @@ use super::read::Body;
 
 /// What the later stages do with the request.
 pub struct Plan {
-    /// The route type's kind; `None` for `preserve`, whose body goes through untouched.
-    pub kind: Option<RouteKind>,
+    pub operation: Operation,
     /// The model to call.
     pub model: String,
-    /// Set when the answer is streamed (`kind` is then `Some`).
+    /// Set when the answer is streamed (the operation is then `Complete`).
     pub stream: Option<StreamPlan>,
+}
+
+/// What the route type asks of the translator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `preserve`: the body goes through untouched.
+    Preserve,
+    /// Chat or completions, translated.
+    Complete(RouteKind),
+    /// Embeddings, translated; the answer in the encoding the client asked for.
+    Embed(Encoding),
 }
 
 /// Streaming as the client and the route want it.
@@ -46,28 +57,17 @@ pub fn request(
     let kind = match route.route_type {
         RouteType::Chat => RouteKind::Chat,
         RouteType::Completions => RouteKind::Completions,
+        RouteType::Embeddings => return embeddings(ctx, route, body),
         RouteType::Preserve => {
             return Ok(Plan {
-                kind: None,
-                model: preserve_model(route, &body.raw),
+                operation: Operation::Preserve,
+                model: preserve_model(route, body.raw()),
                 stream: None,
             });
         }
     };
     let object = body.object()?;
-    if let Surface::OpenAi(endpoint) = ctx.surface
-        && endpoint != kind
-    {
-        return Err(Error::bad_request(format!(
-            "model '{}' is served on the {} route type",
-            object
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            kind.as_str()
-        ))
-        .with_param("model"));
-    }
+    check_surface(ctx.surface, route.route_type, object)?;
     if kind == RouteKind::Completions {
         one_prompt_as_string(object)?;
     }
@@ -116,10 +116,79 @@ pub fn request(
         None
     };
     Ok(Plan {
-        kind: Some(kind),
+        operation: Operation::Complete(kind),
         model,
         stream,
     })
+}
+
+/// On the OpenAI-compatible surface, the alias must be of the endpoint's route type.
+fn check_surface(
+    surface: Surface,
+    route_type: RouteType,
+    object: &Map<String, Value>,
+) -> Result<(), Error> {
+    match surface {
+        Surface::OpenAi(endpoint) if endpoint != route_type => Err(Error::bad_request(format!(
+            "model '{}' is served on the {} route type",
+            object
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            route_type.as_str()
+        ))
+        .with_param("model")),
+        _ => Ok(()),
+    }
+}
+
+/// An embeddings request (docs/behaviour.md, "Embeddings"): an `input` and no prompt of
+/// the other route types, never streamed, a provider that has embeddings; `input` itself
+/// and the other fields are checked by the translator.
+fn embeddings(ctx: &RequestCtx, route: &RouteEntry, body: &mut Body) -> Result<Plan, Error> {
+    let object = body.object()?;
+    check_surface(ctx.surface, RouteType::Embeddings, object)?;
+    let service = &route.service;
+    if service.translator().embeddings().is_none() {
+        return Err(Error::bad_request(format!(
+            "the route's service '{}' (provider {}) has no embeddings API",
+            service.record.name,
+            service.provider.name()
+        ))
+        .with_param("model"));
+    }
+    for (field, format) in [
+        ("messages", "llm/v1/chat"),
+        ("prompt", "llm/v1/completions"),
+    ] {
+        if object.contains_key(field) {
+            return Err(Error::bad_request(format!(
+                "[{format}] message format is not compatible with [llm/v1/embeddings] route type"
+            )));
+        }
+    }
+    if !object.contains_key("input") {
+        return Err(Error::bad_request("'input' is required").with_param("input"));
+    }
+    if object.get("stream").and_then(Value::as_bool) == Some(true) {
+        return Err(Error::bad_request("embeddings are not streamed").with_param("stream"));
+    }
+    let encoding = Encoding::of(object).map_err(bad_request)?;
+    let model = resolve_model(object, route, ctx.surface)?;
+    Ok(Plan {
+        operation: Operation::Embed(encoding),
+        model,
+        stream: None,
+    })
+}
+
+/// A request a translator refused: 400, naming the parameter when it knows it.
+pub fn bad_request(e: RequestError) -> Error {
+    let err = Error::bad_request(e.message);
+    match e.param {
+        Some(p) => err.with_param(p),
+        None => err,
+    }
 }
 
 /// A `preserve` route's model: the route's, else the client's (Kong: the preserve

@@ -10,11 +10,48 @@ use crate::error::Error;
 
 /// The client's body as read, and parsed as soon as a stage needs its fields, once.
 pub struct Body {
-    pub raw: Bytes,
+    raw: Bytes,
     pub parsed: Option<Map<String, Value>>,
+    /// A policy changed `parsed` and `raw` is not rebuilt yet: it is when a stage next
+    /// reads it (most routes never do, the translator writes `parsed`).
+    stale: bool,
 }
 
 impl Body {
+    pub fn new(raw: Bytes) -> Body {
+        Body {
+            raw,
+            parsed: None,
+            stale: false,
+        }
+    }
+
+    /// The body's bytes, following the parsed body if a policy changed it.
+    pub fn raw(&mut self) -> &Bytes {
+        if self.stale {
+            self.stale = false;
+            if let Some(parsed) = &self.parsed
+                && let Ok(raw) = serde_json::to_vec(parsed)
+            {
+                self.raw = Bytes::from(raw);
+            }
+        }
+        &self.raw
+    }
+
+    /// The body as received, before any policy changed it (only the resolve stage, which
+    /// runs before the policies, reads this).
+    pub fn received(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// A policy replaced the whole body: later stages parse the new bytes.
+    pub fn replace(&mut self, raw: Bytes) {
+        self.raw = raw;
+        self.parsed = None;
+        self.stale = false;
+    }
+
     /// The body as a JSON object, parsed on first use.
     pub fn object(&mut self) -> Result<&mut Map<String, Value>, Error> {
         let parsed = match self.parsed.take() {
@@ -24,14 +61,10 @@ impl Body {
         Ok(self.parsed.insert(parsed))
     }
 
-    /// A policy replaced or changed the parsed body: the raw bytes follow it (a `preserve`
-    /// route forwards them).
+    /// A policy changed the parsed body: the raw bytes follow it when next read (a
+    /// `preserve` route forwards them, a transformer sends them to its LLM).
     pub fn changed(&mut self) {
-        if let Some(parsed) = &self.parsed
-            && let Ok(raw) = serde_json::to_vec(parsed)
-        {
-            self.raw = Bytes::from(raw);
-        }
+        self.stale = self.parsed.is_some();
     }
 }
 
@@ -74,10 +107,7 @@ pub async fn body(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Body {
-        raw: body.freeze(),
-        parsed: None,
-    })
+    Ok(Body::new(body.freeze()))
 }
 
 /// 413 naming the limit.

@@ -77,7 +77,7 @@ pub fn by_alias(
             .with_openai_code("model_not_found"));
         }
     };
-    if body.raw.len() > body_limit(route) {
+    if body.received().len() > body_limit(route) {
         return Err(read::too_large(body_limit(route)));
     }
     Ok(Arc::clone(route))

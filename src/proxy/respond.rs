@@ -9,17 +9,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::actors::upstream::UpstreamStream;
 use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, Transcode};
-use crate::vocab::RouteKind;
+use crate::providers::embeddings::{self, Encoding};
+use crate::providers::{TranslateContext, TranslateError};
+use crate::vocab::{RouteKind, RouteType};
 
 use super::context::Party;
 use super::forward::{Answer, Reply as Upstream};
-use super::prepare::{Plan, translate_context};
+use super::prepare::{Operation, Plan, translate_context};
 
 /// The answer, ready for the account stage to record and send.
 pub enum Reply {
@@ -94,7 +96,7 @@ pub fn reply(
     } = answer;
     let reply = match reply {
         Upstream::Stream(upstream, upstream_sent) => {
-            let (Some(kind), Some(stream)) = (plan.kind, plan.stream) else {
+            let (Operation::Complete(kind), Some(stream)) = (plan.operation, plan.stream) else {
                 return Err(Error::internal(
                     "a stream answered a request that did not ask for one",
                 ));
@@ -152,8 +154,8 @@ pub fn reply(
     let mut logged_response = None;
     let mut finish_reason = None;
     let mut error_type = None;
-    let (response, response_model, usage) = match plan.kind {
-        None => {
+    let (response, response_model, usage) = match plan.operation {
+        Operation::Preserve => {
             let ct = reply
                 .headers
                 .iter()
@@ -172,20 +174,42 @@ pub fn reply(
                 (builder.body(reply.body.clone()), None, usage)
             }
         }
-        Some(kind) if (200..300).contains(&reply.status) => {
+        Operation::Embed(encoding) if (200..300).contains(&reply.status) => {
+            let embedder = route.service.translator().embeddings();
+            if let Some((prompt, model)) = embedder.and_then(|e| e.verbatim(&reply.body, encoding))
+            {
+                // Already OpenAI's answer in the client's encoding: sent as received
+                // (docs/architecture.md, "Why the proxy path is cheap").
+                if route.logging.log_payloads {
+                    logged_response = logged_as_received(&reply.body, &redactor);
+                }
+                builder.content_type("application/json");
+                (
+                    builder.body(reply.body.clone()),
+                    Some(model),
+                    Some((prompt, 0)),
+                )
+            } else {
+                let ctx = translate_context(route, &plan.model, default_max_tokens);
+                let mut answer = embeddings_answer(party, &ctx, encoding, &reply.body, &body_sent)?;
+                let prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+                let model = answer["model"].as_str().map(str::to_string);
+                let response = builder.json(&answer);
+                if route.logging.log_payloads {
+                    redactor.get().redact_value(&mut answer);
+                    logged_response = Some(answer);
+                }
+                (response, model, Some((prompt, 0)))
+            }
+        }
+        Operation::Complete(kind) if (200..300).contains(&reply.status) => {
             let translator = route.service.translator();
             if let Some(facts) = translator.verbatim(kind, &reply.body) {
                 // Already the OpenAI object: sent as received, no tree built
                 // (docs/architecture.md, "Why the proxy path is cheap").
                 finish_reason = Some(facts.finish_reason);
                 if route.logging.log_payloads {
-                    logged_response =
-                        serde_json::from_slice::<Value>(&reply.body)
-                            .ok()
-                            .map(|mut logged| {
-                                redactor.get().redact_value(&mut logged);
-                                logged
-                            });
+                    logged_response = logged_as_received(&reply.body, &redactor);
                 }
                 builder.content_type("application/json");
                 let usage = Some((facts.prompt_tokens, facts.completion_tokens));
@@ -223,7 +247,7 @@ pub fn reply(
                 (response, model, usage)
             }
         }
-        Some(_) => {
+        Operation::Complete(_) | Operation::Embed(_) => {
             // The provider's text may echo the credential: masked after parsing, so an
             // escaped echo is found in its decoded form too.
             let error = route.service.translator().error(reply.status, &reply.body);
@@ -245,6 +269,71 @@ pub fn reply(
         upstream_body: logged_request,
         logged_response,
     }))
+}
+
+/// The logged copy of an answer sent as received: parsed, the credential masked.
+fn logged_as_received(
+    body: &[u8],
+    redactor: &crate::crypto::redact::LazyRedactor,
+) -> Option<Value> {
+    let mut logged = serde_json::from_slice::<Value>(body).ok()?;
+    redactor.get().redact_value(&mut logged);
+    Some(logged)
+}
+
+/// An embeddings 2xx in OpenAI's shape (docs/behaviour.md, "Embeddings"): translated, its
+/// usage estimated from the texts sent when the provider counted none, its vectors in the
+/// client's encoding.
+fn embeddings_answer(
+    party: &Party,
+    ctx: &TranslateContext<'_>,
+    encoding: Encoding,
+    body: &[u8],
+    body_sent: &[u8],
+) -> Result<Value, Error> {
+    let service = &party.route.service;
+    let provider = service.provider.name();
+    let failed = |e: TranslateError| {
+        Error::upstream(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "transformation failed from type {provider}://{}: {}",
+                RouteType::Embeddings.as_str(),
+                e.0
+            ),
+        )
+    };
+    let embedder = service
+        .translator()
+        .embeddings()
+        .ok_or_else(|| Error::internal("the service has no embeddings translator"))?;
+    let mut answer = embedder.response(ctx, body).map_err(failed)?;
+    if answer.pointer("/usage/prompt_tokens").is_none() {
+        let tokens = estimate_input_tokens(body_sent, Counter::for_model(provider, ctx.model));
+        answer["usage"] = json!({"prompt_tokens": tokens, "total_tokens": tokens});
+    }
+    embeddings::encode(&mut answer, encoding).map_err(failed)?;
+    Ok(answer)
+}
+
+/// The tokens of an embeddings request as sent upstream: its texts (`input`, or Cohere's
+/// `texts`) counted with the model's tokenizer, token ids one each.
+fn estimate_input_tokens(body_sent: &[u8], counter: Counter) -> u64 {
+    let Ok(sent) = serde_json::from_slice::<Value>(body_sent) else {
+        return 0;
+    };
+    fn count(value: &Value, counter: Counter) -> u64 {
+        match value {
+            Value::String(text) => counter.count(text),
+            Value::Number(_) => 1,
+            Value::Array(items) => items.iter().map(|v| count(v, counter)).sum(),
+            _ => 0,
+        }
+    }
+    ["input", "texts"]
+        .iter()
+        .find_map(|field| sent.get(*field))
+        .map_or(0, |input| count(input, counter))
 }
 
 impl StreamStart {

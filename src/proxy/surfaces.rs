@@ -1,15 +1,15 @@
 //! The proxy's entry points (docs/behaviour.md, "Proxy surfaces"): Kong-style route paths,
-//! the OpenAI-compatible `/v1/chat/completions` and `/v1/completions`, and `/v1/models` (the
-//! list and one model).
+//! the OpenAI-compatible `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings`, and
+//! `/v1/models` (the list and one model).
 //! Each hands its request to the pipeline (pipeline.rs).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{Handler, HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::snapshot::{RouteEntry, Snapshot};
 use crate::state::AppState;
-use crate::vocab::RouteKind;
+use crate::vocab::RouteType;
 
 use super::accounting::render;
 use super::auth::{Caller, authenticate, authorize};
@@ -28,42 +28,28 @@ pub async fn route_path(
     serve(req, payload, state, pools, recorder, Surface::RoutePath).await
 }
 
-/// `POST /v1/chat/completions`: the route is the one whose alias is the body's `model`.
-pub async fn openai_chat(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    pools: web::Data<Pools>,
-    recorder: web::Data<Recorder>,
-) -> HttpResponse {
-    serve(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        Surface::OpenAi(RouteKind::Chat),
-    )
-    .await
-}
+/// The arguments of a pipeline handler.
+type Args = (
+    HttpRequest,
+    web::Payload,
+    web::Data<AppState>,
+    web::Data<Pools>,
+    web::Data<Recorder>,
+);
 
-/// `POST /v1/completions`.
-pub async fn openai_completions(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-    pools: web::Data<Pools>,
-    recorder: web::Data<Recorder>,
-) -> HttpResponse {
-    serve(
-        req,
-        payload,
-        state,
-        pools,
-        recorder,
-        Surface::OpenAi(RouteKind::Completions),
-    )
-    .await
+/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`: the route is the one
+/// whose alias is the body's `model`, and must be of the endpoint's `route_type`.
+pub fn openai(route_type: RouteType) -> impl Handler<Args, Output = HttpResponse> {
+    move |req, payload, state, pools, recorder| {
+        serve(
+            req,
+            payload,
+            state,
+            pools,
+            recorder,
+            Surface::OpenAi(route_type),
+        )
+    }
 }
 
 /// Hands a request to the pipeline with this worker's shared parts.
@@ -126,7 +112,7 @@ fn with_caller(
     state: &AppState,
     answer: impl FnOnce(&Snapshot, &Caller<'_>) -> HttpResponse,
 ) -> HttpResponse {
-    let ctx = RequestCtx::new(req, Surface::OpenAi(RouteKind::Chat), state.snapshot.load());
+    let ctx = RequestCtx::new(req, Surface::OpenAi(RouteType::Chat), state.snapshot.load());
     let response = match authenticate(req, &ctx.snapshot, &state.api_keys) {
         Ok(caller) => answer(&ctx.snapshot, &caller),
         Err(e) => render(e),

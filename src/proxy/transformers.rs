@@ -170,7 +170,9 @@ pub fn refused(refusal: Refusal) -> Error {
 /// The response transformer that applies to the request, if any.
 fn response_transformer(ctx: &RequestCtx, party: &Party) -> Option<std::sync::Arc<PolicyEntry>> {
     // No policy bound anywhere (the common case): one check, no map lookups.
-    if ctx.snapshot.policies.is_empty() {
+    if ctx.snapshot.policies.is_empty()
+        || !PolicyType::ResponseTransformer.applies_to(party.route.route_type)
+    {
         return None;
     }
     ctx.snapshot

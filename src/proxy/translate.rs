@@ -9,7 +9,7 @@ use crate::providers::UpstreamRequest;
 
 use super::context::{Party, RequestCtx};
 use super::inject::inject;
-use super::prepare::{Plan, translate_context};
+use super::prepare::{Operation, Plan, bad_request, translate_context};
 use super::read::Body;
 use super::redact;
 
@@ -30,28 +30,30 @@ pub fn request(
 ) -> Result<Outbound, Error> {
     let route = party.route.as_ref();
     let service = &route.service;
-    let mut upstream = match plan.kind {
-        None => UpstreamRequest {
+    let tctx = translate_context(route, &plan.model, default_max_tokens);
+    let translator = service.translator();
+    let mut upstream = match plan.operation {
+        Operation::Preserve => UpstreamRequest {
             url: service.record.upstream_url.clone().ok_or_else(|| {
                 Error::internal("a preserve route needs a service with upstream_url")
             })?,
             headers: Vec::new(),
-            body: body.raw.to_vec(),
+            body: { body }.raw().to_vec(),
         },
-        Some(kind) => {
+        Operation::Complete(kind) => {
             let mut body = body;
             let object = std::mem::take(body.object()?);
-            let tctx = translate_context(route, &plan.model, default_max_tokens);
-            service
-                .translator()
+            translator
                 .request(&tctx, kind, object)
-                .map_err(|e| {
-                    let err = Error::bad_request(e.message);
-                    match e.param {
-                        Some(p) => err.with_param(p),
-                        None => err,
-                    }
-                })?
+                .map_err(bad_request)?
+        }
+        Operation::Embed(_) => {
+            let mut body = body;
+            let object = std::mem::take(body.object()?);
+            let embedder = translator
+                .embeddings()
+                .ok_or_else(|| Error::internal("the service has no embeddings translator"))?;
+            embedder.request(&tctx, object).map_err(bad_request)?
         }
     };
     ctx.request_model = Some(plan.model.clone());

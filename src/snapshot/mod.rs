@@ -106,6 +106,18 @@ pub struct RouteEntry {
 }
 
 impl RouteEntry {
+    /// The route's prices, USD per 1M prompt and completion tokens, when it has them: both
+    /// must be set, except on embeddings routes, which have no completion to price
+    /// (docs/behaviour.md, "Embeddings").
+    pub fn prices(&self) -> Option<(f64, f64)> {
+        let o = &self.model.options;
+        let output = match self.route_type {
+            RouteType::Embeddings => o.output_cost.or(Some(0.0)),
+            _ => o.output_cost,
+        };
+        Some((o.input_cost?, output?))
+    }
+
     /// May this tenant call the route (listed, and the service not private to another)?
     pub fn allows_tenant(&self, tenant: Uuid) -> bool {
         tenant_may_use(

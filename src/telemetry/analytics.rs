@@ -10,6 +10,11 @@
 //! the lines of its batch: they are counted (`write_failures`, exported with the usage
 //! metrics and shown in `/status`) and logged at most once per `FAILURE_LOG_EVERY`; the
 //! writer thread never panics and workers never wait for it.
+//!
+//! With the OTLP sink (`TOLLGATE_ANALYTICS_LOG=otlp`) the same buffer and thread are used;
+//! each line is preceded by its request's time and trace ids (a fixed-size text prefix,
+//! `otlp_logs::write_context`), and the writer posts the batch as OTLP log records
+//! (`otlp_logs`) once a second instead of writing it every 50 ms.
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -20,8 +25,27 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use uuid::Uuid;
 
-/// How often the writer drains the buffer.
+use super::otlp_logs::{EntryContext, OtlpLogExporter};
+
+/// Where the writer thread sends a batch.
+enum Sink {
+    Stream(Box<dyn Write + Send>),
+    Otlp(OtlpLogExporter),
+}
+
+impl Sink {
+    fn write_batch(&mut self, batch: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Stream(w) => w.write_all(batch).and_then(|()| w.flush()),
+            Sink::Otlp(exporter) => exporter.export(batch).map_err(std::io::Error::other),
+        }
+    }
+}
+
+/// How often the writer drains the buffer: a file or stdout, and an OTLP receiver (fewer,
+/// larger posts; the OTel SDKs' batch delay for logs).
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+const OTLP_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Bytes waiting for the writer before new lines are dropped.
 const MAX_PENDING: usize = 16 * 1024 * 1024;
 /// At most one log message per this interval about failed writes (the log may share the
@@ -35,7 +59,9 @@ struct Shared {
     /// The last written batch's buffer, emptied: swapped in for `pending` so the workers
     /// append into memory that is already there instead of regrowing it every drain.
     spare: Mutex<Vec<u8>>,
-    sink: Mutex<Box<dyn Write + Send>>,
+    sink: Mutex<Sink>,
+    /// Lines carry their request's context prefix (the OTLP sink).
+    with_context: bool,
     dropped: AtomicU64,
     /// Lines lost because writing them failed.
     write_failures: AtomicU64,
@@ -77,8 +103,8 @@ impl Shared {
         }
     }
 
-    fn write_batch(&self, sink: &mut Box<dyn Write + Send>, batch: &[u8]) {
-        if let Err(e) = sink.write_all(batch).and_then(|()| sink.flush()) {
+    fn write_batch(&self, sink: &mut Sink, batch: &[u8]) {
+        if let Err(e) = sink.write_batch(batch) {
             // Part of the batch may have been written; counting all of it errs on the side
             // of reporting a loss.
             let lines = batch.iter().filter(|&&b| b == b'\n').count();
@@ -125,16 +151,33 @@ pub struct AnalyticsLog {
 impl AnalyticsLog {
     /// `stdout`, `off`, or a file path (appended to). The file is owner-only (0600), also
     /// when it existed before: its lines name tenants, keys and, when logged, payloads.
+    /// `otlp` is refused here: it needs the exporter ([`AnalyticsLog::otlp`]).
     pub fn open(sink: &str) -> std::io::Result<AnalyticsLog> {
         let writer: Box<dyn Write + Send> = match sink {
             "off" => return Ok(AnalyticsLog::off()),
+            "otlp" => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the otlp analytics log is opened with its exporter",
+                ));
+            }
             "stdout" => Box::new(std::io::stdout()),
             path => Box::new(open_owner_only(path)?),
         };
+        Self::start(Sink::Stream(writer), false, FLUSH_EVERY)
+    }
+
+    /// Entries exported as OTLP log records.
+    pub fn otlp(exporter: OtlpLogExporter) -> std::io::Result<AnalyticsLog> {
+        Self::start(Sink::Otlp(exporter), true, OTLP_FLUSH_EVERY)
+    }
+
+    fn start(sink: Sink, with_context: bool, every: Duration) -> std::io::Result<AnalyticsLog> {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Vec::with_capacity(64 * 1024)),
             spare: Mutex::new(Vec::with_capacity(64 * 1024)),
-            sink: Mutex::new(writer),
+            sink: Mutex::new(sink),
+            with_context,
             dropped: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             last_failure_log: Mutex::new(None),
@@ -147,7 +190,7 @@ impl AnalyticsLog {
                 while let Some(shared) = writer.upgrade() {
                     shared.drain();
                     drop(shared);
-                    std::thread::sleep(FLUSH_EVERY);
+                    std::thread::sleep(every);
                 }
             })?;
         Ok(AnalyticsLog {
@@ -160,17 +203,29 @@ impl AnalyticsLog {
         AnalyticsLog { shared: None }
     }
 
-    /// Appends one line (serialised here, on the caller's thread, without a `Value` tree,
-    /// into this thread's scratch buffer: no allocation per line).
+    /// Appends one line with no request behind it (see [`AnalyticsLog::write_for`]).
     pub fn write<T: Serialize>(&self, line: &T) {
+        self.write_for(line, EntryContext::now);
+    }
+
+    /// Appends one line (serialised here, on the caller's thread, without a `Value` tree,
+    /// into this thread's scratch buffer: no allocation per line). `context` (the request's
+    /// time and trace) is read only by the OTLP sink.
+    pub fn write_for<T: Serialize>(&self, line: &T, context: impl FnOnce() -> EntryContext) {
         /// A scratch buffer larger than this (a logged payload) is not kept.
         const SCRATCH_KEEP: usize = 64 * 1024;
         thread_local! {
             static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
         let Some(shared) = &self.shared else { return };
-        let write = |bytes: &mut Vec<u8>| {
+        let mut context = Some(context);
+        let mut write = |bytes: &mut Vec<u8>| {
             bytes.clear();
+            if shared.with_context
+                && let Some(context) = context.take()
+            {
+                super::otlp_logs::write_context(bytes, &context());
+            }
             if let Err(e) = serde_json::to_writer(&mut *bytes, line) {
                 tracing::error!(error = %e, "cannot serialise an analytics line");
                 return;

@@ -233,7 +233,11 @@ mod tests {
 
 pub mod analytics;
 pub mod event;
+pub mod label_index;
 pub mod otel;
 pub mod otlp_http;
+pub mod otlp_logs;
+pub mod otlp_tls;
+pub mod prometheus;
 pub mod semconv;
 pub mod trace;

@@ -27,10 +27,11 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 
-use crate::config::{OtlpProtocol, Settings};
+use crate::config::{OtlpProtocol, OtlpSignal, OtlpSignalSettings, Settings};
 use crate::telemetry::event::{UsageEvent, UsageObserver};
+use crate::telemetry::label_index::LabelIndex;
 use crate::telemetry::otlp_http::OtlpHttpSpanExporter;
-use crate::telemetry::semconv;
+use crate::telemetry::{otlp_tls, semconv};
 
 /// The OTLP exporters and the instruments fed from usage events. Cloning is cheap and
 /// shares the providers (the app keeps one clone for `shutdown`, the aggregator observes
@@ -180,43 +181,44 @@ impl Otel {
         settings: &Settings,
         node_id: Option<&str>,
     ) -> anyhow::Result<Option<Otel>> {
-        let Some(endpoint) = settings
-            .otel_exporter_otlp_endpoint
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        else {
+        let Some(endpoint) = settings.otlp_endpoint() else {
             return Ok(None);
         };
         let resource = resource(settings, node_id);
-        let headers = settings
-            .otel_exporter_otlp_headers
-            .as_ref()
-            .map(|h| parse_key_values(h.expose()))
-            .unwrap_or_default();
+        let traces = settings.otlp_signal(OtlpSignal::Traces);
+        let metrics = settings.otlp_signal(OtlpSignal::Metrics);
         let interval = settings.otel_metric_export_interval()?;
-        let timeout = Duration::from_secs(10);
+        let timeout = EXPORT_TIMEOUT;
 
         let built = match settings.otlp_protocol()? {
             OtlpProtocol::HttpProtobuf => {
                 // Spans: our direct encoder (otlp_http.rs); metrics: opentelemetry-otlp.
-                let spans = OtlpHttpSpanExporter::new(
+                let spans = OtlpHttpSpanExporter::with_client(
                     signal_url(endpoint, "v1/traces"),
-                    &headers,
-                    timeout,
-                )?;
+                    &signal_headers(&traces),
+                    otlp_tls::blocking_client(timeout, &traces)?,
+                );
                 let metrics = opentelemetry_otlp::MetricExporter::builder()
                     .with_http()
-                    .with_http_client(super::otlp_http::blocking_client(timeout)?)
+                    .with_http_client(otlp_tls::ExplainingClient(otlp_tls::blocking_client(
+                        timeout, &metrics,
+                    )?))
                     .with_protocol(Protocol::HttpBinary)
                     .with_endpoint(signal_url(endpoint, "v1/metrics"))
-                    .with_headers(headers)
+                    .with_headers(signal_headers(&metrics))
                     .with_timeout(timeout)
                     .build()?;
                 Self::assemble(spans, metrics, resource, interval)
             }
             #[cfg(feature = "otlp-grpc")]
-            OtlpProtocol::Grpc => grpc::build(endpoint, &headers, timeout, resource, interval)?,
+            OtlpProtocol::Grpc => grpc::build(
+                endpoint,
+                &signal_headers(&traces),
+                &signal_headers(&metrics),
+                timeout,
+                resource,
+                interval,
+            )?,
             #[cfg(not(feature = "otlp-grpc"))]
             OtlpProtocol::Grpc => anyhow::bail!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs a build with the `otlp-grpc` feature"
@@ -504,11 +506,6 @@ const MAX_LABEL_SETS: usize = 10_000;
 /// The attribute sets of one tenant × route × model (× provider, operation), built once;
 /// values are `Arc<str>`, so each use is a reference-count bump, not a string copy.
 struct Labels {
-    tenant: String,
-    route: String,
-    model: String,
-    provider: &'static str,
-    operation: &'static str,
     span_name: String,
     /// tenant, route, provider, model, operation: every metric's attributes.
     base: Vec<KeyValue>,
@@ -554,11 +551,6 @@ impl Labels {
             KeyValue::new(semconv::TOLLGATE_PROVIDER, event.provider),
         ];
         Labels {
-            tenant: event.tenant.clone(),
-            route: event.route.clone(),
-            model: event.request_model.clone(),
-            provider: event.provider,
-            operation: event.operation,
             span_name: format!("{} {}", event.operation, event.request_model),
             input: with(KeyValue::new(
                 semconv::GEN_AI_TOKEN_TYPE,
@@ -575,19 +567,11 @@ impl Labels {
             pending_cost: 0.0,
         }
     }
-
-    fn matches(&self, event: &UsageEvent) -> bool {
-        self.model == event.request_model
-            && self.provider == event.provider
-            && self.operation == event.operation
-            && self.tenant == event.tenant
-            && self.route == event.route
-    }
 }
 
 #[derive(Default)]
 struct LabelCache {
-    by_route: HashMap<(uuid::Uuid, uuid::Uuid), Vec<usize>>,
+    index: LabelIndex,
     sets: Vec<Labels>,
 }
 
@@ -601,18 +585,13 @@ impl Clone for LabelCache {
 impl LabelCache {
     /// The index of the event's label set (built on first sight).
     fn index(&mut self, event: &UsageEvent) -> usize {
-        let key = (event.tenant_id, event.route_id);
-        if let Some(found) = self
-            .by_route
-            .get(&key)
-            .and_then(|ids| ids.iter().copied().find(|&i| self.sets[i].matches(event)))
-        {
+        if let Some(found) = self.index.find(event) {
             return found;
         }
         self.sets.push(Labels::new(event));
-        let index = self.sets.len() - 1;
-        self.by_route.entry(key).or_default().push(index);
-        index
+        let at = self.sets.len() - 1;
+        self.index.insert(event, at);
+        at
     }
 }
 
@@ -670,15 +649,26 @@ fn status_class(class: usize) -> &'static str {
         .unwrap_or("5xx")
 }
 
+/// How long one OTLP post may take.
+pub(crate) const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A signal's export headers, parsed (`OTEL_EXPORTER_OTLP[_SIGNAL]_HEADERS`).
+pub(crate) fn signal_headers(signal: &OtlpSignalSettings<'_>) -> HashMap<String, String> {
+    signal
+        .headers
+        .map(|(_, raw)| parse_key_values(raw))
+        .unwrap_or_default()
+}
+
 /// The OTLP/HTTP signal URL from the base endpoint: `http://c:4318` →
 /// `http://c:4318/v1/traces`, `http://c:4318/otlp/` → `http://c:4318/otlp/v1/traces`.
-fn signal_url(endpoint: &str, path: &str) -> String {
+pub(crate) fn signal_url(endpoint: &str, path: &str) -> String {
     format!("{}/{path}", endpoint.trim_end_matches('/'))
 }
 
 /// `service.name` (`OTEL_SERVICE_NAME` > `OTEL_RESOURCE_ATTRIBUTES` > `tollgate`),
 /// `service.version`, `service.instance.id` (the node), then the other resource attributes.
-fn resource(settings: &Settings, node_id: Option<&str>) -> Resource {
+pub(crate) fn resource(settings: &Settings, node_id: Option<&str>) -> Resource {
     let mut attrs: Vec<(String, String)> = vec![
         (
             semconv::SERVICE_NAME.into(),
@@ -770,7 +760,8 @@ mod grpc {
 
     pub fn build(
         endpoint: &str,
-        headers: &HashMap<String, String>,
+        trace_headers: &HashMap<String, String>,
+        metric_headers: &HashMap<String, String>,
         timeout: Duration,
         resource: Resource,
         interval: Option<Duration>,
@@ -780,7 +771,14 @@ mod grpc {
             .thread_name("otlp-grpc")
             .enable_all()
             .build()?;
-        let metadata = || {
+        // This build's tonic has no TLS: refuse rather than fail every export.
+        if endpoint.starts_with("https:") {
+            anyhow::bail!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT: https is supported over http/protobuf only; \
+                 unset OTEL_EXPORTER_OTLP_PROTOCOL=grpc or use an http:// endpoint"
+            );
+        }
+        let metadata = |headers: &HashMap<String, String>| {
             let map: http::HeaderMap = headers
                 .iter()
                 .filter_map(|(k, v)| {
@@ -797,13 +795,13 @@ mod grpc {
             let spans = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
-                .with_metadata(metadata())
+                .with_metadata(metadata(trace_headers))
                 .with_timeout(timeout)
                 .build()?;
             let metrics = opentelemetry_otlp::MetricExporter::builder()
                 .with_tonic()
                 .with_endpoint(endpoint)
-                .with_metadata(metadata())
+                .with_metadata(metadata(metric_headers))
                 .with_timeout(timeout)
                 .build()?;
             Otel::assemble(spans, metrics, resource, interval)

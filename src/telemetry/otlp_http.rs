@@ -44,78 +44,116 @@ impl fmt::Debug for OtlpHttpSpanExporter {
     }
 }
 
-/// The blocking HTTP client of both OTLP exporters. Redirects are not followed: the
-/// export headers may carry the collector's credential, which must not travel to another
-/// origin (docs/security.md).
+/// A blocking OTLP client trusting the public roots (the exporters build theirs with
+/// `otlp_tls::blocking_client` from the configuration).
 pub(crate) fn blocking_client(timeout: Duration) -> anyhow::Result<reqwest::blocking::Client> {
-    // The blocking client starts its own runtime, which panics when built on a Tokio
-    // thread (this may run inside actix's), hence a plain thread.
-    let client = std::thread::spawn(move || {
-        reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("building the OTLP http client panicked"))??;
-    Ok(client)
+    super::otlp_tls::blocking_client(
+        timeout,
+        &crate::config::OtlpSignalSettings {
+            headers: None,
+            certificate: None,
+            client: None,
+        },
+    )
+}
+
+/// The export headers: a user agent, the configured entries (those that are not valid
+/// HTTP are skipped, as opentelemetry-otlp does) and the protobuf content type.
+pub(crate) fn header_map<'a>(
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
+    );
+    for (k, v) in headers {
+        if let (Ok(k), Ok(mut v)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
+            // Kept out of reqwest's and hyper's debug output.
+            v.set_sensitive(true);
+            map.insert(k, v);
+        }
+    }
+    map.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    map
+}
+
+/// Posts one protobuf body; the error names what failed with its causes (a TLS refusal is
+/// in the source chain, not in reqwest's own message) but never the headers.
+pub(crate) fn post(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .headers(headers.clone())
+        .body(body)
+        .send()
+        .map_err(|e| error_chain(&e))?;
+    let status = response.status();
+    // Read to the end so the connection goes back to the pool.
+    let _ = response.bytes();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("{url} answered HTTP status {status}"))
+    }
+}
+
+/// `error: cause: cause...`, without repeating a cause already in its parent's message.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl OtlpHttpSpanExporter {
     /// `url` is the full signal URL; header entries that are not valid HTTP are skipped
-    /// (as opentelemetry-otlp does).
+    /// (as opentelemetry-otlp does). Trusts the public roots.
     pub fn new<'a>(
         url: String,
         headers: impl IntoIterator<Item = (&'a String, &'a String)>,
         timeout: Duration,
     ) -> anyhow::Result<OtlpHttpSpanExporter> {
-        let mut map = HeaderMap::new();
-        map.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
-        );
-        for (k, v) in headers {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::try_from(k.as_str()),
-                HeaderValue::try_from(v.as_str()),
-            ) {
-                map.insert(k, v);
-            }
-        }
-        map.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
-        );
-        let client = blocking_client(timeout)?;
-        Ok(OtlpHttpSpanExporter {
+        Ok(Self::with_client(url, headers, blocking_client(timeout)?))
+    }
+
+    /// As `new`, posting with `client` (its TLS set up from the configuration).
+    pub fn with_client<'a>(
+        url: String,
+        headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+        client: reqwest::blocking::Client,
+    ) -> OtlpHttpSpanExporter {
+        OtlpHttpSpanExporter {
             client,
             url,
-            headers: map,
+            headers: header_map(headers),
             resource: Vec::new(),
             resource_schema_url: String::new(),
             last_len: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
-        })
+        }
     }
 
     fn post(&self, body: Vec<u8>) -> OTelSdkResult {
-        let response = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .body(body)
-            .send()
-            .map_err(|e| OTelSdkError::InternalFailure(format!("OTLP span export: {e}")))?;
-        let status = response.status();
-        // Read to the end so the connection goes back to the pool.
-        let _ = response.bytes();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(OTelSdkError::InternalFailure(format!(
-                "OTLP span export failed with HTTP status {status}"
-            )))
-        }
+        post(&self.client, &self.url, &self.headers, body)
+            .map_err(|e| OTelSdkError::InternalFailure(format!("OTLP span export: {e}")))
     }
 }
 
@@ -150,7 +188,7 @@ impl SpanExporter for OtlpHttpSpanExporter {
 }
 
 /// The `Resource` message body: its attributes (field 1).
-fn encode_resource(buf: &mut Vec<u8>, resource: &Resource) {
+pub(super) fn encode_resource(buf: &mut Vec<u8>, resource: &Resource) {
     for (key, value) in resource.iter() {
         message(buf, 1, |b| key_value(b, key.as_str(), value));
     }
@@ -279,7 +317,7 @@ fn span_kind(kind: &SpanKind) -> u64 {
 }
 
 /// Nanoseconds since the epoch; 0 before it (as the SDK's transform).
-fn to_nanos(t: SystemTime) -> u64 {
+pub(super) fn to_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -370,41 +408,41 @@ fn key(buf: &mut Vec<u8>, field: u32, wire: u8) {
 }
 
 /// A non-zero unsigned varint field (proto3 leaves out zero).
-fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
+pub(super) fn uint(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         key(buf, field, VARINT);
         varint(buf, v);
     }
 }
 
-fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
+pub(super) fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         key(buf, field, FIXED64);
         buf.extend_from_slice(&v.to_le_bytes());
     }
 }
 
-fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+pub(super) fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
     if v != 0 {
         key(buf, field, FIXED32);
         buf.extend_from_slice(&v.to_le_bytes());
     }
 }
 
-fn bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
+pub(super) fn bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
     if !data.is_empty() {
         string_bytes(buf, field, data);
     }
 }
 
 /// A non-empty string field (proto3 leaves out "").
-fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
+pub(super) fn string(buf: &mut Vec<u8>, field: u32, s: &str) {
     if !s.is_empty() {
         string_bytes(buf, field, s.as_bytes());
     }
 }
 
-fn string_always(buf: &mut Vec<u8>, field: u32, s: &str) {
+pub(super) fn string_always(buf: &mut Vec<u8>, field: u32, s: &str) {
     string_bytes(buf, field, s.as_bytes());
 }
 
@@ -416,7 +454,7 @@ fn string_bytes(buf: &mut Vec<u8>, field: u32, data: &[u8]) {
 
 /// A length-delimited sub-message written by `body` straight into `buf`: one byte is
 /// reserved for the length, and the body is shifted only when its length needs more.
-fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
+pub(super) fn message(buf: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<u8>)) {
     key(buf, field, LEN);
     let at = buf.len();
     buf.push(0);

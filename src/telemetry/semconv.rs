@@ -109,6 +109,7 @@ pub fn gen_ai_provider_name(provider: &str) -> &str {
 pub fn operation_name(route_type: &str) -> &'static str {
     match route_type {
         "llm/v1/completions" => "text_completion",
+        "llm/v1/embeddings" => "embeddings",
         _ => "chat",
     }
 }

@@ -51,6 +51,14 @@ impl PolicyType {
     pub fn parse(s: &str) -> Option<PolicyType> {
         PolicyType::IN_ORDER.into_iter().find(|t| t.as_str() == s)
     }
+
+    /// Whether a policy of this type runs on a route of `route_type` (docs/behaviour.md,
+    /// "Embeddings"): on embeddings routes only the prompt guard does, on their `input`;
+    /// the template and the decorator make prompts and the transformers rewrite answers,
+    /// neither of which an embedding has, so they are skipped there rather than refusing.
+    pub fn applies_to(self, route_type: RouteType) -> bool {
+        route_type != RouteType::Embeddings || self == PolicyType::PromptGuard
+    }
 }
 
 /// Where a policy is bound; when one type is bound at several scopes for a request, the

@@ -115,6 +115,17 @@ impl ProviderKind {
     pub fn name(self) -> &'static str {
         self.provider().as_str()
     }
+
+    /// Whether the provider, in this format, has an embeddings API (docs/behaviour.md,
+    /// "Embeddings"): Anthropic and the raw Llama 2 (TGI) format have none. The admin API
+    /// refuses an `llm/v1/embeddings` route on the others; a test of the translators checks
+    /// that this list is theirs.
+    pub fn has_embeddings(self) -> bool {
+        !matches!(
+            self,
+            ProviderKind::Anthropic | ProviderKind::Llama2(Llama2Format::Raw)
+        )
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub enum RouteType {
     Chat,
     #[serde(rename = "llm/v1/completions")]
     Completions,
+    /// OpenAI's embeddings (docs/behaviour.md, "Embeddings").
+    #[serde(rename = "llm/v1/embeddings")]
+    Embeddings,
     #[serde(rename = "preserve")]
     Preserve,
 }
@@ -20,12 +23,14 @@ impl RouteType {
         match self {
             RouteType::Chat => "llm/v1/chat",
             RouteType::Completions => "llm/v1/completions",
+            RouteType::Embeddings => "llm/v1/embeddings",
             RouteType::Preserve => "preserve",
         }
     }
 }
 
-/// The two translated route types (`preserve` is passed through by the proxy).
+/// The two translated completion route types (`preserve` is passed through by the proxy;
+/// embeddings have their own translators).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
     /// `llm/v1/chat`
@@ -127,7 +132,12 @@ mod tests {
 
     #[test]
     fn route_names_match_the_wire_form() {
-        for t in [RouteType::Chat, RouteType::Completions, RouteType::Preserve] {
+        for t in [
+            RouteType::Chat,
+            RouteType::Completions,
+            RouteType::Embeddings,
+            RouteType::Preserve,
+        ] {
             assert_eq!(
                 serde_json::to_value(t).unwrap(),
                 serde_json::Value::String(t.as_str().into())

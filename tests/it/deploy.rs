@@ -312,9 +312,15 @@ fn collector_receives_otlp_and_exports_to_prometheus() {
     let metrics = &pipelines["metrics"];
     assert!(yaml_strs(&metrics["receivers"]).contains(&"otlp"));
     assert!(yaml_strs(&metrics["exporters"]).contains(&"prometheus"));
-    let traces = &pipelines["traces"];
-    assert!(yaml_strs(&traces["receivers"]).contains(&"otlp"));
-    assert!(!yaml_strs(&traces["exporters"]).is_empty());
+    // Traces, and the analytics entries as log records (TOLLGATE_ANALYTICS_LOG=otlp).
+    for signal in ["traces", "logs"] {
+        let pipeline = &pipelines[signal];
+        assert!(
+            yaml_strs(&pipeline["receivers"]).contains(&"otlp"),
+            "{signal}"
+        );
+        assert!(!yaml_strs(&pipeline["exporters"]).is_empty(), "{signal}");
+    }
     // Every component a pipeline names is configured.
     for pipeline in pipelines.as_mapping().unwrap().values() {
         for (section, kind) in [

@@ -40,7 +40,7 @@ fn nanos(t: SystemTime) -> u64 {
 }
 
 /// A successful, sampled, non-streamed chat with ids derived from `n`.
-fn event(n: u8) -> UsageEvent {
+pub(crate) fn event(n: u8) -> UsageEvent {
     let started_at = at(u64::from(n) * 10, 0);
     UsageEvent {
         id: uuid::Uuid::nil(),

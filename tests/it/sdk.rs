@@ -7,20 +7,23 @@
 //! Cohere v1 NDJSON) carrying the same text and usage when it is, its bytes re-cut across
 //! network writes so the gateway must reassemble frames. The script checks what the SDK
 //! sees with `stream=True` against the whole answer, and streams a two-tool call through
-//! the Anthropic alias.
+//! the Anthropic alias; `chat.completions.parse` with a pydantic model gets its structured
+//! output from the Anthropic alias (JSON mode's forced tool); `embeddings.create` works in
+//! the SDK's default (base64, decoded by the SDK), `float` and `base64` encodings through a
+//! Cohere and an OpenAI embeddings alias.
 //!
 //! Needs `TOLLGATE_SDK_PYTHON`: a Python interpreter with `openai` installed. `.ci/run`
 //! creates that virtualenv and sets the variable; the tests are `#[ignore]`d so a plain
 //! `cargo test` lists them as ignored, and run without the variable they fail.
 
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
 use crate::support::proxy::new_key;
+use crate::support::script::run_to_end;
 use crate::support::streaming::sse;
 use crate::support::{TestApp, required_env, spawn_app};
 
@@ -241,16 +244,6 @@ pub(crate) fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behav
     }
 }
 
-/// Kills the child on every path out (a failed assertion included).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs the SDK script for `alias` (with `mode`, if any) and returns its JSON summary.
 async fn run_script(
     python: &str,
@@ -268,52 +261,19 @@ async fn run_script(
         .arg(alias)
         .args(mode)
         .env("PYTHONUNBUFFERED", "1");
-    run_client(command, &format!("the SDK script for {alias}")).await
+    let what = format!("the SDK script for {alias} (TOLLGATE_SDK_PYTHON={python})");
+    run_client(command, &what).await
 }
 
-/// Runs a client program (`what`, for messages) to completion and returns the JSON summary
-/// it printed on stdout; fails unless it exits 0 within [`SCRIPT_TIMEOUT`]. Waits without
-/// blocking the test's runtime (the app and the mocks answer the program meanwhile).
+/// Runs a client program (`what`, for messages) to completion within [`SCRIPT_TIMEOUT`]
+/// and returns the JSON summary it printed on stdout.
 pub(crate) async fn run_client(mut command: Command, what: &str) -> Value {
-    let child = command
+    command
         // The client must talk to the gateway, not to a proxy from the environment.
         .env("NO_PROXY", "*")
         .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what} ({command:?}): {e}"));
-    let mut child = ChildGuard(child);
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = pipe.read_to_string(&mut out);
-            out
-        })
-    };
-    let stdout = drain(Box::new(child.0.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.0.stderr.take().unwrap()));
-    let deadline = Instant::now() + SCRIPT_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for the client") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            let err = stderr.join().unwrap_or_default();
-            panic!("{what} took longer than {SCRIPT_TIMEOUT:?}; stderr:\n{err}");
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    };
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
-    assert!(
-        status.success(),
-        "{what} failed ({status}):\nstdout: {out}\nstderr: {err}"
-    );
+        .env_remove("OPENAI_API_KEY");
+    let out = run_to_end(command, what, SCRIPT_TIMEOUT).await;
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("the output of {what} is not JSON ({e}): {out}"))
 }
@@ -695,5 +655,197 @@ async fn the_official_openai_python_sdk_streams_a_two_tool_call_through_the_anth
             json!([{"role": "user", "content": "What are the weather and the time in Paris?"}]),
             "{body}"
         );
+    }
+}
+
+/// The forced tool's answer (docs/wire-formats.md, "Anthropic"): its input is the JSON the
+/// client's schema asked for.
+fn anthropic_json_answer() -> Value {
+    json!({
+        "id": "msg_01JsonAnswer000000000001",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-3-5-sonnet-20241022",
+        "content": [{"type": "tool_use", "id": "toolu_01Json", "name": "tollgate_json_answer",
+                     "input": {"expression": "2 + 2", "result": 4}}],
+        "stop_reason": "tool_use",
+        "stop_sequence": null,
+        "usage": {"input_tokens": 310, "output_tokens": 24}
+    })
+}
+
+#[actix_web::test]
+#[ignore = "needs TOLLGATE_SDK_PYTHON (a Python with the openai package; .ci/run sets it)"]
+async fn the_official_openai_python_sdk_parses_structured_output_from_an_anthropic_alias() {
+    let python = required_env(
+        "TOLLGATE_SDK_PYTHON",
+        "a Python interpreter with the openai package installed",
+    );
+    let anthropic = MockUpstream::start(Behaviour::json(200, anthropic_json_answer())).await;
+    let cohere = MockUpstream::start(Behaviour::json(200, cohere_chat())).await;
+    let app = spawn_app().await;
+    let key = configure(&app, &anthropic, &cohere).await;
+
+    let summary = run_script(&python, &app, &key, "claude", Some("parse")).await;
+    println!("openai {} parse: {summary}", summary["openai_version"]);
+    assert_eq!(summary["parsed_type"], "Sum", "{summary}");
+    assert_eq!(
+        summary["parsed"],
+        json!({"expression": "2 + 2", "result": 4}),
+        "{summary}"
+    );
+    assert_eq!(summary["finish_reason"], "stop", "{summary}");
+    assert_eq!(summary["tool_calls"], json!([]), "{summary}");
+    assert_eq!(summary["refusal"], Value::Null, "{summary}");
+    assert_eq!(
+        summary["usage"],
+        json!({"prompt_tokens": 310, "completion_tokens": 24, "total_tokens": 334}),
+        "{summary}"
+    );
+
+    // What `parse` sent (`response_format: {type: json_schema, …}`) became the forced tool,
+    // its input schema the pydantic model's.
+    let received = anthropic.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_key_not_forwarded(&received[0], &key);
+    let body = received[0].json();
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "tollgate_json_answer"}),
+        "{body}"
+    );
+    let tools = body["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 1, "{body}");
+    let schema = &tools[0]["input_schema"];
+    assert_eq!(schema["type"], "object", "{body}");
+    assert_eq!(schema["properties"]["result"]["type"], "integer", "{body}");
+    assert_eq!(
+        schema["required"],
+        json!(["expression", "result"]),
+        "{body}"
+    );
+    assert!(body.get("output_config").is_none(), "{body}");
+    assert!(body.get("response_format").is_none(), "{body}");
+    assert!(cohere.received().is_empty());
+}
+
+/// Vectors whose values float32 holds exactly, so every encoding compares equal.
+const VECTORS: [[f32; 4]; 2] = [[0.5, -0.25, 0.125, 1.0], [-1.5, 0.0, 0.75, 2.0]];
+
+#[actix_web::test]
+#[ignore = "needs TOLLGATE_SDK_PYTHON (a Python with the openai package; .ci/run sets it)"]
+async fn the_official_openai_python_sdk_creates_embeddings_in_float_and_base64() {
+    let python = required_env(
+        "TOLLGATE_SDK_PYTHON",
+        "a Python interpreter with the openai package installed",
+    );
+    // Cohere v2 answers floats only; the OpenAI mock answers floats whatever it is asked
+    // (as an upstream that ignores `encoding_format` would): the gateway encodes both.
+    let cohere = MockUpstream::start(Behaviour::json(
+        200,
+        json!({"id": "e1", "response_type": "embeddings_by_type",
+               "embeddings": {"float": VECTORS},
+               "meta": {"billed_units": {"input_tokens": 11}}}),
+    ))
+    .await;
+    let openai = MockUpstream::start(Behaviour::json(
+        200,
+        json!({"object": "list", "model": "text-embedding-3-small",
+               "data": [{"object": "embedding", "index": 0, "embedding": VECTORS[0]},
+                        {"object": "embedding", "index": 1, "embedding": VECTORS[1]}],
+               "usage": {"prompt_tokens": 9, "total_tokens": 9}}),
+    ))
+    .await;
+    let app = spawn_app().await;
+    let objects = [
+        ("/tenants", json!({"name": "acme"})),
+        (
+            "/credentials",
+            json!({"name": "k", "header_name": "Authorization",
+                   "header_value": format!("Bearer {COHERE_SECRET}")}),
+        ),
+        (
+            "/services",
+            json!({"name": "cohere", "provider": "cohere", "credential": "k",
+                   "upstream_url": format!("{}/v2/embed", cohere.base)}),
+        ),
+        (
+            "/services",
+            json!({"name": "openai", "provider": "openai", "credential": "k",
+                   "upstream_url": format!("{}/v1/embeddings", openai.base)}),
+        ),
+        (
+            "/routes",
+            json!({"name": "co-embed", "model_alias": "co-embed", "service": "cohere",
+                   "route_type": "llm/v1/embeddings", "model": {"name": "embed-v4.0"}}),
+        ),
+        (
+            "/routes",
+            json!({"name": "oa-embed", "model_alias": "oa-embed", "service": "openai",
+                   "route_type": "llm/v1/embeddings",
+                   "model": {"name": "text-embedding-3-small"}}),
+        ),
+    ];
+    for (path, body) in objects {
+        let r = app.post(path, body).await;
+        assert_eq!(r.status, 201, "POST {path}: {}", r.text);
+    }
+    let key = new_key(&app, "acme", json!({"name": "sdk"})).await;
+    let expected: Vec<Vec<f64>> = VECTORS
+        .iter()
+        .map(|v| v.iter().map(|f| f64::from(*f)).collect())
+        .collect();
+
+    for (alias, mock, model, tokens) in [
+        ("co-embed", &cohere, "embed-v4.0", 11),
+        ("oa-embed", &openai, "text-embedding-3-small", 9),
+    ] {
+        let summary = run_script(&python, &app, &key, alias, Some("embeddings")).await;
+        println!(
+            "openai {} embeddings {alias}: {summary}",
+            summary["openai_version"]
+        );
+        assert_eq!(summary["object"], "list", "{alias}: {summary}");
+        assert_eq!(summary["default"], json!(expected), "{alias}: {summary}");
+        assert_eq!(summary["float"], json!(expected), "{alias}: {summary}");
+        assert_eq!(
+            summary["base64_decoded"],
+            json!(expected[0]),
+            "{alias}: {summary}"
+        );
+        assert_eq!(summary["default_model"], model, "{alias}: {summary}");
+        assert_eq!(
+            summary["default_usage"],
+            json!({"prompt_tokens": tokens, "total_tokens": tokens}),
+            "{alias}: {summary}"
+        );
+        assert!(
+            summary["request_id"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{alias}: {summary}"
+        );
+        // The SDK's default asked for base64; `float` and `base64` were asked as such.
+        let received = mock.received();
+        assert_eq!(received.len(), 3, "{alias}: {received:?}");
+        for sent in &received {
+            assert_key_not_forwarded(sent, &key);
+            assert_eq!(
+                sent.header("authorization"),
+                Some(format!("Bearer {COHERE_SECRET}").as_str())
+            );
+        }
+        if alias == "oa-embed" {
+            let formats: Vec<Value> = received
+                .iter()
+                .map(|r| r.json()["encoding_format"].clone())
+                .collect();
+            assert_eq!(formats, [json!("base64"), json!("float"), json!("base64")]);
+        } else {
+            assert_eq!(
+                received[0].json()["texts"],
+                json!(["The food was delicious", "and the waiter was kind"])
+            );
+        }
     }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives Tollgate's OpenAI-compatible surface with the official OpenAI Python SDK.
 
-Usage: openai_sdk_check.py <base_url> <tenant_key> <alias> [tools]
+Usage: openai_sdk_check.py <base_url> <tenant_key> <alias> [tools|parse|embeddings]
 
 `base_url` is the gateway's `/v1` base (e.g. http://127.0.0.1:8080/v1). Prints one JSON
 summary on stdout. By default: the chat completion of `alias` as the SDK parsed it, the
@@ -9,7 +9,11 @@ same request streamed (`stream=True`) with and without `stream_options.include_u
 the ids listed by `models.list()`, and the exceptions the SDK raised for an unknown alias
 and for a bad key. With `tools`: a two-tool call, whole and streamed, the streamed one
 accumulated both by hand (by `index`, as SDK users do) and with the SDK's own
-`ChatCompletionStreamState`. Any unexpected exception is printed on stderr and the exit
+`ChatCompletionStreamState`. With `parse`: `chat.completions.parse` with a pydantic model as
+`response_format` (structured output), the parsed object reported. With `embeddings`:
+`embeddings.create` three ways — the SDK's default (it asks for base64 and decodes it
+itself), `encoding_format="float"` and `encoding_format="base64"` (the raw string, decoded
+here as float32 little-endian) — plus the request id and the usage. Any unexpected exception is printed on stderr and the exit
 status is non-zero. Nothing here measures time: the caller asserts on the summary only.
 
 Run by tests/it/sdk.rs (with TOLLGATE_SDK_PYTHON, which .ci/run sets).
@@ -225,14 +229,76 @@ def tools_main(c, alias):
     }
 
 
+def parse_main(c, alias):
+    from pydantic import BaseModel
+
+    class Sum(BaseModel):
+        expression: str
+        result: int
+
+    completion = c.chat.completions.parse(
+        model=alias,
+        messages=[{"role": "user", "content": "What is 2 + 2? Answer as JSON."}],
+        response_format=Sum,
+        max_tokens=MAX_TOKENS,
+    )
+    message = completion.choices[0].message
+    return {
+        "openai_version": openai.__version__,
+        "parsed": message.parsed.model_dump() if message.parsed else None,
+        "parsed_type": type(message.parsed).__name__,
+        "content": message.content,
+        "refusal": message.refusal,
+        "tool_calls": tool_calls_dict(message.tool_calls),
+        "finish_reason": completion.choices[0].finish_reason,
+        "usage": usage_dict(completion.usage),
+    }
+
+
+def embeddings_main(c, alias):
+    import base64
+    import struct
+
+    texts = ["The food was delicious", "and the waiter was kind"]
+
+    def vectors(result):
+        return [list(d.embedding) for d in sorted(result.data, key=lambda d: d.index)]
+
+    raw = c.embeddings.with_raw_response.create(model=alias, input=texts)
+    default = raw.parse()
+    as_float = c.embeddings.create(model=alias, input=texts, encoding_format="float")
+    as_base64 = c.embeddings.create(model=alias, input=texts[0], encoding_format="base64")
+    encoded = as_base64.data[0].embedding
+    if not isinstance(encoded, str):
+        raise AssertionError(f"base64 asked, got {type(encoded).__name__}")
+    data = base64.b64decode(encoded)
+    decoded = list(struct.unpack(f"<{len(data) // 4}f", data))
+    return {
+        "openai_version": openai.__version__,
+        "default": vectors(default),
+        "default_model": default.model,
+        "default_usage": {
+            "prompt_tokens": default.usage.prompt_tokens,
+            "total_tokens": default.usage.total_tokens,
+        },
+        "float": vectors(as_float),
+        "base64_decoded": decoded,
+        "request_id": raw.request_id,
+        "object": default.object,
+    }
+
+
+MODES = {"tools": tools_main, "parse": parse_main, "embeddings": embeddings_main}
+
+
 def main(argv):
-    if len(argv) not in (4, 5) or (len(argv) == 5 and argv[4] != "tools"):
+    if len(argv) not in (4, 5) or (len(argv) == 5 and argv[4] not in MODES):
         print(__doc__, file=sys.stderr)
         return 2
     base_url, api_key, alias = argv[1], argv[2], argv[3]
     c = client(base_url, api_key)
     if len(argv) == 5:
-        print(json.dumps(tools_main(c, alias)))
+        print(json.dumps(MODES[argv[4]](c, alias)))
         return 0
 
     raw = c.chat.completions.with_raw_response.create(

@@ -276,13 +276,26 @@ fn chat_request(body: &mut Map<String, Value>) -> Result<(), RequestError> {
     }
 
     let format = body.remove("response_format");
-    if format
+    let tools_given = body.contains_key("tools") || body.contains_key("tool_choice");
+    match format
         .as_ref()
         .and_then(|f| f.get("type"))
         .and_then(Value::as_str)
-        == Some("json_object")
     {
-        return json_mode(body);
+        Some("json_object") => return json_mode(body, json!({"type": "object"})),
+        // A schema of an object, without tools of the client's: the same forced tool, with
+        // the schema as its input schema, so it works on every model with tools (structured
+        // outputs, below, only on the newest).
+        Some("json_schema") if !tools_given => {
+            if let Some(schema) = format
+                .as_ref()
+                .and_then(|f| f.pointer("/json_schema/schema"))
+                .filter(|s| s.get("type").and_then(Value::as_str) == Some("object"))
+            {
+                return json_mode(body, schema.clone());
+            }
+        }
+        _ => {}
     }
     if let Some(format) = format
         && let Some(format) = convert_response_format(format)?
@@ -705,10 +718,11 @@ fn convert_tool_choice(choice: Value) -> Result<Value, RequestError> {
     ))
 }
 
-/// JSON mode (`response_format: {"type":"json_object"}`) the way Anthropic's own documentation
-/// does it (docs/wire-formats.md, "Anthropic"): one tool whose input is the answer, forced by
+/// JSON mode (`response_format: {"type":"json_object"}`, or `json_schema` with an object
+/// schema) the way Anthropic's own documentation does it (docs/wire-formats.md,
+/// "Anthropic"): one tool whose input is the answer, its input schema `schema`, forced by
 /// `tool_choice`. The response side turns that call back into the message's text.
-fn json_mode(body: &mut Map<String, Value>) -> Result<(), RequestError> {
+fn json_mode(body: &mut Map<String, Value>, schema: Value) -> Result<(), RequestError> {
     if body.contains_key("tools") || body.contains_key("tool_choice") {
         return Err(RequestError::param(
             "response_format",
@@ -721,7 +735,7 @@ fn json_mode(body: &mut Map<String, Value>) -> Result<(), RequestError> {
         json!([{
             "name": JSON_TOOL,
             "description": "Give your answer as a JSON object: the input of this tool is the answer.",
-            "input_schema": {"type": "object"},
+            "input_schema": schema,
         }]),
     );
     body.insert(

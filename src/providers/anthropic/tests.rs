@@ -394,14 +394,40 @@ fn stream_is_kept() {
 }
 
 #[test]
-fn response_format_maps_to_output_config() {
-    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
-    let body = chat(json!({"messages": [user("hi")], "response_format":
-        {"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": true}}}));
+fn a_json_schema_is_the_forced_tool_unless_the_client_has_tools() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}},
+                        "required": ["a"], "additionalProperties": false});
+    let format = json!({"type": "json_schema",
+                        "json_schema": {"name": "x", "schema": schema, "strict": true}});
+    // Alone: the forced tool, with the client's schema as its input schema.
+    let body = chat(json!({"messages": [user("hi")], "response_format": format}));
+    assert_eq!(body["tools"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["tools"][0]["name"], "tollgate_json_answer");
+    assert_eq!(body["tools"][0]["input_schema"], schema);
+    assert_eq!(
+        body["tool_choice"],
+        json!({"type": "tool", "name": "tollgate_json_answer"})
+    );
+    assert!(body.get("output_config").is_none(), "{body}");
+    // With the client's tools: structured outputs (`output_config.format`).
+    let tool = json!({"type": "function", "function": {"name": "f"}});
+    let body = chat(json!({"messages": [user("hi")], "response_format": format,
+                           "tools": [tool]}));
     assert_eq!(
         body["output_config"],
         json!({"format": {"type": "json_schema", "schema": schema}})
     );
+    assert_eq!(body["tools"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["tools"][0]["name"], "f");
+    // A schema of something else than an object: structured outputs too.
+    let array = json!({"type": "array", "items": {"type": "string"}});
+    let body = chat(json!({"messages": [user("hi")], "response_format":
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": array}}}));
+    assert_eq!(
+        body["output_config"],
+        json!({"format": {"type": "json_schema", "schema": array}})
+    );
+    assert!(body.get("tools").is_none(), "{body}");
     let body = chat(json!({"messages": [user("hi")], "response_format": {"type": "text"}}));
     assert!(body.get("output_config").is_none());
 }

@@ -17,6 +17,7 @@
 //! Streams are v1 NDJSON (`event_type` lines), transcoded by `CohereStream`; their usage
 //! follows the same policy as whole answers (`stream-end.response.meta`).
 
+mod embeddings;
 mod request;
 mod response;
 mod stream;
@@ -26,8 +27,8 @@ mod tests;
 use serde_json::{Map, Value};
 
 use super::{
-    OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError, Translator,
-    UpstreamRequest,
+    Embedder, OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError,
+    Translator, UpstreamRequest,
 };
 use crate::llm::StreamTranscoder;
 pub use stream::CohereStream;
@@ -63,5 +64,9 @@ impl Translator for Cohere {
         kind: RouteKind,
     ) -> Option<Box<dyn StreamTranscoder>> {
         Some(Box::new(CohereStream::new(kind)))
+    }
+
+    fn embeddings(&self) -> Option<&dyn Embedder> {
+        Some(&embeddings::CohereEmbeddings)
     }
 }

@@ -9,6 +9,7 @@
 //! Streams are NDJSON (`OllamaStream`), Ollama's default: non-streamed requests must say
 //! `"stream": false`. Error bodies (`{"error":"…"}`) are read by the OpenAI family's reader.
 
+mod embeddings;
 mod request;
 mod response;
 mod stream;
@@ -19,8 +20,8 @@ use serde_json::{Map, Value};
 
 use super::shared::normalise_error;
 use super::{
-    OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError, Translator,
-    UpstreamRequest,
+    Embedder, OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError,
+    Translator, UpstreamRequest,
 };
 use crate::llm::StreamTranscoder;
 pub use stream::OllamaStream;
@@ -56,5 +57,9 @@ impl Translator for Ollama {
         _kind: RouteKind,
     ) -> Option<Box<dyn StreamTranscoder>> {
         Some(stream::stream(ctx))
+    }
+
+    fn embeddings(&self) -> Option<&dyn Embedder> {
+        Some(&embeddings::OllamaEmbeddings)
     }
 }

@@ -7,6 +7,8 @@ use crate::vocab::DEFAULT_AZURE_API_VERSION;
 const OPENAI_CHAT_URL: &str = "https://api.openai.com:443/v1/chat/completions";
 const OPENAI_COMPLETIONS_URL: &str = "https://api.openai.com:443/v1/completions";
 const MISTRAL_CHAT_URL: &str = "https://api.mistral.ai:443/v1/chat/completions";
+const OPENAI_EMBEDDINGS_URL: &str = "https://api.openai.com:443/v1/embeddings";
+const MISTRAL_EMBEDDINGS_URL: &str = "https://api.mistral.ai:443/v1/embeddings";
 
 /// The URL of a request in `dialect`: the service's `upstream_url` where it has one, else
 /// the provider's public endpoint; self-hosted servers and Mistral's completions routes
@@ -22,7 +24,13 @@ pub(super) fn url(
             (None, RouteKind::Chat) => OPENAI_CHAT_URL.to_string(),
             (None, RouteKind::Completions) => OPENAI_COMPLETIONS_URL.to_string(),
         }),
-        Dialect::Azure => azure_url(ctx, kind),
+        Dialect::Azure => azure_url(
+            ctx,
+            match kind {
+                RouteKind::Chat => "chat/completions",
+                RouteKind::Completions => "completions",
+            },
+        ),
         Dialect::Mistral => match kind {
             RouteKind::Chat => Ok(ctx.upstream_url.unwrap_or(MISTRAL_CHAT_URL).to_string()),
             RouteKind::Completions => required_upstream_url(ctx, "mistral completions routes"),
@@ -31,9 +39,29 @@ pub(super) fn url(
     }
 }
 
-/// The Azure deployment URL, or the service's `upstream_url`; `api-version` is added to
-/// both (docs/wire-formats.md, "Azure OpenAI") unless the URL already carries one.
-fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, RequestError> {
+/// The URL of an embeddings request in `dialect` (docs/wire-formats.md, "Embeddings").
+pub(super) fn embeddings_url(
+    dialect: Dialect,
+    ctx: &TranslateContext<'_>,
+) -> Result<String, RequestError> {
+    match dialect {
+        Dialect::OpenAi => Ok(ctx
+            .upstream_url
+            .unwrap_or(OPENAI_EMBEDDINGS_URL)
+            .to_string()),
+        Dialect::Azure => azure_url(ctx, "embeddings"),
+        Dialect::Mistral => Ok(ctx
+            .upstream_url
+            .unwrap_or(MISTRAL_EMBEDDINGS_URL)
+            .to_string()),
+        Dialect::SelfHosted => required_upstream_url(ctx, "llama2 services"),
+    }
+}
+
+/// The Azure deployment URL of `operation`, or the service's `upstream_url`; `api-version`
+/// is added to both (docs/wire-formats.md, "Azure OpenAI") unless the URL already carries
+/// one.
+fn azure_url(ctx: &TranslateContext<'_>, operation: &str) -> Result<String, RequestError> {
     let version = ctx
         .options
         .azure_api_version
@@ -59,10 +87,6 @@ fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, Requ
                 .as_deref()
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| missing("azure_deployment_id"))?;
-            let operation = match kind {
-                RouteKind::Chat => "chat/completions",
-                RouteKind::Completions => "completions",
-            };
             format!(
                 "https://{}.openai.azure.com:443/openai/deployments/{}/{operation}",
                 encode_component(instance),
@@ -78,6 +102,20 @@ fn azure_url(ctx: &TranslateContext<'_>, kind: RouteKind) -> Result<String, Requ
 /// 400 "Unrecognized request argument supplied: stream_options"; an unknown version is
 /// treated as old, since a stream without usage is better than a refused request.
 pub(super) fn azure_has_stream_options(url: &str) -> bool {
+    azure_version_from(url, "2024-08-01", "2024-10-21")
+}
+
+/// Whether the Azure URL's API surely takes `encoding_format` on embeddings: previews from
+/// 2024-03-01, GA versions from 2024-06-01, and the v1 API. With an older (or unknown)
+/// version the field is not sent and the gateway encodes the floats itself, which costs
+/// only a larger upstream answer.
+pub(super) fn azure_has_encoding_format(url: &str) -> bool {
+    azure_version_from(url, "2024-03-01", "2024-06-01")
+}
+
+/// Whether the Azure URL's API is the v1 API, or a dated version no older than `preview`
+/// (for `-preview` versions) or `ga`.
+fn azure_version_from(url: &str, preview: &str, ga: &str) -> bool {
     let without_fragment = url.split('#').next().unwrap_or(url);
     let (path, query) = without_fragment
         .split_once('?')
@@ -102,8 +140,8 @@ pub(super) fn azure_has_stream_options(url: &str) -> bool {
         "v1" | "latest" | "preview" => true,
         _ => match version.strip_suffix("-preview") {
             // Dates in this format compare correctly as strings.
-            Some(date) => is_date(date) && date >= "2024-08-01",
-            None => is_date(version) && version >= "2024-10-21",
+            Some(date) => is_date(date) && date >= preview,
+            None => is_date(version) && version >= ga,
         },
     }
 }

@@ -8,6 +8,7 @@
 //! are checked (`choices` present) and normalised (`usage` object, OpenAI finish reasons,
 //! `id`/`created`/`model` present).
 
+mod embeddings;
 mod endpoint;
 mod request;
 mod response;
@@ -19,7 +20,7 @@ use serde_json::{Map, Value};
 
 use super::shared::normalise_error;
 use super::{
-    Dialect, OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError,
+    Dialect, Embedder, OpenAiErrorBody, RequestError, RouteKind, TranslateContext, TranslateError,
     Translator, UpstreamRequest, Verbatim,
 };
 use crate::llm::StreamTranscoder;
@@ -75,5 +76,9 @@ impl Translator for OpenAiCompatible {
         _kind: RouteKind,
     ) -> Option<Box<dyn StreamTranscoder>> {
         Some(Box::new(OpenAiStream::default()))
+    }
+
+    fn embeddings(&self) -> Option<&dyn Embedder> {
+        Some(embeddings::OpenAiEmbeddings::of(self.0))
     }
 }

@@ -21,6 +21,7 @@ pub mod mock_upstream;
 pub mod otlp;
 pub mod process;
 pub mod proxy;
+pub mod script;
 pub mod streaming;
 
 use std::path::PathBuf;

@@ -21,12 +21,15 @@ use crate::support::mock_upstream::MockUpstream;
 use crate::support::proxy::new_key;
 use crate::support::{TestApp, required_env, spawn_app};
 
-/// An Anthropic answer whose text is the JSON object a structured-output request asked for.
+/// Anthropic's answer to a structured-output request, which the gateway sends as a forced
+/// `tollgate_json_answer` tool (docs/behaviour.md): the tool's input is the answer.
 fn anthropic_json_message() -> Value {
     let mut message = anthropic_message();
     message["id"] = json!("msg_01StructuredWeatherParis");
-    message["content"] =
-        json!([{"type": "text", "text": r#"{"city": "Paris", "temperature_c": 21.5}"#}]);
+    message["content"] = json!([{"type": "tool_use", "id": "toolu_01JsonWeather",
+                                 "name": "tollgate_json_answer",
+                                 "input": {"city": "Paris", "temperature_c": 21.5}}]);
+    message["stop_reason"] = json!("tool_use");
     message["usage"] = json!({"input_tokens": 120, "cache_creation_input_tokens": 0,
                               "cache_read_input_tokens": 0, "output_tokens": 14});
     message
@@ -360,10 +363,14 @@ async fn langchain_chat_openai_invokes_streams_calls_tools_and_structures_output
     let sent = mocks.json.received();
     assert_eq!(sent.len(), 1, "{sent:?}");
     let body = sent[0].json();
-    let schema = &body["output_config"]["format"];
-    assert_eq!(schema["type"], "json_schema", "{body}");
     assert_eq!(
-        schema["schema"]["properties"]
+        body["tool_choice"],
+        json!({"type": "tool", "name": "tollgate_json_answer"}),
+        "{body}"
+    );
+    let schema = &body["tools"][0]["input_schema"];
+    assert_eq!(
+        schema["properties"]
             .as_object()
             .map(|p| p.keys().cloned().collect::<Vec<_>>()),
         Some(vec!["city".to_string(), "temperature_c".to_string()]),

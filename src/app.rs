@@ -20,7 +20,7 @@ use crate::admin::{self, ApiDoc};
 use crate::bootstrap;
 use crate::config::Settings;
 use crate::crypto::{JwtKeys, JwtSettings};
-use crate::error::{AdminError, Error};
+
 use crate::proxy::Recorder;
 use crate::shutdown::{DrainDeadline, fires_after, server_drain};
 use crate::snapshot::{Snapshot, SnapshotHandle};
@@ -224,6 +224,8 @@ impl Application {
                 .app_data(query_config())
                 .app_data(path_config());
             let (app, api) = admin::register(app).split_for_parts();
+            let api = admin::openapi::complete(api);
+            let declared = admin::openapi::DeclaredMethods::of(&api);
             app.wrap(tracing_actix_web::TracingLogger::<admin::span::AdminRootSpan>::new())
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
                 .route(
@@ -240,8 +242,10 @@ impl Application {
                         admin::metrics::configure(cfg, scrape.clone());
                     }
                 })
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, AdminError>(Error::not_found("endpoint").into())
+                // 405 with `Allow` for a declared path, 404 otherwise.
+                .default_service(web::to(move |req: actix_web::HttpRequest| {
+                    let response = admin::openapi::unrouted(&req, &declared);
+                    async move { response }
                 }))
         })
         .listen(admin_listener)?

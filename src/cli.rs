@@ -41,6 +41,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Serve a small OpenAI-compatible provider (deterministic answers and usage) for
+    /// trying the gateway without a provider account; reads no configuration.
+    MockUpstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +97,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             "# effective Tollgate configuration (secrets masked)\n{}",
             settings.masked_toml()
         ));
+    }
+    if let Command::MockUpstream { listen } = &command {
+        let (addr, server) = crate::mock_upstream::bind(listen)
+            .with_context(|| format!("mock-upstream: cannot listen on {listen}"))?;
+        crate::telemetry::write_stderr(&format!(
+            "mock upstream listening on http://{addr} (POST /v1/chat/completions, \
+             GET /v1/models; Ctrl-C stops it)\n"
+        ));
+        return server.await.context("mock-upstream");
     }
     let settings = Settings::load(cli.config.as_deref())?;
     // Dropped when the command returns: writes what the log still has queued.
@@ -165,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ));
             Ok(())
         }
-        Command::Config { .. } => Ok(()),
+        Command::Config { .. } | Command::MockUpstream { .. } => Ok(()),
     }
 }
 

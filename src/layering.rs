@@ -10,7 +10,13 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary and leaves",
-        &["vocab", "client_addr", "shutdown", "budget"],
+        &[
+            "vocab",
+            "client_addr",
+            "shutdown",
+            "budget",
+            "mock_upstream",
+        ],
     ),
     (
         "foundations",

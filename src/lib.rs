@@ -14,6 +14,7 @@ pub mod error;
 mod layering;
 pub mod limits;
 pub mod llm;
+pub mod mock_upstream;
 pub mod policy;
 pub mod providers;
 pub mod proxy;

@@ -199,8 +199,10 @@ fn backquoted(message: &str, prefix: &str) -> Option<String> {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Items to skip (default 0).
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

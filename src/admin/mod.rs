@@ -10,6 +10,7 @@ pub mod crud;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod policies;
 pub mod routes;
 pub mod services;
@@ -40,8 +41,10 @@ pub struct ErrorDetail {
     /// validation_failed | not_found | conflict | unauthorized | forbidden | unavailable | rate_limited | payload_too_large | unsupported_media_type | internal
     pub code: String,
     pub message: String,
-    /// Offending fields by dotted path, e.g. `options.azure_instance`.
-    #[schema(value_type = Object)]
+    /// Offending fields by dotted path, e.g. `options.azure_instance`; only on validation
+    /// errors.
+    #[schema(value_type = Object, required = false)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Value>,
 }
 

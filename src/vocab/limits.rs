@@ -132,7 +132,16 @@ impl Limits {
                     if v.is_null() {
                         continue;
                     }
-                    match v.as_u64() {
+                    // `1.0` is the integer 1 in JSON (and in JSON Schema, which the
+                    // OpenAPI document uses).
+                    let integral = v.as_u64().or_else(|| {
+                        v.as_f64()
+                            .filter(|f| {
+                                f.fract() == 0.0 && (1.0..=MAX_PER_MINUTE as f64).contains(f)
+                            })
+                            .map(|f| f as u64)
+                    });
+                    match integral {
                         Some(n) if (1..=MAX_PER_MINUTE).contains(&n) => {
                             if name == "requests_per_minute" {
                                 limits.requests_per_minute = Some(n);
@@ -265,6 +274,13 @@ mod tests {
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
+        // An integral number written with a fraction is that integer.
+        let l = Limits::parse(
+            &json!({"requests_per_minute": 60.0}),
+            "limits",
+            LimitScope::Key,
+        );
+        assert_eq!(l.unwrap().requests_per_minute, Some(60));
         let missing = Limits::parse(&json!({"budget": {}}), "limits", LimitScope::Key).unwrap_err();
         assert_eq!(missing.len(), 2);
         assert!(Limits::parse(&json!([]), "limits", LimitScope::Key).is_err());

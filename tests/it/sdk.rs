@@ -38,7 +38,7 @@ const GAP_MS: u64 = 2;
 const CUTS: [usize; 6] = [1, 5, 40, 3, 200, 17];
 
 /// A text-only Messages API answer, as Anthropic sends it (docs/wire-formats.md, "Anthropic").
-fn anthropic_message() -> Value {
+pub(crate) fn anthropic_message() -> Value {
     json!({
         "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
         "type": "message",
@@ -83,7 +83,7 @@ fn cohere_chat() -> Value {
 
 /// A two-tool answer: a text block, then `get_weather` and `get_time` (docs/wire-formats.md,
 /// "Anthropic").
-fn anthropic_tool_message() -> Value {
+pub(crate) fn anthropic_tool_message() -> Value {
     json!({
         "id": "msg_01Aq9w938a90dw8qRtw6ZpQb",
         "type": "message",
@@ -135,7 +135,7 @@ fn recut(frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 /// `message`: the same blocks, text in short `text_delta`s, tool input as `input_json_delta`
 /// fragments cut at awkward places, and the same usage (input and cache counts in `message_start`,
 /// the final `output_tokens` in `message_delta`).
-fn anthropic_stream(message: &Value) -> Behaviour {
+pub(crate) fn anthropic_stream(message: &Value) -> Behaviour {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n").into_bytes();
     let usage = &message["usage"];
     let mut start = message.clone();
@@ -237,7 +237,7 @@ fn cohere_stream(chat: &Value) -> Behaviour {
 }
 
 /// The JSON `answer` when the request is not streamed, `stream` when it is.
-fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behaviour {
+pub(crate) fn by_stream(answer: Value, stream: fn(&Value) -> Behaviour) -> Behaviour {
     Behaviour::ByStream {
         streamed: Box::new(stream(&answer)),
         whole: Box::new(Behaviour::json(200, answer)),
@@ -260,15 +260,22 @@ async fn run_script(
         .arg(key)
         .arg(alias)
         .args(mode)
-        .env("PYTHONUNBUFFERED", "1")
-        // The SDK must talk to the gateway, not to a proxy from the environment.
+        .env("PYTHONUNBUFFERED", "1");
+    let what = format!("the SDK script for {alias} (TOLLGATE_SDK_PYTHON={python})");
+    run_client(command, &what).await
+}
+
+/// Runs a client program (`what`, for messages) to completion within [`SCRIPT_TIMEOUT`]
+/// and returns the JSON summary it printed on stdout.
+pub(crate) async fn run_client(mut command: Command, what: &str) -> Value {
+    command
+        // The client must talk to the gateway, not to a proxy from the environment.
         .env("NO_PROXY", "*")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("OPENAI_API_KEY");
-    let what = format!("the SDK script for {alias} (TOLLGATE_SDK_PYTHON={python})");
-    let out = run_to_end(command, &what, SCRIPT_TIMEOUT).await;
+    let out = run_to_end(command, what, SCRIPT_TIMEOUT).await;
     serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("SDK script output for {alias} is not JSON ({e}): {out}"))
+        .unwrap_or_else(|e| panic!("the output of {what} is not JSON ({e}): {out}"))
 }
 
 /// Tenant `acme`, an Anthropic service and route (alias `claude`) and a Cohere service and

@@ -115,25 +115,8 @@ impl Env {
     /// Runs `tollgate <args>` to completion (killed after the deadline). Blocks: inside a
     /// test whose in-process app must keep running, use [`Env::run_async`].
     pub fn run(&self, args: &[&str]) -> Output {
-        let mut child = Guard(Some(self.command(args).spawn().expect("spawn tollgate")));
-        let log = Log::default();
-        let readers = log.capture(child.get(), None);
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.get().try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "tollgate {args:?} did not finish within {DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        child.0 = None;
-        for r in readers {
-            let _ = r.join();
-        }
-        let [stdout, stderr] = log.streams();
+        let child = self.command(args).spawn().expect("spawn tollgate");
+        let (status, stdout, stderr) = wait_for(child, DEADLINE, &format!("tollgate {args:?}"));
         Output {
             status,
             stdout,
@@ -502,6 +485,49 @@ pub async fn call(
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         text,
     )
+}
+
+/// Runs an outside program to completion (killed after `deadline`) on a blocking thread, so
+/// the test's runtime keeps serving it; returns its exit status, stdout and stderr.
+pub async fn run_program(mut command: Command, deadline: Duration) -> (ExitStatus, String, String) {
+    actix_web::rt::task::spawn_blocking(move || {
+        let what = format!("{command:?}");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        wait_for(child, deadline, &what)
+    })
+    .await
+    .expect("program thread")
+}
+
+/// Waits for `child` (stdout and stderr piped) to exit, capturing both; kills it and fails
+/// naming `what` after `deadline`.
+fn wait_for(child: Child, deadline: Duration, what: &str) -> (ExitStatus, String, String) {
+    let mut child = Guard(Some(child));
+    let log = Log::default();
+    let readers = log.capture(child.get(), None);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.get().try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "{what} did not finish within {deadline:?}:\n{}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.0 = None;
+    for r in readers {
+        let _ = r.join();
+    }
+    let [stdout, stderr] = log.streams();
+    (status, stdout, stderr)
 }
 
 /// Logs in to a subprocess server; panics unless it answers 200.

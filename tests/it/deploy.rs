@@ -62,7 +62,9 @@ fn compose_file_runs_tollgate_on_postgres() {
         .filter_map(|c| c.as_str())
         .collect();
     assert!(
-        redis_command.windows(2).any(|w| w == ["--appendonly", "yes"]),
+        redis_command
+            .windows(2)
+            .any(|w| w == ["--appendonly", "yes"]),
         "{redis_command:?}"
     );
     assert!(

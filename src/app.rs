@@ -81,8 +81,21 @@ pub async fn open_store(settings: &Settings, migrate: bool) -> anyhow::Result<Sh
 
 /// The admin JWT keys from the settings (generated secret file when none is configured).
 pub fn jwt_keys(settings: &Settings) -> anyhow::Result<JwtKeys> {
+    jwt_keys_with(settings, bootstrap::load_jwt_secret(settings)?)
+}
+
+/// The keys of a server that has already started (its secret is read, never generated),
+/// for `tollgate admin token`.
+pub fn existing_jwt_keys(settings: &Settings) -> anyhow::Result<JwtKeys> {
+    jwt_keys_with(settings, bootstrap::existing_jwt_secret(settings)?)
+}
+
+fn jwt_keys_with(
+    settings: &Settings,
+    hs256_secret: crate::crypto::Secret<String>,
+) -> anyhow::Result<JwtKeys> {
     JwtKeys::new(&JwtSettings {
-        hs256_secret: bootstrap::load_jwt_secret(settings)?,
+        hs256_secret,
         public_key_pem: bootstrap::load_jwt_public_key(settings)?,
         issuer: settings.admin_jwt_issuer.clone(),
         audience: settings.admin_jwt_audience.clone(),
@@ -227,7 +240,13 @@ impl Application {
             let api = admin::openapi::complete(api);
             let declared = admin::openapi::DeclaredMethods::of(&api);
             app.wrap(tracing_actix_web::TracingLogger::<admin::span::AdminRootSpan>::new())
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .url("/openapi.json", api)
+                        // Swagger UI would otherwise send the document to an outside
+                        // validator service whenever it is opened by another host name.
+                        .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+                )
                 .route(
                     "/docs",
                     web::get().to(|| async {

@@ -204,6 +204,27 @@ pub fn load_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
     Ok(Secret::new(secret))
 }
 
+/// The HS256 secret a running server uses, for `tollgate admin token`: `admin_jwt_secret`,
+/// else an existing `<data_dir>/jwt.secret`. Never generates one: a token signed with a
+/// secret the server does not have would be refused, so a missing secret is an error that
+/// says where it looked (docs/behaviour.md, "Admin tokens from the command line").
+pub fn existing_jwt_secret(settings: &Settings) -> anyhow::Result<Secret<String>> {
+    if settings.admin_jwt_secret.is_some() {
+        return load_jwt_secret(settings);
+    }
+    let path = settings.data_dir.join(JWT_SECRET_FILE);
+    if !path.exists() {
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        bail!(
+            "no admin JWT secret: TOLLGATE_ADMIN_JWT_SECRET (admin_jwt_secret) is not set and \
+             {} does not exist. Run this command with the server's configuration (the same \
+             TOLLGATE_DATA_DIR or working directory, or the same TOLLGATE_ADMIN_JWT_SECRET)",
+            shown.display()
+        );
+    }
+    load_jwt_secret(settings)
+}
+
 /// The configured public key for externally issued admin JWTs: inline PEM or a path.
 pub fn load_jwt_public_key(settings: &Settings) -> anyhow::Result<Option<String>> {
     match &settings.admin_jwt_public_key {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::app::{Application, jwt_keys, open_store};
+use crate::app::{Application, existing_jwt_keys, open_store};
 use crate::bootstrap;
 use crate::config::{Settings, parse_duration};
 use crate::vocab::Role;
@@ -145,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let ttl = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let ttl = chrono::Duration::from_std(ttl).context("--ttl is too long")?;
-            let keys = jwt_keys(&settings)?;
+            let keys = existing_jwt_keys(&settings)?;
             // A tenant_admin token is bound to the tenant's id (docs/security.md, "The admin door"), so the tenant
             // is looked up in the database now.
             let tenant_id = match &tenant {

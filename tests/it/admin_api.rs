@@ -1641,6 +1641,13 @@ async fn swagger_ui_admin_ui_and_unknown_paths() {
         "{}",
         initializer.text
     );
+    // No outside validator service: Swagger UI would send the document there when opened
+    // by a host name other than localhost.
+    assert!(
+        initializer.text.contains("\"validatorUrl\": \"none\""),
+        "{}",
+        initializer.text
+    );
     println!(
         "REDIRECT {:?}",
         app.send("GET", "/docs", None, None).await.status

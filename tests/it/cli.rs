@@ -394,7 +394,6 @@ async fn admin_token_uses_a_configured_jwt_secret() {
             ),
             401,
         ),
-        ("a generated secret", base.clone(), 401),
     ];
     for (what, env, status) in cases {
         let out = env.run_async(&["admin", "token", "--role", "admin"]).await;
@@ -405,6 +404,24 @@ async fn admin_token_uses_a_configured_jwt_secret() {
             .await;
         assert_eq!(r.status, status, "{what}: {}", r.text);
     }
+
+    // Neither a configured secret nor the data directory's file: no secret is invented (a
+    // token signed with it would be refused); the error says where it looked.
+    let out = base.run_async(&["admin", "token", "--role", "admin"]).await;
+    assert_fails(&out, "no secret anywhere");
+    assert!(out.stdout.is_empty(), "printed {:?}", out.stdout);
+    let looked = elsewhere.path().join("jwt.secret");
+    assert!(
+        out.stderr.contains(&looked.display().to_string())
+            && out.stderr.contains("TOLLGATE_ADMIN_JWT_SECRET"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !looked.exists(),
+        "a secret was generated at {}",
+        looked.display()
+    );
 }
 
 // --- migrate and first start ---

@@ -89,7 +89,11 @@ async fn tenant_status(
         Some(named) => {
             standings(
                 &state,
-                Scope::tenant(tenant.id, &tenant.name, &named.limits),
+                Scope::tenant(
+                    tenant.id,
+                    &tenant.name,
+                    named.limits.readable(&format!("tenant {}", tenant.name))?,
+                ),
             )
             .await?
         }
@@ -116,7 +120,10 @@ async fn key_status(
     let key = keys::find(&state, &tenant, &key_id).await?;
     let snap = state.snapshot.load();
     let limits = match snap.key_limits.get(&key.id) {
-        Some(named) => standings(&state, Scope::key(key.id, &key.name, &named.limits)).await?,
+        Some(named) => {
+            let limits = named.limits.readable(&format!("key {}", key.name))?;
+            standings(&state, Scope::key(key.id, &key.name, limits)).await?
+        }
         None => BTreeMap::new(),
     };
     Ok(HttpResponse::Ok().json(LimitsStatus {

@@ -28,15 +28,19 @@ pub async fn reserve(
     let route = party.route.as_ref();
     // Allocates only when a limit applies (`Vec::new` does not).
     let mut scopes = Vec::new();
+    // Limits whose stored JSON no longer parses refuse the request (503): they guard money.
     if let Some(key) = snap.key_limits.get(&caller.key_id) {
-        scopes.push(Scope::key(caller.key_id, &key.name, &key.limits));
+        let limits = key.limits.readable(&format!("key {}", key.name))?;
+        scopes.push(Scope::key(caller.key_id, &key.name, limits));
     }
     if let Some(tenant) = snap.tenant_limits.get(&caller.tenant) {
-        scopes.push(Scope::tenant(caller.tenant, &tenant.name, &tenant.limits));
+        let limits = tenant.limits.readable(&format!("tenant {}", tenant.name))?;
+        scopes.push(Scope::tenant(caller.tenant, &tenant.name, limits));
     }
     if !route.limits.is_empty() {
         let (id, name) = (route.record.id, &route.record.name);
-        scopes.push(Scope::route(id, name, caller.tenant, &route.limits));
+        let limits = route.limits.readable(&format!("route {name}"))?;
+        scopes.push(Scope::route(id, name, caller.tenant, limits));
     }
     if scopes.is_empty() {
         return Ok(());

@@ -102,7 +102,7 @@ pub struct RouteEntry {
     pub logging: Logging,
     pub streaming: ResponseStreaming,
     /// The route's limits; empty when none (docs/behaviour.md, "Limits and budgets").
-    pub limits: Limits,
+    pub limits: StoredLimits,
 }
 
 impl RouteEntry {
@@ -145,13 +145,52 @@ fn parse_column<T: serde::de::DeserializeOwned>(
 }
 
 /// Parses a stored limits object. It was checked on write; one that no longer parses (a
-/// hand-edited database) limits nothing and is logged, rather than hiding its object.
-fn parse_limits(what: &str, name: &str, value: &serde_json::Value, scope: LimitScope) -> Limits {
+/// hand-edited database) keeps its object but is marked unreadable, and the requests it
+/// applies to are refused (503 `limits_unavailable`) rather than let through unlimited:
+/// limits guard money (docs/behaviour.md, "Limits and budgets").
+fn parse_limits(
+    what: &str,
+    name: &str,
+    value: &serde_json::Value,
+    scope: LimitScope,
+) -> StoredLimits {
     match Limits::parse(value, "limits", scope) {
-        Ok(limits) => limits,
+        Ok(limits) => StoredLimits::Readable(limits),
         Err(problems) => {
-            tracing::error!(object = %format!("{what}/{name}"), problems = ?problems, "stored limits do not parse; ignoring them");
-            Limits::default()
+            tracing::error!(object = %format!("{what}/{name}"), problems = ?problems, "stored limits do not parse; requests they apply to are refused");
+            StoredLimits::Unreadable
+        }
+    }
+}
+
+/// An object's stored limits as the snapshot compiled them.
+#[derive(Debug, Clone)]
+pub enum StoredLimits {
+    Readable(Limits),
+    /// The stored JSON no longer parses: the requests these limits apply to are refused.
+    Unreadable,
+}
+
+impl StoredLimits {
+    /// The limits, or the 503 that refuses what they apply to when the stored JSON no
+    /// longer parses; `owner` names them (`tenant acme`).
+    pub fn readable(&self, owner: &str) -> Result<&Limits, crate::error::Error> {
+        match self {
+            StoredLimits::Readable(limits) => Ok(limits),
+            StoredLimits::Unreadable => Err(crate::error::Error::unavailable(format!(
+                "{owner}: the stored limits cannot be read; requests they apply to are \
+                 refused until they are saved again"
+            ))
+            .with_openai_code("limits_unavailable")),
+        }
+    }
+
+    /// Whether these limits ask the limits stage for anything (an unreadable set does: a
+    /// refusal).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            StoredLimits::Readable(limits) => limits.is_empty(),
+            StoredLimits::Unreadable => false,
         }
     }
 }
@@ -208,7 +247,7 @@ fn compile_route(r: RouteRecord, service: Arc<ServiceEntry>) -> Option<RouteEntr
 #[derive(Debug)]
 pub struct NamedLimits {
     pub name: String,
-    pub limits: Limits,
+    pub limits: StoredLimits,
 }
 
 #[derive(Debug)]

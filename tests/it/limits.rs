@@ -732,3 +732,50 @@ async fn refused_requests_are_counted_as_rejected_in_usage() {
     assert_eq!(row["rejected"], 1, "{row}");
     assert_eq!(row["prompt_tokens"], 12, "{row}");
 }
+
+/// Limits whose stored JSON no longer parses (a hand-edited database) do not stop limiting:
+/// the requests they apply to are refused with 503 `limits_unavailable` and nothing is
+/// forwarded; the status endpoint says the same; a tenant whose limits parse is not affected.
+#[actix_web::test]
+async fn stored_limits_that_no_longer_parse_fail_closed() {
+    let (app, mock, key) = setup().await;
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 100})).await;
+    let r = app.post("/tenants", json!({"name": "globex"})).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let other = new_key(&app, "globex", json!({"name": "globex-key"})).await;
+    set(&app, "/tenants/globex", json!({"requests_per_minute": 100})).await;
+    let database = app
+        .settings
+        .database_url
+        .as_ref()
+        .unwrap()
+        .expose()
+        .to_string();
+    let (settings, dir) = app.shut_down().await;
+    crate::support::hand_edit_json(
+        &database,
+        "tenants",
+        "limits",
+        "acme",
+        json!({"requests_per_minute": "many"}),
+    )
+    .await;
+
+    let app = crate::support::start(settings, dir).await;
+    let r = send(&app, &key).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "limits_unavailable", "{}", r.text);
+    assert!(r.text.contains("tenant acme"), "{}", r.text);
+    assert!(!r.text.contains("many"), "{}", r.text);
+    assert!(mock.received().is_empty(), "nothing was forwarded");
+    let s = app.get("/tenants/acme/limits/status").await;
+    assert_eq!(s.status, 503, "{}", s.text);
+    // Another tenant's limits still work.
+    let r = send(&app, &other).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(mock.received().len(), 1);
+    // Saving the limits again through the admin API repairs them.
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 100})).await;
+    let r = send(&app, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -798,35 +798,6 @@ mod on_requests {
         );
     }
 
-    /// Replaces policy `name`'s stored `config` straight in the database (a hand edit the
-    /// admin API would refuse).
-    async fn hand_edit_config(database_url: &str, name: &str, config: Value) {
-        const UPDATE: &str = "UPDATE policies SET config = $1 WHERE name = $2";
-        let config = sqlx::types::Json(config);
-        let done = if database_url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
-            let done = sqlx::query(UPDATE)
-                .bind(config)
-                .bind(name)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            done.rows_affected()
-        } else {
-            let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-            let done = sqlx::query(UPDATE)
-                .bind(config)
-                .bind(name)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            done.rows_affected()
-        };
-        assert_eq!(done, 1);
-    }
-
     /// A guard whose stored configuration no longer parses does not stop guarding: the
     /// requests it applies to are refused with 503 `policy_unavailable`, never forwarded
     /// unchecked; other routes are not affected.
@@ -853,7 +824,14 @@ mod on_requests {
         )
         .await;
         let (settings, dir) = app.shut_down().await;
-        hand_edit_config(&database, "grd", json!({"deny_patterns": "not a list"})).await;
+        crate::support::hand_edit_json(
+            &database,
+            "policies",
+            "config",
+            "grd",
+            json!({"deny_patterns": "not a list"}),
+        )
+        .await;
 
         let app = crate::support::start(settings, dir).await;
         let r = chat(&app, "/openai/chat", &key, hello()).await;

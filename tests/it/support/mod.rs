@@ -119,6 +119,41 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     }
 }
 
+/// Writes `value` into the JSON column `column` of row `name` of `table`, straight in the
+/// database: a hand edit the admin API would refuse (tests of what a stored value that no
+/// longer parses does). Run it while the app is stopped.
+pub async fn hand_edit_json(
+    database_url: &str,
+    table: &str,
+    column: &str,
+    name: &str,
+    value: Value,
+) {
+    // Table and column names come from the tests themselves, never from input.
+    let sql = || sqlx::AssertSqlSafe(format!("UPDATE {table} SET {column} = $1 WHERE name = $2"));
+    let value = sqlx::types::Json(value);
+    let done = if database_url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(database_url).await.unwrap();
+        let done = sqlx::query(sql())
+            .bind(value)
+            .bind(name)
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        done.unwrap().rows_affected()
+    } else {
+        let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+        let done = sqlx::query(sql())
+            .bind(value)
+            .bind(name)
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        done.unwrap().rows_affected()
+    };
+    assert_eq!(done, 1, "{table} {name}");
+}
+
 /// Settings for a test app in `dir`, on loopback port 0.
 pub fn test_settings(dir: &std::path::Path, database_url: String) -> Settings {
     Settings {

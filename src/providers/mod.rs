@@ -25,6 +25,9 @@ pub(crate) mod test_support;
 pub mod tgi;
 mod wire;
 
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use crate::llm::OpenAiErrorBody;
@@ -105,7 +108,8 @@ pub trait Translator: Send + Sync {
 
     /// Upstream 2xx body → OpenAI `chat.completion` / `text_completion` object, with
     /// `usage` as `{prompt_tokens, completion_tokens, total_tokens}` and mapped
-    /// `finish_reason`s.
+    /// `finish_reason`s. A count the provider does not report at all is left out of
+    /// `usage`: the proxy estimates it and marks the record (docs/behaviour.md, "Responses").
     fn response(
         &self,
         ctx: &TranslateContext<'_>,
@@ -123,6 +127,19 @@ pub trait Translator: Send + Sync {
 
     /// Upstream non-2xx body → OpenAI error (the status is passed through by the proxy).
     fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody;
+
+    /// The provider's own rate-limit headers of an answer (whole or streamed, success or
+    /// error), given to `emit` under OpenAI's names (docs/wire-formats.md, "Rate-limit
+    /// headers"); `now` turns a reset given as a time into OpenAI's duration. Headers
+    /// already named as OpenAI names them pass through without this (the default does
+    /// nothing), and nothing is allocated for an answer without such headers.
+    fn rate_limit_headers<'h>(
+        &self,
+        _headers: &'h [(String, String)],
+        _now: DateTime<Utc>,
+        _emit: &mut dyn FnMut(&'static str, Cow<'h, str>),
+    ) {
+    }
 
     /// The transcoder for one streamed 2xx answer (docs/behaviour.md, "Streaming rules"); `None`
     /// when this provider (in this format) cannot stream, which the proxy refuses with a 400 before

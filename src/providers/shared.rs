@@ -472,3 +472,50 @@ pub(super) fn normalise_usage(raw: Option<&Value>) -> Value {
     out.insert("total_tokens".into(), Value::from(total));
     Value::Object(out)
 }
+
+/// A duration in OpenAI's rate-limit reset format (Go's): `20ms`, `1s`, `1.5s`, `6m0s`,
+/// `1h2m3s`; a past or present reset is `0s`.
+pub(super) fn openai_duration(millis: i64) -> String {
+    use std::fmt::Write;
+    if millis <= 0 {
+        return "0s".to_string();
+    }
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (seconds, ms) = (rest / 1000, rest % 1000);
+    let mut out = String::with_capacity(12);
+    if hours > 0 {
+        let _ = write!(out, "{hours}h");
+    }
+    if hours > 0 || minutes > 0 {
+        let _ = write!(out, "{minutes}m");
+    }
+    let _ = write!(out, "{seconds}");
+    if ms > 0 {
+        let fraction = format!("{ms:03}");
+        let _ = write!(out, ".{}", fraction.trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openai_duration;
+
+    #[test]
+    fn durations_are_written_as_openai_writes_resets() {
+        assert_eq!(openai_duration(-5), "0s");
+        assert_eq!(openai_duration(0), "0s");
+        assert_eq!(openai_duration(20), "20ms");
+        assert_eq!(openai_duration(1000), "1s");
+        assert_eq!(openai_duration(1500), "1.5s");
+        assert_eq!(openai_duration(8_640), "8.64s");
+        assert_eq!(openai_duration(360_000), "6m0s");
+        assert_eq!(openai_duration(3_723_000), "1h2m3s");
+        assert_eq!(openai_duration(3_600_000), "1h0m0s");
+    }
+}

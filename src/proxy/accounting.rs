@@ -108,6 +108,7 @@ fn whole(
         &Record {
             response_model: outcome.response_model.as_deref(),
             usage: outcome.usage,
+            usage_estimated: outcome.usage_estimated,
             duration,
             upstream: ctx.upstream_started.map(|(at, _)| UpstreamTiming {
                 started_at: at,

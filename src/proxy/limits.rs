@@ -149,7 +149,9 @@ fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
 
 /// The rate-limit headers on an answer the request's limits let through: numbers straight
 /// into header values, no string formatted per header (every answer on a limited route
-/// carries them).
+/// carries them). Where the upstream's own (already under OpenAI's names, respond.rs)
+/// has less remaining, the upstream's group of three stays: the client sees the stricter
+/// of the two (docs/behaviour.md, "Responses"); on a tie the gateway's.
 pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
     // Built at compile time: `from_static` on a runtime `&str` validates it every call.
     const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
@@ -163,16 +165,33 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
         return;
     };
     let headers = response.headers_mut();
-    if let Some(r) = rate.requests {
+    if let Some(r) = rate.requests
+        && !upstream_stricter(headers, &REMAINING_REQUESTS, r.remaining)
+    {
         headers.insert(LIMIT_REQUESTS, HeaderValue::from(r.limit));
         headers.insert(REMAINING_REQUESTS, HeaderValue::from(r.remaining));
         headers.insert(RESET_REQUESTS, seconds(r.reset_secs));
     }
-    if let Some(r) = rate.tokens {
+    if let Some(r) = rate.tokens
+        && !upstream_stricter(headers, &REMAINING_TOKENS, r.remaining)
+    {
         headers.insert(LIMIT_TOKENS, HeaderValue::from(r.limit));
         headers.insert(REMAINING_TOKENS, HeaderValue::from(r.remaining));
         headers.insert(RESET_TOKENS, seconds(r.reset_secs));
     }
+}
+
+/// Whether the answer already says (from the upstream) fewer remaining than `remaining`.
+fn upstream_stricter(
+    headers: &actix_web::http::header::HeaderMap,
+    name: &HeaderName,
+    remaining: i64,
+) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .is_some_and(|upstream| upstream < remaining)
 }
 
 /// `12s`, written into a stack buffer.
@@ -218,5 +237,39 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// The upstream's group stays where it has less remaining; else the gateway's
+    /// replaces it whole.
+    #[test]
+    fn the_stricter_of_upstream_and_gateway_is_sent() {
+        let rate = RateHeaders {
+            requests: Some(Rate {
+                limit: 600,
+                remaining: 500,
+                reset_secs: 59,
+            }),
+            tokens: Some(Rate {
+                limit: 200_000,
+                remaining: 10,
+                reset_secs: 7,
+            }),
+        };
+        let mut response = HttpResponse::Ok()
+            .insert_header(("x-ratelimit-limit-requests", "50"))
+            .insert_header(("x-ratelimit-remaining-requests", "4"))
+            .insert_header(("x-ratelimit-reset-requests", "1m0s"))
+            .insert_header(("x-ratelimit-limit-tokens", "80000"))
+            .insert_header(("x-ratelimit-remaining-tokens", "79000"))
+            .insert_header(("x-ratelimit-reset-tokens", "20ms"))
+            .finish();
+        set_headers(&mut response, Some(rate));
+        let h = |n: &str| response.headers().get(n).unwrap().to_str().unwrap();
+        assert_eq!(h("x-ratelimit-limit-requests"), "50");
+        assert_eq!(h("x-ratelimit-remaining-requests"), "4");
+        assert_eq!(h("x-ratelimit-reset-requests"), "1m0s");
+        assert_eq!(h("x-ratelimit-limit-tokens"), "200000");
+        assert_eq!(h("x-ratelimit-remaining-tokens"), "10");
+        assert_eq!(h("x-ratelimit-reset-tokens"), "7s");
     }
 }

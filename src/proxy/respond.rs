@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::llm::tokens::{Counter, PromptEstimate};
 use crate::llm::{StreamMeta, Transcode};
 use crate::providers::embeddings::{self, Encoding};
-use crate::providers::{TranslateContext, TranslateError};
+use crate::providers::{TranslateContext, TranslateError, Translator, WireFormat};
 use crate::vocab::{RouteKind, RouteType};
 
 use super::context::Party;
@@ -37,6 +37,8 @@ pub struct Outcome {
     pub response_model: Option<String>,
     /// `None` when the provider reported none (errors, `preserve`).
     pub usage: Option<(u64, u64)>,
+    /// A count the provider did not report was estimated by the gateway.
+    pub usage_estimated: bool,
     pub finish_reason: Option<String>,
     pub error_type: Option<String>,
     pub upstream_latency: Duration,
@@ -47,6 +49,8 @@ pub struct Outcome {
 
 /// A 2xx stream, ready to be sent.
 pub struct StreamStart {
+    /// Its translator names the upstream's rate-limit headers as OpenAI does.
+    pub wire: WireFormat,
     pub upstream: UpstreamStream,
     pub transcode: Transcode,
     pub request_model: String,
@@ -113,21 +117,10 @@ pub fn reply(
             let estimate = PromptEstimate::lazy(
                 body_sent,
                 Counter::for_model(provider.name(), &plan.model),
-                route
-                    .service
-                    .credential
-                    .as_ref()
-                    .filter(|c| c.param_location.as_deref() == Some("body"))
-                    .and_then(|c| c.param_name.clone()),
+                body_credential(route),
             );
-            let mut head = HttpResponse::build(
-                StatusCode::from_u16(upstream.status).unwrap_or(StatusCode::OK),
-            );
-            head.insert_header(("content-type", "text/event-stream"))
-                .insert_header(("cache-control", "no-cache"))
-                .insert_header(("x-accel-buffering", "no"));
-            pass_rate_limit_hints(&mut head, &upstream.headers);
             return Ok(Reply::Stream(StreamStart {
+                wire: route.service.wire,
                 upstream,
                 transcode: Transcode::new(stream.transcoder, meta, provider.name())
                     .with_prompt_estimate(estimate)
@@ -150,8 +143,9 @@ pub fn reply(
 
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
-    pass_rate_limit_hints(&mut builder, &reply.headers);
+    pass_rate_limit_hints(&mut builder, &reply.headers, route.service.translator());
     let mut logged_response = None;
+    let mut usage_estimated = false;
     let mut finish_reason = None;
     let mut error_type = None;
     let (response, response_model, usage) = match plan.operation {
@@ -216,7 +210,7 @@ pub fn reply(
                 (builder.body(reply.body.clone()), Some(facts.model), usage)
             } else {
                 let ctx = translate_context(route, &plan.model, default_max_tokens);
-                let translated = translator.response(&ctx, kind, &reply.body).map_err(|e| {
+                let mut translated = translator.response(&ctx, kind, &reply.body).map_err(|e| {
                     Error::upstream(
                         StatusCode::BAD_GATEWAY,
                         format!(
@@ -227,6 +221,18 @@ pub fn reply(
                         ),
                     )
                 })?;
+                if translated.pointer("/usage/prompt_tokens").is_none()
+                    || translated.pointer("/usage/completion_tokens").is_none()
+                {
+                    estimate_usage(
+                        &mut translated,
+                        &body_sent,
+                        route,
+                        provider.name(),
+                        &plan.model,
+                    );
+                    usage_estimated = true;
+                }
                 let usage = Some(usage_of(&translated));
                 finish_reason = translated
                     .get("choices")
@@ -265,6 +271,7 @@ pub fn reply(
         usage,
         finish_reason,
         error_type,
+        usage_estimated,
         upstream_latency: reply.latency,
         upstream_body: logged_request,
         logged_response,
@@ -316,6 +323,54 @@ fn embeddings_answer(
     Ok(answer)
 }
 
+/// Fills the counts a translated answer's provider did not report (docs/behaviour.md,
+/// "Responses"), as a stream's are: the prompt from the body as sent upstream
+/// (src/llm/tokens.rs), the completion from the answer's text at 4 characters per token.
+fn estimate_usage(
+    answer: &mut Value,
+    body_sent: &Bytes,
+    route: &crate::snapshot::RouteEntry,
+    provider: &str,
+    model: &str,
+) {
+    let reported = |answer: &Value, key: &str| {
+        answer
+            .pointer(&format!("/usage/{key}"))
+            .and_then(Value::as_u64)
+    };
+    let prompt = reported(answer, "prompt_tokens").unwrap_or_else(|| {
+        PromptEstimate::lazy(
+            body_sent.clone(),
+            Counter::for_model(provider, model),
+            body_credential(route),
+        )
+        .tokens()
+    });
+    let completion = reported(answer, "completion_tokens").unwrap_or_else(|| {
+        let choice = answer.pointer("/choices/0");
+        let text = choice
+            .and_then(|c| c.pointer("/message/content").or_else(|| c.get("text")))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        (text.chars().count() as u64).div_ceil(4)
+    });
+    answer["usage"] = json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt.saturating_add(completion),
+    });
+}
+
+/// The body field that carries the credential, not counted as prompt.
+fn body_credential(route: &crate::snapshot::RouteEntry) -> Option<String> {
+    route
+        .service
+        .credential
+        .as_ref()
+        .filter(|c| c.param_location.as_deref() == Some("body"))
+        .and_then(|c| c.param_name.clone())
+}
+
 /// The tokens of an embeddings request as sent upstream: its texts (`input`, or Cohere's
 /// `texts`) counted with the model's tokenizer, token ids one each.
 fn estimate_input_tokens(body_sent: &[u8], counter: Counter) -> u64 {
@@ -344,18 +399,27 @@ impl StreamStart {
         head.insert_header(("content-type", "text/event-stream"))
             .insert_header(("cache-control", "no-cache"))
             .insert_header(("x-accel-buffering", "no"));
-        pass_rate_limit_hints(&mut head, &self.upstream.headers);
+        pass_rate_limit_hints(&mut head, &self.upstream.headers, self.wire.translator());
         head
     }
 }
 
-/// Rate-limit hints are useful to clients; cookies and framing headers are not ours.
-fn pass_rate_limit_hints(builder: &mut HttpResponseBuilder, headers: &[(String, String)]) {
+/// Rate-limit hints are useful to clients; cookies and framing headers are not ours. The
+/// ones already under OpenAI's names pass as sent; the translator names its provider's
+/// own (docs/wire-formats.md, "Rate-limit headers").
+fn pass_rate_limit_hints(
+    builder: &mut HttpResponseBuilder,
+    headers: &[(String, String)],
+    translator: &dyn Translator,
+) {
     for (name, value) in headers {
-        if name.starts_with("x-ratelimit-") || name == "retry-after" {
+        if name.starts_with("x-ratelimit-") || name == "retry-after" || name == "retry-after-ms" {
             builder.insert_header((name.as_str(), value.as_str()));
         }
     }
+    translator.rate_limit_headers(headers, chrono::Utc::now(), &mut |name, value| {
+        builder.insert_header((name, value.as_ref()));
+    });
 }
 
 /// `chatcmpl-…` / `cmpl-…`, like OpenAI's ids.

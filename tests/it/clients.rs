@@ -1,7 +1,8 @@
 //! What mainstream OpenAI clients send and expect, through the real listener
 //! (docs/behaviour.md, "Responses", "Streaming rules"; docs/wire-formats.md): Azure's
 //! older api-versions without `stream_options`, the provider refusing the gateway's
-//! credential, `GET /v1/models/{id}`, array prompts and `x-request-id`.
+//! credential, `GET /v1/models/{id}`, array prompts, `x-request-id`, providers' rate-limit
+//! headers under OpenAI's names, and usage estimated where a provider's answer counts none.
 
 use serde_json::{Value, json};
 
@@ -9,7 +10,9 @@ use crate::support::TestApp;
 use crate::support::mock_upstream::{Behaviour, MockUpstream, Tail};
 use crate::support::proxy::{acme_with_credential, chat, new_key};
 use crate::support::spawn_app;
-use crate::support::streaming::{openai_sse, sse, stream};
+use crate::support::streaming::{
+    analytics_lines, anthropic_sse, app_with_log, openai_sse, sse, stream,
+};
 
 /// A service `svc` of `provider` at `mock.base + upstream_path` with `options`, a route
 /// `r` (`/p`, alias `alias`) of `route_type`, and a tenant key.
@@ -491,5 +494,321 @@ async fn json_mode_on_anthropic_streams_the_answer_as_content() {
     assert_eq!(
         mock.last().json()["tool_choice"]["name"],
         "tollgate_json_answer"
+    );
+}
+
+/// An Anthropic Messages answer that counts its tokens (5 in, 1 out).
+fn anthropic_message() -> Value {
+    json!({"id": "msg_1", "type": "message", "role": "assistant",
+        "model": "claude-sonnet-4", "content": [{"type": "text", "text": "Hi"}],
+        "stop_reason": "end_turn", "usage": {"input_tokens": 5, "output_tokens": 1}})
+}
+
+/// [`configure`] for an Anthropic chat route at the mock's `/v1/messages`.
+async fn configure_anthropic_chat(app: &TestApp, mock: &MockUpstream) -> String {
+    configure(
+        app,
+        mock,
+        "anthropic",
+        "/v1/messages",
+        json!({"anthropic_version": "2023-06-01"}),
+        "llm/v1/chat",
+    )
+    .await
+}
+
+/// `hi` to the chat alias.
+async fn hi(app: &TestApp, key: &str) -> crate::support::proxy::ProxyReply {
+    chat(
+        app,
+        "/v1/chat/completions",
+        key,
+        json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+}
+
+/// The value of `name` on an answer, or "" (asserted against).
+fn header<'a>(headers: &'a awc::http::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Anthropic's rate-limit headers, their resets `reset_in` from now (whole seconds).
+fn anthropic_rate_headers(reset_in: chrono::Duration) -> Vec<(&'static str, String)> {
+    let reset = (chrono::Utc::now() + reset_in).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    vec![
+        ("anthropic-ratelimit-requests-limit", "50".into()),
+        ("anthropic-ratelimit-requests-remaining", "49".into()),
+        ("anthropic-ratelimit-requests-reset", reset.clone()),
+        ("anthropic-ratelimit-tokens-limit", "80000".into()),
+        ("anthropic-ratelimit-tokens-remaining", "79000".into()),
+        ("anthropic-ratelimit-tokens-reset", reset),
+        ("anthropic-ratelimit-input-tokens-remaining", "40000".into()),
+        ("retry-after", "7".into()),
+    ]
+}
+
+/// OpenAI's six names, with Anthropic's numbers and a reset 10 minutes away (`9m59.xs` or
+/// `10m0s`, Go's duration format as OpenAI writes it).
+fn assert_openai_rate_headers(headers: &awc::http::header::HeaderMap, what: &str) {
+    let h = |name: &str| header(headers, name);
+    assert_eq!(h("x-ratelimit-limit-requests"), "50", "{what}");
+    assert_eq!(h("x-ratelimit-remaining-requests"), "49", "{what}");
+    assert_eq!(h("x-ratelimit-limit-tokens"), "80000", "{what}");
+    assert_eq!(h("x-ratelimit-remaining-tokens"), "79000", "{what}");
+    for reset in ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"] {
+        let value = h(reset);
+        assert!(
+            value == "10m0s" || (value.starts_with("9m5") && value.ends_with('s')),
+            "{what}: {reset}: {value:?}"
+        );
+    }
+    assert_eq!(h("retry-after"), "7", "{what}");
+}
+
+#[actix_web::test]
+async fn anthropic_rate_limit_headers_reach_the_client_under_openai_names() {
+    let message = anthropic_message();
+    let headers = anthropic_rate_headers(chrono::Duration::minutes(10));
+    let behaviour = |inner| Behaviour::WithHeaders(headers.clone(), Box::new(inner));
+    let mock = MockUpstream::start(behaviour(Behaviour::ByStream {
+        whole: Box::new(Behaviour::json(200, message)),
+        streamed: Box::new(sse(anthropic_sse(&["Hi"], 5, 1), 2, Tail::End)),
+    }))
+    .await;
+    let app = spawn_app().await;
+    let key = configure_anthropic_chat(&app, &mock).await;
+    let ask = json!({"model": "alias", "messages": [{"role": "user", "content": "hi"}]});
+
+    // A whole answer.
+    let r = chat(&app, "/v1/chat/completions", &key, ask.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_openai_rate_headers(&r.headers, "whole");
+
+    // A stream: the head carries them.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let mut resp = app
+        .client
+        .post(format!("{}/v1/chat/completions", app.proxy))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&streamed)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_openai_rate_headers(resp.headers(), "stream");
+    let body = resp.body().await.unwrap();
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+
+    // An error: Anthropic's 429 keeps its status and gets the same names.
+    mock.set(behaviour(Behaviour::json(
+        429,
+        json!({"type": "error", "error": {"type": "rate_limit_error",
+               "message": "Number of request tokens has exceeded your per-minute rate limit"}}),
+    )));
+    let r = chat(&app, "/v1/chat/completions", &key, ask.clone()).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_openai_rate_headers(&r.headers, "429");
+    // And a streamed request answered with an error.
+    let r = chat(&app, "/v1/chat/completions", &key, streamed).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_openai_rate_headers(&r.headers, "streamed 429");
+}
+
+#[actix_web::test]
+async fn mistral_rate_limit_headers_reach_the_client_under_openai_names() {
+    let headers = vec![
+        ("x-ratelimit-limit-req-minute", "60".to_string()),
+        ("x-ratelimit-remaining-req-minute", "58".to_string()),
+        ("x-ratelimit-limit-tokens-minute", "500000".to_string()),
+        ("x-ratelimit-remaining-tokens-minute", "499000".to_string()),
+        ("x-ratelimit-limit-tokens-month", "1000000000".to_string()),
+    ];
+    let completion = json!({"id": "cmpl-9", "object": "chat.completion", "created": 1_700_000_000,
+        "model": "mistral-small-latest",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}});
+    let mock = MockUpstream::start(Behaviour::WithHeaders(
+        headers,
+        Box::new(Behaviour::json(200, completion)),
+    ))
+    .await;
+    let app = spawn_app().await;
+    let key = configure(
+        &app,
+        &mock,
+        "mistral",
+        "/v1/chat/completions",
+        json!({"mistral_format": "openai"}),
+        "llm/v1/chat",
+    )
+    .await;
+    let r = hi(&app, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = |name: &str| header(&r.headers, name);
+    assert_eq!(h("x-ratelimit-limit-requests"), "60");
+    assert_eq!(h("x-ratelimit-remaining-requests"), "58");
+    assert_eq!(h("x-ratelimit-limit-tokens"), "500000");
+    assert_eq!(h("x-ratelimit-remaining-tokens"), "499000");
+    // No reset is sent by Mistral, so none is made up; its own names still pass.
+    assert_eq!(h("x-ratelimit-reset-requests"), "");
+    assert_eq!(h("x-ratelimit-limit-tokens-month"), "1000000000");
+}
+
+/// `/usage` totals once `requests` requests are recorded: (prompt, completion).
+async fn usage_totals(app: &TestApp, requests: u64) -> (u64, u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let r = app.get("/usage").await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let rows = r.body["data"].as_array().unwrap().clone();
+        let sum = |k: &str| rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>();
+        if sum("requests") >= requests || started.elapsed() > std::time::Duration::from_secs(10) {
+            assert_eq!(sum("requests"), requests, "{rows:?}");
+            return (sum("prompt_tokens"), sum("completion_tokens"));
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A whole answer that counts no tokens is estimated as its stream would be: the prompt
+/// as sent, the answer at 4 characters per token; the client, the usage rows and the
+/// analytics line (`usage_estimated: true`) say the same.
+async fn check_estimated_whole_answer(
+    provider: &str,
+    upstream_path: &str,
+    options: Value,
+    route_type: &str,
+    answer: Value,
+    ask: Value,
+    text: &str,
+) {
+    let mock = MockUpstream::start(Behaviour::json(200, answer)).await;
+    let (app, log, _dir) = app_with_log().await;
+    let key = configure(&app, &mock, provider, upstream_path, options, route_type).await;
+    let path = if route_type == "llm/v1/chat" {
+        "/v1/chat/completions"
+    } else {
+        "/v1/completions"
+    };
+    let r = chat(&app, path, &key, ask).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let usage = &r.body["usage"];
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert!(prompt > 0, "{provider}: {usage}");
+    assert_eq!(
+        completion,
+        (text.chars().count() as u64).div_ceil(4),
+        "{provider}: {usage}"
+    );
+    assert_eq!(usage["total_tokens"], prompt + completion, "{provider}");
+    let line = analytics_lines(&log, 1)
+        .await
+        .pop()
+        .expect("an analytics line");
+    assert_eq!(line["tollgate"]["usage_estimated"], true, "{line}");
+    assert_eq!(
+        line["ai"]["proxy"]["usage"]["prompt_tokens"], prompt,
+        "{line}"
+    );
+    assert_eq!(
+        line["ai"]["proxy"]["usage"]["completion_tokens"], completion,
+        "{line}"
+    );
+    assert_eq!(
+        usage_totals(&app, 1).await,
+        (prompt, completion),
+        "{provider}"
+    );
+}
+
+#[actix_web::test]
+async fn a_whole_tgi_answer_without_counts_is_estimated() {
+    check_estimated_whole_answer(
+        "llama2",
+        "/generate",
+        json!({"llama2_format": "raw"}),
+        "llm/v1/chat",
+        json!({"generated_text": "[INST] Say hello to everyone here [/INST] Hello there, everyone!"}),
+        json!({"model": "alias", "messages": [{"role": "user", "content": "Say hello to everyone here"}]}),
+        "Hello there, everyone!",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_whole_legacy_anthropic_completion_is_estimated() {
+    check_estimated_whole_answer(
+        "anthropic",
+        "/v1/complete",
+        json!({"anthropic_version": "2023-06-01"}),
+        "llm/v1/completions",
+        json!({"type": "completion", "id": "compl_1", "completion": " Hello! My name is Claude.",
+               "stop_reason": "stop_sequence", "model": "claude-2.1"}),
+        json!({"model": "alias", "prompt": "Introduce yourself in one sentence, please."}),
+        " Hello! My name is Claude.",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_whole_answer_with_counts_is_not_estimated() {
+    let message = anthropic_message();
+    let mock = MockUpstream::start(Behaviour::json(200, message)).await;
+    let (app, log, _dir) = app_with_log().await;
+    let key = configure_anthropic_chat(&app, &mock).await;
+    let r = hi(&app, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["usage"]["prompt_tokens"], 5);
+    let line = analytics_lines(&log, 1)
+        .await
+        .pop()
+        .expect("an analytics line");
+    assert_eq!(line["tollgate"]["usage_estimated"], false, "{line}");
+    assert_eq!(usage_totals(&app, 1).await, (5, 1));
+}
+
+#[actix_web::test]
+async fn the_stricter_of_the_provider_and_the_gateway_limit_is_sent() {
+    let message = anthropic_message();
+    let mock = MockUpstream::start(Behaviour::WithHeaders(
+        anthropic_rate_headers(chrono::Duration::minutes(10)),
+        Box::new(Behaviour::json(200, message)),
+    ))
+    .await;
+    let app = spawn_app().await;
+    configure_anthropic_chat(&app, &mock).await;
+    // The key allows more requests than Anthropic has left (49), and fewer tokens (79000).
+    let key = new_key(
+        &app,
+        "acme",
+        json!({"name": "limited", "limits": {"requests_per_minute": 1000, "tokens_per_minute": 5000}}),
+    )
+    .await;
+    let r = hi(&app, &key).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = |name: &str| header(&r.headers, name);
+    // Requests: Anthropic's group, whole.
+    assert_eq!(h("x-ratelimit-limit-requests"), "50");
+    assert_eq!(h("x-ratelimit-remaining-requests"), "49");
+    assert!(
+        h("x-ratelimit-reset-requests").contains('m'),
+        "{:?}",
+        r.headers
+    );
+    // Tokens: the gateway's group, whole.
+    assert_eq!(h("x-ratelimit-limit-tokens"), "5000");
+    let remaining: u64 = h("x-ratelimit-remaining-tokens").parse().unwrap();
+    assert!(remaining < 5000, "{remaining}");
+    assert!(h("x-ratelimit-reset-tokens").ends_with('s'));
+    assert!(
+        !h("x-ratelimit-reset-tokens").contains('m'),
+        "{:?}",
+        r.headers
     );
 }

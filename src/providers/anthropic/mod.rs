@@ -8,12 +8,16 @@
 //! consecutive same-role turns are merged, empty text is not forwarded, `finish_reason` is mapped
 //! to OpenAI values, responses carry an `id`, and `usage` is always an object.
 
+mod rate_limits;
 mod request;
 mod response;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{
@@ -50,6 +54,15 @@ impl Translator for Anthropic {
 
     fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody {
         response::error(status, body)
+    }
+
+    fn rate_limit_headers<'h>(
+        &self,
+        headers: &'h [(String, String)],
+        now: DateTime<Utc>,
+        emit: &mut dyn FnMut(&'static str, Cow<'h, str>),
+    ) {
+        rate_limits::rate_limit_headers(headers, now, emit);
     }
 
     fn stream(

@@ -157,7 +157,8 @@ pub(super) fn completions_response(
             "text": text,
             "finish_reason": finish_reason(obj.get("stop_reason"), false),
         }],
-        "usage": usage(obj.get("usage")),
+        // `/v1/complete` reports no usage: left out for the proxy to estimate.
+        "usage": obj.get("usage").map_or_else(|| json!({}), |u| usage(Some(u))),
     }))
 }
 

@@ -834,10 +834,8 @@ fn completions_response() {
         out["choices"],
         json!([{"index": 0, "text": " Hello! My name is Claude.", "finish_reason": "stop"}])
     );
-    assert_eq!(
-        out["usage"],
-        json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
-    );
+    // `/v1/complete` counts nothing: left out, for the proxy to estimate.
+    assert_eq!(out["usage"], json!({}));
     let out = respond(
         RouteKind::Completions,
         r#"{"content":[{"type":"text","text":"hi"}],"stop_reason":"max_tokens"}"#,
@@ -986,11 +984,14 @@ fn kong_unit_fixtures_anthropic() {
         let mut kong = object(read(&format!("expected-responses/anthropic/{file}")));
         // Differences from Kong, 4: our response has an `id`; Kong's has none.
         assert!(ours.remove("id").is_some_and(|id| id.is_string()));
-        // Differences from Kong, 4: usage is always an object (Kong omits it for completions).
-        assert!(
-            ours.remove("usage")
-                .is_some_and(|u| u["total_tokens"].is_u64())
-        );
+        // Differences from Kong, 4: usage is always an object (Kong omits it for
+        // completions); `/v1/complete` counts nothing, so its counts are left for the proxy
+        // to estimate (docs/behaviour.md, "Responses").
+        let usage = ours.remove("usage").expect("usage");
+        match kind {
+            RouteKind::Chat => assert!(usage["total_tokens"].is_u64(), "{usage}"),
+            RouteKind::Completions => assert_eq!(usage, json!({})),
+        }
         kong.remove("usage");
         // "Responses": `created` is part of the OpenAI shape we always emit; Kong omits it.
         assert!(ours.remove("created").is_some_and(|c| c.is_i64()));
@@ -1474,4 +1475,70 @@ fn assistant_text_with_tool_calls_then_tool_results_merge_into_one_user_turn() {
         body["tool_choice"],
         json!({"type": "tool", "name": "f", "disable_parallel_tool_use": true})
     );
+}
+
+/// Anthropic's rate-limit headers reach the client under OpenAI's names, resets as
+/// OpenAI's durations; the tokens group is the combined limit when sent, else the input or
+/// output limit with less remaining.
+#[test]
+fn rate_limit_headers_get_openai_names() {
+    let now = chrono::DateTime::parse_from_rfc3339("2025-08-21T12:40:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let collect = |headers: &[(&str, &str)]| {
+        let owned: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let mut out = Vec::new();
+        Anthropic.rate_limit_headers(&owned, now, &mut |n, v| out.push((n, v.into_owned())));
+        out
+    };
+    let got = collect(&[
+        ("anthropic-ratelimit-requests-limit", "50"),
+        ("anthropic-ratelimit-requests-remaining", "49"),
+        ("anthropic-ratelimit-requests-reset", "2025-08-21T12:40:59Z"),
+        ("anthropic-ratelimit-tokens-limit", "80000"),
+        ("anthropic-ratelimit-tokens-remaining", "79000"),
+        ("anthropic-ratelimit-tokens-reset", "2025-08-21T12:46:00Z"),
+        ("anthropic-ratelimit-input-tokens-remaining", "1"),
+        ("retry-after", "3"),
+        ("content-type", "application/json"),
+    ]);
+    let expected: Vec<(&str, String)> = vec![
+        ("x-ratelimit-limit-requests", "50".into()),
+        ("x-ratelimit-remaining-requests", "49".into()),
+        ("x-ratelimit-reset-requests", "59s".into()),
+        ("x-ratelimit-limit-tokens", "80000".into()),
+        ("x-ratelimit-remaining-tokens", "79000".into()),
+        ("x-ratelimit-reset-tokens", "6m0s".into()),
+    ];
+    assert_eq!(got, expected);
+
+    // Input and output limits only: the one with less remaining; a past reset is 0s.
+    let got = collect(&[
+        ("anthropic-ratelimit-input-tokens-limit", "40000"),
+        ("anthropic-ratelimit-input-tokens-remaining", "39000"),
+        (
+            "anthropic-ratelimit-input-tokens-reset",
+            "2025-08-21T12:40:01Z",
+        ),
+        ("anthropic-ratelimit-output-tokens-limit", "8000"),
+        ("anthropic-ratelimit-output-tokens-remaining", "100"),
+        (
+            "anthropic-ratelimit-output-tokens-reset",
+            "2025-08-21T12:39:00Z",
+        ),
+    ]);
+    let expected: Vec<(&str, String)> = vec![
+        ("x-ratelimit-limit-tokens", "8000".into()),
+        ("x-ratelimit-remaining-tokens", "100".into()),
+        ("x-ratelimit-reset-tokens", "0s".into()),
+    ];
+    assert_eq!(got, expected);
+
+    // None of Anthropic's headers: nothing; an unreadable reset is dropped.
+    assert!(collect(&[("retry-after", "3")]).is_empty());
+    let got = collect(&[("anthropic-ratelimit-requests-reset", "soon")]);
+    assert!(got.is_empty(), "{got:?}");
 }

@@ -10,12 +10,16 @@
 
 mod embeddings;
 mod endpoint;
+mod rate_limits;
 mod request;
 mod response;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::shared::normalise_error;
@@ -68,6 +72,17 @@ impl Translator for OpenAiCompatible {
 
     fn error(&self, status: u16, body: &[u8]) -> OpenAiErrorBody {
         normalise_error(status, body)
+    }
+
+    fn rate_limit_headers<'h>(
+        &self,
+        headers: &'h [(String, String)],
+        _now: DateTime<Utc>,
+        emit: &mut dyn FnMut(&'static str, Cow<'h, str>),
+    ) {
+        if self.0 == Dialect::Mistral {
+            rate_limits::mistral(headers, emit);
+        }
     }
 
     fn stream(

@@ -1442,3 +1442,37 @@ fn answers_that_need_normalising_are_translated() {
     let completion = fixture("openai", "completions-response.json");
     assert!(!assert_verbatim_is_sound(&s, CHAT, completion.as_bytes()));
 }
+
+/// Mistral's per-minute headers get OpenAI's names; the other dialects already use them.
+#[test]
+fn mistral_rate_limit_headers_get_openai_names() {
+    let headers: Vec<(String, String)> = [
+        ("x-ratelimit-limit-req-minute", "60"),
+        ("x-ratelimit-remaining-req-minute", "59"),
+        ("x-ratelimit-limit-tokens-minute", "500000"),
+        ("x-ratelimit-remaining-tokens-minute", "499000"),
+        ("x-ratelimit-limit-tokens-month", "1000000000"),
+        ("x-ratelimit-tokens-query-cost", "1000"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    let collect = |dialect| {
+        let mut out = Vec::new();
+        OpenAiCompatible::of(dialect).rate_limit_headers(
+            &headers,
+            chrono::Utc::now(),
+            &mut |n, v| out.push((n, v.into_owned())),
+        );
+        out
+    };
+    let expected: Vec<(&str, String)> = vec![
+        ("x-ratelimit-limit-requests", "60".into()),
+        ("x-ratelimit-remaining-requests", "59".into()),
+        ("x-ratelimit-limit-tokens", "500000".into()),
+        ("x-ratelimit-remaining-tokens", "499000".into()),
+    ];
+    assert_eq!(collect(Dialect::Mistral), expected);
+    assert!(collect(Dialect::OpenAi).is_empty());
+    assert!(collect(Dialect::Azure).is_empty());
+}

@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 
 use crate::providers::shared::{
     map_finish_reason, new_id, normalise_usage, now_secs, object_name, parse_body, token_count,
-    usage,
 };
 use crate::providers::{RouteKind, TranslateContext, TranslateError};
 
@@ -75,10 +74,14 @@ pub(super) fn raw_response(
     let usage = match value.get("usage").filter(|u| u.is_object()) {
         // Kong copies a `usage` the server reports.
         Some(u) => normalise_usage(Some(u)),
-        None => usage(
-            0,
-            token_count(details.and_then(|d| d.get("generated_tokens"))),
-        ),
+        // TGI never counts the prompt, and the completion only with `details`: the counts
+        // it lacks are left out for the proxy to estimate.
+        None => match details.and_then(|d| d.get("generated_tokens")) {
+            Some(generated) if !generated.is_null() => {
+                json!({"completion_tokens": token_count(Some(generated))})
+            }
+            _ => json!({}),
+        },
     };
     Ok(json!({
         "id": new_id(kind),

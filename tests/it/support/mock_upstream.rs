@@ -47,6 +47,8 @@ pub enum Behaviour {
     },
     /// A redirect: `status` with `Location: location` and a small body.
     Redirect { status: u16, location: String },
+    /// `inner`, its answer carrying these headers too (a provider's rate-limit headers).
+    WithHeaders(Vec<(&'static str, String)>, Box<Behaviour>),
     /// `streamed` when the request body says `"stream": true`, else `whole`.
     ByStream {
         whole: Box<Behaviour>,
@@ -161,6 +163,11 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
         body: body.to_vec(),
     });
     let mut behaviour = shared.behaviour.lock().unwrap().clone();
+    let mut extra = Vec::new();
+    if let Behaviour::WithHeaders(headers, inner) = behaviour {
+        extra = headers;
+        behaviour = *inner;
+    }
     if let Behaviour::ByStream { whole, streamed } = behaviour {
         let wants_stream = serde_json::from_slice::<Value>(&body)
             .ok()
@@ -168,8 +175,21 @@ async fn answer(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -
             .unwrap_or(false);
         behaviour = if wants_stream { *streamed } else { *whole };
     }
+    let mut response = respond(behaviour, &shared).await;
+    for (name, value) in extra {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static(name),
+            actix_web::http::header::HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    response
+}
+
+async fn respond(behaviour: Behaviour, shared: &Shared) -> HttpResponse {
     match behaviour {
-        Behaviour::ByStream { .. } => HttpResponse::InternalServerError().finish(),
+        Behaviour::ByStream { .. } | Behaviour::WithHeaders(..) => {
+            HttpResponse::InternalServerError().finish()
+        }
         Behaviour::Reply(status, content_type, body) => {
             HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                 .content_type(content_type)

@@ -89,23 +89,24 @@ async fn to_record(
         (Some(p), _) if !(8..=1024).contains(&p.chars().count()) => {
             problems.add("password", "must be 8 to 1024 characters");
         }
-        (None, None) => problems.add("password", "is required"),
+        // Required when the request creates the admin (a PUT may create or replace).
+        (None, None) => problems.rule("password", "is required when the admin is created"),
         _ => {}
     }
     let tenant_id = match (&input.tenant, input.role) {
         (Some(t), Role::TenantAdmin) => match state.store.get_tenant(&Lookup::parse(t)).await? {
             Some(found) => Some(found.id),
             None => {
-                problems.add("tenant", format!("tenant '{t}' does not exist"));
+                problems.missing("tenant", format!("tenant '{t}' does not exist"));
                 None
             }
         },
         (None, Role::TenantAdmin) => {
-            problems.add("tenant", "is required for the tenant_admin role");
+            problems.rule("tenant", "is required for the tenant_admin role");
             None
         }
         (Some(_), _) => {
-            problems.add("tenant", "only applies to the tenant_admin role");
+            problems.rule("tenant", "only applies to the tenant_admin role");
             None
         }
         (None, _) => None,

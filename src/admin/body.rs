@@ -99,7 +99,34 @@ async fn read_object(
     if !bad.is_empty() {
         return Err(Error::invalid_fields(bad));
     }
+    let mut value = serde_json::Value::Object(map);
+    integral_numbers(&mut value);
+    let serde_json::Value::Object(map) = value else {
+        return Err(Error::bad_request("request body must be a JSON object"));
+    };
     Ok(JsonObject(map))
+}
+
+/// JSON Schema's integers include `95.0`, serde's do not: a number without a fraction
+/// (within the range a double holds exactly) is read as the integer it equals.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64()
+                && n.is_f64()
+                && f.fract() == 0.0
+                && f.abs() <= 9_007_199_254_740_992.0
+            {
+                // Exact: the value is integral and within 2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = f as i64;
+                *value = serde_json::Value::from(whole);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 /// Rejects strings no backend stores faithfully: NUL (PostgreSQL refuses it in TEXT and

@@ -213,10 +213,10 @@ fn to_record(
     if header_set.iter().any(|s| *s) && !header_set.iter().all(|s| *s) {
         let message = "all or none of these fields must be set: 'header_name', 'header_value'";
         if input.header_name.is_none() {
-            problems.add("header_name", message);
+            problems.rule("header_name", message);
         }
         if !header_value.is_set() {
-            problems.add("header_value", message);
+            problems.rule("header_value", message);
         }
     }
     let param_set = [
@@ -231,12 +231,12 @@ fn to_record(
             .zip(param_set)
         {
             if !set {
-                problems.add(*field, message);
+                problems.rule(*field, message);
             }
         }
     }
     if !header_set.iter().any(|s| *s) && !param_set.iter().any(|s| *s) {
-        problems.add(
+        problems.rule(
             "header_name",
             "a credential needs header_name/header_value or param_name/param_value/param_location",
         );

@@ -1,6 +1,7 @@
 //! The HTTP mechanics every admin collection shares (docs/behaviour.md, "Admin conventions"):
 //! pagination, POST 201 + `Location`, GET by id or name, PATCH as a JSON merge patch validated like
-//! a full submission, PUT upsert by name, DELETE 204, and the snapshot refresh after each write. A
+//! a full submission, PUT upsert by name (or replace by id), DELETE 204, and the snapshot
+//! refresh after each write. A
 //! resource file supplies only what differs, by implementing [`Resource`], and keeps its own thin,
 //! OpenAPI-annotated handlers.
 
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use crate::admin::auth::Principal;
 use crate::admin::body::{JsonObject, PageQuery};
-use crate::admin::{Paged, created, fetch_page, merge_patch, put_name, put_target_name};
+use crate::admin::{Paged, created, fetch_page, merge_patch, put_name};
 use crate::error::{Error, admin::Result};
 use crate::state::AppState;
 use crate::store::{Lookup, Page, StoreResult};
@@ -190,7 +191,17 @@ pub async fn upsert<R: Resource>(
     body: JsonObject,
 ) -> Result<HttpResponse> {
     R::can_write(&who)?;
-    put_target_name(&name)?;
+    // An id addresses an existing object, as for GET, PATCH and DELETE; only a name can
+    // create one.
+    let name = if Uuid::parse_str(&name).is_ok() {
+        let existing = find::<R>(&state, &who, &name).await?;
+        R::as_input(&state, &existing)[R::NAME_FIELD]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::internal(format!("a stored {} has no name", R::KIND)))?
+    } else {
+        name.into_inner()
+    };
     let mut body = body.0;
     put_name(&mut body, R::NAME_FIELD, &name)?;
     let existing = R::fetch(&state, &Lookup::Name(name.to_string())).await?;

@@ -157,7 +157,7 @@ async fn create(
     let limits = validate::limits(&mut problems, input.limits.as_ref(), LimitScope::Key);
     let now = now();
     if input.expires_at.is_some_and(|at| at <= now) {
-        problems.add("expires_at", "must be in the future");
+        problems.rule("expires_at", "must be in the future");
     }
     let mut route_ids = Vec::new();
     for (i, r) in input.routes.iter().flatten().enumerate() {
@@ -180,7 +180,7 @@ async fn create(
                 }
             }
             // Same answer as "not available" so a tenant_admin learns nothing of others' routes.
-            None => problems.add(
+            None => problems.missing(
                 format!("routes[{i}]"),
                 format!("route '{r}' is not available to tenant '{}'", tenant.name),
             ),

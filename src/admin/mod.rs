@@ -121,16 +121,6 @@ pub fn put_name(
     }
 }
 
-/// PUT addresses objects by name only.
-pub fn put_target_name(url_name: &str) -> Result<(), Error> {
-    if uuid::Uuid::parse_str(url_name).is_ok() {
-        return Err(Error::bad_request(
-            "PUT addresses objects by name, not by id",
-        ));
-    }
-    Ok(())
-}
-
 struct BearerAuth;
 
 impl Modify for BearerAuth {

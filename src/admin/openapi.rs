@@ -7,12 +7,13 @@
 //!   and several resources have a `list`), needed by links;
 //! - the error answers every operation of a kind can give, as `ErrorBody`: 401 and 403
 //!   where a token is required, 400 where there is a parameter or a body, 404 where the
-//!   path names an object, 413 and 415 where there is a body;
+//!   path names an object, 409, 413, 415 and 422 where there is a body;
 //! - the rules of the admin conventions on request bodies: object names match
 //!   [`NAME_PATTERN`] (and are not UUIDs), strings carry no control characters but tab and
 //!   newline;
 //! - PUT bodies may omit the name (the URL names the object); PATCH bodies are JSON merge
-//!   patches of the same fields, none required, also as `application/merge-patch+json`;
+//!   patches of the same fields, none required, optional ones also `null` (removed: back to
+//!   the default), also as `application/merge-patch+json`;
 //! - links from each create (201) to the read, update, replace and delete of the created
 //!   object, so stateful testing can follow them.
 
@@ -33,6 +34,18 @@ const PRINTABLE_PATTERN: &str = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009
 /// A UUID, which an object name may not be (URLs address objects by id or name).
 const UUID_PATTERN: &str =
     "^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$";
+
+/// A PUT's path parameter: an object name, or an id in the hyphenated form answers carry.
+const NAME_OR_ID_PATTERN: &str = "^([a-z0-9][a-z0-9._-]{0,62}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$";
+/// A route path prefix (`validate::route_path`): absolute, printable ASCII without spaces,
+/// `?`, `#`, `%` or `\`, at most 256 characters.
+const ROUTE_PATH_PATTERN: &str = "^/[!\"$&'()*+,./0-9:;<=>@A-Z\\[\\]^_`a-z{|}~-]{0,255}$";
+/// Empty, `.` and `..` segments, which a route path may not have.
+const DOT_SEGMENTS_PATTERN: &str = "//|/\\.\\.?(/|$)";
+/// A URL segment of a provider option (`services::check_provider_options`).
+const URL_SEGMENT_PATTERN: &str = "^[A-Za-z0-9_.-]{1,128}$";
+/// A DNS label (`options.azure_instance`).
+const DNS_LABEL_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$";
 
 /// A tag (`validate::tags`): 1 to 64 printable characters, no whitespace at either end.
 const TAG_PATTERN: &str = "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]([^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]{0,62}[^\\s\\u0000-\\u001f\\u007f-\\u009f])?$";
@@ -91,10 +104,92 @@ fn field_rules() -> Vec<(&'static str, &'static str, Value)> {
             json!({"minimum": 1}),
         ),
         (
+            "ModelOptions",
+            "/properties/temperature",
+            json!({"minimum": 0, "maximum": 5}),
+        ),
+        (
+            "ModelOptions",
+            "/properties/top_p",
+            json!({"minimum": 0, "maximum": 1}),
+        ),
+        (
+            "ModelOptions",
+            "/properties/top_k",
+            json!({"minimum": 0, "maximum": 500}),
+        ),
+        (
+            "ModelOptions",
+            "/properties/input_cost",
+            json!({"exclusiveMinimum": 0, "maximum": 1_000_000}),
+        ),
+        (
+            "ModelOptions",
+            "/properties/output_cost",
+            json!({"exclusiveMinimum": 0, "maximum": 1_000_000}),
+        ),
+        (
             "ModelConfig",
             "/properties/name",
             json!({"minLength": 1, "maxLength": 256}),
         ),
+        (
+            "RouteInput",
+            "/properties/paths",
+            json!({"uniqueItems": true}),
+        ),
+        (
+            "RouteInput",
+            "/properties/paths/items",
+            json!({"pattern": ROUTE_PATH_PATTERN, "not": {"pattern": DOT_SEGMENTS_PATTERN}}),
+        ),
+        (
+            "ServiceOptions",
+            "/properties/azure_instance",
+            json!({"pattern": DNS_LABEL_PATTERN}),
+        ),
+        (
+            "ServiceOptions",
+            "/properties/azure_deployment_id",
+            json!({"pattern": URL_SEGMENT_PATTERN}),
+        ),
+        (
+            "ServiceOptions",
+            "/properties/azure_api_version",
+            json!({"pattern": URL_SEGMENT_PATTERN}),
+        ),
+        (
+            "ServiceOptions",
+            "/properties/anthropic_version",
+            json!({"pattern": URL_SEGMENT_PATTERN}),
+        ),
+        (
+            "Timeouts",
+            "/properties/connect_ms",
+            json!({"minimum": 1, "maximum": 300_000}),
+        ),
+        (
+            "Timeouts",
+            "/properties/read_ms",
+            json!({"minimum": 1, "maximum": 3_600_000}),
+        ),
+        (
+            "Timeouts",
+            "/properties/max_connections",
+            json!({"minimum": 1, "maximum": 65_536}),
+        ),
+        (
+            "Timeouts",
+            "/properties/pool_wait_ms",
+            json!({"minimum": 1, "maximum": 300_000}),
+        ),
+        (
+            "Timeouts",
+            "/properties/total_ms",
+            json!({"minimum": 1, "maximum": 86_400_000}),
+        ),
+        // Policies are bound through /policies; a route's own list must stay empty.
+        ("RouteInput", "/properties/policies", json!({"maxItems": 0})),
         (
             "CredentialInput",
             "/properties/header_name",
@@ -409,6 +504,17 @@ fn complete_operation(
         add("404", "No such object (or not visible to the caller).");
     }
     if has_body {
+        add(
+            "409",
+            "Conflicts with the stored state: a duplicate name or alias, or a field naming \
+             an object that does not exist; `fields` names each such field.",
+        );
+        add(
+            "422",
+            "The body follows this document but a rule it cannot state refuses it: fields \
+             valid each on their own whose combination is not allowed, a time that has \
+             passed, a policy configuration that does not fit its type; `fields` names each.",
+        );
         add("413", "The body is larger than the admin body limit.");
         add("415", "The body is not JSON.");
     }
@@ -419,12 +525,12 @@ fn complete_operation(
     }
     op["responses"] = Value::Object(responses);
 
-    // Path parameters naming an object: a PUT's must be a name (not a UUID).
+    // Path parameters naming an object: a PUT's is a name (which may create the object)
+    // or the id of an existing one.
     if method == "put" {
         for param in op["parameters"].as_array_mut().into_iter().flatten() {
             if param["in"] == "path" {
-                param["schema"] = json!({"type": "string", "pattern": NAME_PATTERN,
-                                         "not": {"pattern": UUID_PATTERN}});
+                param["schema"] = json!({"type": "string", "pattern": NAME_OR_ID_PATTERN});
             }
         }
     }
@@ -464,8 +570,17 @@ fn complete_operation(
         }
         "patch" => {
             let mut patch = schema.clone();
+            let required = patch["required"].as_array().cloned().unwrap_or_default();
             if let Some(object) = patch.as_object_mut() {
                 object.remove("required");
+            }
+            // A merge patch's null removes a field: an optional one returns to its default.
+            if let Some(properties) = patch["properties"].as_object_mut() {
+                for (field, property) in properties.iter_mut() {
+                    if !required.iter().any(|r| r == field.as_str()) {
+                        allow_null(property);
+                    }
+                }
             }
             let patch_name = format!("{name}Patch");
             derived.insert(patch_name.clone(), patch);
@@ -476,6 +591,20 @@ fn complete_operation(
             });
         }
         _ => {}
+    }
+}
+
+/// Lets a property's schema take `null` too, when it is of one plain type without a fixed
+/// set of values.
+fn allow_null(property: &mut Value) {
+    if property.get("enum").is_some() {
+        return;
+    }
+    if let Some(Value::String(t)) = property.get("type")
+        && t != "null"
+    {
+        let t = t.clone();
+        property["type"] = json!([t, "null"]);
     }
 }
 
@@ -538,7 +667,7 @@ fn is_string(schema: &Value) -> bool {
 
 /// Links from each `POST <collection>` (201) to every operation on the created object and
 /// below it (`<collection>/{param}`, `<collection>/{param}/…`): the object by the id the
-/// answer carries (by name for PUT, which addresses objects by name), the parameters the
+/// answer carries (by name for PUT, the one address that also creates), the parameters the
 /// collection's path has too (`tenant` of a tenant's keys) from the create request.
 fn add_links(doc: &mut Value, paths: &[String]) {
     for collection in paths {
@@ -754,7 +883,7 @@ mod tests {
             "get_things_thing"
         );
         let post = &paths["/things"]["post"];
-        for status in ["201", "400", "401", "403", "413", "415"] {
+        for status in ["201", "400", "401", "403", "409", "413", "415", "422"] {
             assert!(post["responses"].get(status).is_some(), "{status}: {post}");
         }
         assert!(paths["/healthz"]["get"]["responses"].get("401").is_none());

@@ -412,13 +412,13 @@ async fn to_record(
     match set.len() {
         0 => {
             for (field, _) in bindings {
-                problems.add(field, "exactly one of route, service or tenant must be set");
+                problems.rule(field, "exactly one of route, service or tenant must be set");
             }
         }
         1 => {}
         _ => {
             for field in &set {
-                problems.add(
+                problems.rule(
                     *field,
                     format!(
                         "exactly one of route, service or tenant may be set; got {}",
@@ -444,7 +444,7 @@ async fn to_record(
                     .await?
                     .and_then(|s| s.tenant_id);
             }
-            None => problems.add("route", format!("route '{r}' does not exist")),
+            None => problems.missing("route", format!("route '{r}' does not exist")),
         }
     }
     if let Some(s) = &input.service {
@@ -453,7 +453,7 @@ async fn to_record(
                 service_id = Some(found.id);
                 owner = found.tenant_id;
             }
-            None => problems.add("service", format!("service '{s}' does not exist")),
+            None => problems.missing("service", format!("service '{s}' does not exist")),
         }
     }
     if let Some(t) = &input.tenant {
@@ -462,11 +462,15 @@ async fn to_record(
                 tenant_id = Some(found.id);
                 owner = Some(found.id);
             }
-            None => problems.add("tenant", format!("tenant '{t}' does not exist")),
+            None => problems.missing("tenant", format!("tenant '{t}' does not exist")),
         }
     }
 
-    let config = kind.and_then(|k| check_config(&mut problems, k, input.config));
+    // The document leaves a configuration's shape open (it depends on the type): its
+    // problems are rule problems (422).
+    let mut config_problems = Problems::default();
+    let config = kind.and_then(|k| check_config(&mut config_problems, k, input.config));
+    problems.absorb_as_rules(config_problems);
     let mut llm_service = None;
     if let Some(t) = config.as_ref().and_then(PolicyConfig::transformer) {
         let name = &t.llm.service;
@@ -474,7 +478,7 @@ async fn to_record(
             Some(found) if found.tenant_id.is_none_or(|t| Some(t) == owner) => {
                 llm_service = Some(found.id);
             }
-            _ => problems.add(
+            _ => problems.missing(
                 "config.llm.service",
                 format!(
                     "service '{name}' does not exist or is private to a tenant this policy \

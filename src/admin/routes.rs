@@ -220,7 +220,16 @@ async fn to_record(
     problems.check("name", validate::object_name(&input.name));
     validate::tags(&mut problems, &input.tags);
     for (i, p) in input.paths.iter().enumerate() {
-        problems.check(&format!("paths[{i}]"), validate::route_path(p));
+        let field = format!("paths[{i}]");
+        match validate::route_path_shape(p) {
+            Err(message) => problems.add(field, message),
+            // The gateway's own endpoints: a rule the document does not state (422).
+            Ok(()) => {
+                if let Err(message) = validate::shadowed_endpoint(p) {
+                    problems.rule(field, message);
+                }
+            }
+        }
         if input.paths[..i].contains(p) {
             problems.add(format!("paths[{i}]"), "is listed twice");
         }
@@ -232,7 +241,7 @@ async fn to_record(
         problems.check("model_alias", validate::model_alias(alias));
     }
     if input.paths.is_empty() && input.model_alias.is_none() {
-        problems.add(
+        problems.rule(
             "paths",
             "a route needs at least one path or a model_alias, or nothing can reach it",
         );
@@ -250,13 +259,16 @@ async fn to_record(
         .get_service(&Lookup::parse(&input.service))
         .await?;
     if service.is_none() {
-        problems.add(
+        problems.missing(
             "service",
             format!("service '{}' does not exist", input.service),
         );
     }
     if input.route_type == RouteType::Embeddings {
-        check_embeddings(&mut problems, &input, service.as_ref());
+        // Ties the route type to other fields and to the service's provider (422).
+        let mut embedding_problems = Problems::default();
+        check_embeddings(&mut embedding_problems, &input, service.as_ref());
+        problems.absorb_as_rules(embedding_problems);
     }
     let mut tenant_ids = Vec::new();
     if let Some(tenants) = &input.tenants {
@@ -266,7 +278,7 @@ async fn to_record(
                     problems.add(format!("tenants[{i}]"), "is listed twice");
                 }
                 Some(found) => tenant_ids.push(found.id),
-                None => problems.add(
+                None => problems.missing(
                     format!("tenants[{i}]"),
                     format!("tenant '{t}' does not exist"),
                 ),
@@ -278,7 +290,7 @@ async fn to_record(
         && input.tenants.is_some()
         && tenant_ids.iter().any(|id| *id != owner)
     {
-        problems.add(
+        problems.rule(
             "tenants",
             "the service is private to one tenant; only that tenant may be listed",
         );

@@ -157,7 +157,7 @@ fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
     let p = input.provider;
     let required = |problems: &mut Problems, present: bool, field: &str| {
         if !present {
-            problems.add(
+            problems.rule(
                 format!("options.{field}"),
                 format!("must set 'options.{field}' for {} provider", p.as_str()),
             );
@@ -165,7 +165,7 @@ fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
     };
     let foreign = |problems: &mut Problems, present: bool, field: &str, owner: Provider| {
         if present && p != owner {
-            problems.add(
+            problems.rule(
                 format!("options.{field}"),
                 format!("only applies to the {} provider", owner.as_str()),
             );
@@ -225,7 +225,7 @@ fn check_provider_options(problems: &mut Problems, input: &ServiceInput) {
     }
     let self_hosted = p == Provider::Llama2 || o.mistral_format == Some(MistralFormat::Ollama);
     if self_hosted && input.upstream_url.is_none() {
-        problems.add(
+        problems.rule(
             "upstream_url",
             "must set 'upstream_url' for self-hosted providers/models",
         );
@@ -306,7 +306,7 @@ async fn to_record(
         Some(c) => match state.store.get_credential(&Lookup::parse(c)).await? {
             Some(found) => Some(found.id),
             None => {
-                problems.add("credential", format!("credential '{c}' does not exist"));
+                problems.missing("credential", format!("credential '{c}' does not exist"));
                 None
             }
         },
@@ -316,7 +316,7 @@ async fn to_record(
         Some(t) => match state.store.get_tenant(&Lookup::parse(t)).await? {
             Some(found) => Some(found.id),
             None => {
-                problems.add("tenant", format!("tenant '{t}' does not exist"));
+                problems.missing("tenant", format!("tenant '{t}' does not exist"));
                 None
             }
         },

@@ -9,13 +9,51 @@ use crate::error::Error;
 // The private-address rule is shared with the upstream connector (connect time).
 use crate::vocab::netguard::is_private_ip;
 
-/// Collects every problem of one request, then fails once naming them all.
+/// Collects every problem of one request, then fails once naming them all. The status
+/// follows the kind of problem (docs/behaviour.md, "Admin conventions"): a field that breaks
+/// its own rule is 400; a reference to an object that does not exist is 409; fields each
+/// valid whose combination (or whose relation to the current time) is refused are 422.
+/// When kinds mix, 400 wins over 409 and 409 over 422.
 #[derive(Debug, Default)]
-pub struct Problems(BTreeMap<String, String>);
+pub struct Problems {
+    fields: BTreeMap<String, String>,
+    kind: Option<ProblemKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ProblemKind {
+    Field,
+    Missing,
+    Rule,
+}
 
 impl Problems {
+    fn push(&mut self, kind: ProblemKind, field: String, message: String) {
+        self.fields.entry(field).or_insert(message);
+        self.kind = Some(self.kind.map_or(kind, |k| k.min(kind)));
+    }
+
+    /// A field that breaks its own rule (400).
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0.entry(field.into()).or_insert_with(|| message.into());
+        self.push(ProblemKind::Field, field.into(), message.into());
+    }
+
+    /// A field naming an object that does not exist (409).
+    pub fn missing(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(ProblemKind::Missing, field.into(), message.into());
+    }
+
+    /// A field refused by a rule tying it to other fields or to the time (422).
+    pub fn rule(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.push(ProblemKind::Rule, field.into(), message.into());
+    }
+
+    /// Takes `other`'s problems as rule problems (422): checks of a part the published
+    /// schema leaves open, such as a policy's configuration.
+    pub fn absorb_as_rules(&mut self, other: Problems) {
+        for (field, message) in other.fields {
+            self.rule(field, message);
+        }
     }
 
     pub fn check(&mut self, field: &str, result: Result<(), String>) {
@@ -25,11 +63,19 @@ impl Problems {
     }
 
     pub fn finish(self) -> Result<(), Error> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::invalid_fields(self.0))
+        let Some(kind) = self.kind else {
+            return Ok(());
+        };
+        let mut error = Error::invalid_fields(self.fields);
+        match kind {
+            ProblemKind::Field => {}
+            ProblemKind::Missing => {
+                error.status = actix_web::http::StatusCode::CONFLICT;
+                error.code = crate::error::ErrorCode::Conflict;
+            }
+            ProblemKind::Rule => error.status = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
         }
+        Err(error)
     }
 }
 
@@ -107,8 +153,15 @@ pub fn model_alias(value: &str) -> Result<(), String> {
 /// The OpenAI-compatible surface, which route paths may not shadow.
 pub const RESERVED_PATHS: &[&str] = &["/v1/chat/completions", "/v1/completions", "/v1/models"];
 
-/// A route path prefix: absolute, no query or fragment, no empty or dot segments.
+/// A route path prefix: absolute, no query or fragment, no empty or dot segments, not
+/// shadowing the gateway's own endpoints.
 pub fn route_path(value: &str) -> Result<(), String> {
+    route_path_shape(value)?;
+    shadowed_endpoint(value)
+}
+
+/// [`route_path`]'s rules on the path alone (the document states them).
+pub fn route_path_shape(value: &str) -> Result<(), String> {
     if !value.starts_with('/') {
         return Err("must start with '/'".into());
     }
@@ -122,6 +175,11 @@ pub fn route_path(value: &str) -> Result<(), String> {
     {
         return Err("must not contain empty, '.' or '..' segments".into());
     }
+    Ok(())
+}
+
+/// A route path that would take requests meant for the OpenAI-compatible surface.
+pub fn shadowed_endpoint(value: &str) -> Result<(), String> {
     // Prefixes match at segment boundaries: "/v1" contains "/v1/models", "/v" does not.
     let trimmed = value.trim_end_matches('/');
     for reserved in RESERVED_PATHS {

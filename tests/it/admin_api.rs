@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::support::admin::{
-    created, expect_error, expect_invalid, expect_status, fetch, field_message, list_all, location,
+    created, expect_error, expect_invalid, expect_missing_reference, expect_refused_by_rule,
+    expect_status, fetch, field_message, list_all, location,
 };
 use crate::support::{Reply, TestApp, postgres_url, spawn_app, spawn_app_with, start};
 
@@ -269,15 +270,26 @@ async fn every_resource_follows_the_crud_conventions() {
         assert_eq!(replaced["created_at"], made["created_at"], "{c}");
         assert_values(&replaced, &res.replaced, c);
 
-        // A PUT body whose name contradicts the URL, or a PUT by id, is refused.
+        // A PUT body whose name contradicts the URL is refused.
         let contradicting = with_field(&res.replace, res.name_field, "someone-else");
         expect_invalid(&app.put(&by_name, contradicting).await, &[res.name_field]);
-        expect_error(
-            &app.put(&by_id, res.replace.clone()).await,
-            400,
-            "validation_failed",
-        );
         assert_eq!(fetch(&app, &by_id).await, replaced, "{c} unchanged");
+        // A PUT by id replaces the object it names (keeping its name); an unknown id is
+        // 404, since only a name creates.
+        let r = app.put(&by_id, res.replace.clone()).await;
+        expect_status(&r, 200);
+        assert_eq!(r.body["id"], made["id"], "{c}");
+        assert_eq!(r.body[res.name_field], replaced[res.name_field], "{c}");
+        assert_values(&r.body, &res.replaced, c);
+        expect_error(
+            &app.put(
+                &format!("{c}/00000000-0000-4000-8000-000000000000"),
+                res.replace.clone(),
+            )
+            .await,
+            404,
+            "not_found",
+        );
 
         // DELETE → 204, then 404 for GET, PATCH and a second DELETE.
         expect_status(&app.delete(&by_name).await, 204);
@@ -449,7 +461,7 @@ async fn api_keys_show_the_secret_once_and_revoke() {
             json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}),
         )
         .await;
-    expect_invalid(&r, &["expires_at"]);
+    expect_refused_by_rule(&r, &["expires_at"]);
     expect_invalid(
         &app.post("/tenants/acme/keys", json!({"name": "Bad Key"}))
             .await,
@@ -478,7 +490,7 @@ async fn secrets_and_passwords_are_write_only() {
     let r = app
         .patch("/credentials/cred", json!({"header_value": null}))
         .await;
-    expect_invalid(&r, &["header_value"]);
+    expect_refused_by_rule(&r, &["header_value"]);
     for path in ["/credentials", "/credentials/cred"] {
         let text = app.get(path).await.text;
         assert!(!text.contains("sk-live"), "{path}: {text}");
@@ -527,7 +539,7 @@ async fn secrets_and_passwords_are_write_only() {
     let r = app
         .post("/admins", json!({"username": "nopw", "role": "viewer"}))
         .await;
-    expect_invalid(&r, &["password"]);
+    expect_refused_by_rule(&r, &["password"]);
     let r = app
         .post(
             "/admins",
@@ -741,7 +753,7 @@ async fn the_last_admin_survives_concurrent_removals() {
 // --- 4: references to missing objects ---
 
 #[actix_web::test]
-async fn missing_references_are_400_naming_the_field() {
+async fn missing_references_are_409_naming_the_field() {
     let app = spawn_app().await;
     app.seed().await;
     let before = all_config(&app).await;
@@ -785,7 +797,7 @@ async fn missing_references_are_400_naming_the_field() {
     ];
     for (path, body, field) in cases {
         let r = app.post(path, body).await;
-        expect_invalid(&r, &[field]);
+        expect_missing_reference(&r, &[field]);
         assert!(!field_message(&r, field).is_empty(), "{}", r.text);
     }
     assert_eq!(all_config(&app).await, before);
@@ -851,10 +863,18 @@ async fn kong_option_rules_name_dotted_paths() {
         ("gemini", json!({}), vec!["provider"]),
     ];
     for (provider, options, fields) in services {
-        expect_invalid(
-            &app.post("/services", service("a", provider, options)).await,
-            &fields,
-        );
+        let r = app.post("/services", service("a", provider, options)).await;
+        // An option another provider needs or owns is a rule across fields (422); a
+        // value's own shape is 400.
+        let across = fields.iter().all(|f| {
+            let why = field_message(&r, f);
+            why.starts_with("must set") || why.starts_with("only applies")
+        });
+        if across {
+            expect_refused_by_rule(&r, &fields);
+        } else {
+            expect_invalid(&r, &fields);
+        }
     }
     let slow = with_field(
         &service("a", "openai", json!({})),
@@ -893,15 +913,18 @@ async fn kong_option_rules_name_dotted_paths() {
             json!(["/ok", "x", "/v1/models"]),
             vec!["paths[1]", "paths[2]"],
         ),
-        ("paths", json!([]), vec!["paths"]),
         ("model_alias", json!("-bad alias"), vec!["model_alias"]),
     ];
     for (field, value, fields) in routes {
         let body = with_field(&route("r", "/r", None, "openai"), field, value);
         expect_invalid(&app.post("/routes", body).await, &fields);
     }
+    // No path and no alias: each field is fine alone, not together (422).
+    let unreachable = with_field(&route("r", "/r", None, "openai"), "paths", json!([]));
+    expect_refused_by_rule(&app.post("/routes", unreachable).await, &["paths"]);
 
-    // Credentials: Kong's "all or none" for the header pair and the param triple.
+    // Credentials: Kong's "all or none" for the header pair and the param triple (422, a
+    // rule tying fields together), and single fields' own rules (400).
     let credentials = [
         (
             json!({"header_name": "Authorization"}),
@@ -930,9 +953,14 @@ async fn kong_option_rules_name_dotted_paths() {
             vec!["header_value"],
         ),
     ];
-    for (body, fields) in credentials {
+    for (i, (body, fields)) in credentials.into_iter().enumerate() {
         let body = with_field(&body, "name", "c");
-        expect_invalid(&app.post("/credentials", body).await, &fields);
+        let r = app.post("/credentials", body).await;
+        if i < 4 || i == 5 {
+            expect_refused_by_rule(&r, &fields);
+        } else {
+            expect_invalid(&r, &fields);
+        }
     }
 
     // Kong's wording.

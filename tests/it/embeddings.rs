@@ -499,7 +499,7 @@ async fn the_admin_api_refuses_embeddings_on_providers_without_them() {
                        "route_type": "llm/v1/embeddings", "model": {"name": "m"}}),
             )
             .await;
-        crate::support::admin::expect_invalid(&r, &["route_type"]);
+        crate::support::admin::expect_refused_by_rule(&r, &["route_type"]);
         let message = crate::support::admin::field_message(&r, "route_type");
         assert!(message.contains("has no embeddings API"), "{message}");
     }
@@ -518,7 +518,7 @@ async fn the_admin_api_refuses_embeddings_on_providers_without_them() {
                    "route_type": "llm/v1/embeddings", "response_streaming": "always"}),
         )
         .await;
-    crate::support::admin::expect_invalid(&r, &["response_streaming"]);
+    crate::support::admin::expect_refused_by_rule(&r, &["response_streaming"]);
     // A service under an embeddings route keeps a provider that has them.
     let r = app
         .post(

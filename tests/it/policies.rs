@@ -9,7 +9,8 @@
 use serde_json::{Value, json};
 
 use crate::support::admin::{
-    created, expect_error, expect_invalid, expect_status, fetch, field_message, list_all, location,
+    created, expect_error, expect_invalid, expect_missing_reference, expect_refused_by_rule,
+    expect_status, fetch, field_message, list_all, location,
 };
 use crate::support::{TestApp, spawn_app};
 use tollgate::vocab::PolicyType;
@@ -311,15 +312,28 @@ async fn every_validation_problem_names_its_field() {
             ],
         ),
     ];
+    // 400 for a field's own rule (`name`, `type`); 409 for a binding naming nothing; 422
+    // for the one-binding rule and the configuration, whose shape depends on the type
+    // (docs/behaviour.md, "Admin conventions").
     for (body, fields) in cases {
-        expect_invalid(&app.post("/policies", body).await, &fields);
+        let r = app.post("/policies", body).await;
+        let bindings = fields
+            .iter()
+            .all(|f| ["route", "service", "tenant"].contains(f));
+        if fields.iter().all(|f| f.starts_with("config")) || (bindings && fields.len() > 1) {
+            expect_refused_by_rule(&r, &fields);
+        } else if bindings {
+            expect_missing_reference(&r, &fields);
+        } else {
+            expect_invalid(&r, &fields);
+        }
     }
 
     // A look-around pattern says why it is refused.
     let r = app
         .post("/policies", guard("p", tenant, &["ok", "foo(?=bar)"]))
         .await;
-    expect_invalid(&r, &["config.deny_patterns[1]"]);
+    expect_refused_by_rule(&r, &["config.deny_patterns[1]"]);
     let why = field_message(&r, "config.deny_patterns[1]");
     assert!(why.contains("look-around"), "{why}");
 
@@ -331,7 +345,8 @@ async fn every_validation_problem_names_its_field() {
     bad["config"]["transformation_extract_pattern"] = json!("(?<=a)b");
     bad["config"]["llm"]["model"] = json!({"options": {"temperature": 9.0}});
     let r = app.post("/policies", bad).await;
-    expect_invalid(
+    // The missing instruction LLM (409) decides the status over the rest (422).
+    expect_missing_reference(
         &r,
         &[
             "config.llm.route_type",
@@ -350,13 +365,13 @@ async fn every_validation_problem_names_its_field() {
     let mut embeddings = transformer("p", "ai-request-transformer", tenant, "openai");
     embeddings["config"]["llm"]["route_type"] = json!("llm/v1/embeddings");
     let r = app.post("/policies", embeddings).await;
-    expect_invalid(&r, &["config.llm.route_type"]);
+    expect_refused_by_rule(&r, &["config.llm.route_type"]);
 
     // Only the response transformer parses JSON instructions.
     let mut request = transformer("p", "ai-request-transformer", tenant, "openai");
     request["config"]["parse_llm_response_json_instructions"] = json!(true);
     let r = app.post("/policies", request).await;
-    expect_invalid(&r, &["config.parse_llm_response_json_instructions"]);
+    expect_refused_by_rule(&r, &["config.parse_llm_response_json_instructions"]);
     let mut response = transformer("p", "ai-response-transformer", tenant, "openai");
     response["config"]["parse_llm_response_json_instructions"] = json!(true);
     let made = created(&app, "/policies", response).await;
@@ -377,7 +392,7 @@ async fn every_validation_problem_names_its_field() {
             transformer("q", "ai-request-transformer", tenant, "other-llm"),
         )
         .await;
-    expect_invalid(&r, &["config.llm.service"]);
+    expect_missing_reference(&r, &["config.llm.service"]);
     created(
         &app,
         "/policies",

@@ -139,11 +139,11 @@ async fn credential_secrets_are_write_only_and_masked_everywhere() {
     assert_no_secret(&r.text, &secrets, "PATCH (tags) response");
     assert_every_read(&app, "upstream", header, param).await;
 
-    // Removing only the value breaks Kong's all-or-none rule: 400 naming it, nothing changes.
+    // Removing only the value breaks Kong's all-or-none rule: 422 naming it, nothing changes.
     let r = app
         .patch("/credentials/upstream", json!({"header_value": null}))
         .await;
-    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.status, 422, "{}", r.text);
     assert!(
         r.body["error"]["fields"]["header_value"].is_string(),
         "{}",
@@ -249,7 +249,7 @@ async fn error_answers_do_not_echo_secrets() {
             "header value without its name",
             "/credentials",
             json!({"name": "half", "header_value": "Bearer sk-live-HALFPAIR-4321"}),
-            400,
+            422,
             "sk-live-HALFPAIR",
         ),
         (

@@ -26,7 +26,25 @@ pub fn expect_error(r: &Reply, status: u16, code: &str) -> String {
 /// Asserts a 400 `validation_failed` whose `fields` names exactly `fields`.
 #[track_caller]
 pub fn expect_invalid(r: &Reply, fields: &[&str]) {
-    expect_error(r, 400, "validation_failed");
+    expect_fields(r, 400, "validation_failed", fields);
+}
+
+/// 422: each field valid on its own, refused by a rule tying it to others or to the time
+/// (docs/behaviour.md, "Admin conventions"), naming exactly `fields`.
+#[track_caller]
+pub fn expect_refused_by_rule(r: &Reply, fields: &[&str]) {
+    expect_fields(r, 422, "validation_failed", fields);
+}
+
+/// 409: fields naming objects that do not exist, exactly `fields`.
+#[track_caller]
+pub fn expect_missing_reference(r: &Reply, fields: &[&str]) {
+    expect_fields(r, 409, "conflict", fields);
+}
+
+#[track_caller]
+fn expect_fields(r: &Reply, status: u16, code: &str, fields: &[&str]) {
+    expect_error(r, status, code);
     let named: BTreeSet<&str> = r.body["error"]["fields"]
         .as_object()
         .map(|f| f.keys().map(String::as_str).collect())

@@ -357,11 +357,23 @@ const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The generated document, completed (see the module documentation).
 pub fn complete(api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    let Ok(mut doc) = serde_json::to_value(&api) else {
-        return api;
+    let mut doc = match serde_json::to_value(&api) {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document does not serialise; serving it uncompleted");
+            return api;
+        }
     };
     complete_value(&mut doc);
-    serde_json::from_value(doc).unwrap_or(api)
+    // A completion that utoipa's types cannot read back would silently serve the bare
+    // document (no 401s, no rules): said loudly, and a test checks the served one.
+    match serde_json::from_value(doc) {
+        Ok(completed) => completed,
+        Err(e) => {
+            tracing::error!(error = %e, "the completed OpenAPI document does not read back; serving it uncompleted");
+            api
+        }
+    }
 }
 
 fn error_response(description: &str) -> Value {

@@ -1635,6 +1635,34 @@ async fn openapi_document_lists_every_admin_endpoint() {
     ] {
         assert_eq!(paths[path][method]["security"], json!([{}]), "{path}");
     }
+    // The served document is the completed one (its completion falls back to the bare
+    // generated document if the result does not read back): every operation that needs a
+    // token declares 401, every one with a body declares 409 and 422, and creates link
+    // to what they created.
+    let mut links = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+                continue;
+            };
+            if op.get("security") != Some(&json!([{}])) {
+                assert!(responses.contains_key("401"), "{method} {path}: no 401");
+            }
+            if op.get("requestBody").is_some() && path != "/auth/login" {
+                for status in ["409", "422"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+            links += responses
+                .values()
+                .filter(|r| r.get("links").is_some())
+                .count();
+        }
+    }
+    assert!(links > 0, "no operation declares links");
 }
 
 #[actix_web::test]

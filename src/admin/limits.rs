@@ -92,7 +92,7 @@ async fn tenant_status(
                 Scope::tenant(
                     tenant.id,
                     &tenant.name,
-                    named.limits.readable(&format!("tenant {}", tenant.name))?,
+                    named.limits.readable("tenant", &tenant.name)?,
                 ),
             )
             .await?
@@ -121,7 +121,7 @@ async fn key_status(
     let snap = state.snapshot.load();
     let limits = match snap.key_limits.get(&key.id) {
         Some(named) => {
-            let limits = named.limits.readable(&format!("key {}", key.name))?;
+            let limits = named.limits.readable("key", &key.name)?;
             standings(&state, Scope::key(key.id, &key.name, limits)).await?
         }
         None => BTreeMap::new(),

@@ -30,16 +30,16 @@ pub async fn reserve(
     let mut scopes = Vec::new();
     // Limits whose stored JSON no longer parses refuse the request (503): they guard money.
     if let Some(key) = snap.key_limits.get(&caller.key_id) {
-        let limits = key.limits.readable(&format!("key {}", key.name))?;
+        let limits = key.limits.readable("key", &key.name)?;
         scopes.push(Scope::key(caller.key_id, &key.name, limits));
     }
     if let Some(tenant) = snap.tenant_limits.get(&caller.tenant) {
-        let limits = tenant.limits.readable(&format!("tenant {}", tenant.name))?;
+        let limits = tenant.limits.readable("tenant", &tenant.name)?;
         scopes.push(Scope::tenant(caller.tenant, &tenant.name, limits));
     }
     if !route.limits.is_empty() {
         let (id, name) = (route.record.id, &route.record.name);
-        let limits = route.limits.readable(&format!("route {name}"))?;
+        let limits = route.limits.readable("route", name)?;
         scopes.push(Scope::route(id, name, caller.tenant, limits));
     }
     if scopes.is_empty() {

@@ -173,12 +173,13 @@ pub enum StoredLimits {
 
 impl StoredLimits {
     /// The limits, or the 503 that refuses what they apply to when the stored JSON no
-    /// longer parses; `owner` names them (`tenant acme`).
-    pub fn readable(&self, owner: &str) -> Result<&Limits, crate::error::Error> {
+    /// longer parses; `kind` and `name` name their owner (`tenant`, `acme`), formatted
+    /// only then.
+    pub fn readable(&self, kind: &str, name: &str) -> Result<&Limits, crate::error::Error> {
         match self {
             StoredLimits::Readable(limits) => Ok(limits),
             StoredLimits::Unreadable => Err(crate::error::Error::unavailable(format!(
-                "{owner}: the stored limits cannot be read; requests they apply to are \
+                "{kind} {name}: the stored limits cannot be read; requests they apply to are \
                  refused until they are saved again"
             ))
             .with_openai_code("limits_unavailable")),

@@ -440,6 +440,8 @@ impl Application {
                 tracing::error!(error = %e, "usage aggregator gone at shutdown");
             }
         }
+        // Limit leases go back to the shared store, so other nodes may use them.
+        self.state.limits.shutdown().await;
         if let Some(otel) = &self.otel {
             // The exporters block on HTTP: keep that off the runtime's thread.
             let otel = otel.clone();

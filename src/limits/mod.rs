@@ -283,6 +283,12 @@ impl Limiter {
         self.store.name()
     }
 
+    /// At shutdown: what the store holds ahead of requests goes back (see
+    /// `CounterStore::shutdown`).
+    pub async fn shutdown(&self) {
+        self.store.shutdown().await;
+    }
+
     fn plan<'s>(
         scopes: &'s [Scope<'s>],
         demand: Demand,

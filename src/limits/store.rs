@@ -83,4 +83,10 @@ pub trait CounterStore: Send + Sync {
         keys: &'a [CounterKey],
         now: i64,
     ) -> BoxFuture<'a, Result<Vec<i64>, StoreFault>>;
+
+    /// At shutdown: gives back what this node holds ahead of its requests (a shared
+    /// store's leases) and waits, bounded, for settlements still on their way.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -508,6 +508,49 @@ async fn three_nodes_sharing_redis_hold_one_budget() {
     }
 }
 
+/// A limit far from used up is leased from Redis: the node answers the next requests from
+/// its share, the status endpoint shows what the requests used, not the share, and the
+/// requests are refused exactly at the limit.
+#[actix_web::test]
+#[ignore = "needs Redis (127.0.0.1:6379 or TOLLGATE_TEST_REDIS_URL; .ci/run starts one)"]
+async fn a_leased_limit_counts_every_request_and_still_refuses_at_the_limit() {
+    let url = redis_url();
+    let mock = MockUpstream::start(Behaviour::json(200, openai_completion())).await;
+    let app = crate::support::spawn_app_with(move |s| {
+        s.redis_url = Some(tollgate::crypto::Secret::new(url));
+    })
+    .await;
+    let key = configure_openai(&app, &mock, json!({})).await;
+    // Stopped at this minute (the counters are keyed by the tenant's id, new per run).
+    manual_clock(&app, &chrono::Utc::now().to_rfc3339());
+    // 599 left after the first: a lease of 2 (1/256), smaller ones after, none near the end.
+    set(&app, "/tenants/acme", json!({"requests_per_minute": 600})).await;
+    for _ in 0..5 {
+        let r = send(&app, &key).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let used = status(&app, "/tenants/acme").await["requests_per_minute"]["used"].clone();
+    assert_eq!(used, 5.0, "what the requests used, not the lease");
+    let mut answered = 5;
+    loop {
+        let r = send(&app, &key).await;
+        if r.status == 429 {
+            refused(
+                &r,
+                "rate_limit_exceeded",
+                "tenant acme: requests_per_minute 600",
+            );
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+        answered += 1;
+        assert!(answered <= 600, "past the limit");
+    }
+    // This node holds every lease there is: it reaches the limit exactly.
+    assert_eq!(answered, 600);
+    assert_eq!(mock.received().len(), 600);
+}
+
 /// A stream its client leaves settles at what was delivered: its token counter holds the
 /// tokens its usage record counts, not the reservation's `max_tokens`.
 #[actix_web::test]

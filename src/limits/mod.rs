@@ -294,8 +294,9 @@ impl Limiter {
         demand: Demand,
         now: DateTime<Utc>,
     ) -> (Vec<Counter>, Vec<Planned<'s>>) {
-        let mut counters = Vec::new();
-        let mut planned = Vec::new();
+        // Up to three counters per scope: sized once, not grown per push.
+        let mut counters = Vec::with_capacity(scopes.len() * 3);
+        let mut planned = Vec::with_capacity(scopes.len() * 3);
         for scope in scopes {
             let l = scope.limits;
             let mut add = |kind: Kind, limit: i64, amount: i64, window: Window, budget| {

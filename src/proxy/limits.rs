@@ -194,16 +194,15 @@ fn upstream_stricter(
         .is_some_and(|upstream| upstream < remaining)
 }
 
-/// `12s`, written into a stack buffer.
+/// `12s`: the digits by `itoa` into a stack buffer (no formatter machinery per header).
 fn seconds(n: i64) -> HeaderValue {
-    use std::io::Write;
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n).as_bytes();
     let mut buf = [0u8; 24];
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let len = match write!(cursor, "{n}s") {
-        Ok(()) => usize::try_from(cursor.position()).unwrap_or(0),
-        Err(_) => 0,
-    };
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("0s"))
+    let len = digits.len().min(buf.len() - 1);
+    buf[..len].copy_from_slice(&digits[..len]);
+    buf[len] = b's';
+    HeaderValue::from_bytes(&buf[..=len]).unwrap_or(HeaderValue::from_static("0s"))
 }
 
 #[cfg(test)]

@@ -67,14 +67,15 @@ impl MemoryStore {
                 return Reserved::Refused { counter: i, totals };
             }
         }
-        let mut after = Vec::with_capacity(counters.len());
-        for c in counters {
+        // The totals after, written over the ones before (one vector per reservation).
+        let mut after = totals;
+        for (c, total) in counters.iter().zip(after.iter_mut()) {
             let entry = inner.counters.entry(c.key).or_insert((0, c.window_end));
             if entry.1 <= now {
                 *entry = (0, c.window_end);
             }
             entry.0 += c.amount;
-            after.push(entry.0);
+            *total = entry.0;
         }
         Reserved::Granted(after)
     }

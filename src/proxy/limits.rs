@@ -147,11 +147,12 @@ fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
     out
 }
 
-/// The rate-limit headers on an answer the request's limits let through: numbers straight
-/// into header values, no string formatted per header (every answer on a limited route
-/// carries them). Where the upstream's own (already under OpenAI's names, respond.rs)
-/// has less remaining, the upstream's group of three stays: the client sees the stricter
-/// of the two (docs/behaviour.md, "Responses"); on a tie the gateway's.
+/// The rate-limit headers on an answer the request's limits let through. The values are
+/// written by `itoa` into one buffer and each header holds a slice of it: one allocation
+/// for all six, where a value apiece cost an allocation and a formatter each (every answer
+/// on a limited route carries them). Where the upstream's own (already under OpenAI's
+/// names, respond.rs) has less remaining, the upstream's group of three stays: the client
+/// sees the stricter of the two (docs/behaviour.md, "Responses"); on a tie the gateway's.
 pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
     // Built at compile time: `from_static` on a runtime `&str` validates it every call.
     const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
@@ -165,19 +166,51 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
         return;
     };
     let headers = response.headers_mut();
-    if let Some(r) = rate.requests
-        && !upstream_stricter(headers, &REMAINING_REQUESTS, r.remaining)
-    {
-        headers.insert(LIMIT_REQUESTS, HeaderValue::from(r.limit));
-        headers.insert(REMAINING_REQUESTS, HeaderValue::from(r.remaining));
-        headers.insert(RESET_REQUESTS, seconds(r.reset_secs));
+    let requests = rate
+        .requests
+        .filter(|r| !upstream_stricter(headers, &REMAINING_REQUESTS, r.remaining));
+    let tokens = rate
+        .tokens
+        .filter(|r| !upstream_stricter(headers, &REMAINING_TOKENS, r.remaining));
+    let groups = [
+        (
+            requests,
+            [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
+        ),
+        (tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
+    ];
+    // Six values of at most 20 digits and an `s`.
+    let mut text = Vec::with_capacity(128);
+    let mut ends = [0usize; 6];
+    let mut itoa = itoa::Buffer::new();
+    for (g, (rate, _)) in groups.iter().enumerate() {
+        if let Some(r) = rate {
+            for (i, n) in [r.limit, r.remaining, r.reset_secs].into_iter().enumerate() {
+                text.extend_from_slice(itoa.format(n).as_bytes());
+                if i == 2 {
+                    text.push(b's');
+                }
+                ends[g * 3 + i] = text.len();
+            }
+        }
     }
-    if let Some(r) = rate.tokens
-        && !upstream_stricter(headers, &REMAINING_TOKENS, r.remaining)
-    {
-        headers.insert(LIMIT_TOKENS, HeaderValue::from(r.limit));
-        headers.insert(REMAINING_TOKENS, HeaderValue::from(r.remaining));
-        headers.insert(RESET_TOKENS, seconds(r.reset_secs));
+    if text.is_empty() {
+        return;
+    }
+    let text = bytes::Bytes::from(text);
+    let mut start = 0;
+    for (g, (rate, names)) in groups.into_iter().enumerate() {
+        if rate.is_none() {
+            continue;
+        }
+        for (i, name) in names.into_iter().enumerate() {
+            let end = ends[g * 3 + i];
+            // Digits and `s` only: always a valid value.
+            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+                headers.insert(name, value);
+            }
+            start = end;
+        }
     }
 }
 
@@ -192,17 +225,6 @@ fn upstream_stricter(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .is_some_and(|upstream| upstream < remaining)
-}
-
-/// `12s`: the digits by `itoa` into a stack buffer (no formatter machinery per header).
-fn seconds(n: i64) -> HeaderValue {
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(n).as_bytes();
-    let mut buf = [0u8; 24];
-    let len = digits.len().min(buf.len() - 1);
-    buf[..len].copy_from_slice(&digits[..len]);
-    buf[len] = b's';
-    HeaderValue::from_bytes(&buf[..=len]).unwrap_or(HeaderValue::from_static("0s"))
 }
 
 #[cfg(test)]

@@ -450,7 +450,7 @@ impl CounterStore for RedisStore {
                     let (totals, extra) = rest.split_at(n);
                     let taken = Instant::now();
                     let mut leases = lock(&self.shared.leases);
-                    let mut seen = Vec::with_capacity(n);
+                    let mut replaced = Vec::new();
                     for ((c, total), lease) in counters.iter().zip(totals).zip(extra) {
                         if *lease > 0 {
                             let old = leases.insert(
@@ -465,13 +465,13 @@ impl CounterStore for RedisStore {
                             // meanwhile: both shares count in Redis; keep the newer, give
                             // the older's rest back.
                             if let Some(old) = old.filter(|o| o.available > 0) {
-                                seen.push((c.key, -old.available));
+                                replaced.push((c.key, -old.available));
                             }
                         }
                     }
                     drop(leases);
-                    if !seen.is_empty() {
-                        self.shared.send_later(seen);
+                    if !replaced.is_empty() {
+                        self.shared.send_later(replaced);
                     }
                     // What this node's requests have used: the total less its lease.
                     Ok(Reserved::Granted(

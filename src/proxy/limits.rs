@@ -179,38 +179,29 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
         ),
         (tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
     ];
-    // Six values of at most 20 digits and an `s`.
+    // Six values of at most 20 digits and an `s`; each header's name and where its value
+    // ends in `text`.
     let mut text = Vec::with_capacity(128);
-    let mut ends = [0usize; 6];
+    let mut placed: [Option<(HeaderName, usize)>; 6] = [const { None }; 6];
+    let mut slots = placed.iter_mut();
     let mut itoa = itoa::Buffer::new();
-    for (g, (rate, _)) in groups.iter().enumerate() {
-        if let Some(r) = rate {
-            for (i, n) in [r.limit, r.remaining, r.reset_secs].into_iter().enumerate() {
-                text.extend_from_slice(itoa.format(n).as_bytes());
-                if i == 2 {
-                    text.push(b's');
-                }
-                ends[g * 3 + i] = text.len();
-            }
+    for (rate, names) in groups {
+        let Some(r) = rate else { continue };
+        let values = [(r.limit, ""), (r.remaining, ""), (r.reset_secs, "s")];
+        for ((name, (n, unit)), slot) in names.into_iter().zip(values).zip(&mut slots) {
+            text.extend_from_slice(itoa.format(n).as_bytes());
+            text.extend_from_slice(unit.as_bytes());
+            *slot = Some((name, text.len()));
         }
-    }
-    if text.is_empty() {
-        return;
     }
     let text = bytes::Bytes::from(text);
     let mut start = 0;
-    for (g, (rate, names)) in groups.into_iter().enumerate() {
-        if rate.is_none() {
-            continue;
+    for (name, end) in placed.into_iter().flatten() {
+        // Digits and `s` only: always a valid value.
+        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
+            headers.insert(name, value);
         }
-        for (i, name) in names.into_iter().enumerate() {
-            let end = ends[g * 3 + i];
-            // Digits and `s` only: always a valid value.
-            if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
-                headers.insert(name, value);
-            }
-            start = end;
-        }
+        start = end;
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync {
@@ -88,11 +88,9 @@ impl Window {
 
     /// The UTC calendar month `now` falls in.
     pub fn month(now: DateTime<Utc>) -> Window {
-        let first = |y: i32, m: u32| {
-            NaiveDate::from_ymd_opt(y, m, 1)
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map_or(0, |t| t.and_utc().timestamp())
-        };
+        // Day counts by arithmetic, not through chrono's date constructors: a budget's
+        // window is found on every request it limits.
+        let first = |y: i32, m: u32| days_from_civil(i64::from(y), i64::from(m)) * 86_400;
         let (y, m) = (now.year(), now.month());
         let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
         Window {
@@ -106,6 +104,19 @@ impl Window {
         let left_ms = self.end * 1000 - now.timestamp_millis();
         ((left_ms + 999) / 1000).max(1)
     }
+}
+
+/// Days from 1970-01-01 to the first day of month `m` (1–12) of year `y`, proleptic
+/// Gregorian: the well-known era arithmetic (400-year eras of 146 097 days, years counted
+/// from March so that the leap day comes last).
+fn days_from_civil(y: i64, m: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let month_from_march = if m > 2 { m - 3 } else { m + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -129,6 +140,22 @@ mod tests {
         assert_eq!(mo.end, at("2027-01-01T00:00:00Z").timestamp());
         let feb = Window::month(at("2028-02-29T12:00:00Z"));
         assert_eq!(feb.end, at("2028-03-01T00:00:00Z").timestamp());
+    }
+
+    #[test]
+    fn month_starts_match_chrono_over_five_centuries() {
+        for y in 1800..2300 {
+            for m in 1..=12 {
+                let expected = chrono::NaiveDate::from_ymd_opt(y, m, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc()
+                    .timestamp();
+                let got = days_from_civil(i64::from(y), i64::from(m)) * 86_400;
+                assert_eq!(got, expected, "{y}-{m:02}-01");
+            }
+        }
     }
 
     #[test]

@@ -55,29 +55,28 @@ impl MemoryStore {
     pub fn reserve_now(&self, counters: &[Counter], now: i64) -> Reserved {
         let mut inner = self.lock();
         inner.sweep(now);
-        let totals: Vec<i64> = counters.iter().map(|c| inner.total(&c.key, now)).collect();
-        // The same counter may be named twice (two scopes sharing one): sum per key.
+        // One lookup per counter: each is added to as it is checked, and on a refusal the
+        // ones already added are taken back (a refusal is the rare path). A counter named
+        // twice (two scopes sharing one) sees its first addition when checked again.
+        let mut totals = Vec::with_capacity(counters.len());
         for (i, c) in counters.iter().enumerate() {
-            let earlier: i64 = counters[..i]
-                .iter()
-                .filter(|o| o.key == c.key)
-                .map(|o| o.amount)
-                .sum();
-            if totals[i] + earlier + c.amount > c.limit {
-                return Reserved::Refused { counter: i, totals };
-            }
-        }
-        // The totals after, written over the ones before (one vector per reservation).
-        let mut after = totals;
-        for (c, total) in counters.iter().zip(after.iter_mut()) {
             let entry = inner.counters.entry(c.key).or_insert((0, c.window_end));
             if entry.1 <= now {
                 *entry = (0, c.window_end);
             }
+            if entry.0 + c.amount > c.limit {
+                for earlier in &counters[..i] {
+                    if let Some((total, _)) = inner.counters.get_mut(&earlier.key) {
+                        *total -= earlier.amount;
+                    }
+                }
+                let totals = counters.iter().map(|c| inner.total(&c.key, now)).collect();
+                return Reserved::Refused { counter: i, totals };
+            }
             entry.0 += c.amount;
-            *total = entry.0;
+            totals.push(entry.0);
         }
-        Reserved::Granted(after)
+        Reserved::Granted(totals)
     }
 }
 
@@ -94,7 +93,7 @@ impl CounterStore for MemoryStore {
         Box::pin(future::ready(Ok(self.reserve_now(counters, now))))
     }
 
-    fn adjust(&self, adjustments: Vec<Adjustment>) {
+    fn adjust(&self, adjustments: &[Adjustment]) {
         let mut inner = self.lock();
         for a in adjustments {
             if let Some((total, end)) = inner.counters.get_mut(&a.key)
@@ -125,7 +124,7 @@ mod tests {
     fn k(name: &str) -> CounterKey {
         let n = name.bytes().fold(0u128, |acc, b| acc * 256 + u128::from(b));
         CounterKey {
-            tag: "rpm",
+            kind: crate::limits::Kind::Requests,
             owner: OwnerId::Tenant(uuid::Uuid::from_u128(n)),
             window_start: 0,
         }
@@ -173,12 +172,12 @@ mod tests {
     fn adjustments_never_revive_or_go_negative() {
         let s = MemoryStore::new();
         s.reserve_now(&[counter("a", 3, 5)], 0);
-        s.adjust(vec![Adjustment {
+        s.adjust(&[Adjustment {
             key: k("a"),
             delta: -10,
             window_end: 100,
         }]);
-        s.adjust(vec![Adjustment {
+        s.adjust(&[Adjustment {
             key: k("gone"),
             delta: 4,
             window_end: 100,

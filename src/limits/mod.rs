@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeZone, Utc};
+use smallvec::SmallVec;
 
 use crate::vocab::{BudgetPeriod, Limits, OnStoreError};
 
@@ -46,7 +47,7 @@ impl Kind {
     }
 
     /// Short tag in counter keys.
-    fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Kind::Requests => "rpm",
             Kind::Tokens => "tpm",
@@ -225,14 +226,8 @@ pub struct Limiter {
     counts: LimitCounts,
 }
 
-/// One counter of a request's reservation, as the request holds it.
-#[derive(Debug, Clone)]
-struct Held {
-    key: CounterKey,
-    kind: Kind,
-    amount: i64,
-    window_end: i64,
-}
+/// Planned counters kept on the stack (one scope's three kinds); more spill to the heap.
+const INLINE: usize = 3;
 
 /// What names a planned counter in a refusal and its headers (the counters themselves go
 /// to the store in their own list, in the same order).
@@ -293,16 +288,16 @@ impl Limiter {
         scopes: &'s [Scope<'s>],
         demand: Demand,
         now: DateTime<Utc>,
-    ) -> (Vec<Counter>, Vec<Planned<'s>>) {
-        // Up to three counters per scope: sized once, not grown per push.
+    ) -> (Vec<Counter>, SmallVec<[Planned<'s>; INLINE]>) {
+        // The counters go on to the reservation (a move, not a copy); sized once.
         let mut counters = Vec::with_capacity(scopes.len() * 3);
-        let mut planned = Vec::with_capacity(scopes.len() * 3);
+        let mut planned = SmallVec::new();
         for scope in scopes {
             let l = scope.limits;
             let mut add = |kind: Kind, limit: i64, amount: i64, window: Window, budget| {
                 counters.push(Counter {
                     key: CounterKey {
-                        tag: kind.tag(),
+                        kind,
                         owner: scope.id,
                         window_start: window.start,
                     },
@@ -375,16 +370,7 @@ impl Limiter {
             Ok(Reserved::Granted(totals)) => Ok(Some(Reservation {
                 store: Arc::clone(&self.store),
                 headers: headers(&totals),
-                held: counters
-                    .into_iter()
-                    .zip(&planned)
-                    .map(|(c, p)| Held {
-                        key: c.key,
-                        kind: p.kind,
-                        amount: c.amount,
-                        window_end: c.window_end,
-                    })
-                    .collect(),
+                held: counters,
                 done: false,
             })),
             Ok(Reserved::Refused { counter, totals }) => {
@@ -472,7 +458,8 @@ fn clamp(n: u64) -> i64 {
 /// it gives everything back (a failed call, a client that left).
 pub struct Reservation {
     store: Arc<dyn CounterStore>,
-    held: Vec<Held>,
+    /// The counters added to, as added (each key names its kind).
+    held: Vec<Counter>,
     headers: RateHeaders,
     done: bool,
 }
@@ -494,7 +481,10 @@ impl Reservation {
 
     /// The amount reserved of one kind (every counter of a kind holds the same amount).
     pub fn reserved(&self, kind: Kind) -> Option<i64> {
-        self.held.iter().find(|h| h.kind == kind).map(|h| h.amount)
+        self.held
+            .iter()
+            .find(|h| h.key.kind == kind)
+            .map(|h| h.amount)
     }
 
     /// Replaces the estimate by what the request really used: tokens and micro-dollars.
@@ -504,7 +494,7 @@ impl Reservation {
             .held
             .iter()
             .filter_map(|h| {
-                let real = match h.kind {
+                let real = match h.key.kind {
                     Kind::Requests => return None,
                     Kind::Tokens => tokens,
                     Kind::Budget => cost_micro,
@@ -515,9 +505,9 @@ impl Reservation {
                     window_end: h.window_end,
                 })
             })
-            .collect::<Vec<_>>();
+            .collect::<SmallVec<[Adjustment; INLINE]>>();
         if !adjustments.is_empty() {
-            self.store.adjust(adjustments);
+            self.store.adjust(&adjustments);
         }
         self.done = true;
     }
@@ -545,8 +535,8 @@ impl Drop for Reservation {
                 delta: -h.amount,
                 window_end: h.window_end,
             })
-            .collect();
-        self.store.adjust(adjustments);
+            .collect::<SmallVec<[Adjustment; INLINE]>>();
+        self.store.adjust(&adjustments);
     }
 }
 

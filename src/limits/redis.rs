@@ -487,7 +487,7 @@ impl CounterStore for RedisStore {
         })
     }
 
-    fn adjust(&self, adjustments: Vec<Adjustment>) {
+    fn adjust(&self, adjustments: &[Adjustment]) {
         if adjustments.is_empty() {
             return;
         }
@@ -552,7 +552,7 @@ impl CounterStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::OwnerId;
+    use crate::limits::{Kind, OwnerId};
 
     fn url() -> String {
         std::env::var("TOLLGATE_TEST_REDIS_URL")
@@ -578,9 +578,9 @@ mod tests {
         }
     }
 
-    fn fresh_key(tag: &'static str) -> CounterKey {
+    fn fresh_key(kind: Kind) -> CounterKey {
         CounterKey {
-            tag,
+            kind,
             owner: OwnerId::Tenant(uuid::Uuid::new_v4()),
             window_start: chrono::Utc::now().timestamp(),
         }
@@ -591,7 +591,7 @@ mod tests {
     #[test]
     #[ignore = "needs Redis (127.0.0.1:6379 or TOLLGATE_TEST_REDIS_URL; .ci/run starts one)"]
     fn batched_settlements_all_land_and_survive_a_dropped_runtime() {
-        let key = fresh_key("tpm");
+        let key = fresh_key(Kind::Tokens);
         let now = key.window_start;
         // Too close to its limit for a lease: every settlement goes to Redis.
         let counter = counter(key, 1000, 100_000);
@@ -610,7 +610,7 @@ mod tests {
         let granted = first.block_on(store.reserve(std::slice::from_ref(&counter), now));
         assert_eq!(granted.unwrap(), Reserved::Granted(vec![1000]));
         // The sender is spawned but never polled: its runtime goes first.
-        first.block_on(async { store.adjust(vec![adjustment(-1)]) });
+        first.block_on(async { store.adjust(&[adjustment(-1)]) });
         drop(first);
 
         let store = Arc::new(store);
@@ -620,7 +620,7 @@ mod tests {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     for _ in 0..100 {
-                        store.adjust(vec![adjustment(-1)]);
+                        store.adjust(&[adjustment(-1)]);
                         tokio::task::yield_now().await;
                     }
                 })
@@ -654,7 +654,7 @@ mod tests {
     #[ignore = "needs Redis (127.0.0.1:6379 or TOLLGATE_TEST_REDIS_URL; .ci/run starts one)"]
     fn a_lease_serves_reservations_without_redis_and_goes_back_at_shutdown() {
         runtime().block_on(async {
-            let key = fresh_key("rpm");
+            let key = fresh_key(Kind::Requests);
             let now = key.window_start;
             let (a, b) = (
                 RedisStore::connect(&url()).await.unwrap(),
@@ -676,7 +676,7 @@ mod tests {
             );
             assert_eq!(a.read(&[key], now).await.unwrap(), vec![100]);
             // A give-back stays in the lease.
-            a.adjust(vec![Adjustment {
+            a.adjust(&[Adjustment {
                 key,
                 delta: -1,
                 window_end: one.window_end,
@@ -694,7 +694,7 @@ mod tests {
     #[ignore = "needs Redis (127.0.0.1:6379 or TOLLGATE_TEST_REDIS_URL; .ci/run starts one)"]
     fn leases_on_two_nodes_never_pass_the_limit() {
         runtime().block_on(async {
-            let key = fresh_key("rpm");
+            let key = fresh_key(Kind::Requests);
             let now = key.window_start;
             let nodes = [
                 RedisStore::connect(&url()).await.unwrap(),

@@ -4,21 +4,51 @@
 
 use futures::future::BoxFuture;
 
-use super::OwnerId;
+use super::{Kind, OwnerId};
 
-/// Names a counter: its kind's tag (`rpm`, `tpm`, `usd`), its owner and the start of its
+/// Names a counter: its kind (tagged `rpm`, `tpm`, `usd`), its owner and the start of its
 /// window (Unix seconds). A store that needs text writes it as `rpm:t:<uuid>:<start>`
 /// (`Display`); the in-process store hashes it as it is, with no string per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterKey {
-    pub tag: &'static str,
+    pub kind: Kind,
     pub owner: OwnerId,
     pub window_start: i64,
 }
 
+/// Hashed as a few machine words rather than as byte slices with length prefixes (what the
+/// derive does for `str` and `Uuid`): a request hashes each of its counters' keys twice.
+impl std::hash::Hash for CounterKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u8(self.kind as u8);
+        match self.owner {
+            OwnerId::Tenant(id) => {
+                state.write_u8(0);
+                state.write_u128(id.as_u128());
+            }
+            OwnerId::Key(id) => {
+                state.write_u8(1);
+                state.write_u128(id.as_u128());
+            }
+            OwnerId::Route(id, tenant) => {
+                state.write_u8(2);
+                state.write_u128(id.as_u128());
+                state.write_u128(tenant.map_or(0, |t| t.as_u128()));
+            }
+        }
+        state.write_i64(self.window_start);
+    }
+}
+
 impl std::fmt::Display for CounterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.tag, self.owner, self.window_start)
+        write!(
+            f,
+            "{}:{}:{}",
+            self.kind.tag(),
+            self.owner,
+            self.window_start
+        )
     }
 }
 
@@ -74,7 +104,7 @@ pub trait CounterStore: Send + Sync {
     /// Applies settlements and releases. Called from destructors, so it does not wait: a
     /// network store sends them in the background. A counter whose window is gone is left
     /// alone (never re-created), and no total goes below zero.
-    fn adjust(&self, adjustments: Vec<Adjustment>);
+    fn adjust(&self, adjustments: &[Adjustment]);
 
     /// The current totals of counters (0 for an unknown or ended one), for the status
     /// endpoints and the rate-limit headers of a refusal.

@@ -162,7 +162,7 @@ impl CounterStore for Broken {
     ) -> futures::future::BoxFuture<'a, Result<Reserved, StoreFault>> {
         Box::pin(async { Err(StoreFault("connection refused".into())) })
     }
-    fn adjust(&self, _: Vec<Adjustment>) {}
+    fn adjust(&self, _: &[Adjustment]) {}
     fn read<'a>(
         &'a self,
         _: &'a [CounterKey],

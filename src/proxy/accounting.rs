@@ -83,6 +83,7 @@ fn whole(
     limits::set_headers(
         &mut outcome.response,
         reservation.as_ref().map(Reservation::headers),
+        outcome.upstream_rates,
     );
     if let Some(reservation) = reservation {
         match outcome.usage {
@@ -137,7 +138,7 @@ fn stream(
     let upstream_latency = start.upstream.latency;
     let overhead = ctx.started.elapsed().saturating_sub(upstream_latency);
     let status = start.upstream.status;
-    let mut head = start.head();
+    let (mut head, upstream_rates) = start.head();
     let usage_id = uuid::Uuid::now_v7();
     if let Some(sink) = &recorder.usage {
         // Spooled now, so a kill mid-stream still bills the prompt (docs/architecture.md,
@@ -199,7 +200,7 @@ fn stream(
         upstream_latency,
         overhead,
     );
-    limits::set_headers(&mut response, rate);
+    limits::set_headers(&mut response, rate, upstream_rates);
     response
 }
 

@@ -27,7 +27,7 @@ pub async fn reserve(
     let caller = &party.caller;
     let route = party.route.as_ref();
     // Allocates only when a limit applies (`Vec::new` does not).
-    let mut scopes = Vec::new();
+    let mut scopes = smallvec::SmallVec::<[Scope<'_>; 3]>::new();
     // Limits whose stored JSON no longer parses refuse the request (503): they guard money.
     if let Some(key) = snap.key_limits.get(&caller.key_id) {
         let limits = key.limits.readable("key", &key.name)?;
@@ -147,14 +147,49 @@ fn header_values(h: RateHeaders) -> Vec<(&'static str, String)> {
     out
 }
 
+/// What the upstream's answer said of its own rate limits, noted as its hints are passed on
+/// (respond.rs): whether it sent any `x-ratelimit-*` header, and its two remaining counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamRates {
+    pub any: bool,
+    pub remaining_requests: Option<i64>,
+    pub remaining_tokens: Option<i64>,
+}
+
+impl UpstreamRates {
+    /// Notes one header passed to the client under OpenAI's name.
+    pub fn note(&mut self, name: &str, value: &str) {
+        if !name.starts_with("x-ratelimit-") {
+            return;
+        }
+        self.any = true;
+        let slot = match name {
+            "x-ratelimit-remaining-requests" => &mut self.remaining_requests,
+            "x-ratelimit-remaining-tokens" => &mut self.remaining_tokens,
+            _ => return,
+        };
+        *slot = value.trim().parse().ok();
+    }
+
+    /// The upstream's remaining count is below the gateway's: its group stays.
+    fn stricter(upstream: Option<i64>, remaining: i64) -> bool {
+        upstream.is_some_and(|u| u < remaining)
+    }
+}
+
 /// The rate-limit headers on an answer the request's limits let through. The values are
 /// written by `itoa` into one buffer and each header holds a slice of it: one allocation
 /// for all six, where a value apiece cost an allocation and a formatter each (every answer
-/// on a limited route carries them). Where the upstream's own (already under OpenAI's
-/// names, respond.rs) has less remaining, the upstream's group of three stays: the client
+/// on a limited route carries them). Where the upstream's own (`upstream`, noted as they
+/// were passed on) have less remaining, the upstream's group of three stays: the client
 /// sees the stricter of the two (docs/behaviour.md, "Responses"); on a tie the gateway's.
-pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
-    // Built at compile time: `from_static` on a runtime `&str` validates it every call.
+/// When the upstream sent none, the headers are appended: no lookup of a header that
+/// cannot be there, no replaced value handed back.
+pub fn set_headers(
+    response: &mut HttpResponse,
+    rate: Option<RateHeaders>,
+    upstream: UpstreamRates,
+) {
     const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
     const REMAINING_REQUESTS: HeaderName =
         HeaderName::from_static("x-ratelimit-remaining-requests");
@@ -165,13 +200,12 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
     let Some(rate) = rate else {
         return;
     };
-    let headers = response.headers_mut();
     let requests = rate
         .requests
-        .filter(|r| !upstream_stricter(headers, &REMAINING_REQUESTS, r.remaining));
+        .filter(|r| !UpstreamRates::stricter(upstream.remaining_requests, r.remaining));
     let tokens = rate
         .tokens
-        .filter(|r| !upstream_stricter(headers, &REMAINING_TOKENS, r.remaining));
+        .filter(|r| !UpstreamRates::stricter(upstream.remaining_tokens, r.remaining));
     let groups = [
         (
             requests,
@@ -179,8 +213,7 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
         ),
         (tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
     ];
-    // Six values of at most 20 digits and an `s`; each header's name and where its value
-    // ends in `text`.
+    // Each header's name and where its value ends in `text`.
     let mut text = Vec::with_capacity(128);
     let mut placed: [Option<(HeaderName, usize)>; 6] = [const { None }; 6];
     let mut slots = placed.iter_mut();
@@ -195,27 +228,18 @@ pub fn set_headers(response: &mut HttpResponse, rate: Option<RateHeaders>) {
         }
     }
     let text = bytes::Bytes::from(text);
+    let headers = response.headers_mut();
     let mut start = 0;
     for (name, end) in placed.into_iter().flatten() {
-        // Digits and `s` only: always a valid value.
         if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
-            headers.insert(name, value);
+            if upstream.any {
+                headers.insert(name, value);
+            } else {
+                headers.append(name, value);
+            }
         }
         start = end;
     }
-}
-
-/// Whether the answer already says (from the upstream) fewer remaining than `remaining`.
-fn upstream_stricter(
-    headers: &actix_web::http::header::HeaderMap,
-    name: &HeaderName,
-    remaining: i64,
-) -> bool {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .is_some_and(|upstream| upstream < remaining)
 }
 
 #[cfg(test)]
@@ -239,7 +263,7 @@ mod tests {
             }),
         };
         let mut response = HttpResponse::Ok().finish();
-        set_headers(&mut response, Some(rate));
+        set_headers(&mut response, Some(rate), UpstreamRates::default());
         let expected = header_values(rate);
         assert_eq!(expected.len(), 6);
         for (name, value) in expected {
@@ -267,15 +291,22 @@ mod tests {
                 reset_secs: 7,
             }),
         };
-        let mut response = HttpResponse::Ok()
-            .insert_header(("x-ratelimit-limit-requests", "50"))
-            .insert_header(("x-ratelimit-remaining-requests", "4"))
-            .insert_header(("x-ratelimit-reset-requests", "1m0s"))
-            .insert_header(("x-ratelimit-limit-tokens", "80000"))
-            .insert_header(("x-ratelimit-remaining-tokens", "79000"))
-            .insert_header(("x-ratelimit-reset-tokens", "20ms"))
-            .finish();
-        set_headers(&mut response, Some(rate));
+        let upstream_headers = [
+            ("x-ratelimit-limit-requests", "50"),
+            ("x-ratelimit-remaining-requests", "4"),
+            ("x-ratelimit-reset-requests", "1m0s"),
+            ("x-ratelimit-limit-tokens", "80000"),
+            ("x-ratelimit-remaining-tokens", "79000"),
+            ("x-ratelimit-reset-tokens", "20ms"),
+        ];
+        let mut builder = HttpResponse::Ok();
+        let mut upstream = UpstreamRates::default();
+        for (name, value) in upstream_headers {
+            builder.insert_header((name, value));
+            upstream.note(name, value);
+        }
+        let mut response = builder.finish();
+        set_headers(&mut response, Some(rate), upstream);
         let h = |n: &str| response.headers().get(n).unwrap().to_str().unwrap();
         assert_eq!(h("x-ratelimit-limit-requests"), "50");
         assert_eq!(h("x-ratelimit-remaining-requests"), "4");

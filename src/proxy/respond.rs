@@ -21,6 +21,7 @@ use crate::vocab::{RouteKind, RouteType};
 
 use super::context::Party;
 use super::forward::{Answer, Reply as Upstream};
+use super::limits::UpstreamRates;
 use super::prepare::{Operation, Plan, translate_context};
 
 /// The answer, ready for the account stage to record and send.
@@ -45,6 +46,8 @@ pub struct Outcome {
     /// With `log_payloads`: the body as sent upstream, and the body the client received.
     pub upstream_body: Option<Vec<u8>>,
     pub logged_response: Option<Value>,
+    /// The upstream's own rate-limit hints, as passed on to the client.
+    pub upstream_rates: UpstreamRates,
 }
 
 /// A 2xx stream, ready to be sent.
@@ -143,7 +146,8 @@ pub fn reply(
 
     let mut builder =
         HttpResponse::build(StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY));
-    pass_rate_limit_hints(&mut builder, &reply.headers, route.service.translator());
+    let upstream_rates =
+        pass_rate_limit_hints(&mut builder, &reply.headers, route.service.translator());
     let mut logged_response = None;
     let mut usage_estimated = false;
     let mut finish_reason = None;
@@ -275,6 +279,7 @@ pub fn reply(
         upstream_latency: reply.latency,
         upstream_body: logged_request,
         logged_response,
+        upstream_rates,
     }))
 }
 
@@ -392,15 +397,17 @@ fn estimate_input_tokens(body_sent: &[u8], counter: Counter) -> u64 {
 }
 
 impl StreamStart {
-    /// The response head: the upstream's status, SSE headers and its rate-limit hints.
-    pub fn head(&self) -> HttpResponseBuilder {
+    /// The response head: the upstream's status, SSE headers and its rate-limit hints (and
+    /// what those said).
+    pub fn head(&self) -> (HttpResponseBuilder, UpstreamRates) {
         let status = StatusCode::from_u16(self.upstream.status).unwrap_or(StatusCode::OK);
         let mut head = HttpResponse::build(status);
         head.insert_header(("content-type", "text/event-stream"))
             .insert_header(("cache-control", "no-cache"))
             .insert_header(("x-accel-buffering", "no"));
-        pass_rate_limit_hints(&mut head, &self.upstream.headers, self.wire.translator());
-        head
+        let rates =
+            pass_rate_limit_hints(&mut head, &self.upstream.headers, self.wire.translator());
+        (head, rates)
     }
 }
 
@@ -411,15 +418,19 @@ fn pass_rate_limit_hints(
     builder: &mut HttpResponseBuilder,
     headers: &[(String, String)],
     translator: &dyn Translator,
-) {
+) -> UpstreamRates {
+    let mut rates = UpstreamRates::default();
     for (name, value) in headers {
         if name.starts_with("x-ratelimit-") || name == "retry-after" || name == "retry-after-ms" {
             builder.insert_header((name.as_str(), value.as_str()));
+            rates.note(name, value);
         }
     }
     translator.rate_limit_headers(headers, chrono::Utc::now(), &mut |name, value| {
+        rates.note(name, &value);
         builder.insert_header((name, value.as_ref()));
     });
+    rates
 }
 
 /// `chatcmpl-…` / `cmpl-…`, like OpenAI's ids.

@@ -605,6 +605,8 @@ fn set_gateway_headers(
     const OVERHEAD_MS: HeaderName = HeaderName::from_static("x-tollgate-overhead-ms");
     const UPSTREAM_LATENCY_MS: HeaderName =
         HeaderName::from_static("x-tollgate-upstream-latency-ms");
+    // Appended, not inserted: the proxy builds every response itself and no other stage
+    // sets these names, so there is no earlier value to replace (and none handed back).
     let headers = response.headers_mut();
     if route.record.model_name_header {
         let model = format!(
@@ -613,13 +615,13 @@ fn set_gateway_headers(
             redact::cap_model_name(request_model)
         );
         if let Ok(v) = HeaderValue::try_from(model) {
-            headers.insert(LLM_MODEL, v);
+            headers.append(LLM_MODEL, v);
         }
     }
     // Built straight into header values (no parse of a formatted string).
-    headers.insert(OVERHEAD_MS, millis_with_three_decimals(overhead));
+    headers.append(OVERHEAD_MS, millis_with_three_decimals(overhead));
     let latency_ms = u64::try_from(upstream_latency.as_millis()).unwrap_or(u64::MAX);
-    headers.insert(UPSTREAM_LATENCY_MS, HeaderValue::from(latency_ms));
+    headers.append(UPSTREAM_LATENCY_MS, HeaderValue::from(latency_ms));
 }
 
 #[cfg(test)]

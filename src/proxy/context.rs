@@ -146,9 +146,12 @@ impl RequestCtx {
 
     /// Every proxy response leaves through here: the one place that sets the request id.
     pub fn finish(&self, mut response: HttpResponse) -> HttpResponse {
+        // Appended: the proxy builds every response itself, and this is the one place
+        // these names are set.
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
-            response.headers_mut().insert(OPENAI_REQUEST_ID, v.clone());
-            response.headers_mut().insert(REQUEST_ID, v);
+            let headers = response.headers_mut();
+            headers.append(OPENAI_REQUEST_ID, v.clone());
+            headers.append(REQUEST_ID, v);
         }
         response
     }

@@ -213,34 +213,132 @@ pub fn set_headers(
         ),
         (tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
     ];
-    // Each header's name and where its value ends in `text`.
+    // Each header's name and its value: where it ends in `text`, or a prepared one.
     let mut text = Vec::with_capacity(128);
-    let mut placed: [Option<(HeaderName, usize)>; 6] = [const { None }; 6];
+    let mut placed: [Option<(HeaderName, RateValue)>; 6] = [const { None }; 6];
     let mut slots = placed.iter_mut();
     let mut itoa = itoa::Buffer::new();
     for (rate, names) in groups {
         let Some(r) = rate else { continue };
-        let values = [(r.limit, ""), (r.remaining, ""), (r.reset_secs, "s")];
-        for ((name, (n, unit)), slot) in names.into_iter().zip(values).zip(&mut slots) {
+        let [limit, remaining, reset] = names;
+        let mut written = |n: i64, unit: &str| {
             text.extend_from_slice(itoa.format(n).as_bytes());
             text.extend_from_slice(unit.as_bytes());
-            *slot = Some((name, text.len()));
+            RateValue::Ends(text.len())
+        };
+        let values = [
+            (limit, written(r.limit, "")),
+            (remaining, written(r.remaining, "")),
+            (
+                reset,
+                match usize::try_from(r.reset_secs)
+                    .ok()
+                    .and_then(|s| RESET_SECONDS.get(s))
+                {
+                    Some(prepared) => RateValue::Prepared(prepared),
+                    None => written(r.reset_secs, "s"),
+                },
+            ),
+        ];
+        for (value, slot) in values.into_iter().zip(&mut slots) {
+            *slot = Some(value);
         }
     }
     let text = bytes::Bytes::from(text);
     let headers = response.headers_mut();
     let mut start = 0;
-    for (name, end) in placed.into_iter().flatten() {
-        if let Ok(value) = HeaderValue::from_maybe_shared(text.slice(start..end)) {
-            if upstream.any {
-                headers.insert(name, value);
-            } else {
-                headers.append(name, value);
+    for (name, value) in placed.into_iter().flatten() {
+        let value = match value {
+            RateValue::Prepared(prepared) => prepared.clone(),
+            RateValue::Ends(end) => {
+                let slice = text.slice(start..end);
+                start = end;
+                match HeaderValue::from_maybe_shared(slice) {
+                    Ok(value) => value,
+                    Err(_) => continue,
+                }
             }
+        };
+        if upstream.any {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
         }
-        start = end;
     }
 }
+
+/// A rate-limit header's value in `set_headers`: the end of its text in the shared buffer,
+/// or a prepared value.
+enum RateValue {
+    Ends(usize),
+    Prepared(&'static HeaderValue),
+}
+
+/// `0s` to `60s`: a minute window's reset, the one the headers name (requests and tokens
+/// per minute), is one of these — no formatting and no check of the bytes per answer.
+static RESET_SECONDS: [HeaderValue; 61] = [
+    HeaderValue::from_static("0s"),
+    HeaderValue::from_static("1s"),
+    HeaderValue::from_static("2s"),
+    HeaderValue::from_static("3s"),
+    HeaderValue::from_static("4s"),
+    HeaderValue::from_static("5s"),
+    HeaderValue::from_static("6s"),
+    HeaderValue::from_static("7s"),
+    HeaderValue::from_static("8s"),
+    HeaderValue::from_static("9s"),
+    HeaderValue::from_static("10s"),
+    HeaderValue::from_static("11s"),
+    HeaderValue::from_static("12s"),
+    HeaderValue::from_static("13s"),
+    HeaderValue::from_static("14s"),
+    HeaderValue::from_static("15s"),
+    HeaderValue::from_static("16s"),
+    HeaderValue::from_static("17s"),
+    HeaderValue::from_static("18s"),
+    HeaderValue::from_static("19s"),
+    HeaderValue::from_static("20s"),
+    HeaderValue::from_static("21s"),
+    HeaderValue::from_static("22s"),
+    HeaderValue::from_static("23s"),
+    HeaderValue::from_static("24s"),
+    HeaderValue::from_static("25s"),
+    HeaderValue::from_static("26s"),
+    HeaderValue::from_static("27s"),
+    HeaderValue::from_static("28s"),
+    HeaderValue::from_static("29s"),
+    HeaderValue::from_static("30s"),
+    HeaderValue::from_static("31s"),
+    HeaderValue::from_static("32s"),
+    HeaderValue::from_static("33s"),
+    HeaderValue::from_static("34s"),
+    HeaderValue::from_static("35s"),
+    HeaderValue::from_static("36s"),
+    HeaderValue::from_static("37s"),
+    HeaderValue::from_static("38s"),
+    HeaderValue::from_static("39s"),
+    HeaderValue::from_static("40s"),
+    HeaderValue::from_static("41s"),
+    HeaderValue::from_static("42s"),
+    HeaderValue::from_static("43s"),
+    HeaderValue::from_static("44s"),
+    HeaderValue::from_static("45s"),
+    HeaderValue::from_static("46s"),
+    HeaderValue::from_static("47s"),
+    HeaderValue::from_static("48s"),
+    HeaderValue::from_static("49s"),
+    HeaderValue::from_static("50s"),
+    HeaderValue::from_static("51s"),
+    HeaderValue::from_static("52s"),
+    HeaderValue::from_static("53s"),
+    HeaderValue::from_static("54s"),
+    HeaderValue::from_static("55s"),
+    HeaderValue::from_static("56s"),
+    HeaderValue::from_static("57s"),
+    HeaderValue::from_static("58s"),
+    HeaderValue::from_static("59s"),
+    HeaderValue::from_static("60s"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -272,6 +370,34 @@ mod tests {
                 value.as_str(),
                 "{name}"
             );
+        }
+    }
+
+    /// A reset within a minute comes from the prepared values, a longer one is written:
+    /// both read as `<seconds>s`.
+    #[test]
+    fn resets_read_the_same_prepared_or_written() {
+        for secs in [0, 1, 59, 60, 61, 3600] {
+            let rate = RateHeaders {
+                requests: Some(Rate {
+                    limit: 10,
+                    remaining: 9,
+                    reset_secs: secs,
+                }),
+                tokens: Some(Rate {
+                    limit: 1000,
+                    remaining: 900,
+                    reset_secs: secs + 1,
+                }),
+            };
+            let mut response = HttpResponse::Ok().finish();
+            set_headers(&mut response, Some(rate), UpstreamRates::default());
+            let h = |n: &str| response.headers().get(n).unwrap().to_str().unwrap();
+            assert_eq!(h("x-ratelimit-reset-requests"), format!("{secs}s"));
+            assert_eq!(h("x-ratelimit-reset-tokens"), format!("{}s", secs + 1));
+            assert_eq!(h("x-ratelimit-limit-tokens"), "1000");
+            assert_eq!(h("x-ratelimit-remaining-tokens"), "900");
+            assert_eq!(h("x-ratelimit-remaining-requests"), "9");
         }
     }
 

@@ -26,7 +26,7 @@ pub async fn reserve(
     let snap = &ctx.snapshot;
     let caller = &party.caller;
     let route = party.route.as_ref();
-    // Allocates only when a limit applies (`Vec::new` does not).
+    // One scope per owner (key, tenant, route): on the stack, never allocated.
     let mut scopes = smallvec::SmallVec::<[Scope<'_>; 3]>::new();
     // Limits whose stored JSON no longer parses refuse the request (503): they guard money.
     if let Some(key) = snap.key_limits.get(&caller.key_id) {
@@ -190,6 +190,7 @@ pub fn set_headers(
     rate: Option<RateHeaders>,
     upstream: UpstreamRates,
 ) {
+    // Built at compile time: `from_static` on a runtime `&str` validates it every call.
     const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
     const REMAINING_REQUESTS: HeaderName =
         HeaderName::from_static("x-ratelimit-remaining-requests");
@@ -253,6 +254,7 @@ pub fn set_headers(
             RateValue::Ends(end) => {
                 let slice = text.slice(start..end);
                 start = end;
+                // Digits and `s` only: always a valid value.
                 match HeaderValue::from_maybe_shared(slice) {
                     Ok(value) => value,
                     Err(_) => continue,

@@ -1,12 +1,18 @@
 //! The in-process counter store: one map behind one mutex. Exact on one node — a
 //! reservation checks and adds all its counters under the lock — and the default when no
-//! shared store is configured (docs/behaviour.md, "Limits and budgets").
+//! shared store is configured (docs/behaviour.md, "Limits and budgets"). The map holds one
+//! entry per owner (tenant, key, route) with its counters by kind, so a request looks up
+//! each owner once, not each counter. Each counter's total is a [`Slot`] the reservation
+//! keeps: settling and giving back need neither the lock nor a lookup.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures::future::{self, BoxFuture};
 
-use super::store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
+use super::OwnerId;
+use super::store::{
+    Adjustment, Counter, CounterKey, CounterStore, Reserved, Slot, Slots, StoreFault, Totals,
+};
 
 /// Ended windows are swept at most this often (seconds).
 const SWEEP_EVERY: i64 = 60;
@@ -18,9 +24,16 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    /// Counter key → (total, window end).
-    counters: foldhash::HashMap<CounterKey, (i64, i64)>,
+    /// Owner → its counters, by kind (`Kind::index`).
+    owners: foldhash::HashMap<OwnerId, [Option<Current>; 3]>,
     next_sweep: i64,
+}
+
+/// A kind's counter in its current window (an older window's is gone: its total is 0).
+struct Current {
+    window_start: i64,
+    window_end: i64,
+    slot: Arc<Slot>,
 }
 
 impl Inner {
@@ -28,15 +41,27 @@ impl Inner {
         if now < self.next_sweep {
             return;
         }
-        self.counters.retain(|_, (_, end)| *end > now);
+        self.owners.retain(|_, kinds| {
+            for kind in kinds.iter_mut() {
+                if kind.as_ref().is_some_and(|c| c.window_end <= now) {
+                    *kind = None;
+                }
+            }
+            kinds.iter().any(Option::is_some)
+        });
         self.next_sweep = now + SWEEP_EVERY;
     }
 
+    /// The counter `key` names, while its window lasts.
+    fn current(&self, key: &CounterKey, now: i64) -> Option<&Current> {
+        let kinds = self.owners.get(&key.owner)?;
+        kinds[key.kind.index()]
+            .as_ref()
+            .filter(|c| c.window_start == key.window_start && c.window_end > now)
+    }
+
     fn total(&self, key: &CounterKey, now: i64) -> i64 {
-        match self.counters.get(key) {
-            Some((total, end)) if *end > now => *total,
-            _ => 0,
-        }
+        self.current(key, now).map_or(0, |c| c.slot.total())
     }
 }
 
@@ -46,8 +71,8 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-applied reservation (each is
-        // checked before anything is added), so the map is still sound.
+        // A panic while holding the lock cannot leave a half-applied reservation (a
+        // refusal takes back what it added before it returns), so the map is still sound.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -55,28 +80,50 @@ impl MemoryStore {
     pub fn reserve_now(&self, counters: &[Counter], now: i64) -> Reserved {
         let mut inner = self.lock();
         inner.sweep(now);
-        // One lookup per counter: each is added to as it is checked, and on a refusal the
-        // ones already added are taken back (a refusal is the rare path). A counter named
-        // twice (two scopes sharing one) sees its first addition when checked again.
-        let mut totals = Vec::with_capacity(counters.len());
-        for (i, c) in counters.iter().enumerate() {
-            let entry = inner.counters.entry(c.key).or_insert((0, c.window_end));
-            if entry.1 <= now {
-                *entry = (0, c.window_end);
-            }
-            if entry.0 + c.amount > c.limit {
-                for earlier in &counters[..i] {
-                    if let Some((total, _)) = inner.counters.get_mut(&earlier.key) {
-                        *total -= earlier.amount;
+        // Each counter is added to as it is checked, and on a refusal the ones already
+        // added are taken back (a refusal is the rare path). A counter named twice (two
+        // scopes sharing one) sees its first addition when checked again.
+        let mut totals = Totals::with_capacity(counters.len());
+        let mut slots = Slots::with_capacity(counters.len());
+        let mut refused = None;
+        let mut i = 0;
+        'owners: while let Some(first) = counters.get(i) {
+            // An owner's counters come one after another: one lookup for them all.
+            let owner = first.key.owner;
+            let kinds = inner.owners.entry(owner).or_default();
+            while let Some(c) = counters.get(i).filter(|c| c.key.owner == owner) {
+                let current = &mut kinds[c.key.kind.index()];
+                let slot = match current {
+                    Some(cur) if cur.window_start == c.key.window_start && cur.window_end > now => {
+                        &cur.slot
                     }
+                    // A new window: a new total. Reservations of the old one keep theirs.
+                    _ => {
+                        let fresh = Current {
+                            window_start: c.key.window_start,
+                            window_end: c.window_end,
+                            slot: Arc::default(),
+                        };
+                        &current.insert(fresh).slot
+                    }
+                };
+                if slot.total().saturating_add(c.amount) > c.limit {
+                    refused = Some(i);
+                    break 'owners;
                 }
-                let totals = counters.iter().map(|c| inner.total(&c.key, now)).collect();
-                return Reserved::Refused { counter: i, totals };
+                totals.push(slot.add(c.amount));
+                slots.push(Arc::clone(slot));
+                i += 1;
             }
-            entry.0 += c.amount;
-            totals.push(entry.0);
         }
-        Reserved::Granted(totals)
+        if let Some(counter) = refused {
+            for (earlier, slot) in counters.iter().zip(&slots) {
+                slot.add(-earlier.amount);
+            }
+            let totals = counters.iter().map(|c| inner.total(&c.key, now)).collect();
+            return Reserved::Refused { counter, totals };
+        }
+        Reserved::Granted { totals, slots }
     }
 }
 
@@ -93,13 +140,21 @@ impl CounterStore for MemoryStore {
         Box::pin(future::ready(Ok(self.reserve_now(counters, now))))
     }
 
+    fn reserve_ready(
+        &self,
+        counters: &[Counter],
+        now: i64,
+    ) -> Option<Result<Reserved, StoreFault>> {
+        Some(Ok(self.reserve_now(counters, now)))
+    }
+
     fn adjust(&self, adjustments: &[Adjustment]) {
-        let mut inner = self.lock();
+        let inner = self.lock();
         for a in adjustments {
-            if let Some((total, end)) = inner.counters.get_mut(&a.key)
-                && *end == a.window_end
+            if let Some(current) = inner.current(&a.key, i64::MIN)
+                && current.window_end == a.window_end
             {
-                *total = (*total + a.delta).max(0);
+                current.slot.add(a.delta);
             }
         }
     }
@@ -143,18 +198,12 @@ mod tests {
     fn all_or_none() {
         let s = MemoryStore::new();
         let both = [counter("a", 3, 10), counter("b", 3, 4)];
-        assert_eq!(s.reserve_now(&both, 0), Reserved::Granted(vec![3, 3]));
+        assert_eq!(s.reserve_now(&both, 0).granted(), Some(&[3, 3][..]));
         // b would reach 6 > 4: refused, and a is untouched.
+        assert_eq!(s.reserve_now(&both, 0).refused(), Some((1, &[3, 3][..])));
         assert_eq!(
-            s.reserve_now(&both, 0),
-            Reserved::Refused {
-                counter: 1,
-                totals: vec![3, 3]
-            }
-        );
-        assert_eq!(
-            s.reserve_now(&[counter("a", 2, 5)], 0),
-            Reserved::Granted(vec![5])
+            s.reserve_now(&[counter("a", 2, 5)], 0).granted(),
+            Some(&[5][..])
         );
     }
 
@@ -162,10 +211,7 @@ mod tests {
     fn a_key_named_twice_counts_twice() {
         let s = MemoryStore::new();
         let twice = [counter("a", 3, 5), counter("a", 3, 5)];
-        assert!(matches!(
-            s.reserve_now(&twice, 0),
-            Reserved::Refused { counter: 1, .. }
-        ));
+        assert_eq!(s.reserve_now(&twice, 0).refused(), Some((1, &[0, 0][..])));
     }
 
     #[test]
@@ -187,6 +233,27 @@ mod tests {
         assert_eq!(read, vec![0, 0]);
     }
 
+    /// A reservation's slots are its counters' totals now; those of an ended window no
+    /// longer touch the counter that replaced it.
+    #[test]
+    fn slots_settle_their_own_window_only() {
+        let s = MemoryStore::new();
+        let read = |now| futures::executor::block_on(s.read(&[k("a")], now)).unwrap();
+        let Reserved::Granted { slots, .. } = s.reserve_now(&[counter("a", 4, 10)], 0) else {
+            panic!("refused")
+        };
+        assert_eq!(slots[0].add(-1), 3);
+        assert_eq!(read(0), vec![3]);
+        let next = Counter {
+            window_end: 200,
+            ..counter("a", 2, 10)
+        };
+        assert_eq!(s.reserve_now(&[next], 150).granted(), Some(&[2][..]));
+        slots[0].add(-3);
+        slots[0].add(50);
+        assert_eq!(read(150), vec![2]);
+    }
+
     #[test]
     fn ended_windows_start_from_zero_and_are_swept() {
         let s = MemoryStore::new();
@@ -195,8 +262,8 @@ mod tests {
             window_end: 200,
             ..counter("a", 5, 5)
         };
-        assert_eq!(s.reserve_now(&[next], 150), Reserved::Granted(vec![5]));
+        assert_eq!(s.reserve_now(&[next], 150).granted(), Some(&[5][..]));
         s.reserve_now(&[], 400);
-        assert!(s.lock().counters.is_empty());
+        assert!(s.lock().owners.is_empty());
     }
 }

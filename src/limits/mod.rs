@@ -21,10 +21,13 @@ use smallvec::SmallVec;
 
 use crate::vocab::{BudgetPeriod, Limits, OnStoreError};
 
-pub use clock::{Clock, ManualClock, SystemClock, Window};
+pub use clock::{Clock, ManualClock, SystemClock, Window, to_datetime};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
-pub use store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
+pub use store::{
+    Adjustment, Counter, CounterKey, CounterStore, Counters, INLINE, Reserved, Slot, Slots,
+    StoreFault, Totals,
+};
 
 /// The three kinds of limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +58,7 @@ impl Kind {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Kind::Requests => 0,
             Kind::Tokens => 1,
@@ -114,11 +117,35 @@ impl<'a> Scope<'a> {
 /// Names an owner's counters: `t:<tenant>`, `k:<key>`, `r:<route>` (shared) or
 /// `r:<route>:t:<tenant>` (a route's limits per tenant). Written straight into each
 /// counter's key, with no string of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OwnerId {
     Tenant(uuid::Uuid),
     Key(uuid::Uuid),
     Route(uuid::Uuid, Option<uuid::Uuid>),
+}
+
+impl OwnerId {
+    /// One machine word from the owner's kind and ids: what its hash writes, rather than
+    /// field by field (a hasher round per field: what the derive does) — a request looks
+    /// its owners up by it. Equal owners fold alike; the rare unequal ones that fold alike
+    /// are told apart by `Eq`, as in any hash map.
+    pub(crate) fn fold(&self) -> u64 {
+        let id = |id: uuid::Uuid| {
+            let (high, low) = id.as_u64_pair();
+            high ^ low
+        };
+        match *self {
+            OwnerId::Tenant(t) => id(t),
+            OwnerId::Key(k) => id(k) ^ (1 << 56),
+            OwnerId::Route(r, tenant) => id(r) ^ tenant.map_or(0, id).rotate_left(29) ^ (2 << 56),
+        }
+    }
+}
+
+impl std::hash::Hash for OwnerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.fold());
+    }
 }
 
 impl std::fmt::Display for OwnerId {
@@ -226,9 +253,6 @@ pub struct Limiter {
     counts: LimitCounts,
 }
 
-/// Planned counters kept on the stack (one scope's three kinds); more spill to the heap.
-const INLINE: usize = 3;
-
 /// What names a planned counter in a refusal and its headers (the counters themselves go
 /// to the store in their own list, in the same order).
 struct Planned<'s> {
@@ -269,6 +293,11 @@ impl Limiter {
         self.clock.load().now()
     }
 
+    /// Now in Unix milliseconds: what a request's windows are found from.
+    fn now_millis(&self) -> i64 {
+        self.clock.load().now_millis()
+    }
+
     pub fn counts(&self) -> &LimitCounts {
         &self.counts
     }
@@ -287,11 +316,12 @@ impl Limiter {
     fn plan<'s>(
         scopes: &'s [Scope<'s>],
         demand: Demand,
-        now: DateTime<Utc>,
-    ) -> (Vec<Counter>, SmallVec<[Planned<'s>; INLINE]>) {
-        // The counters go on to the reservation (a move, not a copy); sized once.
-        let mut counters = Vec::with_capacity(scopes.len() * 3);
+        now_ms: i64,
+    ) -> (Counters, SmallVec<[Planned<'s>; INLINE]>) {
+        // The counters go on to the reservation (a move, not a copy), inline for one scope.
+        let mut counters = Counters::new();
         let mut planned = SmallVec::new();
+        let minute = Window::minute(now_ms);
         for scope in scopes {
             let l = scope.limits;
             let mut add = |kind: Kind, limit: i64, amount: i64, window: Window, budget| {
@@ -313,7 +343,6 @@ impl Limiter {
                     budget,
                 });
             };
-            let minute = Window::minute(now);
             if let Some(n) = l.requests_per_minute {
                 add(Kind::Requests, clamp(n), 1, minute, None);
             }
@@ -322,8 +351,8 @@ impl Limiter {
             }
             if let Some(b) = l.budget {
                 let window = match b.period {
-                    BudgetPeriod::Day => Window::day(now),
-                    BudgetPeriod::Month => Window::month(now),
+                    BudgetPeriod::Day => Window::day(now_ms),
+                    BudgetPeriod::Month => Window::month(now_ms),
                 };
                 let budget = Some((b.amount_usd, b.period));
                 add(
@@ -346,8 +375,8 @@ impl Limiter {
         scopes: &[Scope<'_>],
         demand: Demand,
     ) -> Result<Option<Reservation>, Refusal> {
-        let now = self.now();
-        let (counters, planned) = Self::plan(scopes, demand, now);
+        let now_ms = self.now_millis();
+        let (counters, planned) = Self::plan(scopes, demand, now_ms);
         if planned.is_empty() {
             return Ok(None);
         }
@@ -359,18 +388,23 @@ impl Limiter {
                     Rate {
                         limit: p.limit,
                         remaining: (p.limit - total).max(0),
-                        reset_secs: p.window.seconds_left(now),
+                        reset_secs: p.window.seconds_left(now_ms),
                     },
                 );
             }
             h
         };
-        let reserved = self.store.reserve(&counters, now.timestamp()).await;
+        let now_s = now_ms.div_euclid(1000);
+        let reserved = match self.store.reserve_ready(&counters, now_s) {
+            Some(answer) => answer,
+            None => self.store.reserve(&counters, now_s).await,
+        };
         match reserved {
-            Ok(Reserved::Granted(totals)) => Ok(Some(Reservation {
+            Ok(Reserved::Granted { totals, slots }) => Ok(Some(Reservation {
                 store: Arc::clone(&self.store),
                 headers: headers(&totals),
                 held: counters,
+                slots,
                 done: false,
             })),
             Ok(Reserved::Refused { counter, totals }) => {
@@ -385,7 +419,7 @@ impl Limiter {
                 Err(Refusal {
                     kind: p.kind,
                     message: format!("{}: {what}", p.scope.label()),
-                    retry_after_secs: p.window.seconds_left(now),
+                    retry_after_secs: p.window.seconds_left(now_ms),
                     headers: headers(&totals),
                     store_error: false,
                 })
@@ -422,14 +456,15 @@ impl Limiter {
 
     /// Each limit of one owner as it stands now (the status endpoints).
     pub async fn standing(&self, scope: &Scope<'_>) -> Result<Vec<Standing>, StoreFault> {
-        let now = self.now();
+        let now_ms = self.now_millis();
+        let now = to_datetime(now_ms);
         let demand = Demand {
             tokens: 0,
             cost_micro: 0,
         };
-        let (counters, planned) = Self::plan(std::slice::from_ref(scope), demand, now);
+        let (counters, planned) = Self::plan(std::slice::from_ref(scope), demand, now_ms);
         let keys: Vec<CounterKey> = counters.into_iter().map(|c| c.key).collect();
-        let totals = self.store.read(&keys, now.timestamp()).await?;
+        let totals = self.store.read(&keys, now_ms.div_euclid(1000)).await?;
         Ok(planned
             .iter()
             .zip(totals)
@@ -459,7 +494,10 @@ fn clamp(n: u64) -> i64 {
 pub struct Reservation {
     store: Arc<dyn CounterStore>,
     /// The counters added to, as added (each key names its kind).
-    held: Vec<Counter>,
+    held: Counters,
+    /// Their totals, where the store keeps them as slots (else empty: changes go through
+    /// the store's `adjust`).
+    slots: Slots,
     headers: RateHeaders,
     done: bool,
 }
@@ -490,25 +528,11 @@ impl Reservation {
     /// Replaces the estimate by what the request really used: tokens and micro-dollars.
     /// The request itself stays counted.
     pub fn settle(mut self, tokens: i64, cost_micro: i64) {
-        let adjustments = self
-            .held
-            .iter()
-            .filter_map(|h| {
-                let real = match h.key.kind {
-                    Kind::Requests => return None,
-                    Kind::Tokens => tokens,
-                    Kind::Budget => cost_micro,
-                };
-                (real != h.amount).then(|| Adjustment {
-                    key: h.key,
-                    delta: real - h.amount,
-                    window_end: h.window_end,
-                })
-            })
-            .collect::<SmallVec<[Adjustment; INLINE]>>();
-        if !adjustments.is_empty() {
-            self.store.adjust(&adjustments);
-        }
+        self.change(|h| match h.key.kind {
+            Kind::Requests => 0,
+            Kind::Tokens => tokens - h.amount,
+            Kind::Budget => cost_micro - h.amount,
+        });
         self.done = true;
     }
 
@@ -519,24 +543,38 @@ impl Reservation {
 
     /// Gives everything back now (what dropping does).
     pub fn release(self) {}
+
+    /// Adds `delta(counter)` to each counter held: through its slot where it has one, else
+    /// through the store.
+    fn change(&self, delta: impl Fn(&Counter) -> i64) {
+        let mut adjustments = SmallVec::<[Adjustment; INLINE]>::new();
+        for (i, h) in self.held.iter().enumerate() {
+            let delta = delta(h);
+            if delta == 0 {
+                continue;
+            }
+            match self.slots.get(i) {
+                Some(slot) => {
+                    slot.add(delta);
+                }
+                None => adjustments.push(Adjustment {
+                    key: h.key,
+                    delta,
+                    window_end: h.window_end,
+                }),
+            }
+        }
+        if !adjustments.is_empty() {
+            self.store.adjust(&adjustments);
+        }
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if self.done {
-            return;
+        if !self.done {
+            self.change(|h| -h.amount);
         }
-        let adjustments = self
-            .held
-            .iter()
-            .filter(|h| h.amount != 0)
-            .map(|h| Adjustment {
-                key: h.key,
-                delta: -h.amount,
-                window_end: h.window_end,
-            })
-            .collect::<SmallVec<[Adjustment; INLINE]>>();
-        self.store.adjust(&adjustments);
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 
-use super::store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, StoreFault};
+use super::store::{Adjustment, Counter, CounterKey, CounterStore, Reserved, Slots, StoreFault};
 
 /// A Redis call slower than this counts as an outage (the request must not wait on it).
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -388,7 +388,10 @@ impl RedisStore {
                     Some(lease.granted_total - lease.available)
                 })
                 .collect();
-            return Ok(Reserved::Granted(totals));
+            return Ok(Reserved::Granted {
+                totals,
+                slots: Slots::new(),
+            });
         }
         Err(counters
             .iter()
@@ -474,13 +477,14 @@ impl CounterStore for RedisStore {
                         self.shared.send_later(replaced);
                     }
                     // What this node's requests have used: the total less its lease.
-                    Ok(Reserved::Granted(
-                        totals.iter().zip(extra).map(|(t, l)| t - l).collect(),
-                    ))
+                    Ok(Reserved::Granted {
+                        totals: totals.iter().zip(extra).map(|(t, l)| t - l).collect(),
+                        slots: Slots::new(),
+                    })
                 }
                 [0, index, totals @ ..] if totals.len() == n => Ok(Reserved::Refused {
                     counter: usize::try_from(*index).map_err(fault)?,
-                    totals: totals.to_vec(),
+                    totals: totals.iter().copied().collect(),
                 }),
                 other => Err(StoreFault(format!("unexpected reply {other:?}"))),
             }
@@ -608,7 +612,7 @@ mod tests {
             .unwrap();
         let store = first.block_on(RedisStore::connect(&url())).unwrap();
         let granted = first.block_on(store.reserve(std::slice::from_ref(&counter), now));
-        assert_eq!(granted.unwrap(), Reserved::Granted(vec![1000]));
+        assert_eq!(granted.unwrap().granted(), Some(&[1000][..]));
         // The sender is spawned but never polled: its runtime goes first.
         first.block_on(async { store.adjust(&[adjustment(-1)]) });
         drop(first);
@@ -662,12 +666,12 @@ mod tests {
             );
             let one = counter(key, 1, 1_000_000);
             let first = a.reserve(std::slice::from_ref(&one), now).await.unwrap();
-            assert_eq!(first, Reserved::Granted(vec![1]), "the request's own total");
+            assert_eq!(first.granted(), Some(&[1][..]), "the request's own total");
             let leased = 1 + (1_000_000 - 1) / LEASE_DIVISOR;
             assert_eq!(b.read(&[key], now).await.unwrap(), vec![leased]);
             for n in 2..=100 {
                 let r = a.reserve(std::slice::from_ref(&one), now).await.unwrap();
-                assert_eq!(r, Reserved::Granted(vec![n]), "served from the lease");
+                assert_eq!(r.granted(), Some(&[n][..]), "served from the lease");
             }
             assert_eq!(
                 b.read(&[key], now).await.unwrap(),
@@ -712,7 +716,7 @@ mod tests {
                     .await
                     .unwrap()
                 {
-                    Reserved::Granted(_) => {
+                    Reserved::Granted { .. } => {
                         granted[i] += 1;
                         refused[i] = false;
                     }

@@ -2,9 +2,53 @@
 //! "Limits"). The in-process store (`memory.rs`) is exact on one node; a store shared by
 //! several nodes (Redis, with the reservation as one script) plugs in behind the same trait.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use futures::future::BoxFuture;
+use smallvec::SmallVec;
 
 use super::{Kind, OwnerId};
+
+/// Counters a request holds inline, with no allocation: one scope's three kinds. A request
+/// under more scopes' limits spills to the heap.
+pub const INLINE: usize = 3;
+
+/// A request's counters, in the order it names them.
+pub type Counters = SmallVec<[Counter; INLINE]>;
+
+/// Counters' totals, in the order asked.
+pub type Totals = SmallVec<[i64; INLINE]>;
+
+/// A counter's running total, shared by the store and the reservations holding it (the
+/// in-process store's counters): a reservation settles or gives back through it with no
+/// lock and no lookup. A counter whose window ended is replaced in the store, so a late
+/// settlement lands on the old total, which nothing reads any more.
+#[derive(Debug, Default)]
+pub struct Slot(AtomicI64);
+
+impl Slot {
+    pub fn total(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Adds `delta` (negative: gives back), never going below zero; the new total.
+    pub fn add(&self, delta: i64) -> i64 {
+        // Each addition is atomic on its own; the store's lock orders reservations, and
+        // settlements need no order among themselves.
+        let before = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(delta).max(0))
+            });
+        let before = before.unwrap_or_else(|t| t);
+        before.saturating_add(delta).max(0)
+    }
+}
+
+/// The slots of a reservation's counters, in its order; empty for a store that has none
+/// (its settlements go through `CounterStore::adjust`).
+pub type Slots = SmallVec<[Arc<Slot>; INLINE]>;
 
 /// Names a counter: its kind (tagged `rpm`, `tpm`, `usd`), its owner and the start of its
 /// window (Unix seconds). A store that needs text writes it as `rpm:t:<uuid>:<start>`
@@ -16,27 +60,12 @@ pub struct CounterKey {
     pub window_start: i64,
 }
 
-/// Hashed as a few machine words rather than as byte slices with length prefixes (what the
-/// derive does for `str` and `Uuid`): a request hashes each of its counters' keys twice.
+/// Hashed as one machine word folded from the fields (see `OwnerId`'s hash).
 impl std::hash::Hash for CounterKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u8(self.kind as u8);
-        match self.owner {
-            OwnerId::Tenant(id) => {
-                state.write_u8(0);
-                state.write_u128(id.as_u128());
-            }
-            OwnerId::Key(id) => {
-                state.write_u8(1);
-                state.write_u128(id.as_u128());
-            }
-            OwnerId::Route(id, tenant) => {
-                state.write_u8(2);
-                state.write_u128(id.as_u128());
-                state.write_u128(tenant.map_or(0, |t| t.as_u128()));
-            }
-        }
-        state.write_i64(self.window_start);
+        // A window's start is far below 2^56: the kind takes the top byte.
+        let window = (self.window_start as u64) ^ ((self.kind as u64) << 58);
+        state.write_u64(self.owner.fold() ^ window);
     }
 }
 
@@ -64,13 +93,33 @@ pub struct Counter {
 }
 
 /// The answer to a reservation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Reserved {
-    /// Every counter was added to; their totals now, in the order asked.
-    Granted(Vec<i64>),
+    /// Every counter was added to; their totals now, in the order asked, and their slots
+    /// where the store has them.
+    Granted { totals: Totals, slots: Slots },
     /// Nothing was added: `counter` (an index into the request) would have gone past its
     /// limit. `totals` are every counter's total, unchanged.
-    Refused { counter: usize, totals: Vec<i64> },
+    Refused { counter: usize, totals: Totals },
+}
+
+#[cfg(test)]
+impl Reserved {
+    /// The totals of a grant.
+    pub fn granted(&self) -> Option<&[i64]> {
+        match self {
+            Reserved::Granted { totals, .. } => Some(totals),
+            Reserved::Refused { .. } => None,
+        }
+    }
+
+    /// The counter that refused, and every total.
+    pub fn refused(&self) -> Option<(usize, &[i64])> {
+        match self {
+            Reserved::Refused { counter, totals } => Some((*counter, totals)),
+            Reserved::Granted { .. } => None,
+        }
+    }
 }
 
 /// The store could not be reached or answered nonsense: each limit's `on_store_error`
@@ -100,6 +149,17 @@ pub trait CounterStore: Send + Sync {
         counters: &'a [Counter],
         now: i64,
     ) -> BoxFuture<'a, Result<Reserved, StoreFault>>;
+
+    /// The same reservation answered at once, by a store that never waits for one (the
+    /// in-process store): `None` sends the request to `reserve`. It spares every request
+    /// on a limited route a boxed future.
+    fn reserve_ready(
+        &self,
+        _counters: &[Counter],
+        _now: i64,
+    ) -> Option<Result<Reserved, StoreFault>> {
+        None
+    }
 
     /// Applies settlements and releases. Called from destructors, so it does not wait: a
     /// network store sends them in the background. A counter whose window is gone is left

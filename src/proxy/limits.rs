@@ -4,12 +4,15 @@
 //! context; the account stage settles it with the real usage, and a request that ends
 //! without one (an error, a client that left) drops it, which gives it back.
 
+use std::cell::RefCell;
+
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use bytes::BytesMut;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::limits::{Demand, Kind, Limiter, RateHeaders, Refusal, Reservation, Scope};
+use crate::limits::{Demand, Kind, Limiter, Rate, RateHeaders, Refusal, Reservation, Scope};
 use crate::snapshot::RouteEntry;
 use crate::vocab::RouteType;
 
@@ -170,110 +173,124 @@ impl UpstreamRates {
         };
         *slot = value.trim().parse().ok();
     }
-
-    /// The upstream's remaining count is below the gateway's: its group stays.
-    fn stricter(upstream: Option<i64>, remaining: i64) -> bool {
-        upstream.is_some_and(|u| u < remaining)
-    }
 }
 
-/// The rate-limit headers on an answer the request's limits let through. The values are
-/// written by `itoa` into one buffer and each header holds a slice of it: one allocation
-/// for all six, where a value apiece cost an allocation and a formatter each (every answer
-/// on a limited route carries them). Where the upstream's own (`upstream`, noted as they
-/// were passed on) have less remaining, the upstream's group of three stays: the client
-/// sees the stricter of the two (docs/behaviour.md, "Responses"); on a tie the gateway's.
-/// When the upstream sent none, the headers are appended: no lookup of a header that
-/// cannot be there, no replaced value handed back.
+/// The rate-limit headers on an answer the request's limits let through. Where the
+/// upstream's own (`upstream`, noted as they were passed on) have less remaining, the
+/// upstream's group of three stays: the client sees the stricter of the two
+/// (docs/behaviour.md, "Responses"); on a tie the gateway's. When the upstream sent none,
+/// the headers are appended: no lookup of a header that cannot be there, no replaced value
+/// handed back.
 pub fn set_headers(
     response: &mut HttpResponse,
     rate: Option<RateHeaders>,
     upstream: UpstreamRates,
 ) {
-    // Built at compile time: `from_static` on a runtime `&str` validates it every call.
-    const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
-    const REMAINING_REQUESTS: HeaderName =
-        HeaderName::from_static("x-ratelimit-remaining-requests");
-    const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
-    const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
-    const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
-    const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
     let Some(rate) = rate else {
         return;
     };
-    let requests = rate
-        .requests
-        .filter(|r| !UpstreamRates::stricter(upstream.remaining_requests, r.remaining));
-    let tokens = rate
-        .tokens
-        .filter(|r| !UpstreamRates::stricter(upstream.remaining_tokens, r.remaining));
-    let groups = [
-        (
-            requests,
-            [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
-        ),
-        (tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
-    ];
-    // Each header's name and its value: where it ends in `text`, or a prepared one.
-    let mut text = Vec::with_capacity(128);
-    let mut placed: [Option<(HeaderName, RateValue)>; 6] = [const { None }; 6];
-    let mut slots = placed.iter_mut();
-    let mut itoa = itoa::Buffer::new();
-    for (rate, names) in groups {
-        let Some(r) = rate else { continue };
-        let [limit, remaining, reset] = names;
-        let mut written = |n: i64, unit: &str| {
-            text.extend_from_slice(itoa.format(n).as_bytes());
-            text.extend_from_slice(unit.as_bytes());
-            RateValue::Ends(text.len())
-        };
-        let values = [
-            (limit, written(r.limit, "")),
-            (remaining, written(r.remaining, "")),
-            (
-                reset,
-                match usize::try_from(r.reset_secs)
-                    .ok()
-                    .and_then(|s| RESET_SECONDS.get(s))
-                {
-                    Some(prepared) => RateValue::Prepared(prepared),
-                    None => written(r.reset_secs, "s"),
-                },
-            ),
-        ];
-        for (value, slot) in values.into_iter().zip(&mut slots) {
-            *slot = Some(value);
-        }
-    }
-    let text = bytes::Bytes::from(text);
     let headers = response.headers_mut();
-    let mut start = 0;
-    for (name, value) in placed.into_iter().flatten() {
-        let value = match value {
-            RateValue::Prepared(prepared) => prepared.clone(),
-            RateValue::Ends(end) => {
-                let slice = text.slice(start..end);
-                start = end;
-                // Digits and `s` only: always a valid value.
-                match HeaderValue::from_maybe_shared(slice) {
-                    Ok(value) => value,
-                    Err(_) => continue,
-                }
-            }
-        };
+    let mut put = |name: HeaderName, value: Option<HeaderValue>| {
+        // Digits and `s` only: a value is always valid.
+        let Some(value) = value else { return };
         if upstream.any {
             headers.insert(name, value);
         } else {
             headers.append(name, value);
         }
-    }
+    };
+    VALUES.with_borrow_mut(|values| {
+        let requests = rate.requests;
+        if let Some(r) = requests.filter(|r| !stricter(upstream.remaining_requests, r)) {
+            put(LIMIT_REQUESTS, values.limit(r.limit));
+            put(REMAINING_REQUESTS, values.number(r.remaining, ""));
+            put(RESET_REQUESTS, values.reset(r.reset_secs));
+        }
+        if let Some(r) = rate
+            .tokens
+            .filter(|r| !stricter(upstream.remaining_tokens, r))
+        {
+            put(LIMIT_TOKENS, values.limit(r.limit));
+            put(REMAINING_TOKENS, values.number(r.remaining, ""));
+            put(RESET_TOKENS, values.reset(r.reset_secs));
+        }
+    });
 }
 
-/// A rate-limit header's value in `set_headers`: the end of its text in the shared buffer,
-/// or a prepared value.
-enum RateValue {
-    Ends(usize),
-    Prepared(&'static HeaderValue),
+/// The upstream's remaining count is below the gateway's: its group stays.
+fn stricter(upstream: Option<i64>, gateway: &Rate) -> bool {
+    upstream.is_some_and(|u| u < gateway.remaining)
+}
+
+// Built at compile time: `from_static` on a runtime `&str` validates it every call.
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+
+/// Room a worker's chunk of header text is renewed with: a few hundred answers' values.
+const CHUNK: usize = 4096;
+
+/// Limit values a worker keeps written: a few routes' and tenants' limits.
+const KEPT_LIMITS: usize = 4;
+
+thread_local! {
+    /// Where this worker's rate-limit header values come from. Every answer on a limited
+    /// route carries six; a value of its own each would cost an allocation and a
+    /// formatting apiece.
+    static VALUES: RefCell<Values> = RefCell::new(Values::default());
+}
+
+#[derive(Default)]
+struct Values {
+    /// The chunk remaining counts are cut from. Each value shares it (a reference count);
+    /// once every value cut from it has been sent and dropped the chunk is reused in place,
+    /// else a new one is taken and the old one freed with its last value.
+    chunk: BytesMut,
+    /// Limits as written before: a limit is the same on every answer its limit governs.
+    /// Each has its own small buffer, so that none holds a chunk back from reuse.
+    limits: [Option<(i64, HeaderValue)>; KEPT_LIMITS],
+    /// The slot the next new limit takes (the oldest).
+    next: usize,
+}
+
+impl Values {
+    /// `n` (then `unit`) as a header value cut from the chunk.
+    fn number(&mut self, n: i64, unit: &str) -> Option<HeaderValue> {
+        let mut digits = itoa::Buffer::new();
+        let text = digits.format(n);
+        if self.chunk.capacity() < text.len() + unit.len() {
+            self.chunk.reserve(CHUNK);
+        }
+        self.chunk.extend_from_slice(text.as_bytes());
+        self.chunk.extend_from_slice(unit.as_bytes());
+        HeaderValue::from_maybe_shared(self.chunk.split().freeze()).ok()
+    }
+
+    /// A limit's value: as written before, else written and kept.
+    fn limit(&mut self, n: i64) -> Option<HeaderValue> {
+        let kept = self.limits.iter().flatten().find(|(limit, _)| *limit == n);
+        if let Some((_, value)) = kept {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from(n);
+        self.limits[self.next] = Some((n, value.clone()));
+        self.next = (self.next + 1) % KEPT_LIMITS;
+        Some(value)
+    }
+
+    /// A reset in seconds, `<n>s`: within a minute a prepared value, else written.
+    fn reset(&mut self, secs: i64) -> Option<HeaderValue> {
+        match usize::try_from(secs)
+            .ok()
+            .and_then(|s| RESET_SECONDS.get(s))
+        {
+            Some(prepared) => Some(prepared.clone()),
+            None => self.number(secs, "s"),
+        }
+    }
 }
 
 /// `0s` to `60s`: a minute window's reset, the one the headers name (requests and tokens
@@ -345,7 +362,6 @@ static RESET_SECONDS: [HeaderValue; 61] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::Rate;
 
     /// The answer's headers say what a refusal's would (`header_values`).
     #[test]
@@ -400,6 +416,42 @@ mod tests {
             assert_eq!(h("x-ratelimit-limit-tokens"), "1000");
             assert_eq!(h("x-ratelimit-remaining-tokens"), "900");
             assert_eq!(h("x-ratelimit-remaining-requests"), "9");
+        }
+    }
+
+    /// Values cut from a worker's chunk stay what they were written as while the chunk is
+    /// renewed (answers still held) or reused in place (every answer dropped); limits
+    /// kept written stay right while more limits than are kept take turns.
+    #[test]
+    fn values_outlive_their_chunk() {
+        let answer = |n: i64| {
+            let rate = RateHeaders {
+                requests: Some(Rate {
+                    limit: 1_000_000 + n % 7,
+                    remaining: n,
+                    reset_secs: 75,
+                }),
+                tokens: None,
+            };
+            let mut response = HttpResponse::Ok().finish();
+            set_headers(&mut response, Some(rate), UpstreamRates::default());
+            response
+        };
+        let read = |r: &HttpResponse, name: &str| {
+            r.headers().get(name).unwrap().to_str().unwrap().to_owned()
+        };
+        for round in 0..3 {
+            // Every third answer is held past many chunks' worth of values.
+            let held: Vec<(i64, HttpResponse)> = (0..3000)
+                .map(|n| (n, answer(n)))
+                .filter(|(n, _)| n % 3 == round)
+                .collect();
+            for (n, r) in &held {
+                assert_eq!(read(r, "x-ratelimit-remaining-requests"), n.to_string());
+                let limit = 1_000_000 + n % 7;
+                assert_eq!(read(r, "x-ratelimit-limit-requests"), limit.to_string());
+                assert_eq!(read(r, "x-ratelimit-reset-requests"), "75s");
+            }
         }
     }
 

@@ -149,6 +149,9 @@ impl CounterStore for MemoryStore {
     }
 
     fn adjust(&self, adjustments: &[Adjustment]) {
+        // This store's grants carry slots, so reservations settle through those; this is
+        // the trait's path for callers without them. The counter changes while it is the
+        // window named, whatever the clock says now.
         let inner = self.lock();
         for a in adjustments {
             if let Some(current) = inner.current(&a.key, i64::MIN)

@@ -24,9 +24,9 @@ use crate::vocab::{BudgetPeriod, Limits, OnStoreError};
 pub use clock::{Clock, ManualClock, SystemClock, Window, to_datetime};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+use store::Slots;
 pub use store::{
-    Adjustment, Counter, CounterKey, CounterStore, Counters, INLINE, Reserved, Slot, Slots,
-    StoreFault, Totals,
+    Adjustment, Counter, CounterKey, CounterStore, Counters, INLINE, Reserved, StoreFault,
 };
 
 /// The three kinds of limit.
@@ -287,10 +287,6 @@ impl Limiter {
     /// Replaces the clock (tests roll windows over with a [`ManualClock`]).
     pub fn set_clock(&self, clock: Box<dyn Clock>) {
         self.clock.store(Arc::new(clock));
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.load().now()
     }
 
     /// Now in Unix milliseconds: what a request's windows are found from.

@@ -190,29 +190,37 @@ pub fn set_headers(
         return;
     };
     let headers = response.headers_mut();
-    let mut put = |name: HeaderName, value: Option<HeaderValue>| {
-        // Digits and `s` only: a value is always valid.
-        let Some(value) = value else { return };
-        if upstream.any {
-            headers.insert(name, value);
-        } else {
-            headers.append(name, value);
-        }
-    };
+    let groups = [
+        (
+            rate.requests,
+            upstream.remaining_requests,
+            [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
+        ),
+        (
+            rate.tokens,
+            upstream.remaining_tokens,
+            [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS],
+        ),
+    ];
     VALUES.with_borrow_mut(|values| {
-        let requests = rate.requests;
-        if let Some(r) = requests.filter(|r| !stricter(upstream.remaining_requests, r)) {
-            put(LIMIT_REQUESTS, values.limit(r.limit));
-            put(REMAINING_REQUESTS, values.number(r.remaining, ""));
-            put(RESET_REQUESTS, values.reset(r.reset_secs));
-        }
-        if let Some(r) = rate
-            .tokens
-            .filter(|r| !stricter(upstream.remaining_tokens, r))
-        {
-            put(LIMIT_TOKENS, values.limit(r.limit));
-            put(REMAINING_TOKENS, values.number(r.remaining, ""));
-            put(RESET_TOKENS, values.reset(r.reset_secs));
+        for (rate, upstream_remaining, [limit, remaining, reset]) in groups {
+            let Some(r) = rate.filter(|r| !stricter(upstream_remaining, r)) else {
+                continue;
+            };
+            let group = [
+                (limit, values.limit(r.limit)),
+                (remaining, values.number(r.remaining, "")),
+                (reset, values.reset(r.reset_secs)),
+            ];
+            // Digits and `s` only: a value is always valid.
+            for (name, value) in group {
+                let Some(value) = value else { continue };
+                if upstream.any {
+                    headers.insert(name, value);
+                } else {
+                    headers.append(name, value);
+                }
+            }
         }
     });
 }
